@@ -117,4 +117,56 @@ int th_value_to_json(const struct th_column *col, const struct th_value *v, stru
  */
 int th_json_binary_to_text(const uint8_t *p, size_t len, struct th_buf *out);
 
+/* ---- Appended with the decoder (compatible additions) ----
+ *
+ * What each value kind sets beyond `kind` (other fields are left as they were):
+ *   TH_VAL_INT i; TH_VAL_UINT u; TH_VAL_DOUBLE d (FLOAT widened exactly);
+ *   TH_VAL_TEXT text, and for TIMESTAMP/TIMESTAMP2 also i = seconds since the
+ *   epoch and u = microseconds; TH_VAL_STRING/BYTES/JSON bytes, len;
+ *   TH_VAL_ENUM/SET u; TH_VAL_BIT u and bytes, len (big-endian, as stored).
+ *
+ * Renderings, in MySQL's text form: DECIMAL exactly `scale` fraction digits,
+ * no negative zero; DATE "YYYY-MM-DD"; DATETIME/TIMESTAMP "YYYY-MM-DD
+ * HH:MM:SS[.f]" with exactly fsp fraction digits, TIMESTAMP in UTC, 0 as
+ * "0000-00-00 00:00:00"; TIME "[-]HH:MM:SS[.f]" (hours may take 3 digits);
+ * YEAR as an integer (0 for the zero year).
+ *
+ * th_value_to_json: FLOAT/DOUBLE as the shortest text that reads back as the
+ * same float/double; NaN and infinities (which MySQL does not store) as null.
+ * Strings and bytes alike: a JSON string when valid UTF-8 (no transcoding from
+ * other charsets), else {"base64":"..."}. BINARY(n) values are as the server
+ * logged them, i.e. without their trailing 0x00 padding. ENUM 0 is "" and an
+ * index or bit with no name renders the whole value as a number. A MySQL JSON
+ * column with an empty value (which MySQL reads as JSON null) renders as null.
+ * Binary JSON renders as MySQL prints it (", " and ": " separators; datetimes
+ * with 6 fraction digits; doubles keep a ".0"; other opaque values as
+ * "base64:typeN:..."). col may be NULL: FLOAT then renders with double
+ * precision and ENUM/SET as numbers.
+ *
+ * Errors of th_row_decode: -EINVAL for NULL arguments. -TH_EUNSUPPORTED for
+ * pre-5.0 DECIMAL (TABLE_MAP gives no length for it), TYPED_ARRAY, unknown
+ * types, and MariaDB 5.3's fractional TIME/DATETIME/TIMESTAMP (old types with
+ * non-zero metadata). -TH_EBINLOG also for values no server writes (month 13,
+ * minute 60, a DECIMAL group >= 10^9, a length above the column's maximum).
+ * th_value_to_json: -EINVAL for TH_VAL_ABSENT, -ENOMEM when the buffer failed.
+ */
+
+/* Internal (th__): shared by rows.c and rows_json.c; not for other components. */
+int th__decimal_size(unsigned precision, unsigned scale, size_t *size);
+/* out needs 70 bytes; used = bytes of p consumed. 0 or -TH_EBINLOG. */
+int th__decimal_to_text(const uint8_t *p, size_t len, unsigned precision, unsigned scale,
+			char *out, size_t *used);
+/* MySQL's in-memory packed temporal longlongs (my_time.h); out needs 32 bytes. */
+int th__datetime_packed_to_text(int64_t packed, char *out, bool date_only, unsigned fsp);
+int th__time_packed_to_text(int64_t packed, char *out, unsigned fsp);
+size_t th__format_date(char *o, unsigned year, unsigned month, unsigned day);
+size_t th__format_datetime(char *o, unsigned year, unsigned month, unsigned day, unsigned hour,
+			   unsigned minute, unsigned second, uint32_t usec, unsigned fsp);
+size_t th__format_time(char *o, bool neg, unsigned hour, unsigned minute, unsigned second,
+		       uint32_t usec, unsigned fsp);
+void th__json_number_u64(struct th_buf *out, uint64_t u);
+void th__json_number_i64(struct th_buf *out, int64_t i);
+/* single: shortest float text; mark_float: append ".0" to integral text. */
+int th__json_number_double(struct th_buf *out, double d, bool single, bool mark_float);
+
 #endif
