@@ -1,0 +1,403 @@
+/* Tests for readers/source.h: the live binlog source, against a private MariaDB
+ * (tests/support/mariadb.h) and against the MySQL 8 replay server
+ * (tests/support/replay_server.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "source.h"
+#include "gtid.h"
+#include "th_error.h"
+#include "th_time.h"
+#include "tests/support/mariadb.h"
+
+enum {
+	EV_QUERY = 2, EV_ROTATE = 4, EV_FORMAT_DESCRIPTION = 15, EV_XID = 16, EV_TABLE_MAP = 19,
+	EV_WRITE_ROWS_V1 = 23, EV_UPDATE_ROWS_V1 = 24, EV_DELETE_ROWS_V1 = 25, EV_HEARTBEAT = 27,
+	EV_MARIA_GTID = 162, EV_MARIA_GTID_LIST = 163,
+};
+#define LOG_EVENT_ARTIFICIAL_F 0x20
+
+struct shared {
+	struct th_mariadb *db; /* NULL when no server: tests skip with why */
+	char why[1024];
+};
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static int server_setup(void **state)
+{
+	struct shared *sh = calloc(1, sizeof *sh);
+	if (!sh)
+		return -1;
+	int rc = th_mariadb_start(NULL, &sh->db, sh->why, sizeof sh->why);
+	if (rc != 0)
+		sh->db = NULL;
+	if (rc < 0)
+		fprintf(stderr, "th_mariadb_start failed: %s: %s\n", th_errname(rc), sh->why);
+	else if (sh->db && th_mariadb_create_topo_schema(sh->db, NULL) != 0)
+		fprintf(stderr, "topo schema: %s\n", sh->db->err);
+	*state = sh;
+	return 0;
+}
+
+static int server_teardown(void **state)
+{
+	struct shared *sh = *state;
+	th_mariadb_stop(sh->db);
+	free(sh);
+	return 0;
+}
+
+static struct th_mariadb *shared_db(void **state)
+{
+	struct shared *sh = *state;
+	if (!sh->db) {
+		print_message("skip: %s\n", sh->why[0] ? sh->why : "no MariaDB server");
+		skip();
+	}
+	return sh->db;
+}
+
+static struct th_source_config config_for(const struct th_mariadb *db)
+{
+	struct th_source_config c = {
+		.host = db->host, .port = db->port, .user = db->user, .password = db->password,
+		.heartbeat_ms = 1000,
+	};
+	return c;
+}
+
+static struct th_source *open_or_fail(const struct th_source_config *c)
+{
+	struct th_source *src = NULL;
+	char err[512];
+	int rc = th_source_live_open(c, &src, err, sizeof err);
+	if (rc != 0)
+		fail_msg("th_source_live_open: %s: %s", th_errname(rc), err);
+	return src;
+}
+
+/* The event's CRC32 (zlib's, the one binlogs use) matches its last 4 bytes. */
+static bool crc_ok(const uint8_t *ev, size_t len)
+{
+	return len >= 23 && crc32(0, ev, (uInt)(len - 4)) == le32(ev + len - 4);
+}
+
+struct stream {
+	uint8_t types[512];
+	size_t n;
+	bool all_crc_ok;
+	bool saw_path[4];          /* WRITE_ROWS carrying "/s0".."/s3" */
+	uint64_t gtid_seq[64];     /* MariaDB GTID seq_no in order */
+	size_t n_gtid;
+};
+
+static void note_event(struct stream *s, const uint8_t *ev, size_t len)
+{
+	if (s->n < sizeof s->types)
+		s->types[s->n++] = ev[4];
+	if (!crc_ok(ev, len))
+		s->all_crc_ok = false;
+	if (ev[4] == EV_MARIA_GTID && s->n_gtid < 64)
+		s->gtid_seq[s->n_gtid++] = le64(ev + 19);
+	if (ev[4] == EV_WRITE_ROWS_V1)
+		for (int i = 0; i < 4; i++) {
+			char path[8];
+			snprintf(path, sizeof path, "/s%d", i);
+			if (memmem(ev, len, path, 3))
+				s->saw_path[i] = true;
+		}
+}
+
+/* Reads a non-blocking stream to its end. */
+static void drain(struct th_source *src, struct stream *s)
+{
+	memset(s, 0, sizeof *s);
+	s->all_crc_ok = true;
+	const uint8_t *ev;
+	size_t len;
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
+		note_event(s, ev, len);
+	if (rc != 0)
+		fail_msg("th_source_next_event: %s: %s", th_errname(rc), th_source_error(src));
+}
+
+static bool has_type(const struct stream *s, uint8_t t)
+{
+	return memchr(s->types, t, s->n) != NULL;
+}
+
+static void test_source__streams_row_events_from_the_start_with_crc32(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/s0', 'v1');"
+					    "UPDATE topo.topo_data SET data = 'v2', version = version + 1 WHERE path = '/s0';"
+					    "DELETE FROM topo.topo_data WHERE path = '/s0'"), 0);
+	for (int over_socket = 0; over_socket <= 1; over_socket++) {
+		struct th_source_config c = config_for(db);
+		c.non_blocking = true;
+		if (over_socket)
+			c.socket = db->socket;
+		struct th_source *src = open_or_fail(&c);
+		assert_int_equal(th_source_flavor(src), TH_SOURCE_FLAVOR_MARIADB);
+		assert_non_null(strstr(th_source_server_version(src), "MariaDB"));
+		assert_int_equal(th_source_checksum(src), 1);
+
+		const uint8_t *ev;
+		size_t len;
+		/* The stream opens with the server's fake ROTATE, then the format. */
+		assert_int_equal(th_source_next_event(src, &ev, &len), 1);
+		assert_int_equal(ev[4], EV_ROTATE);
+		assert_true(ev[17] & LOG_EVENT_ARTIFICIAL_F);
+		assert_true(crc_ok(ev, len));
+		assert_int_equal(th_source_next_event(src, &ev, &len), 1);
+		assert_int_equal(ev[4], EV_FORMAT_DESCRIPTION);
+
+		struct stream s;
+		drain(src, &s);
+		assert_true(s.all_crc_ok);
+		assert_true(has_type(&s, EV_MARIA_GTID));
+		assert_true(has_type(&s, EV_QUERY));
+		assert_true(has_type(&s, EV_TABLE_MAP));
+		assert_true(has_type(&s, EV_WRITE_ROWS_V1));
+		assert_true(has_type(&s, EV_UPDATE_ROWS_V1));
+		assert_true(has_type(&s, EV_DELETE_ROWS_V1));
+		assert_true(has_type(&s, EV_XID));
+		assert_true(s.saw_path[0]);
+		/* At the end: 0 again, and the position is the binlog's end. */
+		assert_int_equal(th_source_next_event(src, &ev, &len), 0);
+		const char *file;
+		uint64_t pos;
+		th_source_position(src, &file, &pos);
+		assert_string_equal(file, "binlog.000001");
+		assert_true(pos > 4);
+		struct th_source_stats st;
+		th_source_stats(src, &st);
+		assert_int_equal(st.events, s.n + 2);
+		th_source_close(src);
+	}
+}
+
+static void test_source__resumes_from_gtid_position(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	char before[128], after[128];
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/s1', 'a')"), 0);
+	assert_int_equal(th_mariadb_query_value(db, before, sizeof before, "SELECT @@gtid_binlog_pos"), 0);
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/s2', 'b')"), 0);
+	assert_int_equal(th_mariadb_query_value(db, after, sizeof after, "SELECT @@gtid_binlog_pos"), 0);
+
+	struct th_maria_gtid b, a;
+	assert_int_equal(th_maria_gtid_parse(before, &b), 0);
+	assert_int_equal(th_maria_gtid_parse(after, &a), 0);
+	assert_int_equal(a.seq_no, b.seq_no + 1);
+
+	struct th_source_config c = config_for(db);
+	c.non_blocking = true;
+	c.gtid = before;
+	struct th_source *src = open_or_fail(&c);
+	struct stream s;
+	drain(src, &s);
+	/* Only the later transaction arrives. */
+	assert_int_equal(s.n_gtid, 1);
+	assert_int_equal(s.gtid_seq[0], a.seq_no);
+	assert_true(s.saw_path[2]);
+	assert_false(s.saw_path[1]);
+	assert_true(s.all_crc_ok);
+	th_source_close(src);
+
+	/* At the current position: nothing but the preamble. */
+	c.gtid = after;
+	src = open_or_fail(&c);
+	drain(src, &s);
+	assert_int_equal(s.n_gtid, 0);
+	assert_false(has_type(&s, EV_WRITE_ROWS_V1));
+	th_source_close(src);
+}
+
+static void test_source__blocking_stream_delivers_heartbeats_and_new_transactions(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	char now[128];
+	assert_int_equal(th_mariadb_query_value(db, now, sizeof now, "SELECT @@gtid_binlog_pos"), 0);
+	struct th_source_config c = config_for(db);
+	c.gtid = now;
+	c.heartbeat_ms = 100;
+	c.pass_heartbeats = true;
+	struct th_source *src = open_or_fail(&c);
+	const uint8_t *ev;
+	size_t len;
+	int rc, heartbeats = 0;
+	uint64_t t0 = th_now_ns();
+	while (heartbeats < 2 && (rc = th_source_next_event(src, &ev, &len)) == 1)
+		if (ev[4] == EV_HEARTBEAT)
+			heartbeats++;
+	assert_int_equal(heartbeats, 2);
+	assert_true(th_now_ns() - t0 < 3000000000ull);
+
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/s3', 'c')"), 0);
+	struct stream s;
+	memset(&s, 0, sizeof s);
+	s.all_crc_ok = true;
+	while (!has_type(&s, EV_XID) && (rc = th_source_next_event(src, &ev, &len)) == 1)
+		note_event(&s, ev, len);
+	assert_true(s.saw_path[3]);
+	assert_true(s.all_crc_ok);
+	struct th_source_stats st;
+	th_source_stats(src, &st);
+	assert_true(st.heartbeats >= 2);
+	th_source_close(src);
+}
+
+static void test_source__bad_password_is_a_clear_mysql_error(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	struct th_source_config c = config_for(db);
+	c.password = "not-the-password";
+	struct th_source *src = (struct th_source *)1;
+	char err[512];
+	assert_int_equal(th_source_live_open(&c, &src, err, sizeof err), -TH_EMYSQL);
+	assert_null(src);
+	assert_non_null(strstr(err, "Access denied"));
+	assert_non_null(strstr(err, "1045"));
+	assert_null(strstr(err, "not-the-password"));
+	print_message("message: %s\n", err);
+}
+
+static void test_source__gtid_of_the_other_flavour_is_rejected(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	struct th_source_config c = config_for(db);
+	c.gtid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5";
+	struct th_source *src = NULL;
+	char err[512];
+	assert_int_equal(th_source_live_open(&c, &src, err, sizeof err), -TH_EGTID);
+	assert_non_null(strstr(err, "MariaDB"));
+}
+
+static void test_source__dump_refused_by_the_server_is_reported_with_its_message(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	struct th_source_config c = config_for(db);
+	c.binlog_file = "no-such-binlog.000042";
+	struct th_source *src = open_or_fail(&c);
+	const uint8_t *ev;
+	size_t len;
+	assert_int_equal(th_source_next_event(src, &ev, &len), -TH_EMYSQL);
+	assert_non_null(strstr(th_source_error(src), "1236"));
+	print_message("message: %s\n", th_source_error(src));
+	/* Sticky. */
+	assert_int_equal(th_source_next_event(src, &ev, &len), -TH_EMYSQL);
+	th_source_close(src);
+
+	/* A GTID position the server never wrote (strict mode): an error, not a skip. */
+	c.binlog_file = NULL;
+	c.gtid = "0-1-999999";
+	src = open_or_fail(&c);
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
+		;
+	assert_int_equal(rc, -TH_EMYSQL);
+	print_message("message: %s\n", th_source_error(src));
+	th_source_close(src);
+}
+
+/* Reads until the source is idle (a heartbeat), so it waits on the socket. */
+static void read_until_heartbeat(struct th_source *src)
+{
+	const uint8_t *ev;
+	size_t len;
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1 && ev[4] != EV_HEARTBEAT)
+		;
+	if (rc != 1)
+		fail_msg("before the heartbeat: %s: %s", th_errname(rc), th_source_error(src));
+}
+
+static void test_source__killed_server_is_a_dead_connection(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	struct th_source_config c = config_for(db);
+	c.heartbeat_ms = 200;
+	c.pass_heartbeats = true;
+	struct th_source *src = open_or_fail(&c);
+	read_until_heartbeat(src);
+	assert_int_equal(th_mariadb_signal(db, SIGKILL), 0);
+	const uint8_t *ev;
+	size_t len;
+	uint64_t t0 = th_now_ns();
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
+		;
+	uint64_t ms = (th_now_ns() - t0) / 1000000u;
+	assert_int_equal(rc, -TH_EDEADCONN);
+	assert_true(ms <= th_source_deadline_ms(src) + 500);
+	print_message("after %llu ms: %s\n", (unsigned long long)ms, th_source_error(src));
+	th_source_close(src);
+}
+
+static void test_source__stopped_server_is_a_dead_connection_within_the_deadline(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	struct th_source_config c = config_for(db);
+	c.heartbeat_ms = 200;
+	c.pass_heartbeats = true;
+	struct th_source *src = open_or_fail(&c);
+	read_until_heartbeat(src);
+	assert_int_equal(th_mariadb_signal(db, SIGSTOP), 0);
+	const uint8_t *ev;
+	size_t len;
+	uint64_t t0 = th_now_ns();
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
+		;
+	uint64_t ms = (th_now_ns() - t0) / 1000000u;
+	assert_int_equal(rc, -TH_EDEADCONN);
+	uint32_t deadline = th_source_deadline_ms(src);
+	assert_true(deadline >= 2 * 200);
+	assert_true(ms + 300 >= deadline); /* not before the deadline (less a heartbeat in flight) */
+	assert_true(ms <= deadline + 1500);
+	assert_non_null(strstr(th_source_error(src), "heartbeat deadline"));
+	print_message("after %llu ms (deadline %u): %s\n", (unsigned long long)ms, deadline,
+		      th_source_error(src));
+	th_source_close(src);
+	/* server_teardown kills the stopped server (SIGKILL works on it). */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_source__streams_row_events_from_the_start_with_crc32),
+		cmocka_unit_test(test_source__resumes_from_gtid_position),
+		cmocka_unit_test(test_source__blocking_stream_delivers_heartbeats_and_new_transactions),
+		cmocka_unit_test(test_source__bad_password_is_a_clear_mysql_error),
+		cmocka_unit_test(test_source__gtid_of_the_other_flavour_is_rejected),
+		cmocka_unit_test(test_source__dump_refused_by_the_server_is_reported_with_its_message),
+		/* These two break their server: each gets its own. */
+		cmocka_unit_test_setup_teardown(test_source__killed_server_is_a_dead_connection,
+						server_setup, server_teardown),
+		cmocka_unit_test_setup_teardown(test_source__stopped_server_is_a_dead_connection_within_the_deadline,
+						server_setup, server_teardown),
+	};
+	return cmocka_run_group_tests(tests, server_setup, server_teardown);
+}
