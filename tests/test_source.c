@@ -20,6 +20,7 @@
 #include "th_error.h"
 #include "th_time.h"
 #include "tests/support/mariadb.h"
+#include "tests/support/replay_server.h"
 
 enum {
 	EV_QUERY = 2, EV_ROTATE = 4, EV_FORMAT_DESCRIPTION = 15, EV_XID = 16, EV_TABLE_MAP = 19,
@@ -384,6 +385,244 @@ static void test_source__stopped_server_is_a_dead_connection_within_the_deadline
 	/* server_teardown kills the stopped server (SIGKILL works on it). */
 }
 
+/* ---- MySQL 8, through the replay server ---- */
+
+#define MYSQL8_FILE "mysql-8.0.45-gtid.000001"
+#define MYSQL8_UUID "396e294c-1ca4-11f1-9ae7-00155da79c6b"
+#define EV_GTID 33
+
+struct replay_fixture {
+	struct th_replay *rs;
+	uint8_t *file;            /* the binlog, for comparison */
+	size_t file_len;
+};
+
+static void fixture_path(char *out, size_t len)
+{
+	const char *shared = getenv("TH_SHARED");
+	snprintf(out, len, "%s/fixtures/binlog/" MYSQL8_FILE, shared && *shared ? shared : "../shared");
+}
+
+static struct replay_fixture *replay_or_skip(bool stall)
+{
+	char path[512], why[512];
+	fixture_path(path, sizeof path);
+	struct th_replay_options o = { .binlog_path = path, .user = "topohub", .stall = stall };
+	struct replay_fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	int rc = th_replay_start(&o, &f->rs, why, sizeof why);
+	if (rc == -ENOENT) {
+		free(f);
+		print_message("skip: fixture missing: %s (set TH_SHARED)\n", why);
+		skip();
+	}
+	if (rc != 0)
+		fail_msg("th_replay_start: %s", why);
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	f->file_len = (size_t)ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	f->file = malloc(f->file_len);
+	assert_non_null(f->file);
+	assert_int_equal(fread(f->file, 1, f->file_len, fp), f->file_len);
+	fclose(fp);
+	return f;
+}
+
+static void replay_free(struct replay_fixture *f)
+{
+	th_replay_stop(f->rs);
+	free(f->file);
+	free(f);
+}
+
+static struct th_source_config replay_config(const struct replay_fixture *f)
+{
+	struct th_source_config c = {
+		.host = "127.0.0.1", .port = th_replay_port(f->rs), .user = "topohub",
+		.password = "secret", .heartbeat_ms = 1000,
+	};
+	return c;
+}
+
+static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(false);
+	struct th_source_config c = replay_config(f);
+	c.gtid = ""; /* GTID dump from the beginning */
+	c.non_blocking = true;
+	struct th_source *src = open_or_fail(&c);
+	assert_int_equal(th_source_flavor(src), TH_SOURCE_FLAVOR_MYSQL);
+	assert_string_equal(th_source_server_version(src), "8.0.45-replay");
+	assert_int_equal(th_source_checksum(src), 1);
+
+	const uint8_t *ev;
+	size_t len;
+	assert_int_equal(th_source_next_event(src, &ev, &len), 1);
+	assert_int_equal(ev[4], EV_ROTATE);
+	assert_true(crc_ok(ev, len));
+	const char *file;
+	th_source_position(src, &file, NULL);
+	assert_string_equal(file, MYSQL8_FILE);
+
+	/* Every event of the file, in order, byte for byte. */
+	size_t off = 4, n = 0;
+	int rc;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1) {
+		assert_true(off + 19 <= f->file_len);
+		uint32_t size = le32(f->file + off + 9);
+		assert_int_equal(len, size);
+		assert_memory_equal(ev, f->file + off, size);
+		off += size;
+		n++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(off, f->file_len);
+	print_message("%zu events streamed\n", n);
+
+	struct th_replay_request r;
+	th_replay_last_request(f->rs, &r);
+	assert_int_equal(r.command, 0x1e);
+	assert_int_equal(r.flags, 0x0004 | 0x0001); /* through GTID, non-blocking */
+	assert_int_equal(r.server_id, th_source_server_id(src));
+	assert_int_equal(r.heartbeat_ns, 1000000000ull);
+	assert_string_equal(r.checksum, "CRC32");
+	assert_string_equal(r.user, "topohub");
+	assert_int_equal(r.gtid_len, 8); /* the empty set */
+	th_source_close(src);
+	replay_free(f);
+}
+
+static void test_source__mysql8_resumes_from_gtid_set(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(false);
+	struct th_source_config c = replay_config(f);
+	c.gtid = MYSQL8_UUID ":1-2";
+	c.non_blocking = true;
+	struct th_source *src = open_or_fail(&c);
+	const uint8_t *ev;
+	size_t len;
+	int rc;
+	uint64_t gnos[8];
+	size_t n = 0;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
+		if (ev[4] == EV_GTID && n < 8)
+			gnos[n++] = le64(ev + 36);
+	assert_int_equal(rc, 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(gnos[0], 3);
+	assert_int_equal(gnos[1], 4);
+
+	/* The set went over the wire in the binary encoding. */
+	struct th_replay_request r;
+	th_replay_last_request(f->rs, &r);
+	struct th_gtid_set *sent, *want;
+	assert_int_equal(th_gtid_set_new(&sent), 0);
+	assert_int_equal(th_gtid_set_new(&want), 0);
+	assert_int_equal(th_gtid_set_decode(sent, r.gtid, r.gtid_len, NULL), 0);
+	assert_int_equal(th_gtid_set_parse(want, MYSQL8_UUID ":1-2", NULL, 0), 0);
+	assert_true(th_gtid_set_equal(sent, want));
+	th_gtid_set_free(sent);
+	th_gtid_set_free(want);
+	th_source_close(src);
+	replay_free(f);
+}
+
+static void test_source__mysql8_dump_by_file_and_position(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(false);
+	struct th_source_config c = replay_config(f);
+	c.binlog_file = MYSQL8_FILE;
+	c.binlog_pos = 4;
+	c.non_blocking = true;
+	struct th_source *src = open_or_fail(&c);
+	struct stream s;
+	drain(src, &s);
+	assert_true(s.all_crc_ok);
+	struct th_replay_request r;
+	th_replay_last_request(f->rs, &r);
+	assert_int_equal(r.command, 0x12);
+	assert_string_equal(r.file, MYSQL8_FILE);
+	assert_int_equal(r.pos, 4);
+	th_source_close(src);
+
+	/* MariaDB GTID text is refused before anything is sent. */
+	c.binlog_file = NULL;
+	c.gtid = "0-1-5";
+	char err[512];
+	assert_int_equal(th_source_live_open(&c, &src, err, sizeof err), -TH_EGTID);
+	assert_non_null(strstr(err, "MySQL"));
+	replay_free(f);
+}
+
+static void test_source__mysql8_idle_stream_gets_heartbeats(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(false);
+	struct th_source_config c = replay_config(f);
+	c.gtid = "";
+	c.heartbeat_ms = 100;
+	c.pass_heartbeats = true;
+	struct th_source *src = open_or_fail(&c);
+	const uint8_t *ev;
+	size_t len;
+	int rc, heartbeats = 0;
+	while (heartbeats < 3 && (rc = th_source_next_event(src, &ev, &len)) == 1)
+		if (ev[4] == EV_HEARTBEAT) {
+			assert_true(crc_ok(ev, len));
+			heartbeats++;
+		}
+	assert_int_equal(heartbeats, 3);
+	th_source_close(src);
+	replay_free(f);
+}
+
+static void test_source__mysql8_silent_server_is_a_dead_connection(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(true);
+	struct th_source_config c = replay_config(f);
+	c.gtid = "";
+	c.heartbeat_ms = 200;
+	struct th_source *src = open_or_fail(&c);
+	const uint8_t *ev;
+	size_t len;
+	int rc;
+	uint64_t t0 = 0;
+	size_t n = 0;
+	while ((rc = th_source_next_event(src, &ev, &len)) == 1) {
+		t0 = th_now_ns();
+		n++;
+	}
+	uint64_t ms = (th_now_ns() - t0) / 1000000u;
+	assert_int_equal(rc, -TH_EDEADCONN);
+	assert_true(n > 10);
+	assert_true(ms + 100 >= th_source_deadline_ms(src));
+	assert_true(ms <= th_source_deadline_ms(src) + 1500);
+	th_source_close(src);
+	replay_free(f);
+}
+
+static void test_source__mysql8_refused_login_is_a_clear_mysql_error(void **state)
+{
+	(void)state;
+	struct replay_fixture *f = replay_or_skip(false);
+	struct th_source_config c = replay_config(f);
+	c.user = "intruder";
+	struct th_source *src = NULL;
+	char err[512];
+	assert_int_equal(th_source_live_open(&c, &src, err, sizeof err), -TH_EMYSQL);
+	assert_null(src);
+	assert_non_null(strstr(err, "Access denied"));
+	assert_non_null(strstr(err, "1045"));
+	assert_null(strstr(err, "secret"));
+	replay_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -393,6 +632,12 @@ int main(void)
 		cmocka_unit_test(test_source__bad_password_is_a_clear_mysql_error),
 		cmocka_unit_test(test_source__gtid_of_the_other_flavour_is_rejected),
 		cmocka_unit_test(test_source__dump_refused_by_the_server_is_reported_with_its_message),
+		cmocka_unit_test(test_source__mysql8_binlog_streams_end_to_end_byte_for_byte),
+		cmocka_unit_test(test_source__mysql8_resumes_from_gtid_set),
+		cmocka_unit_test(test_source__mysql8_dump_by_file_and_position),
+		cmocka_unit_test(test_source__mysql8_idle_stream_gets_heartbeats),
+		cmocka_unit_test(test_source__mysql8_silent_server_is_a_dead_connection),
+		cmocka_unit_test(test_source__mysql8_refused_login_is_a_clear_mysql_error),
 		/* These two break their server: each gets its own. */
 		cmocka_unit_test_setup_teardown(test_source__killed_server_is_a_dead_connection,
 						server_setup, server_teardown),
