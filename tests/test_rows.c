@@ -1640,18 +1640,20 @@ static void live_check_value(struct th_mariadb *db, int id, size_t ci, const str
 			     const struct th_value *v)
 {
 	const struct live_col *lc = &live_cols[ci];
-	static char server[300000];
+	enum { SERVER_MAX = 300000 }; /* HEX of the 100 KB LONGBLOB */
+	char *server = malloc(SERVER_MAX);
 	const char *expr = lc->cmp == CMP_HEX || lc->cmp == CMP_HEXPAD ? "HEX(%s)"
 		: lc->cmp == CMP_NUM && !strncmp(lc->sql, "BIT", 3) ? "%s+0" : "%s";
 	char e[64], q[256];
 	snprintf(e, sizeof e, expr, lc->name);
 	snprintf(q, sizeof q, "SELECT IFNULL(%s, '<NULL>') FROM rt.t WHERE id = %d", e, id);
-	int r = th_mariadb_query_value(db, server, sizeof server, "%s", q);
+	int r = th_mariadb_query_value(db, server, SERVER_MAX, "%s", q);
 	if (r)
 		fail_msg("%s: %d %s", q, r, db->err);
 	if (!strcmp(server, "<NULL>")) {
 		if (v->kind != TH_VAL_NULL)
 			fail_msg("row %d %s: server NULL, decoded kind %d", id, lc->name, v->kind);
+		free(server);
 		return;
 	}
 	struct th_buf ours = TH_BUF_INIT;
@@ -1675,12 +1677,14 @@ static void live_check_value(struct th_mariadb *db, int id, size_t ci, const str
 		if ((float)strtod(server, NULL) != (float)v->d)
 			fail_msg("row %d %s: server %s, decoded %.9g", id, lc->name, server, v->d);
 		th_buf_free(&ours);
+		free(server);
 		return;
 	case CMP_DOUBLE:
 		assert_int_equal(v->kind, TH_VAL_DOUBLE);
 		if (strtod(server, NULL) != v->d)
 			fail_msg("row %d %s: server %s, decoded %.17g", id, lc->name, server, v->d);
 		th_buf_free(&ours);
+		free(server);
 		return;
 	case CMP_HEX:
 	case CMP_HEXPAD:
@@ -1698,6 +1702,7 @@ static void live_check_value(struct th_mariadb *db, int id, size_t ci, const str
 		fail_msg("row %d %s (%s): server '%.200s', decoded '%.200s'", id, lc->name, lc->sql,
 			 server, th_buf_cstr(&ours));
 	th_buf_free(&ours);
+	free(server);
 }
 
 static void test_rows__decodes_every_type_a_real_server_logs(void **state)
