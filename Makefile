@@ -7,7 +7,9 @@
 #   make CC=clang        any of the above with clang
 #   make bench           benchmarks (see bench/README.md)
 
-CC      ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 SAN     ?=
 BUILD   ?= build$(if $(SAN),/$(SAN))
 DEPS    := $(shell scripts/install-deps.sh build >&2 || echo missing)
@@ -29,7 +31,7 @@ ifeq ($(SAN),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 else ifeq ($(SAN),thread)
-ALL_CFLAGS += -fsanitize=thread
+ALL_CFLAGS += -fsanitize=thread -Wno-tsan -Wno-unknown-warning-option
 LDFLAGS += -fsanitize=thread
 else ifneq ($(SAN),)
 $(error SAN must be address or thread)

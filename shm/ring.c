@@ -1,0 +1,1006 @@
+/*
+ * ring.c: the shared-memory ring. Read ring.h first for what is promised.
+ *
+ * Layout of the ring memfd:
+ *
+ *   page 0   struct ring_header: constants (magic, format, generation, sizes),
+ *            then one cache line the writer stores on publish (head, reclaim),
+ *            then one line for the closed flag.
+ *   page 1.. data: capacity bytes, an array of 64-bit words. Record at position
+ *            p starts at word (p / 8) & (capacity / 8 - 1).
+ *
+ * A record is two header words then the payload words:
+ *   word 0: len (bits 0-31) | type (32-47) | flags (48-63)
+ *   word 1: publish time (CLOCK_MONOTONIC ns)
+ *
+ * Every word of the data area is read and written with relaxed atomic
+ * operations: the bytes are racy by design (a lapped reader may read words
+ * the writer is overwriting, and throws the copy away), and atomics make that
+ * race defined behaviour and keep TSan quiet, at no cost on x86.
+ *
+ * Layout of a slot page (one per reader, shared only with that reader):
+ *   line 0  written by the reader on every read: read_pos
+ *   line 1  written by the reader when it sleeps or rejoins: sleep_word,
+ *           evict_ack, timeout_ns
+ *   line 2  written by the writer: evict_seq, evict_reason, evictions
+ *   line 3  constants: magic, ring generation
+ * Lines are separate so that the reader's frequent read_pos stores do not
+ * disturb the lines the writer polls on every commit (sleep_word).
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "th_atomic.h"
+#include "th_error.h"
+#include "th_time.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the ring's futex watches the low half of the 64-bit head: little-endian only"
+#endif
+
+#define RING_MAGIC 0x31474e4952485423ull /* "#THRING1" */
+#define SLOT_MAGIC 0x31544f4c53485423ull /* "#THSLOT1" */
+#define RING_VERSION 1u
+#define RECORD_HEADER 16u
+#define PAGE 4096u
+#define DEFAULT_MAX_READERS 1024u
+
+/* The format word: incompatible builds refuse each other's segments. */
+#define RING_FORMAT                                                                        \
+	((uint64_t)RING_VERSION << 48 | (uint64_t)RECORD_HEADER << 32 |                         \
+	 (uint64_t)sizeof(struct ring_header) << 16 | (uint64_t)sizeof(struct slot_page) << 4 | \
+	 (uint64_t)(sizeof(void *) == 8))
+
+struct ring_header {
+	/* Constant after creation. */
+	uint64_t magic;
+	uint64_t format;
+	uint64_t generation;
+	uint64_t capacity;
+	uint64_t data_offset;
+	uint64_t initial_pos;
+	uint32_t max_record;
+	uint32_t reserved0;
+	uint64_t reserved1;
+	/* Written by the writer on publish; read by every reader on every read. */
+	_Alignas(TH_CACHELINE) th_atomic_u64 head;
+	th_atomic_u64 reclaim;
+	/* Set once, when the writer goes away. */
+	_Alignas(TH_CACHELINE) th_atomic_u32 closed;
+};
+
+#define SLEEPING 1u
+#define SLEEP_FD 2u
+#define SLEEP_GEN 4u /* the generation counts in the bits above the flags */
+
+struct slot_page {
+	/* Reader-written, every read. */
+	_Alignas(TH_CACHELINE) th_atomic_u64 read_pos;
+	/* Reader-written, rarely. */
+	_Alignas(TH_CACHELINE) th_atomic_u32 sleep_word; /* gen | SLEEP_FD? | SLEEPING? */
+	th_atomic_u32 evict_ack;                         /* the evict_seq the reader rejoined after */
+	th_atomic_u64 timeout_ns;
+	/* Writer-written, rarely. */
+	_Alignas(TH_CACHELINE) th_atomic_u32 evict_seq;
+	th_atomic_u32 evict_reason;
+	th_atomic_u32 evictions;
+	/* Constant. */
+	_Alignas(TH_CACHELINE) uint64_t magic;
+	uint64_t generation;
+};
+
+_Static_assert(sizeof(struct ring_header) <= PAGE, "ring header fits its page");
+_Static_assert(sizeof(struct slot_page) <= PAGE, "slot fits a page");
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static inline uint64_t align8(uint64_t n)
+{
+	return (n + 7) & ~(uint64_t)7;
+}
+
+static inline uint64_t rec_word0(uint32_t len, uint16_t type, uint16_t flags)
+{
+	return (uint64_t)len | (uint64_t)type << 32 | (uint64_t)flags << 48;
+}
+
+static long futex(th_atomic_u64 *word, int op, uint32_t val, const struct timespec *ts)
+{
+	/* The low 32 bits of the head (little-endian): a non-private futex, so it
+	 * works across processes and on a read-only mapping. */
+	return syscall(SYS_futex, (uint32_t *)(void *)word, op, val, ts, NULL, 0);
+}
+
+/* Copy n bytes out of the ring's words, starting at byte offset off (8-aligned). */
+static void words_to_bytes(th_atomic_u64 *data, uint64_t mask_words, uint64_t word, uint8_t *dst,
+			   size_t n)
+{
+	while (n >= 8) {
+		uint64_t v = th_load_relaxed(&data[word & mask_words]);
+		memcpy(dst, &v, 8);
+		dst += 8;
+		n -= 8;
+		word++;
+	}
+	if (n) {
+		uint64_t v = th_load_relaxed(&data[word & mask_words]);
+		memcpy(dst, &v, n);
+	}
+}
+
+/* ---- writer ------------------------------------------------------------- */
+
+struct slot {
+	uint32_t id;
+	struct slot_page *page; /* mapped read-write in the writer */
+	int event_fd;           /* the writer's end of the reader's eventfd */
+	uint32_t woken_word;    /* sleep_word we last woke; publisher-only */
+};
+
+/* The set of readers the publisher scans on commit. Immutable once published;
+ * replaced as a whole on add/remove and freed after a grace period. */
+struct reader_set {
+	uint32_t n;
+	struct slot *slots[];
+};
+
+struct th_ring_writer {
+	struct ring_header *hdr;
+	th_atomic_u64 *data;
+	uint64_t capacity;
+	uint64_t mask_words;
+	size_t map_len;
+	int ring_fd;    /* read-write memfd, sealed */
+	int ring_ro_fd; /* read-only descriptor handed to readers */
+	uint32_t max_record;
+
+	/* Publisher-private. */
+	uint64_t pos;          /* end of the batch being built */
+	uint64_t batch_start;  /* == head when the batch is empty */
+	uint64_t batch_ns;
+	uint64_t last_rec;     /* position of the last record appended to this batch */
+	uint32_t batch_count;
+	uint64_t oldest;       /* == hdr->reclaim, kept privately */
+
+	/* Grace period for reader-set changes: odd while the publisher scans. */
+	_Alignas(TH_CACHELINE) th_atomic_u64 scan_seq;
+	_Atomic(struct reader_set *) readers;
+
+	/* Control side: add/remove/lag/evict. Never taken by the publisher. */
+	_Alignas(TH_CACHELINE) pthread_mutex_t ctl_lock;
+	uint32_t max_readers;
+	uint32_t next_id;
+};
+
+int th_ring_writer_create(const struct th_ring_config *cfg, struct th_ring_writer **out)
+{
+	uint64_t cap = cfg->capacity;
+	if (cap < PAGE || (cap & (cap - 1)) || cap > (1ull << 40))
+		return -EINVAL;
+	uint64_t max_record = cfg->max_record ? cfg->max_record : cap / 4;
+	if (max_record > cap / 4 || max_record > UINT32_MAX - RECORD_HEADER)
+		return -EINVAL;
+	if (cfg->initial_pos % 8 || cfg->initial_pos > UINT64_MAX / 2)
+		return -EINVAL;
+
+	struct th_ring_writer *w = calloc(1, sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	w->ring_fd = w->ring_ro_fd = -1;
+	int rc;
+	const char *name = cfg->name ? cfg->name : "topohub-ring";
+	w->ring_fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (w->ring_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	w->map_len = PAGE + cap;
+	if (ftruncate(w->ring_fd, (off_t)w->map_len) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	void *map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, w->ring_fd, 0);
+	if (map == MAP_FAILED) {
+		rc = -errno;
+		map = NULL;
+		goto fail;
+	}
+	/* After this no one can grow, shrink or map the ring writable again,
+	 * whatever descriptor they hold; our own mapping stays writable. */
+	if (fcntl(w->ring_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		rc = -errno;
+		munmap(map, w->map_len);
+		goto fail;
+	}
+	/* A read-only open file description for readers: even the write() call
+	 * is refused on it. Falls back to the sealed fd where /proc is absent. */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", w->ring_fd);
+	w->ring_ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (w->ring_ro_fd < 0)
+		w->ring_ro_fd = fcntl(w->ring_fd, F_DUPFD_CLOEXEC, 0);
+
+	w->hdr = map;
+	w->data = (th_atomic_u64 *)(void *)((char *)map + PAGE);
+	w->capacity = cap;
+	w->mask_words = cap / 8 - 1;
+	w->max_record = (uint32_t)max_record;
+	w->max_readers = cfg->max_readers ? cfg->max_readers : DEFAULT_MAX_READERS;
+	w->pos = w->batch_start = w->oldest = cfg->initial_pos;
+	w->next_id = 1;
+	pthread_mutex_init(&w->ctl_lock, NULL);
+	struct reader_set *empty = calloc(1, sizeof *empty);
+	if (!empty) {
+		rc = -ENOMEM;
+		munmap(map, w->map_len);
+		goto fail;
+	}
+	atomic_init(&w->readers, empty);
+
+	struct ring_header *h = w->hdr;
+	h->magic = RING_MAGIC;
+	h->format = RING_FORMAT;
+	h->generation = cfg->generation ? cfg->generation : (th_realtime_ns() ^ ((uint64_t)getpid() << 40)) | 1;
+	h->capacity = cap;
+	h->data_offset = PAGE;
+	h->initial_pos = cfg->initial_pos;
+	h->max_record = w->max_record;
+	th_store_relaxed(&h->reclaim, cfg->initial_pos);
+	/* Pairs with the reader's load-acquire of head in th_ring_reader_open():
+	 * the constants above are visible to anyone who sees the head. */
+	th_store_release(&h->head, cfg->initial_pos);
+	*out = w;
+	return 0;
+fail:
+	if (w->ring_fd >= 0)
+		close(w->ring_fd);
+	free(w);
+	return rc;
+}
+
+static void wake_all(struct th_ring_writer *w, struct reader_set *set)
+{
+	futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
+	for (uint32_t i = 0; i < set->n; i++) {
+		uint64_t one = 1;
+		if (write(set->slots[i]->event_fd, &one, sizeof one) < 0) {
+			/* EAGAIN: the counter is already non-zero, the reader will wake. */
+		}
+	}
+}
+
+static void slot_free(struct slot *s)
+{
+	munmap(s->page, PAGE);
+	close(s->event_fd);
+	free(s);
+}
+
+void th_ring_writer_destroy(struct th_ring_writer *w)
+{
+	if (!w)
+		return;
+	struct reader_set *set = th_load_relaxed(&w->readers);
+	/* Pairs with the reader's load-acquire of closed after it found nothing
+	 * at head: everything published before is visible to it. */
+	th_store_release(&w->hdr->closed, 1);
+	th_fence_seq_cst(); /* the closed flag before the sleep-word scan, as in commit */
+	wake_all(w, set);
+	for (uint32_t i = 0; i < set->n; i++)
+		slot_free(set->slots[i]);
+	free(set);
+	munmap(w->hdr, w->map_len);
+	close(w->ring_fd);
+	close(w->ring_ro_fd);
+	pthread_mutex_destroy(&w->ctl_lock);
+	free(w);
+}
+
+/* Make room for size bytes at w->pos: advance the reclaim position past every
+ * record that the new bytes will overwrite, and publish it before writing. */
+static void reclaim_for(struct th_ring_writer *w, uint64_t size)
+{
+	uint64_t end = w->pos + size;
+	if (end - w->oldest <= w->capacity)
+		return;
+	uint64_t need = end - w->capacity;
+	uint64_t p = w->oldest;
+	while (p < need) {
+		/* Our own words: no one else writes them. */
+		uint64_t w0 = th_load_relaxed(&w->data[(p / 8) & w->mask_words]);
+		p += align8(RECORD_HEADER + (uint32_t)w0);
+	}
+	w->oldest = p;
+	th_store_relaxed(&w->hdr->reclaim, p);
+	/* Orders the reclaim store before the data stores that follow: a reader
+	 * that reads any of the new words (then fences acquire in th_ring_read)
+	 * sees this reclaim value or a later one and discards its copy. */
+	th_fence_release();
+}
+
+static int append_begin(struct th_ring_writer *w, uint64_t len, uint64_t *size)
+{
+	if (len > w->max_record)
+		return -TH_ETOOBIG;
+	*size = align8(RECORD_HEADER + len);
+	if (w->pos + *size - w->batch_start > w->capacity / 2)
+		return -TH_ETOOBIG;
+	if (w->batch_count == 0)
+		w->batch_ns = th_now_ns();
+	reclaim_for(w, *size);
+	return 0;
+}
+
+/* Store n payload bytes at word index `word`, zero-padding the last word. */
+static uint64_t bytes_to_words(struct th_ring_writer *w, uint64_t word, const uint8_t *src, size_t n,
+			       uint64_t *carry, size_t *carry_len)
+{
+	/* carry holds up to 7 bytes left over from the previous iov piece. */
+	while (n) {
+		size_t take = 8 - *carry_len;
+		if (take > n)
+			take = n;
+		if (*carry_len == 0 && n >= 8) {
+			/* Fast path: whole words straight from the source. */
+			while (n >= 8) {
+				uint64_t v;
+				memcpy(&v, src, 8);
+				th_store_relaxed(&w->data[word & w->mask_words], v);
+				word++;
+				src += 8;
+				n -= 8;
+			}
+			continue;
+		}
+		memcpy((uint8_t *)carry + *carry_len, src, take);
+		*carry_len += take;
+		src += take;
+		n -= take;
+		if (*carry_len == 8) {
+			th_store_relaxed(&w->data[word & w->mask_words], *carry);
+			word++;
+			*carry = 0;
+			*carry_len = 0;
+		}
+	}
+	return word;
+}
+
+int th_ring_appendv(struct th_ring_writer *w, uint16_t type, const struct iovec *iov, int iovcnt)
+{
+	uint64_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	uint64_t size;
+	int rc = append_begin(w, len, &size);
+	if (rc)
+		return rc;
+	uint64_t word = w->pos / 8;
+	th_store_relaxed(&w->data[word & w->mask_words], rec_word0((uint32_t)len, type, 0));
+	th_store_relaxed(&w->data[(word + 1) & w->mask_words], w->batch_ns);
+	word += 2;
+	uint64_t carry = 0;
+	size_t carry_len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		word = bytes_to_words(w, word, iov[i].iov_base, iov[i].iov_len, &carry, &carry_len);
+	if (carry_len)
+		th_store_relaxed(&w->data[word & w->mask_words], carry);
+	w->last_rec = w->pos;
+	w->pos += size;
+	w->batch_count++;
+	return 0;
+}
+
+int th_ring_append(struct th_ring_writer *w, uint16_t type, const void *data, uint32_t len)
+{
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	return th_ring_appendv(w, type, &iov, 1);
+}
+
+void th_ring_abort(struct th_ring_writer *w)
+{
+	w->pos = w->batch_start;
+	w->batch_count = 0;
+}
+
+int th_ring_commit(struct th_ring_writer *w)
+{
+	uint32_t count = w->batch_count;
+	if (count == 0)
+		return 0;
+	th_atomic_u64 *w0p = &w->data[(w->last_rec / 8) & w->mask_words];
+	uint64_t w0 = th_load_relaxed(w0p);
+	th_store_relaxed(w0p, w0 | (uint64_t)TH_RING_F_BATCH_END << 48);
+
+	/* Publishes the batch: pairs with the load-acquire of head in
+	 * th_ring_read(); every record word above is visible to a reader that
+	 * sees the new head. */
+	th_store_release(&w->hdr->head, w->pos);
+	w->batch_start = w->pos;
+	w->batch_count = 0;
+
+	uint64_t seq = th_load_relaxed(&w->scan_seq);
+	th_store_relaxed(&w->scan_seq, seq + 1);
+	/* One full fence serves two Dekker handshakes:
+	 * - with a reader going to sleep (sleep_word store; fence; head load in
+	 *   reader_prepare_sleep()): we store head, fence, load its sleep_word, so
+	 *   either it sees our head or we see it sleeping;
+	 * - with remove_reader() (readers store; fence; scan_seq load): either it
+	 *   sees our odd scan_seq and waits for us, or we load the new set. */
+	th_fence_seq_cst();
+	struct reader_set *set = th_load_acquire(&w->readers); /* pairs with the store-release in set_replace() */
+	bool futex_wake = false;
+	for (uint32_t i = 0; i < set->n; i++) {
+		struct slot *s = set->slots[i];
+		uint32_t sw = th_load_relaxed(&s->page->sleep_word);
+		if (!(sw & SLEEPING) || sw == s->woken_word)
+			continue;
+		s->woken_word = sw;
+		if (sw & SLEEP_FD) {
+			uint64_t one = 1;
+			if (write(s->event_fd, &one, sizeof one) < 0) {
+				/* EAGAIN only: the counter is already non-zero. */
+			}
+		} else {
+			futex_wake = true;
+		}
+	}
+	if (futex_wake)
+		futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
+	/* Pairs with the load-acquire in wait_for_publisher(): our reads of the
+	 * old set and its slots happen before the remover frees them. */
+	th_store_release(&w->scan_seq, seq + 2);
+	return (int)count;
+}
+
+uint64_t th_ring_head(const struct th_ring_writer *w)
+{
+	return th_load_acquire(&w->hdr->head); /* pairs with the store-release in commit */
+}
+
+uint64_t th_ring_oldest(const struct th_ring_writer *w)
+{
+	return th_load_relaxed(&w->hdr->reclaim);
+}
+
+uint64_t th_ring_generation(const struct th_ring_writer *w)
+{
+	return w->hdr->generation;
+}
+
+uint64_t th_ring_capacity(const struct th_ring_writer *w)
+{
+	return w->capacity;
+}
+
+uint32_t th_ring_max_record(const struct th_ring_writer *w)
+{
+	return w->max_record;
+}
+
+/* ---- reader management (control side) ----------------------------------- */
+
+/* Wait until the publisher is not scanning a set older than the one we just
+ * published. Called with ctl_lock held, after set_replace(). */
+static void wait_for_publisher(struct th_ring_writer *w)
+{
+	/* Pairs with the fence in commit (see there). */
+	th_fence_seq_cst();
+	uint64_t seq = th_load_acquire(&w->scan_seq);
+	if (!(seq & 1))
+		return;
+	/* Pairs with the store-release that ends the scan. */
+	while (th_load_acquire(&w->scan_seq) == seq)
+		sched_yield();
+}
+
+static void set_replace(struct th_ring_writer *w, struct reader_set *set)
+{
+	/* Pairs with the load-acquire in commit: the slots in the set are
+	 * initialised before the publisher can see them. */
+	th_store_release(&w->readers, set);
+}
+
+static struct slot *find_slot(struct reader_set *set, uint32_t id, uint32_t *index)
+{
+	for (uint32_t i = 0; i < set->n; i++) {
+		if (set->slots[i]->id == id) {
+			if (index)
+				*index = i;
+			return set->slots[i];
+		}
+	}
+	return NULL;
+}
+
+int th_ring_add_reader(struct th_ring_writer *w, uint32_t *id, struct th_ring_reader_fds *fds)
+{
+	int rc = 0;
+	int slot_fd = -1, ev_fd = -1;
+	struct slot *s = NULL;
+	struct th_ring_reader_fds out = { -1, -1, -1 };
+	pthread_mutex_lock(&w->ctl_lock);
+	struct reader_set *old = th_load_relaxed(&w->readers);
+	if (old->n >= w->max_readers) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	s = calloc(1, sizeof *s);
+	struct reader_set *set = calloc(1, sizeof *set + (old->n + 1) * sizeof set->slots[0]);
+	if (!s || !set) {
+		free(set);
+		rc = -ENOMEM;
+		goto out;
+	}
+	slot_fd = memfd_create("topohub-slot", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (slot_fd < 0 || ev_fd < 0 || ftruncate(slot_fd, PAGE) < 0 ||
+	    fcntl(slot_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		rc = -errno;
+		free(set);
+		goto out;
+	}
+	void *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
+	if (page == MAP_FAILED) {
+		rc = -errno;
+		free(set);
+		goto out;
+	}
+	s->page = page;
+	s->event_fd = ev_fd;
+	s->id = w->next_id++;
+	s->page->magic = SLOT_MAGIC;
+	s->page->generation = w->hdr->generation;
+	th_store_relaxed(&s->page->read_pos, th_ring_head(w));
+
+	out.ring_fd = fcntl(w->ring_ro_fd, F_DUPFD_CLOEXEC, 0);
+	out.slot_fd = slot_fd;
+	out.event_fd = fcntl(ev_fd, F_DUPFD_CLOEXEC, 0);
+	if (out.ring_fd < 0 || out.event_fd < 0) {
+		rc = -errno;
+		munmap(page, PAGE);
+		free(set);
+		goto out;
+	}
+	memcpy(set->slots, old->slots, old->n * sizeof old->slots[0]);
+	set->slots[old->n] = s;
+	set->n = old->n + 1;
+	set_replace(w, set);
+	wait_for_publisher(w);
+	free(old);
+	*id = s->id;
+	*fds = out;
+	pthread_mutex_unlock(&w->ctl_lock);
+	return 0;
+out:
+	pthread_mutex_unlock(&w->ctl_lock);
+	if (out.ring_fd >= 0)
+		close(out.ring_fd);
+	if (out.event_fd >= 0)
+		close(out.event_fd);
+	if (slot_fd >= 0)
+		close(slot_fd);
+	if (ev_fd >= 0)
+		close(ev_fd);
+	free(s);
+	return rc;
+}
+
+int th_ring_remove_reader(struct th_ring_writer *w, uint32_t id)
+{
+	pthread_mutex_lock(&w->ctl_lock);
+	struct reader_set *old = th_load_relaxed(&w->readers);
+	uint32_t idx;
+	struct slot *s = find_slot(old, id, &idx);
+	if (!s) {
+		pthread_mutex_unlock(&w->ctl_lock);
+		return -ENOENT;
+	}
+	struct reader_set *set = calloc(1, sizeof *set + old->n * sizeof set->slots[0]);
+	if (!set) {
+		pthread_mutex_unlock(&w->ctl_lock);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < old->n; i++)
+		if (i != idx)
+			set->slots[set->n++] = old->slots[i];
+	set_replace(w, set);
+	wait_for_publisher(w);
+	pthread_mutex_unlock(&w->ctl_lock);
+	free(old);
+	slot_free(s);
+	return 0;
+}
+
+int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag *lag)
+{
+	pthread_mutex_lock(&w->ctl_lock);
+	struct slot *s = find_slot(th_load_relaxed(&w->readers), id, NULL);
+	if (!s) {
+		pthread_mutex_unlock(&w->ctl_lock);
+		return -ENOENT;
+	}
+	struct slot_page *pg = s->page;
+	memset(lag, 0, sizeof *lag);
+	/* The slot is the reader's to write: every value is untrusted. */
+	uint64_t rp = th_load_relaxed(&pg->read_pos) & ~(uint64_t)7;
+	uint64_t head = th_ring_head(w);
+	uint32_t seq = th_load_relaxed(&pg->evict_seq);
+	lag->read_pos = rp;
+	lag->timeout_ns = th_load_relaxed(&pg->timeout_ns);
+	lag->evictions = th_load_relaxed(&pg->evictions);
+	lag->evicted = th_load_relaxed(&pg->evict_ack) != seq;
+	lag->sleeping = th_load_relaxed(&pg->sleep_word) & SLEEPING;
+	if (rp < head) {
+		lag->lag_bytes = head - rp;
+		/* Copy-then-check, as a reader does: the publisher may be
+		 * overwriting this record right now. */
+		uint64_t t = th_load_relaxed(&w->data[(rp / 8 + 1) & w->mask_words]);
+		th_fence_acquire(); /* pairs with the release fence in reclaim_for() */
+		if (rp < th_load_relaxed(&w->hdr->reclaim) || head - rp > w->capacity) {
+			lag->lapped = true;
+			lag->age_ns = UINT64_MAX;
+		} else {
+			uint64_t now = th_now_ns();
+			lag->age_ns = now > t ? now - t : 0;
+		}
+	}
+	pthread_mutex_unlock(&w->ctl_lock);
+	return 0;
+}
+
+int th_ring_evict(struct th_ring_writer *w, uint32_t id, enum th_ring_evict_reason reason)
+{
+	pthread_mutex_lock(&w->ctl_lock);
+	struct slot *s = find_slot(th_load_relaxed(&w->readers), id, NULL);
+	if (!s) {
+		pthread_mutex_unlock(&w->ctl_lock);
+		return -ENOENT;
+	}
+	struct slot_page *pg = s->page;
+	th_store_relaxed(&pg->evict_reason, (uint32_t)reason);
+	th_store_relaxed(&pg->evictions, th_load_relaxed(&pg->evictions) + 1);
+	/* Pairs with the load-acquire of evict_seq in th_ring_read(): the reason
+	 * is visible with the eviction. */
+	th_store_release(&pg->evict_seq, th_load_relaxed(&pg->evict_seq) + 1);
+	th_fence_seq_cst(); /* the eviction before the wake-ups, like head in commit */
+	futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
+	uint64_t one = 1;
+	if (write(s->event_fd, &one, sizeof one) < 0) {
+		/* EAGAIN: already signalled. */
+	}
+	pthread_mutex_unlock(&w->ctl_lock);
+	return 0;
+}
+
+/* ---- reader ------------------------------------------------------------- */
+
+struct th_ring_reader {
+	struct ring_header *hdr; /* mapped PROT_READ: never written */
+	th_atomic_u64 *data; /* read-only mapping */
+	uint64_t mask_words;
+	uint64_t capacity;
+	uint32_t max_record;
+	size_t map_len;
+	struct slot_page *slot;
+	int event_fd;
+
+	uint64_t pos;
+	uint64_t head;       /* last head loaded */
+	uint32_t evict_ack;  /* the evict_seq we rejoined after */
+	uint32_t sleep_gen;
+	int sticky;          /* -TH_ELAPPED / -TH_EEVICTED until rejoin */
+};
+
+static int format_error(char *errbuf, size_t errlen, const char *fmt, uint64_t a, uint64_t b)
+{
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, fmt, (unsigned long long)a, (unsigned long long)b);
+	return -TH_EFORMAT;
+}
+
+int th_ring_reader_open(const struct th_ring_reader_fds *fds, struct th_ring_reader **out,
+			char *errbuf, size_t errlen)
+{
+	struct stat st;
+	if (fstat(fds->ring_fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < PAGE)
+		return format_error(errbuf, errlen, "ring segment is %llu bytes, smaller than its header (%llu)",
+				    (uint64_t)st.st_size, PAGE);
+	const struct ring_header *h = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fds->ring_fd, 0);
+	if (h == MAP_FAILED)
+		return -errno;
+	int rc = 0;
+	if (h->magic != RING_MAGIC)
+		rc = format_error(errbuf, errlen, "not a topohub ring (magic %#llx, expected %#llx)", h->magic,
+				  RING_MAGIC);
+	else if (h->format != RING_FORMAT)
+		rc = format_error(errbuf, errlen,
+				  "ring format %#llx is not this build's %#llx (version, header or slot layout differ)",
+				  h->format, RING_FORMAT);
+	else if (h->data_offset != PAGE || h->capacity < PAGE || (h->capacity & (h->capacity - 1)) ||
+		 h->max_record > h->capacity / 4 || (uint64_t)st.st_size < PAGE + h->capacity)
+		rc = format_error(errbuf, errlen, "ring geometry is inconsistent (capacity %llu, file %llu bytes)",
+				  h->capacity, (uint64_t)st.st_size);
+	uint64_t cap = h->capacity, gen = h->generation;
+	uint32_t max_record = h->max_record;
+	munmap((void *)h, PAGE);
+	if (rc)
+		return rc;
+
+	if (fstat(fds->slot_fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < PAGE)
+		return format_error(errbuf, errlen, "slot page is %llu bytes, expected %llu", (uint64_t)st.st_size, PAGE);
+
+	struct th_ring_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	r->event_fd = -1;
+	r->map_len = PAGE + cap;
+	void *map = mmap(NULL, r->map_len, PROT_READ, MAP_SHARED, fds->ring_fd, 0);
+	if (map == MAP_FAILED) {
+		rc = -errno;
+		free(r);
+		return rc;
+	}
+	void *slot = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fds->slot_fd, 0);
+	if (slot == MAP_FAILED) {
+		rc = -errno;
+		munmap(map, r->map_len);
+		free(r);
+		return rc;
+	}
+	r->hdr = map;
+	r->data = (th_atomic_u64 *)(void *)((char *)map + PAGE);
+	r->capacity = cap;
+	r->mask_words = cap / 8 - 1;
+	r->max_record = max_record;
+	r->slot = slot;
+	if (r->slot->magic != SLOT_MAGIC || r->slot->generation != gen) {
+		rc = format_error(errbuf, errlen, "slot page does not belong to this ring (generation %llu, ring %llu)",
+				  r->slot->generation, gen);
+		th_ring_reader_close(r);
+		return rc;
+	}
+	if (fds->event_fd >= 0) {
+		r->event_fd = fcntl(fds->event_fd, F_DUPFD_CLOEXEC, 0);
+		if (r->event_fd < 0) {
+			rc = -errno;
+			th_ring_reader_close(r);
+			return rc;
+		}
+	}
+	r->pos = th_load_relaxed(&r->slot->read_pos);
+	r->head = th_load_acquire(&r->hdr->head); /* pairs with the store-release in create/commit */
+	r->evict_ack = th_load_relaxed(&r->slot->evict_ack);
+	r->sleep_gen = th_load_relaxed(&r->slot->sleep_word) / SLEEP_GEN;
+	if (r->pos > r->head || r->pos % 8)
+		r->pos = r->head;
+	*out = r;
+	return 0;
+}
+
+void th_ring_reader_close(struct th_ring_reader *r)
+{
+	if (!r)
+		return;
+	munmap((void *)r->hdr, r->map_len);
+	munmap(r->slot, PAGE);
+	if (r->event_fd >= 0)
+		close(r->event_fd);
+	free(r);
+}
+
+static inline bool reader_evicted(struct th_ring_reader *r)
+{
+	/* Pairs with the store-release of evict_seq in th_ring_evict(). */
+	return th_load_acquire(&r->slot->evict_seq) != r->evict_ack;
+}
+
+int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf, size_t buflen)
+{
+	if (r->sticky)
+		return r->sticky;
+	if (reader_evicted(r))
+		return r->sticky = -TH_EEVICTED;
+	uint64_t p = r->pos;
+	if (p == r->head) {
+		/* Pairs with the store-release of head in th_ring_commit(): the
+		 * records before the new head are fully written. */
+		r->head = th_load_acquire(&r->hdr->head);
+		if (p == r->head) {
+			/* Pairs with the store-release of closed in destroy. */
+			if (th_load_acquire(&r->hdr->closed) && p == th_load_acquire(&r->hdr->head))
+				return -TH_ECLOSED;
+			return 0;
+		}
+	}
+	uint64_t word = p / 8;
+	uint64_t w0 = th_load_relaxed(&r->data[word & r->mask_words]);
+	uint64_t t = th_load_relaxed(&r->data[(word + 1) & r->mask_words]);
+	uint32_t len = (uint32_t)w0;
+	uint64_t size = align8(RECORD_HEADER + (uint64_t)len);
+	bool sane = len <= r->max_record && size <= r->head - p;
+	bool fits = sane && len <= buflen;
+	if (fits)
+		words_to_bytes(r->data, r->mask_words, word + 2, buf, len);
+	/* Orders the loads of the record above before the reclaim load below;
+	 * pairs with the release fence in reclaim_for(): if any word we copied
+	 * was overwritten, we see the reclaim position that announced it. */
+	th_fence_acquire();
+	if (p < th_load_relaxed(&r->hdr->reclaim))
+		return r->sticky = -TH_ELAPPED;
+	if (!sane)
+		return -TH_ECORRUPT;
+	rec->pos = p;
+	rec->len = len;
+	rec->type = (uint16_t)(w0 >> 32);
+	rec->flags = (uint16_t)(w0 >> 48);
+	rec->publish_ns = t;
+	if (!fits)
+		return -ENOBUFS;
+	r->pos = p + size;
+	/* For the writer's lag reports only; no ordering needed. */
+	th_store_relaxed(&r->slot->read_pos, r->pos);
+	return 1;
+}
+
+static inline bool reader_ready(struct th_ring_reader *r)
+{
+	return r->sticky || th_load_relaxed(&r->hdr->head) != r->pos || reader_evicted(r) ||
+	       th_load_relaxed(&r->hdr->closed);
+}
+
+/* Set the sleeping flag, then re-check: the Dekker handshake with commit.
+ * Returns the head seen after the flag was set, or sets *ready. */
+static uint64_t reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit, bool *ready)
+{
+	r->sleep_gen++;
+	uint32_t sw = r->sleep_gen * SLEEP_GEN | mode_bit | SLEEPING;
+	th_store_relaxed(&r->slot->sleep_word, sw);
+	/* Pairs with the seq_cst fence in th_ring_commit() (head store; fence;
+	 * sleep_word load): either the writer sees us sleeping or we see its head. */
+	th_fence_seq_cst();
+	uint64_t h = th_load_relaxed(&r->hdr->head);
+	*ready = h != r->pos || r->sticky || reader_evicted(r) || th_load_relaxed(&r->hdr->closed);
+	return h;
+}
+
+static void reader_end_sleep(struct th_ring_reader *r)
+{
+	th_store_relaxed(&r->slot->sleep_word, r->sleep_gen * SLEEP_GEN);
+}
+
+int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns)
+{
+	if (reader_ready(r))
+		return 1;
+	uint64_t start = th_now_ns();
+	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
+	uint64_t spin_until = mode == TH_RING_WAIT_SPIN ? deadline : start + spin_ns;
+	if (spin_until > deadline)
+		spin_until = deadline;
+	for (unsigned i = 0;; i++) {
+		if (reader_ready(r))
+			return 1;
+		th_cpu_relax();
+		if ((i & 63) == 0 && th_now_ns() >= spin_until)
+			break;
+	}
+	if (mode != TH_RING_WAIT_FUTEX)
+		return reader_ready(r);
+	for (;;) {
+		bool ready;
+		uint64_t h = reader_prepare_sleep(r, 0, &ready);
+		if (ready) {
+			reader_end_sleep(r);
+			return 1;
+		}
+		uint64_t now = th_now_ns();
+		if (now >= deadline) {
+			reader_end_sleep(r);
+			return 0;
+		}
+		struct timespec ts = th_ns_to_timespec(deadline - now);
+		futex(&r->hdr->head, FUTEX_WAIT, (uint32_t)h, deadline == UINT64_MAX ? NULL : &ts);
+		reader_end_sleep(r);
+		if (reader_ready(r))
+			return 1;
+		/* Spurious wake-up, a wake for another reader, or the timeout. */
+	}
+}
+
+int th_ring_reader_event_fd(const struct th_ring_reader *r)
+{
+	return r->event_fd;
+}
+
+int th_ring_reader_arm(struct th_ring_reader *r)
+{
+	bool ready;
+	reader_prepare_sleep(r, SLEEP_FD, &ready);
+	if (ready) {
+		reader_end_sleep(r);
+		return 1;
+	}
+	return 0;
+}
+
+void th_ring_reader_disarm(struct th_ring_reader *r)
+{
+	reader_end_sleep(r);
+	uint64_t v;
+	if (read(r->event_fd, &v, sizeof v) < 0) {
+		/* EAGAIN: nothing to drain. */
+	}
+}
+
+static int rejoin_at(struct th_ring_reader *r, uint64_t pos, uint64_t *out)
+{
+	r->pos = pos;
+	r->head = pos;
+	r->sticky = 0;
+	th_store_relaxed(&r->slot->read_pos, pos);
+	uint32_t seq = th_load_acquire(&r->slot->evict_seq); /* pairs with the store-release in evict */
+	r->evict_ack = seq;
+	th_store_relaxed(&r->slot->evict_ack, seq);
+	if (out)
+		*out = pos;
+	return 0;
+}
+
+int th_ring_reader_rejoin(struct th_ring_reader *r, uint64_t *pos)
+{
+	/* Pairs with the store-release of head in commit. */
+	return rejoin_at(r, th_load_acquire(&r->hdr->head), pos);
+}
+
+int th_ring_reader_rejoin_oldest(struct th_ring_reader *r, uint64_t *pos)
+{
+	uint64_t head = th_load_acquire(&r->hdr->head); /* pairs with the store-release in commit */
+	uint64_t oldest = th_load_relaxed(&r->hdr->reclaim);
+	/* The oldest record may be overwritten before we read it; th_ring_read
+	 * then reports a lap again, which is the truth. */
+	return rejoin_at(r, oldest <= head ? oldest : head, pos);
+}
+
+void th_ring_reader_set_timeout(struct th_ring_reader *r, uint64_t timeout_ns)
+{
+	th_store_relaxed(&r->slot->timeout_ns, timeout_ns);
+}
+
+uint64_t th_ring_reader_pos(const struct th_ring_reader *r)
+{
+	return r->pos;
+}
+
+uint64_t th_ring_reader_head(const struct th_ring_reader *r)
+{
+	return th_load_acquire(&r->hdr->head); /* pairs with the store-release in commit */
+}
+
+uint64_t th_ring_reader_generation(const struct th_ring_reader *r)
+{
+	return r->hdr->generation;
+}
+
+enum th_ring_evict_reason th_ring_reader_evict_reason(const struct th_ring_reader *r)
+{
+	return (enum th_ring_evict_reason)th_load_relaxed(&r->slot->evict_reason);
+}
