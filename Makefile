@@ -25,7 +25,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fno-omit-frame-pointer \
-	-I. -Icommon -Ishm -Ireaders -Ihub -Iplugins $(PKG_CFLAGS)
+	-I. -Icommon -Ishm -Ireaders -Ihub -Iplugins -Ibench $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined

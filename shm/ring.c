@@ -172,6 +172,7 @@ struct th_ring_writer {
 	uint64_t pos;          /* end of the batch being built */
 	uint64_t batch_start;  /* == head when the batch is empty */
 	uint64_t batch_ns;
+	bool batch_time_set;   /* th_ring_set_batch_time() gave this batch's time */
 	uint64_t last_rec;     /* position of the last record appended to this batch */
 	uint32_t batch_count;
 	uint64_t oldest;       /* == hdr->reclaim, kept privately */
@@ -339,7 +340,7 @@ static int append_begin(struct th_ring_writer *w, uint64_t len, uint64_t *size)
 	*size = align8(RECORD_HEADER + len);
 	if (w->pos + *size - w->batch_start > w->capacity / 2)
 		return -TH_ETOOBIG;
-	if (w->batch_count == 0)
+	if (w->batch_count == 0 && !w->batch_time_set)
 		w->batch_ns = th_now_ns();
 	reclaim_for(w, *size);
 	return 0;
@@ -415,6 +416,15 @@ void th_ring_abort(struct th_ring_writer *w)
 {
 	w->pos = w->batch_start;
 	w->batch_count = 0;
+	w->batch_time_set = false;
+}
+
+void th_ring_set_batch_time(struct th_ring_writer *w, uint64_t monotonic_ns)
+{
+	if (w->batch_count == 0) {
+		w->batch_ns = monotonic_ns;
+		w->batch_time_set = true;
+	}
 }
 
 int th_ring_commit(struct th_ring_writer *w)
@@ -432,6 +442,7 @@ int th_ring_commit(struct th_ring_writer *w)
 	th_store_release(&w->hdr->head, w->pos);
 	w->batch_start = w->pos;
 	w->batch_count = 0;
+	w->batch_time_set = false;
 
 	uint64_t seq = th_load_relaxed(&w->scan_seq);
 	th_store_relaxed(&w->scan_seq, seq + 1);
@@ -896,7 +907,12 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 	uint64_t spin_until = mode == TH_RING_WAIT_SPIN ? deadline : start + spin_ns;
 	if (spin_until > deadline)
 		spin_until = deadline;
+	th_atomic_u64 *next = &r->data[(r->pos / 8) & r->mask_words];
 	for (unsigned i = 0;; i++) {
+		/* Touch the line the next record will be written to: when the
+		 * writer publishes, both its line and the head's line miss, and
+		 * this load lets the two misses overlap instead of queueing. */
+		(void)th_load_relaxed(next);
 		if (reader_ready(r))
 			return 1;
 		th_cpu_relax();

@@ -164,6 +164,15 @@ int th_ring_appendv(struct th_ring_writer *w, uint16_t type, const struct iovec 
  */
 int th_ring_commit(struct th_ring_writer *w);
 
+/*
+ * Give the current batch's publish time (CLOCK_MONOTONIC ns) instead of
+ * letting the ring read the clock at the batch's first append. For callers
+ * that already hold a timestamp: a clock read costs more than publishing a
+ * small record. Call before the batch's first append; ignored after it.
+ * Publishing thread only.
+ */
+void th_ring_set_batch_time(struct th_ring_writer *w, uint64_t monotonic_ns);
+
 /* Drop the unpublished batch (its space is reused). Publishing thread only. */
 void th_ring_abort(struct th_ring_writer *w);
 

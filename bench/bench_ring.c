@@ -1,0 +1,394 @@
+/*
+ * topohub-bench ring: the ring against the physical floor, in one run.
+ *
+ *   floor_ping    one-way latency of a raw cross-process cache-line store seen
+ *                 by a spinning process (the best any shared-memory handoff can do)
+ *   floor_futex   one-way latency of a raw FUTEX_WAKE to a process asleep in
+ *                 FUTEX_WAIT (the best any sleeping handoff can do)
+ *   ring_latency  publish (stamp taken just before th_ring_commit) to the moment
+ *                 each reader process has copied the record out, per wait mode
+ *                 (spin, futex, fd) and reader count (1, 8, 64)
+ *   ring_publish  records per second a writer publishes with no sleeping reader
+ *
+ * Latency samples are taken one publication at a time: the writer waits until
+ * every reader has the record (and, in the sleeping modes, until every reader
+ * is asleep again) before the next, so that each sample measures a wake-up,
+ * not a queue. "wake_all" is, per publication, the time until the last reader
+ * had it.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "ring.h"
+#include "th_atomic.h"
+#include "th_error.h"
+#include "th_time.h"
+
+struct opts {
+	bool json;
+	bool quick;
+	double scale; /* multiplies sample counts and durations */
+};
+
+static void emit(const struct opts *o, const char *name, const char *extra, const struct th_hist *h)
+{
+	th_hist_print_json(stdout, name, extra, h);
+	if (!o->json)
+		return;
+	fprintf(stderr, "%-14s %-28s p50 %7.2f us  p99 %8.2f us  max %9.2f us  (%llu samples)\n", name,
+		extra ? extra : "", th_hist_quantile(h, 0.5) / 1e3, th_hist_quantile(h, 0.99) / 1e3, h->max / 1e3,
+		(unsigned long long)h->count);
+}
+
+static void *shared_alloc(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	memset(p, 0, n);
+	return p;
+}
+
+static long futex_call(_Atomic uint32_t *w, int op, uint32_t val)
+{
+	return syscall(SYS_futex, (uint32_t *)w, op, val, NULL, NULL, 0);
+}
+
+static void pause_us(unsigned us)
+{
+	struct timespec ts = { 0, (long)us * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+/* ---- floors ---------------------------------------------------------- */
+
+struct ping_area {
+	_Alignas(64) th_atomic_u64 stamp; /* written by the sender */
+	_Alignas(64) th_atomic_u64 ack;   /* written by the receiver */
+	_Alignas(64) _Atomic uint32_t futex_word;
+	_Atomic uint32_t asleep;
+	struct th_hist hist;
+};
+
+static void floor_ping(const struct opts *o)
+{
+	struct ping_area *a = shared_alloc(sizeof *a);
+	th_hist_init(&a->hist);
+	uint64_t n = (uint64_t)(200000 * o->scale);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (uint64_t i = 1; i <= n; i++) {
+			uint64_t s;
+			/* Pairs with the sender's store-release of the stamp. */
+			while ((s = th_load_acquire(&a->stamp)) == 0)
+				th_cpu_relax();
+			th_hist_add(&a->hist, th_now_ns() - s);
+			th_store_relaxed(&a->stamp, 0);
+			th_store_release(&a->ack, i);
+		}
+		_exit(0);
+	}
+	for (uint64_t i = 1; i <= n; i++) {
+		/* A few hundred ns of jitter so the two sides do not fall in lockstep. */
+		uint64_t until = th_now_ns() + 200 + (i * 7919) % 400;
+		while (th_now_ns() < until)
+			th_cpu_relax();
+		th_store_release(&a->stamp, th_now_ns());
+		while (th_load_acquire(&a->ack) != i)
+			th_cpu_relax();
+	}
+	waitpid(pid, NULL, 0);
+	emit(o, "floor_ping", NULL, &a->hist);
+	munmap(a, sizeof *a);
+}
+
+static void floor_futex(const struct opts *o)
+{
+	struct ping_area *a = shared_alloc(sizeof *a);
+	th_hist_init(&a->hist);
+	uint64_t n = (uint64_t)(10000 * o->scale);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (uint64_t i = 1; i <= n; i++) {
+			for (;;) {
+				uint32_t seen = atomic_load(&a->futex_word);
+				if (seen == (uint32_t)i)
+					break;
+				atomic_store(&a->asleep, 1);
+				futex_call(&a->futex_word, FUTEX_WAIT, seen);
+			}
+			th_hist_add(&a->hist, th_now_ns() - th_load_relaxed(&a->stamp));
+			th_store_release(&a->ack, i);
+		}
+		_exit(0);
+	}
+	for (uint64_t i = 1; i <= n; i++) {
+		while (!atomic_exchange(&a->asleep, 0))
+			pause_us(20);
+		pause_us(30); /* let it reach the kernel's wait queue */
+		th_store_relaxed(&a->stamp, th_now_ns());
+		atomic_store(&a->futex_word, (uint32_t)i);
+		futex_call(&a->futex_word, FUTEX_WAKE, 1);
+		while (th_load_acquire(&a->ack) != i)
+			pause_us(5);
+	}
+	waitpid(pid, NULL, 0);
+	emit(o, "floor_futex", NULL, &a->hist);
+	munmap(a, sizeof *a);
+}
+
+/* ---- ring latency ------------------------------------------------------ */
+
+struct lat_shared {
+	_Alignas(64) _Atomic uint64_t acks;
+	_Atomic int ready;
+	_Atomic int failed;
+	_Atomic uint64_t *slowest; /* per publication: the latest reader's latency */
+	struct th_hist hist[];     /* one per reader */
+};
+
+struct lat_msg {
+	uint64_t stamp;
+	uint64_t index;
+};
+
+static void atomic_max(_Atomic uint64_t *p, uint64_t v)
+{
+	uint64_t cur = atomic_load_explicit(p, memory_order_relaxed);
+	while (cur < v && !atomic_compare_exchange_weak_explicit(p, &cur, v, memory_order_relaxed,
+								 memory_order_relaxed))
+		;
+}
+
+static void ring_reader_proc(struct th_ring_reader_fds fds, enum th_ring_wait_mode mode, struct lat_shared *sh,
+			     int idx, uint64_t samples)
+{
+	struct th_ring_reader *r;
+	if (th_ring_reader_open(&fds, &r, NULL, 0))
+		_exit(1);
+	int ep = -1;
+	if (mode == TH_RING_WAIT_FD) {
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = { .events = EPOLLIN };
+		epoll_ctl(ep, EPOLL_CTL_ADD, th_ring_reader_event_fd(r), &ev);
+	}
+	atomic_fetch_add(&sh->ready, 1);
+	struct th_hist *h = &sh->hist[idx];
+	uint64_t got = 0;
+	while (got < samples) {
+		struct th_ring_record rec;
+		struct lat_msg msg;
+		int rc = th_ring_read(r, &rec, &msg, sizeof msg);
+		if (rc == 1) {
+			uint64_t lat = th_now_ns() - msg.stamp;
+			th_hist_add(h, lat);
+			atomic_max(&sh->slowest[msg.index], lat);
+			got++;
+			atomic_fetch_add_explicit(&sh->acks, 1, memory_order_release);
+			continue;
+		}
+		if (rc == -TH_ECLOSED)
+			break;
+		if (rc < 0) {
+			atomic_store(&sh->failed, rc);
+			break;
+		}
+		if (mode == TH_RING_WAIT_FD) {
+			if (th_ring_reader_arm(r) == 0) {
+				struct epoll_event ev;
+				epoll_wait(ep, &ev, 1, 1000);
+				th_ring_reader_disarm(r);
+			}
+		} else {
+			/* Sleeping mode: no spinning, to measure the wake-up itself. */
+			th_ring_wait(r, mode, 1000000000, 0);
+		}
+	}
+	th_ring_reader_close(r);
+	_exit(0);
+}
+
+static const char *mode_name(enum th_ring_wait_mode m)
+{
+	return m == TH_RING_WAIT_SPIN ? "spin" : m == TH_RING_WAIT_FUTEX ? "futex" : "fd";
+}
+
+static bool all_asleep(struct th_ring_writer *w, const uint32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct th_ring_lag lag;
+		if (th_ring_reader_lag(w, ids[i], &lag) || !lag.sleeping)
+			return false;
+	}
+	return true;
+}
+
+static void ring_latency(const struct opts *o, enum th_ring_wait_mode mode, int nreaders, uint64_t samples,
+			 double max_seconds)
+{
+	struct th_ring_config cfg = { .capacity = 1 << 20 };
+	struct th_ring_writer *w;
+	if (th_ring_writer_create(&cfg, &w)) {
+		fprintf(stderr, "ring create failed\n");
+		exit(1);
+	}
+	size_t shsize = sizeof(struct lat_shared) + (size_t)nreaders * sizeof(struct th_hist);
+	struct lat_shared *sh = shared_alloc(shsize);
+	sh->slowest = shared_alloc(samples * sizeof(uint64_t));
+	uint32_t *ids = calloc((size_t)nreaders, sizeof *ids);
+	pid_t *pids = calloc((size_t)nreaders, sizeof *pids);
+	for (int i = 0; i < nreaders; i++) {
+		th_hist_init(&sh->hist[i]);
+		struct th_ring_reader_fds fds;
+		if (th_ring_add_reader(w, &ids[i], &fds)) {
+			fprintf(stderr, "add_reader failed\n");
+			exit(1);
+		}
+		fflush(NULL);
+		pids[i] = fork();
+		if (pids[i] == 0)
+			ring_reader_proc(fds, mode, sh, i, samples);
+		close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+	}
+	while (atomic_load(&sh->ready) < nreaders)
+		pause_us(100);
+
+	struct th_hist wake_all;
+	th_hist_init(&wake_all);
+	uint64_t deadline = th_now_ns() + (uint64_t)(max_seconds * 1e9);
+	uint64_t sent = 0;
+	bool sleeping_mode = mode != TH_RING_WAIT_SPIN;
+	for (; sent < samples && th_now_ns() < deadline; sent++) {
+		if (sleeping_mode) {
+			while (!all_asleep(w, ids, nreaders))
+				pause_us(20);
+			pause_us(30); /* asleep in the kernel, not on the way there */
+		} else {
+			uint64_t until = th_now_ns() + 300 + (sent * 7919) % 500;
+			while (th_now_ns() < until)
+				th_cpu_relax();
+		}
+		struct lat_msg msg = { th_now_ns(), sent };
+		th_ring_append(w, 1, &msg, sizeof msg);
+		th_ring_commit(w);
+		uint64_t want = (sent + 1) * (uint64_t)nreaders;
+		while (atomic_load_explicit(&sh->acks, memory_order_acquire) < want) {
+			if (nreaders == 1 && !sleeping_mode)
+				th_cpu_relax();
+			else
+				sched_yield();
+		}
+	}
+	for (uint64_t i = 0; i < sent; i++)
+		th_hist_add(&wake_all, atomic_load(&sh->slowest[i]));
+	th_ring_writer_destroy(w); /* readers that did not get all samples see the ring closed */
+	struct th_hist all;
+	th_hist_init(&all);
+	for (int i = 0; i < nreaders; i++) {
+		waitpid(pids[i], NULL, 0);
+		th_hist_merge(&all, &sh->hist[i]);
+	}
+	char extra[160];
+	snprintf(extra, sizeof extra, "\"mode\":\"%s\",\"readers\":%d,\"publications\":%llu,\"wake_all_p99_ns\":%llu",
+		 mode_name(mode), nreaders, (unsigned long long)sent,
+		 (unsigned long long)th_hist_quantile(&wake_all, 0.99));
+	if (atomic_load(&sh->failed))
+		fprintf(stderr, "ring_latency: a reader failed: %s\n", th_strerror(atomic_load(&sh->failed)));
+	emit(o, "ring_latency", extra, &all);
+	free(ids);
+	free(pids);
+	munmap(sh->slowest, samples * sizeof(uint64_t));
+	munmap(sh, shsize);
+}
+
+/* ---- publish throughput ------------------------------------------------ */
+
+static void ring_publish(const struct opts *o, uint32_t bytes, int batch)
+{
+	struct th_ring_config cfg = { .capacity = 1 << 24 };
+	struct th_ring_writer *w;
+	if (th_ring_writer_create(&cfg, &w))
+		exit(1);
+	uint8_t *payload = calloc(1, bytes);
+	/* Warm up: fault the ring's pages in once, as a running hub has. */
+	for (uint64_t done = 0; done < cfg.capacity; done += bytes + 16) {
+		th_ring_append(w, 1, payload, bytes);
+		th_ring_commit(w);
+	}
+	double seconds = o->quick ? 0.3 : 1.0;
+	uint64_t records = 0;
+	uint64_t t0 = th_now_ns(), t1;
+	do {
+		for (int k = 0; k < 64; k++) {
+			for (int i = 0; i < batch; i++)
+				th_ring_append(w, 1, payload, bytes);
+			th_ring_commit(w);
+		}
+		records += 64 * (uint64_t)batch;
+		t1 = th_now_ns();
+	} while (t1 - t0 < (uint64_t)(seconds * 1e9));
+	double s = (double)(t1 - t0) / 1e9;
+	printf("{\"name\":\"ring_publish\",\"record_bytes\":%u,\"batch\":%d,\"readers\":0,\"records_per_s\":%.0f,"
+	       "\"bytes_per_s\":%.0f,\"seconds\":%.3f}\n",
+	       bytes, batch, (double)records / s, (double)records * bytes / s, s);
+	fflush(stdout);
+	if (o->json)
+		fprintf(stderr, "ring_publish   %6u B x %-3d   %8.2f M records/s  %8.1f MB/s\n", bytes, batch,
+			(double)records / s / 1e6, (double)records * bytes / s / 1e6);
+	free(payload);
+	th_ring_writer_destroy(w);
+}
+
+int th__bench_ring(int argc, char **argv)
+{
+	struct opts o = { .scale = 1.0 };
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			o.json = true;
+		else if (!strcmp(argv[i], "--quick"))
+			o.quick = true;
+		else {
+			fprintf(stderr, "usage: topohub-bench ring [--json] [--quick]\n");
+			return 2;
+		}
+	}
+	if (o.quick)
+		o.scale = 0.2;
+	if (!o.json)
+		fprintf(stderr, "(plain output is the same JSON lines; --json adds a human summary on stderr)\n");
+	floor_ping(&o);
+	floor_futex(&o);
+	static const int counts[] = { 1, 8, 64 };
+	for (int m = 0; m < 3; m++)
+		for (int c = 0; c < 3; c++) {
+			enum th_ring_wait_mode mode = (enum th_ring_wait_mode)m;
+			uint64_t samples = mode == TH_RING_WAIT_SPIN ? 100000 : 10000;
+			if (counts[c] > 1)
+				samples /= 10;
+			ring_latency(&o, mode, counts[c], (uint64_t)((double)samples * o.scale), o.quick ? 2.0 : 8.0);
+		}
+	static const uint32_t sizes[] = { 64, 1024, 65536 };
+	for (int s = 0; s < 3; s++) {
+		ring_publish(&o, sizes[s], 1);
+		ring_publish(&o, sizes[s], 4);
+		ring_publish(&o, sizes[s], 16);
+	}
+	return 0;
+}
