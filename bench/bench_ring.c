@@ -146,8 +146,11 @@ static void floor_futex(const struct opts *o)
 		th_store_relaxed(&a->stamp, th_now_ns());
 		atomic_store(&a->futex_word, (uint32_t)i);
 		futex_call(&a->futex_word, FUTEX_WAKE, 1);
+		/* Wait as the ring's writer waits for its readers (yielding, not
+		 * sleeping): a sender whose CPU goes idle changes where and how
+		 * fast the wakee runs, and the floor must not differ in that. */
 		while (th_load_acquire(&a->ack) != i)
-			pause_us(5);
+			sched_yield();
 	}
 	waitpid(pid, NULL, 0);
 	emit(o, "floor_futex", NULL, &a->hist);
@@ -286,6 +289,8 @@ static void ring_latency(const struct opts *o, enum th_ring_wait_mode mode, int 
 				th_cpu_relax();
 		}
 		struct lat_msg msg = { th_now_ns(), sent };
+		/* As the hub does: one clock read per transaction, given to the ring. */
+		th_ring_set_batch_time(w, msg.stamp);
 		th_ring_append(w, 1, &msg, sizeof msg);
 		th_ring_commit(w);
 		uint64_t want = (sent + 1) * (uint64_t)nreaders;
