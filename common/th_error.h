@@ -33,7 +33,8 @@
 	X(TH_EVERSION,     TH_ERROR_BASE + 15, "incompatible ABI or protocol version")                   \
 	X(TH_EMYSQL,       TH_ERROR_BASE + 16, "MySQL client error")                                     \
 	X(TH_EDEADCONN,    TH_ERROR_BASE + 17, "connection is dead (no heartbeat before the deadline)")  \
-	X(TH_EGTID,        TH_ERROR_BASE + 18, "malformed GTID or GTID set")
+	X(TH_EGTID,        TH_ERROR_BASE + 18, "malformed GTID or GTID set")                             \
+	X(TH_ESCHEMA,      TH_ERROR_BASE + 19, "watched table lacks a configured column")
 
 enum th_error {
 #define TH__ERROR_ENUM(name, value, msg) name = (value),
