@@ -33,6 +33,11 @@
  * the connector; topohub never prints or logs it, and no message here contains
  * it.
  *
+ * Signals: nothing here raises SIGPIPE. Over TLS the connector's writes could
+ * (OpenSSL writes with write()), so TLS calls run with SIGPIPE blocked in the
+ * calling thread and swallow one they caused; SIGPIPE from elsewhere stays
+ * pending as before.
+ *
  * Threads: one thread at a time per source; different sources are
  * independent and may be opened concurrently (the connector's global init is
  * done once, under pthread_once). th_source_next_event() blocks up to the

@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <errmsg.h>
 #include <mysql.h>
@@ -38,6 +40,7 @@ struct th_source {
 	uint32_t server_id;
 	uint32_t deadline_ms;
 	bool pass_heartbeats;
+	bool tls;
 	bool eof;
 	int failed;                    /* sticky negative result */
 	char name[280];
@@ -295,7 +298,7 @@ static int build_dump(struct th_source *src, const struct th_source_config *cfg,
 	return th_buf_failed(out) ? -ENOMEM : 0;
 }
 
-int th_source_live_open(const struct th_source_config *cfg, struct th_source **out, char *err, size_t err_len)
+static int live_open(const struct th_source_config *cfg, struct th_source **out, char *err, size_t err_len)
 {
 	*out = NULL;
 	set_err(err, err_len, "%s", "");
@@ -318,6 +321,7 @@ int th_source_live_open(const struct th_source_config *cfg, struct th_source **o
 		snprintf(src->name, sizeof src->name, "%s:%u", host, port);
 	src->server_id = cfg->server_id ? cfg->server_id : random_server_id();
 	src->pass_heartbeats = cfg->pass_heartbeats;
+	src->tls = cfg->tls;
 	uint64_t heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
 	/* Two missed heartbeats and some slack; the connector counts whole seconds. */
 	unsigned timeout_s = (unsigned)((2 * heartbeat_ms + 500 + 999) / 1000);
@@ -398,7 +402,7 @@ static void track_position(struct th_source *src, const uint8_t *ev, size_t len)
 		src->pos = log_pos;
 }
 
-int th_source_next_event(struct th_source *src, const uint8_t **bytes, size_t *len)
+static int next_event(struct th_source *src, const uint8_t **bytes, size_t *len)
 {
 	if (src->failed)
 		return src->failed;
@@ -458,11 +462,74 @@ int th_source_next_event(struct th_source *src, const uint8_t **bytes, size_t *l
 	}
 }
 
+/*
+ * The connector hands the socket to OpenSSL (SSL_set_fd), whose writes are
+ * plain write()s: writing to a peer that died raises SIGPIPE, which would kill
+ * the whole process. Over TLS, calls that may write run with SIGPIPE blocked
+ * in this thread, and a SIGPIPE they raised is consumed before unblocking.
+ * (Without TLS the connector sends with MSG_NOSIGNAL.)
+ */
+struct sigpipe_guard {
+	bool active;
+	bool was_pending;
+	sigset_t old;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g, bool tls)
+{
+	g->active = tls;
+	if (!tls)
+		return;
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigemptyset(&pending);
+	sigpending(&pending);
+	g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_unblock(struct sigpipe_guard *g)
+{
+	if (!g->active)
+		return;
+	if (!g->was_pending) {
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGPIPE);
+		struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&set, NULL, &zero) == SIGPIPE)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+int th_source_live_open(const struct th_source_config *cfg, struct th_source **out, char *err, size_t err_len)
+{
+	struct sigpipe_guard g;
+	sigpipe_block(&g, cfg && cfg->tls);
+	int rc = live_open(cfg, out, err, err_len);
+	sigpipe_unblock(&g);
+	return rc;
+}
+
+int th_source_next_event(struct th_source *src, const uint8_t **bytes, size_t *len)
+{
+	struct sigpipe_guard g;
+	sigpipe_block(&g, src->tls);
+	int rc = next_event(src, bytes, len);
+	sigpipe_unblock(&g);
+	return rc;
+}
+
 void th_source_close(struct th_source *src)
 {
 	if (!src)
 		return;
+	struct sigpipe_guard g;
+	sigpipe_block(&g, src->tls);
 	mysql_close(src->mysql);
+	sigpipe_unblock(&g);
 	free(src);
 }
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "source.h"
@@ -623,6 +624,76 @@ static void test_source__mysql8_refused_login_is_a_clear_mysql_error(void **stat
 	replay_free(f);
 }
 
+static void read_until_heartbeat(struct th_source *src);
+
+static int tls_server_setup(void **state)
+{
+	struct shared *sh = calloc(1, sizeof *sh);
+	if (!sh)
+		return -1;
+	struct th_mariadb_options o = { .tls = true };
+	int rc = th_mariadb_start(&o, &sh->db, sh->why, sizeof sh->why);
+	if (rc != 0)
+		sh->db = NULL;
+	if (rc < 0)
+		fprintf(stderr, "th_mariadb_start (TLS) failed: %s: %s\n", th_errname(rc), sh->why);
+	*state = sh;
+	return 0;
+}
+
+static void test_source__tls_connection_verifies_the_server_and_streams(void **state)
+{
+	struct th_mariadb *db = shared_db(state);
+	assert_int_equal(th_mariadb_sql(db, "CREATE DATABASE t; CREATE TABLE t.t (id INT PRIMARY KEY);"
+					    "INSERT INTO t.t VALUES (1)"), 0);
+	struct th_source_config c = config_for(db);
+	c.non_blocking = true;
+	c.tls = true;
+	c.tls_verify = true;
+	c.tls_ca = db->tls_ca;
+	struct th_source *src = open_or_fail(&c);
+	struct stream s;
+	drain(src, &s);
+	assert_true(has_type(&s, EV_WRITE_ROWS_V1));
+	assert_true(s.all_crc_ok);
+	th_source_close(src);
+
+	/* The account requires TLS: without it the server refuses. */
+	c.tls = false;
+	char err[512];
+	assert_int_equal(th_source_live_open(&c, &src, err, sizeof err), -TH_EMYSQL);
+	assert_non_null(strstr(err, "Access denied"));
+
+	/* Verification on: a certificate not made for the name we dial is refused... */
+	c.tls = true;
+	c.host = "localhost"; /* resolves to 127.0.0.1; the certificate names only the IP */
+	int rc = th_source_live_open(&c, &src, err, sizeof err);
+	if (rc == 0) {
+		th_source_close(src);
+		fail_msg("a certificate for 127.0.0.1 was accepted for localhost");
+	}
+	assert_int_equal(rc, -TH_EMYSQL);
+	print_message("refused: %s\n", err);
+	/* ...and accepted, still encrypted, when verification is off. */
+	c.tls_verify = false;
+	src = open_or_fail(&c);
+	th_source_close(src);
+
+	/* Closing a TLS source whose server died writes to a dead socket: that
+	 * must not raise SIGPIPE (which would kill this program). */
+	c.host = "127.0.0.1";
+	c.tls_verify = true;
+	c.non_blocking = false;
+	c.heartbeat_ms = 200;
+	c.pass_heartbeats = true;
+	src = open_or_fail(&c);
+	read_until_heartbeat(src);
+	assert_int_equal(th_mariadb_signal(db, SIGKILL), 0);
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	th_source_close(src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +709,8 @@ int main(void)
 		cmocka_unit_test(test_source__mysql8_idle_stream_gets_heartbeats),
 		cmocka_unit_test(test_source__mysql8_silent_server_is_a_dead_connection),
 		cmocka_unit_test(test_source__mysql8_refused_login_is_a_clear_mysql_error),
+		cmocka_unit_test_setup_teardown(test_source__tls_connection_verifies_the_server_and_streams,
+						tls_server_setup, server_teardown),
 		/* These two break their server: each gets its own. */
 		cmocka_unit_test_setup_teardown(test_source__killed_server_is_a_dead_connection,
 						server_setup, server_teardown),

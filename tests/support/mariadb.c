@@ -452,7 +452,7 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 		  char *why, size_t why_len)
 {
 	char a_user[128], a_datadir[300], a_socket[300], a_port[32], a_pid[300], a_log[300], a_tmp[300];
-	char a_sid[48], a_dom[48], a_binlog[300];
+	char a_sid[48], a_dom[48], a_binlog[300], a_ca[300], a_cert[300], a_key[300];
 	snprintf(a_user, sizeof a_user, "--user=%s", user_name());
 	snprintf(a_datadir, sizeof a_datadir, "--datadir=%s", db->datadir);
 	snprintf(a_socket, sizeof a_socket, "--socket=%s", db->socket);
@@ -505,6 +505,14 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 	argv[argc++] = "--loose-feedback=OFF";
 	for (size_t i = 0; innodb_args[i]; i++)
 		argv[argc++] = (char *)innodb_args[i];
+	if (db->tls_ca[0]) {
+		snprintf(a_ca, sizeof a_ca, "--ssl-ca=%s", db->tls_ca);
+		snprintf(a_cert, sizeof a_cert, "--ssl-cert=%s", db->tls_ca);
+		snprintf(a_key, sizeof a_key, "--ssl-key=%s/tls-key.pem", db->dir);
+		argv[argc++] = a_ca;
+		argv[argc++] = a_cert;
+		argv[argc++] = a_key;
+	}
 	for (size_t i = 0; o && o->extra_args && o->extra_args[i] && argc < MAX_ARGS - 1; i++)
 		argv[argc++] = (char *)o->extra_args[i];
 	argv[argc] = NULL;
@@ -550,6 +558,38 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* A self-signed certificate for 127.0.0.1 (only) that is also its own CA. */
+static int make_certificate(struct th_mariadb *db, const char *openssl, char *why, size_t why_len)
+{
+	char key_arg[300], log[300];
+	snprintf(db->tls_ca, sizeof db->tls_ca, "%s/tls-cert.pem", db->dir);
+	snprintf(key_arg, sizeof key_arg, "%s/tls-key.pem", db->dir);
+	snprintf(log, sizeof log, "%s/openssl.log", db->dir);
+	char *argv[] = { (char *)openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+			 "-nodes", "-keyout", key_arg, "-out", db->tls_ca, "-days", "2", "-subj", "/CN=127.0.0.1",
+			 "-addext", "subjectAltName=IP:127.0.0.1", NULL };
+	struct child_io io = { open("/dev/null", O_RDONLY | O_CLOEXEC),
+			       open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) };
+	pid_t pid = (io.in_fd >= 0 && io.out_fd >= 0) ? spawn(openssl, argv, &io) : -EIO;
+	if (io.in_fd >= 0)
+		close(io.in_fd);
+	if (io.out_fd >= 0)
+		close(io.out_fd);
+	int status = pid > 0 ? wait_child(pid, 30ull * 1000000000u) : pid;
+	if (status == -ETIMEDOUT) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char tail[300];
+		tail_file(log, tail, sizeof tail);
+		say(why, why_len, "openssl could not make a certificate: %s", tail);
+		db->tls_ca[0] = '\0';
+		return -TH_ESERVER;
+	}
+	return 0;
 }
 
 static void random_password(char *out, size_t len)
@@ -612,6 +652,16 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 		fprintf(f, "%ld\n", (long)getpid());
 		fclose(f);
 	}
+	if (opts && opts->tls) {
+		char openssl[512];
+		if (!find_program("TH_OPENSSL", "openssl", openssl, sizeof openssl)) {
+			say(why, why_len, "openssl is not installed (apt-get install openssl): needed for a TLS server");
+			th_mariadb_stop(db);
+			return TH_MARIADB_UNAVAILABLE;
+		}
+		if ((rc = make_certificate(db, openssl, why, why_len)) < 0)
+			goto fail;
+	}
 	snprintf(path, sizeof path, "%s/data", tmpl);
 	rc = copy_tree(path, db->datadir);
 	if (rc < 0) {
@@ -640,11 +690,11 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	 * fresh instance has an empty GTID position. */
 	rc = th_mariadb_sql(db,
 			    "SET SESSION sql_log_bin = 0;"
-			    "CREATE USER 'topohub'@'%%' IDENTIFIED BY '%s';"
+			    "CREATE USER 'topohub'@'%%' IDENTIFIED BY '%s'%s;"
 			    "GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SLAVE MONITOR, SELECT "
 			    "ON *.* TO 'topohub'@'%%';"
 			    "SET SESSION sql_log_bin = 1",
-			    db->password);
+			    db->password, db->tls_ca[0] ? " REQUIRE SSL" : "");
 	if (rc == 0)
 		rc = th_mariadb_query_value(db, db->version, sizeof db->version, "SELECT VERSION()");
 	if (rc < 0) {
@@ -783,6 +833,11 @@ MYSQL *th_mariadb_connect_user(struct th_mariadb *db, int tcp, const char *datab
 	mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	mysql_optionsv(m, MYSQL_OPT_RECONNECT, &off);
 	mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+	if (db->tls_ca[0]) {
+		my_bool on = 1;
+		mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
+		mysql_optionsv(m, MYSQL_OPT_SSL_CA, db->tls_ca);
+	}
 	if (!mysql_real_connect(m, tcp ? db->host : "localhost", db->user, db->password, database,
 				tcp ? db->port : 0, tcp ? NULL : db->socket, CLIENT_MULTI_STATEMENTS)) {
 		snprintf(db->err, sizeof db->err, "connect as %s: %s (%u)", db->user, mysql_error(m), mysql_errno(m));

@@ -39,6 +39,7 @@
 #define TH_TEST_MARIADB_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -54,6 +55,11 @@ struct th_mariadb_options {
 	 * e.g. { "--binlog-row-metadata=MINIMAL", NULL }. NULL: none. */
 	const char *const *extra_args;
 	unsigned start_timeout_ms;     /* 0: 30000 */
+	/* TLS: a fresh self-signed certificate for 127.0.0.1 only (not
+	 * "localhost", so that tests can dial a name it does not cover), made
+	 * with the openssl tool (TH_MARIADB_UNAVAILABLE without it); and the
+	 * `topohub` account REQUIRE SSL, so a plain connection is refused. */
+	bool tls;
 };
 
 /* A running instance. Every field is read-only for callers and lives until
@@ -68,6 +74,7 @@ struct th_mariadb {
 	char datadir[256];             /* dir + "/data"; binlogs are datadir/binlog.NNNNNN */
 	char binlog_basename[256];     /* datadir + "/binlog" */
 	char error_log[256];           /* the server's error log */
+	char tls_ca[256];              /* with opts->tls: the certificate to trust; else "" */
 	char version[96];              /* SELECT VERSION() */
 	uint32_t server_id;
 	pid_t pid;                     /* of mariadbd; tests may SIGSTOP/SIGKILL it */
