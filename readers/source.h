@@ -98,7 +98,8 @@ struct th_source;
  * Connects and starts the dump. On success *out is the new source (close with
  * th_source_close). On failure *out is NULL and err (may be NULL) receives a
  * message naming the server and what failed, with the server's own message:
- *   -EINVAL        config incomplete (no user)
+ *   -EINVAL        config incomplete (no user), or a binlog_pos MariaDB cannot take (> 2^32-1)
+ *   -TH_ESERVER    the server's binlog_checksum is neither NONE nor CRC32
  *   -TH_EMYSQL     connection or authentication refused, a session query failed
  *   -TH_EGTID      cfg->gtid is not valid for the server's flavour
  *   -TH_EDEADCONN  the server did not answer within the timeouts

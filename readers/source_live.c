@@ -386,10 +386,11 @@ static int fail_with(struct th_source *src, int rc)
 /* Follows the binlog position: ROTATE names the file, headers the end position. */
 static void track_position(struct th_source *src, const uint8_t *ev, size_t len)
 {
-	if (ev[4] == EV_ROTATE && len >= EV_HEADER_LEN + 8) {
-		size_t name_len = len - EV_HEADER_LEN - 8 - (src->checksum ? 4 : 0);
-		if (len < EV_HEADER_LEN + 8 + (src->checksum ? 4u : 0u))
+	size_t fixed = EV_HEADER_LEN + 8 + (src->checksum ? 4u : 0u); /* header, position, CRC32 */
+	if (ev[4] == EV_ROTATE) {
+		if (len < fixed)
 			return;
+		size_t name_len = len - fixed;
 		if (name_len >= sizeof src->file)
 			name_len = sizeof src->file - 1;
 		memcpy(src->file, ev + EV_HEADER_LEN + 8, name_len);
