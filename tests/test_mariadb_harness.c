@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -162,6 +163,20 @@ static void test_mariadb__server_dies_with_the_test_program(void **state)
 	th_mariadb_stop(db);
 }
 
+static void test_mariadb__missing_server_binary_is_a_skip_with_a_reason(void **state)
+{
+	(void)state;
+	setenv("TH_MARIADBD", "/nonexistent/mariadbd", 1);
+	struct th_mariadb *db = (struct th_mariadb *)1;
+	char why[512] = "";
+	int rc = th_mariadb_start(NULL, &db, why, sizeof why);
+	unsetenv("TH_MARIADBD");
+	assert_int_equal(rc, TH_MARIADB_UNAVAILABLE);
+	assert_null(db);
+	assert_non_null(strstr(why, "mariadbd"));
+	assert_non_null(strstr(why, "mariadb-server"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +184,7 @@ int main(void)
 		cmocka_unit_test(test_mariadb__topohub_user_authenticates_over_tcp_and_socket),
 		cmocka_unit_test(test_mariadb__stop_removes_the_folder_and_the_server),
 		cmocka_unit_test(test_mariadb__server_dies_with_the_test_program),
+		cmocka_unit_test(test_mariadb__missing_server_binary_is_a_skip_with_a_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
