@@ -128,6 +128,9 @@ void th_source_close(struct th_source *src);
 
 /* Message of the last failure ("" when none); valid until the next call on src. */
 const char *th_source_error(const struct th_source *src);
+/* After -TH_EMYSQL from th_source_next_event: the server's error code (1236:
+ * the server cannot continue from the requested position); else 0. */
+unsigned th_source_server_errno(const struct th_source *src);
 enum th_source_flavor th_source_flavor(const struct th_source *src);
 /* The server's version string ("10.11.19-MariaDB-0+deb12u1-log", "8.0.45"). */
 const char *th_source_server_version(const struct th_source *src);

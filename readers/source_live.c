@@ -43,6 +43,7 @@ struct th_source {
 	bool tls;
 	bool eof;
 	int failed;                    /* sticky negative result */
+	unsigned server_errno;         /* the server's error code behind -TH_EMYSQL */
 	char name[280];
 	char version[128];
 	char file[512];                /* current binlog file, from ROTATE */
@@ -428,6 +429,7 @@ static int next_event(struct th_source *src, const uint8_t **bytes, size_t *len)
 			}
 			set_err(src->err, sizeof src->err, "%s: server error %u (%s): %s", src->name, e,
 				mysql_sqlstate(src->mysql), mysql_error(src->mysql));
+			src->server_errno = e;
 			return fail_with(src, -TH_EMYSQL);
 		}
 		const uint8_t *p = src->mysql->net.read_pos;
@@ -552,6 +554,11 @@ const char *th_source_server_version(const struct th_source *src)
 int th_source_checksum(const struct th_source *src)
 {
 	return src->checksum;
+}
+
+unsigned th_source_server_errno(const struct th_source *src)
+{
+	return src->server_errno;
 }
 
 uint32_t th_source_server_id(const struct th_source *src)

@@ -307,6 +307,7 @@ static void test_source__dump_refused_by_the_server_is_reported_with_its_message
 	size_t len;
 	assert_int_equal(th_source_next_event(src, &ev, &len), -TH_EMYSQL);
 	assert_non_null(strstr(th_source_error(src), "1236"));
+	assert_int_equal(th_source_server_errno(src), 1236);
 	print_message("message: %s\n", th_source_error(src));
 	/* Sticky. */
 	assert_int_equal(th_source_next_event(src, &ev, &len), -TH_EMYSQL);
