@@ -17,7 +17,7 @@ ifneq ($(DEPS),)
 $(error Debian packages are missing; see the message above)
 endif
 
-PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih
+PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih libisal
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)

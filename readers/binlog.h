@@ -375,6 +375,9 @@ struct th_binlog_row_iter {
 	uint32_t index;              /* rows returned so far */
 	/* PARTIAL_UPDATE_ROWS: the current after image's partial-JSON bitmap */
 	const uint8_t *partial_bits;
+	/* Columns to decode (bit per table column), or NULL for all; the others
+	 * come out TH_VAL_ABSENT (th_row_decode_wanted). Set after begin. */
+	const uint8_t *wanted;
 };
 
 /* Start iterating the rows of a row event (kind *_ROWS). */

@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "binlog.h"
+#include "th_crc32.h"
 #include "th_error.h"
 
 /* ---- byte cursor ------------------------------------------------------- */
@@ -879,9 +880,9 @@ static int decode_fde(struct th_binlog_decoder *dec, struct th_binlog_event *ev,
 			   at close: the checksum is over the event with the flag clear. */
 			uint8_t flags[2] = { (uint8_t)(p[17] & ~TH_BINLOG_F_IN_USE), p[18] };
 			uint32_t want = (uint32_t)le(p + len - 4, 4);
-			uLong got = crc32(0, p, 17);
-			got = crc32(got, flags, 2);
-			got = crc32(got, p + 19, (uInt)(len - 4 - 19));
+			uint32_t got = th_crc32(0, p, 17);
+			got = th_crc32(got, flags, 2);
+			got = th_crc32(got, p + 19, len - 4 - 19);
 			if (want != got)
 				return fail(dec, ev->pos, TH_ECHECKSUM,
 					    "FORMAT_DESCRIPTION CRC32 is %08x, computed %08x", want, (uint32_t)got);
@@ -1531,7 +1532,7 @@ static int decode_framed(struct th_binlog_decoder *dec, const uint8_t *p, size_t
 				    type_name_for_msg(ev->type));
 		n -= 4;
 		uint32_t want = (uint32_t)le(p + len - 4, 4);
-		uint32_t got = (uint32_t)crc32(0, p, (uInt)(len - 4));
+		uint32_t got = th_crc32(0, p, len - 4);
 		if (want != got)
 			return fail(dec, pos, TH_ECHECKSUM, "%s event CRC32 is %08x, computed %08x",
 				    type_name_for_msg(ev->type), want, got);
@@ -1600,7 +1601,8 @@ static int row_image(struct th_binlog_row_iter *it, const uint8_t *present, stru
 {
 	const struct th_ev_rows *rw = &it->ev->u.rows;
 	size_t used = 0;
-	int rc = th_row_decode(rw->tm, present, rw->rows + it->off, rw->rows_len - it->off, out, &used);
+	int rc = th_row_decode_wanted(rw->tm, present, it->wanted, rw->rows + it->off, rw->rows_len - it->off,
+				      out, &used);
 	if (rc)
 		return rc;
 	if (used == 0 || used > rw->rows_len - it->off)

@@ -672,8 +672,47 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 	}
 }
 
+/*
+ * The size of a column the caller does not want, without rendering it: the
+ * temporal and decimal types spend most of their decoding on text. Other
+ * types are cheap to decode (numbers, or pointers into the image), so they go
+ * through decode_column into a scratch value and keep its checks.
+ */
+static int skip_column(const struct th_column *c, const uint8_t *p, size_t avail, size_t *n)
+{
+	size_t w;
+	switch (c->type) {
+	case TH_COL_TIMESTAMP2:
+	case TH_COL_DATETIME2:
+	case TH_COL_TIME2:
+		if (c->meta > 6)
+			return -TH_EBINLOG;
+		w = (c->type == TH_COL_TIMESTAMP2 ? 4 : c->type == TH_COL_DATETIME2 ? 5 : 3) + frac_bytes(c->meta);
+		break;
+	case TH_COL_NEWDECIMAL:
+		if (th__decimal_size(c->meta >> 8, c->meta & 0xff, &w))
+			return -TH_EBINLOG;
+		break;
+	default: {
+		struct th_value scratch;
+		scratch.kind = TH_VAL_NULL;
+		return decode_column(c, p, avail, &scratch, n);
+	}
+	}
+	if (avail < w)
+		return -TH_EBINLOG;
+	*n = w;
+	return 0;
+}
+
 int th_row_decode(const struct th_table_map *tm, const uint8_t *present,
 		  const uint8_t *p, size_t len, struct th_value *out, size_t *used)
+{
+	return th_row_decode_wanted(tm, present, NULL, p, len, out, used);
+}
+
+int th_row_decode_wanted(const struct th_table_map *tm, const uint8_t *present, const uint8_t *wanted,
+			 const uint8_t *p, size_t len, struct th_value *out, size_t *used)
 {
 	if (!tm || !used || (tm->ncols && (!present || !out || !tm->cols)) || (!p && len))
 		return -EINVAL;
@@ -704,7 +743,13 @@ int th_row_decode(const struct th_table_map *tm, const uint8_t *present,
 			continue;
 		}
 		size_t n = 0;
-		int r = decode_column(&tm->cols[i], p + pos, len - pos, v, &n);
+		int r;
+		if (wanted && !((wanted[i >> 3] >> (i & 7)) & 1)) {
+			v->kind = TH_VAL_ABSENT;
+			r = skip_column(&tm->cols[i], p + pos, len - pos, &n);
+		} else {
+			r = decode_column(&tm->cols[i], p + pos, len - pos, v, &n);
+		}
 		if (r)
 			return r;
 		pos += n;

@@ -24,6 +24,9 @@
 #define FILE_MAX 512
 
 /* A watched table's columns as resolved against one TABLE_MAP. */
+/* Rows of tables up to this wide decode only their mapped columns. */
+#define TH_TXN_WANTED_MAX_COLS 4096
+
 struct mapping {
 	uint64_t table_id;
 	const struct th_table_map *tm;
@@ -829,6 +832,18 @@ static int rows_event(struct th_txn_asm *a, const struct th_binlog_event *ev)
 	}
 	struct th_binlog_row_iter it;
 	th_binlog_rows_begin(&it, ev);
+	/* Decode only the mapped columns: the rest of a row (timestamps above
+	 * all) would cost more to render than everything we keep. */
+	uint8_t wanted[(TH_TXN_WANTED_MAX_COLS + 7) / 8];
+	if (rw->tm->ncols <= TH_TXN_WANTED_MAX_COLS) {
+		memset(wanted, 0, (rw->tm->ncols + 7) / 8);
+		wanted[m->key >> 3] |= (uint8_t)(1u << (m->key & 7));
+		for (uint32_t k = 0; k < m->nvalue; k++)
+			wanted[m->value[k] >> 3] |= (uint8_t)(1u << (m->value[k] & 7));
+		if (m->version >= 0)
+			wanted[m->version >> 3] |= (uint8_t)(1u << (m->version & 7));
+		it.wanted = wanted;
+	}
 	struct th_value *before = a->before, *after = a->after;
 	uint32_t rows = 0;
 	for (;;) {

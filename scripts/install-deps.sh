@@ -8,7 +8,7 @@ groups="${*:-build test}"
 pkgs=""
 for g in $groups; do
 	case "$g" in
-	build) pkgs="$pkgs gcc make pkg-config liburcu-dev libmariadb-dev libmariadb-dev-compat libzstd-dev zlib1g-dev libinih-dev libcmocka-dev" ;;
+	build) pkgs="$pkgs gcc make pkg-config liburcu-dev libmariadb-dev libmariadb-dev-compat libzstd-dev zlib1g-dev libisal-dev libinih-dev libcmocka-dev systemtap-sdt-dev" ;;
 	test)  pkgs="$pkgs clang libclang-rt-14-dev mariadb-server mariadb-client mariadb-test-data python3" ;;
 	bench) pkgs="$pkgs etcd-server etcd-client gnuplot-nox libcurl4-openssl-dev" ;;
 	trace) pkgs="$pkgs clang libbpf-dev bpftool systemtap-sdt-dev linux-libc-dev" ;;

@@ -1081,6 +1081,55 @@ static void test_rows__decodes_a_topo_data_row_and_renders_it(void **state)
 	assert_int_equal(at, total);
 }
 
+static void test_rows__decodes_only_wanted_columns_and_steps_over_the_rest(void **state)
+{
+	(void)state;
+	struct th_column cols[5];
+	struct th_table_map tm;
+	topo_table(cols, &tm);
+	uint8_t present = 0x1f;
+	uint8_t img[256];
+	const uint8_t data[] = { 1, 2, 3 };
+	size_t n = topo_image(img, "/a/b", data, sizeof data, 7);
+	/* Two images back to back: the first's length must come out right
+	 * although its timestamps are only stepped over. */
+	size_t n2 = topo_image(img + n, "/c", data, 1, 8);
+	struct th_value all[5], some[5];
+	size_t used_all, used_some;
+	uint8_t wanted = 0x05; /* path and version */
+	assert_int_equal(th_row_decode(&tm, &present, img, n + n2, all, &used_all), 0);
+	assert_int_equal(th_row_decode_wanted(&tm, &present, &wanted, img, n + n2, some, &used_some), 0);
+	assert_int_equal(used_some, used_all);
+	assert_int_equal(used_some, n);
+	assert_int_equal(some[0].kind, TH_VAL_STRING);
+	assert_int_equal(some[0].len, 4);
+	assert_memory_equal(some[0].bytes, "/a/b", 4);
+	assert_int_equal(some[2].i, 7);
+	assert_int_equal(some[1].kind, TH_VAL_ABSENT);
+	assert_int_equal(some[3].kind, TH_VAL_ABSENT);
+	assert_int_equal(some[4].kind, TH_VAL_ABSENT);
+	assert_int_equal(th_row_decode_wanted(&tm, &present, &wanted, img + n, n2, some, &used_some), 0);
+	assert_int_equal(used_some, n2);
+	assert_int_equal(some[2].i, 8);
+	/* Stepping over still refuses a short image. */
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(th_row_decode_wanted(&tm, &present, &wanted, img, k, some, &used_some), -TH_EBINLOG);
+	/* A decimal stepped over by its size alone. */
+	struct th_column dcols[2] = { mkcol(TH_COL_NEWDECIMAL, (10 << 8) | 2), mkcol(TH_COL_LONG, 0) };
+	struct th_table_map dtm = { .ncols = 2, .cols = dcols };
+	uint8_t dimg[16] = { 0 };
+	dimg[0] = 0;                /* null bitmap */
+	dimg[1] = 0x80;             /* DECIMAL(10,2) zero: 4 bytes for 8 integer digits, 1 for 2 fraction digits */
+	wr_le(dimg + 6, 99, 4);
+	uint8_t dpresent = 0x03, dwanted = 0x02;
+	struct th_value dv[2];
+	size_t dused;
+	assert_int_equal(th_row_decode_wanted(&dtm, &dpresent, &dwanted, dimg, 10, dv, &dused), 0);
+	assert_int_equal(dused, 10);
+	assert_int_equal(dv[0].kind, TH_VAL_ABSENT);
+	assert_int_equal(dv[1].i, 99);
+}
+
 static void test_rows__decodes_topo_rows_fast(void **state)
 {
 	(void)state;
@@ -1857,6 +1906,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_rows__decodes_nulls_from_the_image_bitmap, free_last_image),
 		cmocka_unit_test_teardown(test_rows__skips_absent_columns_in_partial_images, free_last_image),
 		cmocka_unit_test_teardown(test_rows__decodes_a_topo_data_row_and_renders_it, free_last_image),
+		cmocka_unit_test(test_rows__decodes_only_wanted_columns_and_steps_over_the_rest),
 		cmocka_unit_test_teardown(test_rows__decodes_topo_rows_fast, free_last_image),
 		cmocka_unit_test_teardown(test_rows__json_renders_nested_object_and_array, free_last_image),
 		cmocka_unit_test_teardown(test_rows__json_renders_all_scalar_kinds, free_last_image),
