@@ -15,8 +15,8 @@ cp "bench/results/ring-$stamp.jsonl" bench/results/ring-latest.jsonl
 
 if [ -x bench/gen-topo-binlog.sh ]; then
 	echo "== decode" >&2
-	data=bench/data/topo-updates.bin
-	[ -f "$data" ] || bench/gen-topo-binlog.sh "$data" >&2
+	data=bench/data/topo-updates.binlog
+	[ -f "$data" ] || bench/gen-topo-binlog.sh 1000000 "$data" >&2
 	"$build/topohub-bench" decode --json "$data" > "bench/results/decode-$stamp.jsonl"
 	cp "bench/results/decode-$stamp.jsonl" bench/results/decode-latest.jsonl
 fi
