@@ -87,9 +87,10 @@ $(BUILD)/topohubctl: $(call obj,hub/topohubctl_main.c) $(HUB_LIB)
 $(BUILD)/topohub-bench: $(call obj,bench/bench_main.c $(BENCH_SRC)) $(HUB_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(call obj,$(PLUGIN_SRC)): ALL_CFLAGS += -fvisibility=hidden
 $(BUILD)/libtopohub.so: $(call obj,$(PLUGIN_SRC)) $(CORE_LIB) plugins/topohub.map
 	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugins/topohub.map \
-		$(call obj,$(PLUGIN_SRC)) $(CORE_LIB) $(LDLIBS) -o $@
+		$(call obj,$(PLUGIN_SRC)) $(CORE_LIB) $(shell pkg-config --libs liburcu-bp) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(SUPPORT_SRC)) $(HUB_LIB)
 	@mkdir -p $(dir $@)
