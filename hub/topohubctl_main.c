@@ -18,11 +18,13 @@ struct command {
 
 static int cmd_help(int argc, char **argv);
 static int cmd_decode(int argc, char **argv);
+int th__ctl_watch(int argc, char **argv); /* hub/topohubctl_watch.c */
 
 static const struct command commands[] = {
 	{ "help", "", "this text", cmd_help },
 	{ "decode", "[--json] [--follow-rotate] FILE...",
 	  "print each binlog event as one JSON object per line", cmd_decode },
+	{ "watch", "[-r] [--json] [--count N] PATH", "print each change with its revision and latency", th__ctl_watch },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
