@@ -1,0 +1,277 @@
+/*
+ * Tests for the USDT probes (common/th_trace.h) and the tracer
+ * build/topohub-trace (bench/trace/, built by `make trace`).
+ *
+ * The tracer tests run the real tracer against real processes and check that
+ * it counts every stage of every change exactly once. They need root and a
+ * kernel with BPF and uprobes, and the tracer built: otherwise they skip and
+ * say why. The tracer is looked for at $BUILD/topohub-trace (tests/run.sh
+ * runs with BUILD set by make; default "build").
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "th_time.h"
+#include "th_trace.h"
+#include "tests/support/trace_synth.h"
+
+static const char *const probe_names[] = {
+	"hub_binlog_event", "hub_txn_commit", "hub_batch_publish", "hub_reader_evicted", "reader_woken",
+	"reader_record",    "callback_enter", "callback_return",   "resync_start",       "resync_done",
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void tracer_path(char *out, size_t size)
+{
+	const char *b = getenv("BUILD");
+	snprintf(out, size, "%s/topohub-trace", b && *b ? b : "build");
+}
+
+/* Skip (with the reason) unless the tracer can run here. */
+static bool tracer_or_skip(char *path, size_t size)
+{
+	if (!TH_TRACE_ENABLED) {
+		print_message("skip: built without sys/sdt.h (or with -DTH_NO_TRACE): no probes to trace\n");
+		return false;
+	}
+	if (geteuid() != 0) {
+		print_message("skip: the tracer needs root (BPF and uprobes)\n");
+		return false;
+	}
+	tracer_path(path, size);
+	if (access(path, X_OK) != 0) {
+		print_message("skip: %s not built (run `make trace`; needs clang, bpftool, libbpf, kernel BTF)\n",
+			      path);
+		return false;
+	}
+	return true;
+}
+
+struct child {
+	pid_t pid;
+	int out_fd; /* its stdout */
+	int err_fd; /* its stderr */
+};
+
+static int spawn(struct child *c, char *const argv[], uid_t as_uid)
+{
+	int out[2], err[2];
+	if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		return -errno;
+	pid_t parent = getpid();
+	c->pid = fork();
+	if (c->pid < 0)
+		return -errno;
+	if (c->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		if (as_uid != (uid_t)-1 && (setgid(as_uid) != 0 || setuid(as_uid) != 0))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	c->out_fd = out[0];
+	c->err_fd = err[0];
+	return 0;
+}
+
+/* Appends what fd has to buf (NUL-terminated) until `until` appears, EOF, or
+ * the deadline. Returns true when `until` was seen (or, with until NULL, at EOF). */
+static bool read_until(int fd, char *buf, size_t size, const char *until, uint64_t timeout_ms)
+{
+	size_t len = strlen(buf);
+	uint64_t deadline = th_now_ns() + timeout_ms * 1000000u;
+	for (;;) {
+		if (until && strstr(buf, until))
+			return true;
+		uint64_t now = th_now_ns();
+		if (now >= deadline || len + 1 >= size)
+			return false;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return until == NULL;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+}
+
+static int reap_status(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Sum of "count" over the stage entries named stage in a report line. */
+static long long stage_count(const char *json, const char *stage)
+{
+	char pat[64];
+	long long sum = 0;
+	snprintf(pat, sizeof pat, "{\"stage\":\"%s\"", stage);
+	for (const char *p = strstr(json, pat); p; p = strstr(p + 1, pat)) {
+		const char *c = strstr(p, "\"count\":");
+		if (c)
+			sum += strtoll(c + 8, NULL, 10);
+	}
+	return sum;
+}
+
+/* The value of "name":N after the key "section". */
+static long long field_after(const char *json, const char *section, const char *name)
+{
+	char pat[64];
+	const char *s = strstr(json, section);
+	if (!s)
+		return -1;
+	snprintf(pat, sizeof pat, "\"%s\":", name);
+	const char *p = strstr(s, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+/* The contract of th_trace.h is in the binary: a note per probe, provider topohub. */
+static void test_trace__probes_are_compiled_in(void **state)
+{
+	(void)state;
+	if (!TH_TRACE_ENABLED) {
+		print_message("skip: built without sys/sdt.h (or with -DTH_NO_TRACE)\n");
+		skip();
+	}
+	FILE *f = fopen("/proc/self/exe", "rb");
+	assert_non_null(f);
+	size_t cap = 64u << 20, len;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	len = fread(buf, 1, cap, f);
+	fclose(f);
+	for (size_t i = 0; i < sizeof probe_names / sizeof probe_names[0]; i++) {
+		char needle[64];
+		int n = snprintf(needle, sizeof needle, "topohub%c%s%c", 0, probe_names[i], 0);
+		assert_non_null(memmem(buf, len, needle, (size_t)n));
+	}
+	free(buf);
+}
+
+/* Without root the tracer stops at once and says what it needs. */
+static void test_trace__tracer_refuses_without_root_and_says_why(void **state)
+{
+	(void)state;
+	char path[512];
+	tracer_path(path, sizeof path);
+	if (access(path, X_OK) != 0) {
+		print_message("skip: %s not built (run `make trace`)\n", path);
+		skip();
+	}
+	char *argv[] = { path, "--duration", "1", NULL };
+	struct child c;
+	/* As root, drop to nobody for the run; otherwise we are the unprivileged user. */
+	assert_int_equal(spawn(&c, argv, geteuid() == 0 ? 65534 : (uid_t)-1), 0);
+	char err[4096] = "";
+	read_until(c.err_fd, err, sizeof err, NULL, 10000);
+	int rc = reap_status(c.pid);
+	close(c.out_fd);
+	close(c.err_fd);
+	assert_int_equal(rc, 3);
+	assert_non_null(strstr(err, "needs root"));
+}
+
+/* Against a synthetic hub and reader (two processes): every stage counted once per change. */
+static void test_trace__counts_every_stage_of_every_change(void **state)
+{
+	(void)state;
+	char path[512];
+	if (!tracer_or_skip(path, sizeof path))
+		skip();
+	enum { K = 300 };
+	struct th_trace_synth s;
+	assert_int_equal(th_trace_synth_start(&s, K, 200), 0);
+	char hub[16], reader[16];
+	snprintf(hub, sizeof hub, "%d", (int)s.hub);
+	snprintf(reader, sizeof reader, "%d", (int)s.reader);
+	char *argv[] = { path, "--pid", hub, "--pid", reader, "--json", "--top", "5", "--duration", "120", NULL };
+	struct child c;
+	assert_int_equal(spawn(&c, argv, (uid_t)-1), 0);
+
+	static char err[16384], out[1 << 20];
+	err[0] = out[0] = '\0';
+	if (!read_until(c.err_fd, err, sizeof err, "topohub-trace: tracing", 60000)) {
+		kill(c.pid, SIGKILL);
+		int rc = reap_status(c.pid);
+		th_trace_synth_kill(&s);
+		if (rc == 4) { /* BPF or uprobes unavailable in this kernel */
+			print_message("skip: %s", err);
+			skip();
+		}
+		fail_msg("tracer did not attach (exit %d): %s", rc, err);
+	}
+	assert_int_equal(th_trace_synth_go(&s), 0);
+	assert_int_equal(th_trace_synth_wait(&s), 0);
+	kill(c.pid, SIGINT);
+	assert_true(read_until(c.out_fd, out, sizeof out, NULL, 30000));
+	int rc = reap_status(c.pid);
+	read_until(c.err_fd, err, sizeof err, NULL, 1000);
+	close(c.out_fd);
+	close(c.err_fd);
+	if (rc != 0)
+		fail_msg("tracer exit %d: %s", rc, err);
+
+	static const char *const per_change[] = { "hub_decode", "hub_publish", "wake",      "deliver",
+						  "dispatch",   "callback",    "end_to_end" };
+	for (size_t i = 0; i < sizeof per_change / sizeof per_change[0]; i++) {
+		long long n = stage_count(out, per_change[i]);
+		if (n != K)
+			fail_msg("stage %s: %lld, expected %d\n%s", per_change[i], n, K, out);
+	}
+	assert_int_equal(stage_count(out, "resync"), 1);
+	assert_int_equal(field_after(out, "\"probes\":", "hub_binlog_event"), 4 * K);
+	assert_int_equal(field_after(out, "\"probes\":", "reader_record"), K);
+	assert_int_equal(field_after(out, "\"probes\":", "callback_return"), K);
+	assert_int_equal(field_after(out, "\"evictions_since_start\":", "count"), 1);
+	/* The slowest list is full and each has a whole breakdown. */
+	assert_int_equal(field_after(out, "\"slowest\":", "revision") > 0, 1);
+	assert_null(strstr(out, "\"deliver_ns\":-1"));
+	assert_null(strstr(out, "\"decode_ns\":-1"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_trace__probes_are_compiled_in),
+		cmocka_unit_test(test_trace__tracer_refuses_without_root_and_says_why),
+		cmocka_unit_test(test_trace__counts_every_stage_of_every_change),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
