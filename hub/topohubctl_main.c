@@ -1,13 +1,32 @@
 /*
  * topohubctl: the operator's tool. Each subcommand is one function and one
  * row in the table below; add yours there.
+ *
+ * Global options (before the command): --socket PATH (default
+ * $TOPOHUB_SOCKET, else /run/topohub/topohub.sock), --json, --table NAME or
+ * index (default 0: topo_data), --timeout MS (sync; default 10000).
+ * Exit status: 0 done, 1 failed or not found, 2 usage.
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "binlog.h"
+#include "hub_client.h"
+#include "protocol.h"
 #include "th_buf.h"
 #include "th_error.h"
+
+/* Global options, set once by main() before any command runs. */
+struct options {
+	const char *socket;
+	bool json;
+	const char *table;
+	unsigned timeout_ms;
+};
+static struct options opt;
 
 struct command {
 	const char *name;
@@ -18,12 +37,26 @@ struct command {
 
 static int cmd_help(int argc, char **argv);
 static int cmd_decode(int argc, char **argv);
+static int cmd_status(int argc, char **argv);
+static int cmd_readers(int argc, char **argv);
+static int cmd_get(int argc, char **argv);
+static int cmd_list(int argc, char **argv);
+static int cmd_sync(int argc, char **argv);
+static int cmd_metrics(int argc, char **argv);
+static int cmd_tables(int argc, char **argv);
 int th__ctl_watch(int argc, char **argv); /* hub/topohubctl_watch.c */
 
 static const struct command commands[] = {
 	{ "help", "", "this text", cmd_help },
 	{ "decode", "[--json] [--follow-rotate] FILE...",
 	  "print each binlog event as one JSON object per line", cmd_decode },
+	{ "status", "", "the hub's state: revision, source, GTID position, counters", cmd_status },
+	{ "readers", "", "attached readers: pid, uid, lag in bytes and time, timeout, evictions", cmd_readers },
+	{ "get", "KEY", "one entry of --table (value, revision, version)", cmd_get },
+	{ "list", "[PREFIX]", "the entries of --table whose keys start with PREFIX", cmd_list },
+	{ "sync", "GTIDSET", "wait until the hub published past GTIDSET; print that revision", cmd_sync },
+	{ "metrics", "", "Prometheus text format metrics", cmd_metrics },
+	{ "tables", "", "the watched tables and their indexes (JSON)", cmd_tables },
 	{ "watch", "[-r] [--json] [--count N] PATH", "print each change with its revision and latency", th__ctl_watch },
 };
 
@@ -31,7 +64,8 @@ static const struct command commands[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: topohubctl COMMAND [ARGS]\ncommands:\n");
+	fprintf(f, "usage: topohubctl [--socket PATH] [--json] [--table NAME|INDEX] [--timeout MS] COMMAND [ARGS]\n"
+		   "commands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].summary);
 }
@@ -115,18 +149,491 @@ static int cmd_decode(int argc, char **argv)
 	return status;
 }
 
+/* ---- operator commands: talk to the hub's control socket ---------------- */
+
+static struct th_hubc *connect_hub(void)
+{
+	struct th_hubc *c;
+	int rc = th_hubc_connect(opt.socket, &c);
+	if (rc < 0) {
+		fprintf(stderr, "topohubctl: %s: %s\n", opt.socket, th_strerror(rc));
+		return NULL;
+	}
+	return c;
+}
+
+static int hub_json(uint16_t type, char **json)
+{
+	struct th_hubc *c = connect_hub();
+	if (!c)
+		return 1;
+	int rc = th_hubc_json(c, type, json);
+	if (rc < 0)
+		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_hubc_error(c));
+	th_hubc_close(c);
+	return rc < 0 ? 1 : 0;
+}
+
+/* A tiny reader for the hub's own flat JSON: the value after "key": in
+ * [p, end). Numbers as text; strings without their quotes (escapes kept). */
+static bool json_field(const char *p, const char *end, const char *key, char *out, size_t out_len)
+{
+	char pat[80];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	size_t pl = strlen(pat);
+	for (const char *q = p; q + pl <= end; q++) {
+		if (memcmp(q, pat, pl))
+			continue;
+		q += pl;
+		size_t n = 0;
+		if (*q == '"') {
+			q++;
+			while (q < end && *q != '"' && n + 1 < out_len) {
+				if (*q == '\\' && q + 1 < end)
+					out[n++] = *q++;
+				out[n++] = *q++;
+			}
+		} else {
+			while (q < end && *q != ',' && *q != '}' && *q != ']' && n + 1 < out_len)
+				out[n++] = *q++;
+		}
+		out[n] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static const char *status_fields[] = {
+	"pid", "uptime_s", "generation", "revision", "source", "connected", "flavor", "server_version", "gtid",
+	"binlog_file", "binlog_pos", "transactions", "transactions_seen", "changes", "records", "bytes",
+	"reconnects", "reloads", "resyncs", "too_big", "readers", "evictions", "max_lag_ns", "entries",
+	"clients", "refused", "bad_messages", "last_error",
+};
+
+static int cmd_status(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	char *json;
+	if (hub_json(TH_MSG_STATS, &json))
+		return 1;
+	if (opt.json) {
+		printf("%s\n", json);
+	} else {
+		const char *end = json + strlen(json);
+		for (size_t i = 0; i < sizeof status_fields / sizeof status_fields[0]; i++) {
+			char v[4096];
+			if (json_field(json, end, status_fields[i], v, sizeof v))
+				printf("%-18s %s\n", status_fields[i], v);
+		}
+	}
+	free(json);
+	return 0;
+}
+
+static int cmd_tables(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	char *json;
+	if (hub_json(TH_MSG_TABLES, &json))
+		return 1;
+	printf("%s\n", json);
+	free(json);
+	return 0;
+}
+
+/* Calls fn for each object of the "readers" array. */
+static void each_reader(const char *json, void (*fn)(const char *b, const char *e, void *arg), void *arg)
+{
+	const char *p = strstr(json, "\"readers\":[");
+	if (!p)
+		return;
+	p += 11;
+	while (*p == '{' || *p == ',') {
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		const char *e = strchr(p, '}');
+		if (!e)
+			return;
+		fn(p, e, arg);
+		p = e + 1;
+	}
+}
+
+static void print_reader(const char *b, const char *e, void *arg)
+{
+	(void)arg;
+	char id[32], pid[32], uid[32], name[64], lagb[32], lagns[32], tmo[32], ev[32], evicted[16];
+	json_field(b, e, "id", id, sizeof id);
+	json_field(b, e, "pid", pid, sizeof pid);
+	json_field(b, e, "uid", uid, sizeof uid);
+	json_field(b, e, "name", name, sizeof name);
+	json_field(b, e, "lag_bytes", lagb, sizeof lagb);
+	json_field(b, e, "lag_ns", lagns, sizeof lagns);
+	json_field(b, e, "timeout_ns", tmo, sizeof tmo);
+	json_field(b, e, "evictions", ev, sizeof ev);
+	json_field(b, e, "evicted", evicted, sizeof evicted);
+	printf("%-6s %-8s %-6s %-16s %12s %10.3f %10.1f %9s %s\n", id, pid, uid, name, lagb,
+	       strtod(lagns, NULL) / 1e6, strtod(tmo, NULL) / 1e6, ev, !strcmp(evicted, "true") ? "evicted" : "");
+}
+
+static int cmd_readers(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	char *json;
+	if (hub_json(TH_MSG_READERS, &json))
+		return 1;
+	if (opt.json) {
+		printf("%s\n", json);
+	} else {
+		printf("%-6s %-8s %-6s %-16s %12s %10s %10s %9s\n", "id", "pid", "uid", "name", "lag_bytes", "lag_ms",
+		       "timeout_ms", "evictions");
+		each_reader(json, print_reader, NULL);
+	}
+	free(json);
+	return 0;
+}
+
+/* --table NAME or index -> index, through TABLES; also the number of value columns. */
+static int table_index(struct th_hubc *c, uint32_t *index, int *nvalues)
+{
+	char *json;
+	int rc = th_hubc_json(c, TH_MSG_TABLES, &json);
+	if (rc < 0) {
+		fprintf(stderr, "topohubctl: TABLES: %s\n", th_strerror(rc));
+		return -1;
+	}
+	char *endp;
+	unsigned long want = strtoul(opt.table, &endp, 10);
+	bool by_index = *opt.table && !*endp;
+	int found = -1;
+	const char *p = json;
+	for (int i = 0; (p = strstr(p, "{\"index\":")) != NULL; i++) {
+		const char *e = strstr(p, "]");
+		e = e ? strchr(e, '}') : NULL;
+		if (!e)
+			break;
+		char name[256], idx[16];
+		json_field(p, e, "name", name, sizeof name);
+		json_field(p, e, "index", idx, sizeof idx);
+		if ((by_index && strtoul(idx, NULL, 10) == want) || (!by_index && !strcmp(name, opt.table))) {
+			found = (int)strtoul(idx, NULL, 10);
+			const char *v = strstr(p, "\"value\":[");
+			*nvalues = 0;
+			for (const char *q = v ? v + 9 : e; q < e && *q != ']'; q++)
+				if (*q == '"')
+					(*nvalues)++;
+			*nvalues /= 2;
+			break;
+		}
+		p = e;
+	}
+	free(json);
+	if (found < 0) {
+		fprintf(stderr, "topohubctl: no table '%s' (see topohubctl tables)\n", opt.table);
+		return -1;
+	}
+	*index = (uint32_t)found;
+	return 0;
+}
+
+/* Writes a value: text when it is valid UTF-8 without control bytes, else base64. */
+static void put_value(struct th_buf *b, const uint8_t *v, size_t n, bool json)
+{
+	bool text = th_utf8_valid(v, n);
+	for (size_t i = 0; text && i < n; i++)
+		if (v[i] < 0x20 && v[i] != '\n' && v[i] != '\t')
+			text = false;
+	if (json) {
+		if (text) {
+			th_buf_json_string(b, v, n);
+		} else {
+			th_buf_puts(b, "{\"base64\":\"");
+			th_buf_base64(b, v, n);
+			th_buf_puts(b, "\"}");
+		}
+	} else if (text) {
+		th_buf_append(b, v, n);
+	} else {
+		th_buf_puts(b, "base64:");
+		th_buf_base64(b, v, n);
+	}
+}
+
+/* A value of a table with several value columns: u32 length (0xffffffff NULL) + bytes each. */
+static void put_columns(struct th_buf *b, const uint8_t *v, size_t n, bool json)
+{
+	size_t off = 0;
+	th_buf_puts(b, json ? "[" : "");
+	for (int i = 0; off + 4 <= n; i++) {
+		uint32_t l = (uint32_t)v[off] | (uint32_t)v[off + 1] << 8 | (uint32_t)v[off + 2] << 16 |
+			     (uint32_t)v[off + 3] << 24;
+		off += 4;
+		if (i)
+			th_buf_puts(b, json ? "," : " | ");
+		if (l == 0xffffffffu) {
+			th_buf_puts(b, json ? "null" : "NULL");
+			continue;
+		}
+		if (l > n - off)
+			break;
+		put_value(b, v + off, l, json);
+		off += l;
+	}
+	th_buf_puts(b, json ? "]" : "");
+}
+
+static void put_entry(struct th_buf *b, const struct th_snap_entry *e, const uint8_t *k, const uint8_t *v,
+		      int nvalues, bool first)
+{
+	bool null = e->flags & TH_CHANGE_F_VALUE_NULL;
+	if (opt.json) {
+		th_buf_puts(b, first ? "" : ",");
+		th_buf_puts(b, "{\"key\":");
+		put_value(b, k, e->key_len, true);
+		th_buf_printf(b, ",\"revision\":%" PRIu64 ",\"version\":%" PRId64 ",\"value\":", e->revision, e->version);
+		if (null)
+			th_buf_puts(b, "null");
+		else if (nvalues > 1)
+			put_columns(b, v, e->value_len, true);
+		else
+			put_value(b, v, e->value_len, true);
+		th_buf_putc(b, '}');
+	} else {
+		put_value(b, k, e->key_len, false);
+		th_buf_printf(b, "\trevision=%" PRIu64 "\tversion=%" PRId64 "\t", e->revision, e->version);
+		if (null)
+			th_buf_puts(b, "NULL");
+		else if (nvalues > 1)
+			put_columns(b, v, e->value_len, false);
+		else
+			put_value(b, v, e->value_len, false);
+		th_buf_putc(b, '\n');
+	}
+}
+
+static int snapshot_cmd(uint16_t type, const char *key)
+{
+	struct th_hubc *c = connect_hub();
+	if (!c)
+		return 1;
+	uint32_t table;
+	int nvalues = 1;
+	if (table_index(c, &table, &nvalues) < 0) {
+		th_hubc_close(c);
+		return 1;
+	}
+	struct th_msg_snapshot_reply rep;
+	const uint8_t *map;
+	size_t len;
+	int rc = th_hubc_snapshot(c, type, table, key, (uint32_t)strlen(key), &rep, &map, &len);
+	if (rc < 0) {
+		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_hubc_error(c));
+		th_hubc_close(c);
+		return 1;
+	}
+	th_hubc_close(c);
+	struct th_buf out = TH_BUF_INIT;
+	if (opt.json)
+		th_buf_printf(&out, "{\"revision\":%" PRIu64 ",\"entries\":[", rep.revision);
+	size_t off = 0;
+	struct th_snap_entry e;
+	const uint8_t *k, *v;
+	uint64_t n = 0;
+	while ((rc = th_hubc_snap_next(map, len, &off, &e, &k, &v)) == 1)
+		put_entry(&out, &e, k, v, nvalues, n++ == 0);
+	if (opt.json)
+		th_buf_puts(&out, "]}\n");
+	if (len)
+		munmap((void *)map, len);
+	fwrite(out.data ? out.data : "", 1, out.len, stdout);
+	th_buf_free(&out);
+	if (rc < 0) {
+		fprintf(stderr, "topohubctl: malformed snapshot\n");
+		return 1;
+	}
+	if (type == TH_MSG_GET && n == 0) {
+		fprintf(stderr, "topohubctl: %s: not found\n", key);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_get(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: topohubctl [--table T] get KEY\n");
+		return 2;
+	}
+	return snapshot_cmd(TH_MSG_GET, argv[1]);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	if (argc > 2) {
+		fprintf(stderr, "usage: topohubctl [--table T] list [PREFIX]\n");
+		return 2;
+	}
+	return snapshot_cmd(TH_MSG_SNAPSHOT, argc == 2 ? argv[1] : "");
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: topohubctl [--timeout MS] sync GTIDSET\n");
+		return 2;
+	}
+	struct th_hubc *c = connect_hub();
+	if (!c)
+		return 1;
+	uint64_t rev;
+	int rc = th_hubc_sync(c, argv[1], (uint64_t)opt.timeout_ms * 1000000u, &rev);
+	if (rc < 0)
+		fprintf(stderr, "topohubctl: sync: %s: %s\n", th_strerror(rc), th_hubc_error(c));
+	else if (opt.json)
+		printf("{\"revision\":%" PRIu64 "}\n", rev);
+	else
+		printf("%" PRIu64 "\n", rev);
+	th_hubc_close(c);
+	return rc < 0 ? 1 : 0;
+}
+
+struct metric {
+	const char *field;
+	const char *name;
+	const char *type;
+	const char *help;
+};
+
+static const struct metric metrics[] = {
+	{ "revision", "topohub_revision", "gauge", "Last published revision." },
+	{ "generation", "topohub_ring_generation", "gauge", "Ring generation (changes when the hub restarts)." },
+	{ "transactions", "topohub_transactions_published_total", "counter", "Transactions with watched changes published." },
+	{ "transactions_seen", "topohub_transactions_seen_total", "counter", "Transactions read from the binlog." },
+	{ "changes", "topohub_changes_published_total", "counter", "Row changes published." },
+	{ "records", "topohub_records_published_total", "counter", "Ring records published." },
+	{ "bytes", "topohub_bytes_published_total", "counter", "Ring payload bytes published." },
+	{ "events", "topohub_binlog_events_total", "counter", "Binlog events received." },
+	{ "readers", "topohub_readers", "gauge", "Attached readers." },
+	{ "evictions", "topohub_evictions_total", "counter", "Readers evicted as slow consumers." },
+	{ "max_lag_ns", "topohub_reader_max_lag_seconds", "gauge", "Age of the oldest unread record over all readers." },
+	{ "max_lag_bytes", "topohub_reader_max_lag_bytes", "gauge", "Largest reader lag in bytes." },
+	{ "reconnects", "topohub_reconnects_total", "counter", "Reconnections to a MySQL source." },
+	{ "reloads", "topohub_reloads_total", "counter", "Consistent table loads." },
+	{ "resyncs", "topohub_resyncs_total", "counter", "Resync records published." },
+	{ "too_big", "topohub_too_big_total", "counter", "Transactions too large for the ring." },
+	{ "entries", "topohub_state_entries", "gauge", "Rows in the hub's state table." },
+	{ "clients", "topohub_control_clients", "gauge", "Open control connections." },
+	{ "refused", "topohub_control_refused_total", "counter", "Control connections refused by credentials." },
+	{ "bad_messages", "topohub_control_bad_messages_total", "counter", "Malformed control messages." },
+	{ "binlog_pos", "topohub_binlog_position_bytes", "gauge", "Binlog file offset after the last transaction." },
+	{ "connected", "topohub_source_connected", "gauge", "1 while streaming from a source." },
+	{ "uptime_s", "topohub_uptime_seconds", "gauge", "Seconds since the hub started." },
+};
+
+static void metric_reader(const char *b, const char *e, void *arg)
+{
+	struct th_buf *out = arg;
+	char pid[32], name[64], lagb[32], lagns[32], ev[32];
+	json_field(b, e, "pid", pid, sizeof pid);
+	json_field(b, e, "name", name, sizeof name);
+	json_field(b, e, "lag_bytes", lagb, sizeof lagb);
+	json_field(b, e, "lag_ns", lagns, sizeof lagns);
+	json_field(b, e, "evictions", ev, sizeof ev);
+	th_buf_printf(out, "topohub_reader_lag_bytes{pid=\"%s\",name=\"%s\"} %s\n", pid, name, lagb);
+	th_buf_printf(out, "topohub_reader_lag_seconds{pid=\"%s\",name=\"%s\"} %.9f\n", pid, name,
+		      strtod(lagns, NULL) / 1e9);
+	th_buf_printf(out, "topohub_reader_evictions_total{pid=\"%s\",name=\"%s\"} %s\n", pid, name, ev);
+}
+
+static int cmd_metrics(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	char *stats, *readers;
+	if (hub_json(TH_MSG_STATS, &stats))
+		return 1;
+	if (hub_json(TH_MSG_READERS, &readers)) {
+		free(stats);
+		return 1;
+	}
+	const char *end = stats + strlen(stats);
+	struct th_buf out = TH_BUF_INIT;
+	for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++) {
+		char v[256];
+		if (!json_field(stats, end, metrics[i].field, v, sizeof v))
+			continue;
+		double x = !strcmp(v, "true") ? 1 : !strcmp(v, "false") ? 0 : strtod(v, NULL);
+		if (!strcmp(metrics[i].field, "max_lag_ns"))
+			x /= 1e9;
+		th_buf_printf(&out, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name, metrics[i].help, metrics[i].name,
+			      metrics[i].type);
+		if (strchr(v, '.') || !strcmp(metrics[i].field, "max_lag_ns"))
+			th_buf_printf(&out, "%s %.9g\n", metrics[i].name, x);
+		else
+			th_buf_printf(&out, "%s %s\n", metrics[i].name, !strcmp(v, "true") ? "1" : !strcmp(v, "false") ? "0" : v);
+	}
+	char file[256] = "", pos[32] = "0", src[256] = "";
+	json_field(stats, end, "binlog_file", file, sizeof file);
+	json_field(stats, end, "binlog_pos", pos, sizeof pos);
+	json_field(stats, end, "source", src, sizeof src);
+	th_buf_printf(&out, "# HELP topohub_binlog_position Binlog position after the last transaction (labels: source, file).\n"
+			    "# TYPE topohub_binlog_position gauge\n"
+			    "topohub_binlog_position{source=\"%s\",file=\"%s\"} %s\n", src, file, pos);
+	th_buf_puts(&out, "# HELP topohub_reader_lag_bytes Per reader: bytes behind the ring head.\n"
+			  "# TYPE topohub_reader_lag_bytes gauge\n"
+			  "# HELP topohub_reader_lag_seconds Per reader: age of its oldest unread record.\n"
+			  "# TYPE topohub_reader_lag_seconds gauge\n"
+			  "# HELP topohub_reader_evictions_total Per reader: times evicted.\n"
+			  "# TYPE topohub_reader_evictions_total counter\n");
+	each_reader(readers, metric_reader, &out);
+	fwrite(out.data ? out.data : "", 1, out.len, stdout);
+	th_buf_free(&out);
+	free(stats);
+	free(readers);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
+	const char *env = getenv("TOPOHUB_SOCKET");
+	opt.socket = env && *env ? env : "/run/topohub/topohub.sock";
+	opt.table = "0";
+	opt.timeout_ms = 10000;
+	int i = 1;
+	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--help"))
+			return cmd_help(argc - i, argv + i);
+		if (!strcmp(a, "--json")) {
+			opt.json = true;
+			continue;
+		}
+		const char **dst = NULL;
+		const char *t = NULL;
+		if (!strcmp(a, "--socket"))
+			dst = &opt.socket;
+		else if (!strcmp(a, "--table"))
+			dst = &opt.table;
+		else if (!strcmp(a, "--timeout"))
+			dst = &t;
+		if (!dst || i + 1 >= argc) {
+			fprintf(stderr, "topohubctl: unknown option or missing value: %s\n", a);
+			usage(stderr);
+			return 2;
+		}
+		*dst = argv[++i];
+		if (t)
+			opt.timeout_ms = (unsigned)strtoul(t, NULL, 10);
+	}
+	if (i >= argc) {
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[1], "--help"))
-		return cmd_help(argc - 1, argv + 1);
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].run(argc - 1, argv + 1);
-	fprintf(stderr, "topohubctl: unknown command '%s'\n", argv[1]);
+	for (size_t k = 0; k < NCOMMANDS; k++)
+		if (!strcmp(argv[i], commands[k].name))
+			return commands[k].run(argc - i, argv + i);
+	fprintf(stderr, "topohubctl: unknown command '%s'\n", argv[i]);
 	usage(stderr);
 	return 2;
 }

@@ -1,0 +1,220 @@
+/* topohubd's life cycle: start-up, readiness, signals, orderly stop; see hub.h. */
+#include "hub.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hub_internal.h"
+#include "hub_log.h"
+#include "th_error.h"
+#include "th_time.h"
+
+/*
+ * sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path,
+ * or an abstract name written with a leading '@'). Does nothing when not
+ * run by systemd (or by a test that listens in its place).
+ */
+static void notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	memcpy(a.sun_path, path, n);
+	if (a.sun_path[0] == '@')
+		a.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&a, len) < 0)
+		th_log_warn("sd_notify to %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void stop_request(struct th_hub *h)
+{
+	/* Release pairs with th__hub_stopping()'s acquire in every loop. */
+	th_store_release(&h->stopping, 1u);
+	uint64_t one = 1;
+	ssize_t r = write(h->stop_fd, &one, sizeof one);
+	(void)r;
+}
+
+/* Joins the publisher, shutting its MySQL sockets down until it returns. */
+static void join_publisher(pthread_t t)
+{
+	for (;;) {
+		th__hub_interrupt_mysql();
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(t, NULL, &ts) == 0)
+			return;
+	}
+}
+
+/* Waits for a signal or for fd; returns the signal (0 when fd fired). */
+static int wait_signal_or(int sfd, int fd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
+		int n = poll(p, fd >= 0 ? 2 : 1, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return SIGTERM;
+		}
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
+				continue;
+			if (si.ssi_signo == SIGHUP) {
+				th_log_info("SIGHUP: nothing to reload (restart to change the configuration)");
+				continue;
+			}
+			th_log_info("signal %d from pid %u: stopping", (int)si.ssi_signo, si.ssi_pid);
+			return (int)si.ssi_signo;
+		}
+		if (fd >= 0 && (p[1].revents & POLLIN))
+			return 0;
+	}
+}
+
+static void free_pos(struct th_hub *h)
+{
+	struct th__hub_pos *pos = th_exchange_seq_cst(&h->pos, NULL);
+	if (pos) {
+		synchronize_rcu();
+		free(pos);
+	}
+}
+
+int th_hub_run(const struct th_hub_config *cfg)
+{
+	int code = TH_HUB_EXIT_FAILURE;
+	struct th_hub *h = calloc(1, sizeof *h);
+	if (!h)
+		return TH_HUB_EXIT_FAILURE;
+	rcu_register_thread();
+	h->cfg = cfg;
+	h->start_ns = th_realtime_ns();
+	h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->pub_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->src.index = -1;
+	pthread_mutex_init(&h->src_lock, NULL);
+	pthread_mutex_init(&h->readers_lock, NULL);
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (h->stop_fd < 0 || h->pub_fd < 0 || h->ready_fd < 0 || sfd < 0) {
+		th_log_error("eventfd/signalfd: %s", strerror(errno));
+		goto out_fds;
+	}
+	struct th_ring_config rc = {
+		.capacity = cfg->ring_capacity, .max_readers = cfg->max_readers, .name = "topohub-ring",
+	};
+	int rc_ = th_ring_writer_create(&rc, &h->ring);
+	if (rc_ < 0) {
+		th_log_error("ring of %" PRIu64 " bytes: %s", cfg->ring_capacity, th_strerror(rc_));
+		goto out_fds;
+	}
+	if ((rc_ = th_state_new(&h->state)) < 0) {
+		th_log_error("state table: %s", th_strerror(rc_));
+		goto out_ring;
+	}
+	th_log_info("starting: ring generation %" PRIu64 " (%" PRIu64 " bytes), %zu source(s), %zu table(s) in schema %s",
+		    th_ring_generation(h->ring), cfg->ring_capacity, cfg->nsources, cfg->ntables, cfg->schema);
+
+	pthread_t pub, ctl, mon;
+	bool ctl_started = false, mon_started = false;
+	if ((rc_ = pthread_create(&pub, NULL, th__hub_publisher_main, h)) != 0) {
+		th_log_error("publisher thread: %s", strerror(rc_));
+		goto out_state;
+	}
+	/* Serve nobody before the state is loaded and the stream is open. */
+	int sig = wait_signal_or(sfd, h->ready_fd);
+	uint64_t ready = 0;
+	if (sig == 0 && (read(h->ready_fd, &ready, sizeof ready) != (ssize_t)sizeof ready || ready != 1)) {
+		stop_request(h);
+		join_publisher(pub);
+		code = h->exit_code ? h->exit_code : TH_HUB_EXIT_FAILURE;
+		goto out_state;
+	}
+	if (sig != 0) {
+		code = TH_HUB_EXIT_OK;
+		goto stop;
+	}
+	struct th__hub_control_arg carg = { .h = h, .listen_fd = -1 };
+	if ((rc_ = th__hub_control_open(h, &carg.listen_fd)) < 0) {
+		th_log_error("control socket %s: %s", cfg->socket_path, th_strerror(rc_));
+		goto stop;
+	}
+	if ((rc_ = pthread_create(&ctl, NULL, th__hub_control_main, &carg)) != 0) {
+		close(carg.listen_fd);
+		unlink(cfg->socket_path);
+		th_log_error("control thread: %s", strerror(rc_));
+		goto stop;
+	}
+	ctl_started = true;
+	if ((rc_ = pthread_create(&mon, NULL, th__hub_monitor_main, h)) != 0) {
+		th_log_error("monitor thread: %s", strerror(rc_));
+		goto stop;
+	}
+	mon_started = true;
+	th_log_info("ready: control socket %s", cfg->socket_path);
+	notify("READY=1\nSTATUS=streaming");
+	wait_signal_or(sfd, -1);
+	code = TH_HUB_EXIT_OK;
+stop:
+	notify("STOPPING=1");
+	stop_request(h);
+	join_publisher(pub);
+	if (ctl_started)
+		pthread_join(ctl, NULL);
+	if (mon_started)
+		pthread_join(mon, NULL);
+	th_log_info("stopped: revision %" PRIu64 ", %" PRIu64 " transactions, %" PRIu64 " records published",
+		    th_load_relaxed(&h->published_revision), th_load_relaxed(&h->st_txns),
+		    th_load_relaxed(&h->st_records));
+out_state:
+	free_pos(h);
+	th_state_free(h->state);
+out_ring:
+	/* Readers still mapped see the ring closed (-TH_ECLOSED) after reading all. */
+	th_ring_writer_destroy(h->ring);
+out_fds:
+	if (sfd >= 0)
+		close(sfd);
+	if (h->stop_fd >= 0)
+		close(h->stop_fd);
+	if (h->pub_fd >= 0)
+		close(h->pub_fd);
+	if (h->ready_fd >= 0)
+		close(h->ready_fd);
+	free(h->readers);
+	pthread_mutex_destroy(&h->src_lock);
+	pthread_mutex_destroy(&h->readers_lock);
+	rcu_unregister_thread();
+	free(h);
+	return code;
+}

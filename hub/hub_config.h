@@ -1,0 +1,112 @@
+/*
+ * hub_config.h: topohubd's configuration: an INI file (libinih) and a
+ * command-line flag for every key.
+ *
+ * Sections and keys (README "The hub" documents each; `topohubd --help`
+ * prints the same table):
+ *   [hub]     socket, socket_mode, socket_group, allow_uids, allow_gids,
+ *             ring_capacity, max_readers, max_clients, reader_timeout_min_ms,
+ *             reader_timeout_max_ms, reader_timeout_default_ms,
+ *             monitor_interval_us, log_level
+ *   [mysql]   sources, user, password_file, password_env, tls, tls_verify,
+ *             tls_ca, tls_cert, tls_key, server_id, heartbeat_ms,
+ *             connect_timeout_ms, reconnect_min_ms, reconnect_max_ms,
+ *             schema, check_grants
+ *   [table NAME]  schema, key, value, version (replaces the default mysqltopo
+ *             tables when any is given; order = table index)
+ * A flag is the key with '-' for '_' (`--reader-timeout-max-ms 5000`,
+ * `--reader-timeout-max-ms=5000`); `--config FILE` is read first, flags
+ * override it. `--source X` adds one source; `--table NAME:KEY:V1[+V2..][:VERSION]`
+ * one table.
+ *
+ * The password is never a key or a flag: it comes from password_file (first
+ * line) or from the environment variable named by password_env (default
+ * TOPOHUB_MYSQL_PASSWORD), which is then removed from the environment. It is
+ * never printed; th_hub_config_free() wipes it.
+ *
+ * Threads: parse on one thread at start-up; the result is read-only after.
+ */
+#ifndef TH_HUB_CONFIG_H
+#define TH_HUB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "txn.h"
+
+#define TH_HUB_MAX_SOURCES 16
+#define TH_HUB_MAX_TABLES 64
+#define TH_HUB_MAX_IDS 64
+
+struct th_hub_source {
+	char *name;         /* as written: "host:port" or "/path/to.sock" */
+	char *host;         /* TCP host, NULL for a socket */
+	unsigned port;
+	char *socket;       /* Unix socket path, or NULL */
+};
+
+struct th_hub_config {
+	/* [hub] */
+	char *socket_path;
+	unsigned socket_mode;
+	char *socket_group;               /* name or number; NULL: keep the hub's */
+	gid_t socket_gid;                 /* resolved; (gid_t)-1 when none */
+	uid_t allow_uids[TH_HUB_MAX_IDS];
+	size_t n_allow_uids;
+	gid_t allow_gids[TH_HUB_MAX_IDS];
+	size_t n_allow_gids;
+	uint64_t ring_capacity;
+	uint32_t max_readers;
+	uint32_t max_clients;
+	uint64_t reader_timeout_min_ns, reader_timeout_max_ns, reader_timeout_default_ns;
+	uint64_t monitor_interval_ns;
+	int log_level;
+
+	/* [mysql] */
+	struct th_hub_source sources[TH_HUB_MAX_SOURCES];
+	size_t nsources;
+	char *user;
+	char *password_file;
+	char *password_env;
+	char *password;                   /* loaded by th_hub_config_load_password */
+	bool tls, tls_verify;
+	char *tls_ca, *tls_cert, *tls_key;
+	uint32_t server_id;
+	uint32_t heartbeat_ms;
+	uint32_t connect_timeout_ms;
+	uint32_t reconnect_min_ms, reconnect_max_ms;
+	char *schema;
+	bool check_grants;
+
+	/* [table NAME]; the mysqltopo tables when none is configured */
+	struct th_txn_table tables[TH_HUB_MAX_TABLES];
+	size_t ntables;
+	bool custom_tables;
+	char **owned;                     /* (internal) every string above, freed together */
+	size_t nowned, cap_owned;
+};
+
+/* Result of parsing: run, or stop at once with this exit status. */
+enum th_hub_config_result {
+	TH_HUB_CONFIG_RUN = 0,
+	TH_HUB_CONFIG_EXIT_OK = 1,   /* --help or --version was printed */
+	TH_HUB_CONFIG_EXIT_USAGE = 2 /* an error was printed to err */
+};
+
+/*
+ * Parse argv (and the --config file it names) into *cfg (zeroed first; free
+ * with th_hub_config_free even on error). Prints help to out, errors to err.
+ * Loads the password (file or environment). Returns enum th_hub_config_result.
+ */
+int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FILE *err);
+
+/* Writes the flag/key table (for --help). */
+void th_hub_config_usage(FILE *out);
+
+/* Frees every string and wipes the password. */
+void th_hub_config_free(struct th_hub_config *cfg);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * hub_internal.h: what the hub's threads share (hub.c, hub_db.c,
+ * hub_control.c). Not for other components.
+ *
+ * Sharing, field by field:
+ *
+ *   | what                    | written by        | read by                  | how               |
+ *   |-------------------------|-------------------|--------------------------|-------------------|
+ *   | ring (publish calls)    | publisher         | -                        | ring.h rules      |
+ *   | ring (reader mgmt)      | control, monitor  | -                        | ring.h: any thread|
+ *   | state                   | publisher         | control (RCU)            | hub_state.h       |
+ *   | published_revision      | publisher         | control                  | release/acquire   |
+ *   | pos (RCU pointer)       | publisher         | control                  | rcu_xchg/deref    |
+ *   | stat_* counters         | their one writer  | control (stats)          | relaxed           |
+ *   | source_info             | publisher         | control                  | src_lock (rare)   |
+ *   | readers[]               | control           | monitor, control         | readers_lock      |
+ *   | stopping                | main              | all                      | release/acquire   |
+ */
+#ifndef TH_HUB_INTERNAL_H
+#define TH_HUB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <urcu.h>
+
+#include "binlog.h"
+#include "hub.h"
+#include "hub_state.h"
+#include "ring.h"
+#include "th_atomic.h"
+
+/* The position the hub has published through: replaced whole per transaction. */
+struct th__hub_pos {
+	struct rcu_head rcu;
+	uint64_t revision;            /* published revision when this position was reached */
+	enum th_binlog_flavor flavor;
+	uint64_t end_pos;             /* binlog file position after the transaction */
+	char file[128];               /* binlog file name ("" unknown) */
+	char gtid[];                  /* GTID set / position text, NUL-terminated */
+};
+
+/* One attached reader, as the control and monitor threads know it. */
+struct th__hub_reader {
+	bool used;
+	uint32_t id;                  /* ring reader id */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t timeout_ns;          /* granted (clamped) */
+	uint64_t attached_ns;         /* CLOCK_REALTIME */
+	uint64_t evictions;           /* by the monitor */
+	bool evicted_seen;            /* monitor already counted the current eviction */
+	char name[33];
+};
+
+/* Source status for STATS (under src_lock: written at connect time only). */
+struct th__hub_source_info {
+	int index;                    /* into cfg->sources; -1 before the first */
+	bool connected;               /* streaming now */
+	char version[128];
+	char last_error[512];
+};
+
+struct th_hub {
+	const struct th_hub_config *cfg;
+	struct th_ring_writer *ring;
+	struct th_state *state;
+	uint64_t start_ns;            /* CLOCK_REALTIME at start */
+
+	/* Publisher -> all. Release after the ring commit (step c); pairs with
+	 * the acquire loads of the control thread (snapshot start and end). */
+	th_atomic_u64 published_revision;
+	/* The published position: exchanged (seq_cst, so release) by the
+	 * publisher, loaded with acquire by the control thread inside
+	 * rcu_read_lock(); the old one is freed by call_rcu(). C11 atomics
+	 * rather than rcu_xchg_pointer/rcu_dereference: same cost on x86, and
+	 * visible to ThreadSanitizer. */
+	struct th__hub_pos *_Atomic pos;
+
+	/* main -> all: release in th__hub_stop_request, acquire in the loops. */
+	th_atomic_u32 stopping;
+	int stop_fd;                  /* eventfd, readable once stopping */
+	/* control -> publisher: how many SYNCs wait; when non-zero the publisher
+	 * writes pub_fd after each published position (relaxed: a missed wake
+	 * is caught by the control loop's next deadline tick, within 10 ms). */
+	th_atomic_u32 sync_waiters;
+	int pub_fd;                   /* eventfd the control loop polls */
+	int ready_fd;                 /* eventfd: publisher -> main, once: loaded or fatal */
+	int exit_code;                /* set by the publisher before a fatal ready_fd write */
+	bool loaded;                  /* (main) the first load succeeded */
+
+	/* Counters: one writer each (publisher unless noted), relaxed. */
+	th_atomic_u64 st_txns;        /* transactions with watched changes published */
+	th_atomic_u64 st_txns_seen;   /* all transactions delivered by the assembler */
+	th_atomic_u64 st_records;
+	th_atomic_u64 st_bytes;
+	th_atomic_u64 st_changes;
+	th_atomic_u64 st_reconnects;
+	th_atomic_u64 st_reloads;
+	th_atomic_u64 st_resyncs;
+	th_atomic_u64 st_too_big;
+	th_atomic_u64 st_events;
+	th_atomic_u64 st_last_commit_us;
+	th_atomic_u64 st_last_publish_ns;
+	th_atomic_u64 st_evictions;   /* monitor */
+	th_atomic_u64 st_attaches;    /* control */
+	th_atomic_u64 st_refused;     /* control: peers refused by credentials */
+	th_atomic_u64 st_bad_msgs;    /* control */
+	th_atomic_u64 st_clients;     /* control: open connections */
+
+	pthread_mutex_t src_lock;
+	struct th__hub_source_info src;
+
+	pthread_mutex_t readers_lock;
+	struct th__hub_reader *readers;
+	size_t readers_cap;
+};
+
+/* True once a stop was asked for. Pairs with the release in th__hub_stop_request. */
+static inline bool th__hub_stopping(const struct th_hub *h)
+{
+	return th_load_acquire(&h->stopping) != 0;
+}
+
+/* The publisher thread (hub_db.c). */
+void *th__hub_publisher_main(void *arg);
+/* Shut down (not close) every MySQL connection of this process so that a
+ * blocked read returns; see hub_db.c. Any thread. */
+void th__hub_interrupt_mysql(void);
+
+/* The control socket (hub_control.c). */
+int th__hub_control_open(struct th_hub *h, int *listen_fd);
+void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
+void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
+
+struct th__hub_control_arg {
+	struct th_hub *h;
+	int listen_fd;
+};
+
+#endif
