@@ -1,0 +1,785 @@
+/*
+ * Tests for topohubd (hub/): the real binary against a private MariaDB, a
+ * minimal reader attached through the control socket, and topohubctl.
+ * One MariaDB and one hub serve the tests of this file, in order; tests
+ * that stop or kill the hub start it again.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hub_client.h"
+#include "protocol.h"
+#include "ring.h"
+#include "th_error.h"
+#include "th_time.h"
+#include "tests/support/hub_check.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/mariadb.h"
+
+struct shared {
+	struct th_mariadb *db;
+	struct th_hub_proc *hub;
+	char why[2048];
+};
+
+static const char *const hub_args[] = {
+	"--reader-timeout-min-ms=5",
+	"--monitor-interval-us=500",
+	NULL,
+};
+
+static int setup(void **state)
+{
+	struct shared *sh = calloc(1, sizeof *sh);
+	if (!sh)
+		return -1;
+	*state = sh;
+	int rc = th_mariadb_start(NULL, &sh->db, sh->why, sizeof sh->why);
+	if (rc != 0) {
+		if (rc < 0)
+			fprintf(stderr, "th_mariadb_start: %s: %s\n", th_errname(rc), sh->why);
+		sh->db = NULL;
+		return 0;
+	}
+	if (th_mariadb_create_topo_schema(sh->db, NULL) != 0) {
+		snprintf(sh->why, sizeof sh->why, "topo schema: %s", sh->db->err);
+		return 0;
+	}
+	/* Rows before the hub starts: the initial load must see them. */
+	th_mariadb_sql(sh->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/pre/a', 'A'), ('/pre/b', NULL);"
+			       "INSERT INTO topo.topo_elections (name, leader_id, contents, expires_at) VALUES "
+			       "('/pre/e', 'leader-1', NULL, NOW())");
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = hub_args };
+	rc = th_hub_proc_start(&o, &sh->hub, sh->why, sizeof sh->why);
+	if (rc < 0) {
+		fprintf(stderr, "th_hub_proc_start: %s\n", sh->why);
+		sh->hub = NULL;
+	} else {
+		fprintf(stderr, "hub ready in %.1f ms (mariadb %s)\n", (double)sh->hub->ready_ns / 1e6, sh->db->version);
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct shared *sh = *state;
+	if (sh->hub) {
+		int st = th_hub_proc_stop(sh->hub);
+		if (th_hub_proc_sanitizer_report(sh->hub) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			char tail[4000];
+			fprintf(stderr, "hub ended badly (status 0x%x): %s\n", st,
+				th_hub_proc_log_tail(sh->hub, tail, sizeof tail));
+			th_hub_proc_free(sh->hub);
+			th_mariadb_stop(sh->db);
+			free(sh);
+			return -1;
+		}
+		th_hub_proc_free(sh->hub);
+	}
+	th_mariadb_stop(sh->db);
+	free(sh);
+	return 0;
+}
+
+static struct shared *need(void **state)
+{
+	struct shared *sh = *state;
+	if (!sh->db) {
+		print_message("skip: %s\n", sh->why[0] ? sh->why : "no MariaDB");
+		skip();
+	}
+	if (!sh->hub)
+		fail_msg("no hub: %s", sh->why);
+	if (sh->hub->pid <= 0)
+		fail_msg("the hub is not running");
+	return sh;
+}
+
+static void sql(struct shared *sh, const char *q)
+{
+	if (th_mariadb_sql(sh->db, "%s", q) != 0)
+		fail_msg("%s: %s", q, sh->db->err);
+}
+
+static void check_state(struct shared *sh)
+{
+	char why[1024];
+	size_t n;
+	int rc = th_hub_check_state(sh->hub->socket, sh->db, NULL, 10000, &n, why, sizeof why);
+	if (rc != 0)
+		fail_msg("state differs: %s", why);
+}
+
+/* Next record or fail. */
+static void next_rec(struct th_test_reader *tr, struct th_test_rec *r)
+{
+	int rc = th_test_reader_next(tr, r, 5000);
+	if (rc != 1)
+		fail_msg("no record from the ring: %s", rc ? th_strerror(rc) : "timeout");
+}
+
+static void open_reader(struct shared *sh, struct th_test_reader *tr, uint64_t timeout_ns, const char *name)
+{
+	char why[512];
+	if (th_test_reader_open(tr, sh->hub->socket, timeout_ns, name, why, sizeof why) != 0)
+		fail_msg("%s", why);
+}
+
+static void test_hub__initial_load_equals_tables(void **state)
+{
+	struct shared *sh = need(state);
+	check_state(sh);
+}
+
+static void test_hub__commits_arrive_in_order_one_batch_per_transaction(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "order");
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/o/a', 'one')");
+	sql(sh, "BEGIN; INSERT INTO topo.topo_data (path, data) VALUES ('/o/b', 'two');"
+		"INSERT INTO topo.topo_data (path, data) VALUES ('/o/c', 'three');"
+		"UPDATE topo.topo_data SET data = 'uno', version = version + 1 WHERE path = '/o/a'; COMMIT");
+	sql(sh, "DELETE FROM topo.topo_data WHERE path = '/o/b'");
+	sql(sh, "INSERT INTO topo.topo_locks (path, contents, expires_at) VALUES ('/o/lock', 'held', NOW())");
+	sql(sh, "INSERT INTO topo.topo_elections (name, leader_id, contents, expires_at) VALUES ('/o/e', 'L', 'c', NOW())");
+
+	struct th_test_rec r[7];
+	for (int i = 0; i < 7; i++)
+		next_rec(&tr, &r[i]);
+	/* 1: one-row transaction. */
+	assert_int_equal(r[0].type, TH_REC_CHANGE);
+	assert_string_equal(r[0].key, "/o/a");
+	assert_int_equal(r[0].ch.op, TH_OP_PUT);
+	assert_int_equal(r[0].ch.value_len, 3);
+	assert_memory_equal(r[0].value, "one", 3);
+	assert_int_equal(r[0].ch.version, 1);
+	assert_true(r[0].ring_flags & TH_RING_F_BATCH_END);
+	assert_true(r[0].ch.revision > tr.att.revision);
+	assert_true(r[0].gtid[0] != '\0');
+	assert_true(r[0].ch.commit_us > 0 && r[0].ch.publish_ns > 0);
+	/* 2-4: one batch, one revision, in statement order. */
+	assert_string_equal(r[1].key, "/o/b");
+	assert_string_equal(r[2].key, "/o/c");
+	assert_string_equal(r[3].key, "/o/a");
+	assert_memory_equal(r[3].value, "uno", 3);
+	assert_int_equal(r[3].ch.version, 2);
+	for (int i = 1; i <= 3; i++) {
+		assert_int_equal(r[i].ch.revision, r[1].ch.revision);
+		assert_int_equal(!!(r[i].ring_flags & TH_RING_F_BATCH_END), i == 3);
+		assert_string_equal(r[i].gtid, r[1].gtid);
+	}
+	assert_true(r[1].ch.revision == r[0].ch.revision + 1);
+	/* 5: delete. */
+	assert_string_equal(r[4].key, "/o/b");
+	assert_int_equal(r[4].ch.op, TH_OP_DELETE);
+	assert_int_equal(r[4].ch.revision, r[1].ch.revision + 1);
+	/* 6: another table. */
+	assert_int_equal(r[5].ch.table, 1);
+	assert_string_equal(r[5].key, "/o/lock");
+	assert_int_equal(r[5].ch.revision, r[4].ch.revision + 1);
+	/* 7: two value columns, serialised (u32 length + bytes each). */
+	assert_int_equal(r[6].ch.table, 2);
+	assert_int_equal(r[6].ch.value_len, 4 + 1 + 4 + 1);
+	assert_memory_equal(r[6].value, "\x01\0\0\0L\x01\0\0\0c", 10);
+	for (int i = 0; i < 7; i++)
+		th_test_rec_free(&r[i]);
+	th_test_reader_close(&tr);
+	check_state(sh);
+}
+
+static void test_hub__snapshot_and_get(void **state)
+{
+	struct shared *sh = need(state);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/s/x/1', 'a'), ('/s/x/2', 'b'), ('/s/xy', 'c'),"
+		" ('/s/y', 'd')");
+	check_state(sh); /* syncs too */
+	struct th_hubc *c;
+	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	struct th_msg_snapshot_reply rep;
+	const uint8_t *map;
+	size_t len;
+	assert_int_equal(th_hubc_snapshot(c, TH_MSG_SNAPSHOT, 0, "/s/x", 4, &rep, &map, &len), 0);
+	assert_int_equal(rep.count, 3); /* byte prefix: /s/x/1, /s/x/2, /s/xy */
+	assert_true(rep.revision >= rep.start_revision);
+	munmap((void *)map, len);
+	/* The memfd is sealed: the client can trust it. */
+	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/s/y", 4, &rep, &map, &len), 0);
+	assert_int_equal(rep.count, 1);
+	size_t off = 0;
+	struct th_snap_entry e;
+	const uint8_t *k, *v;
+	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_int_equal(e.key_len, 4);
+	assert_memory_equal(k, "/s/y", 4);
+	assert_int_equal(e.value_len, 1);
+	assert_memory_equal(v, "d", 1);
+	assert_int_equal(e.version, 1);
+	munmap((void *)map, len);
+	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/s/none", 7, &rep, &map, &len), 0);
+	assert_int_equal(rep.count, 0);
+	/* NULL value and a bad table. */
+	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/pre/b", 6, &rep, &map, &len), 0);
+	assert_int_equal(rep.count, 1);
+	off = 0;
+	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_true(e.flags & TH_CHANGE_F_VALUE_NULL);
+	munmap((void *)map, len);
+	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 7, "/x", 2, &rep, &map, &len), -EINVAL);
+	th_hubc_close(c);
+}
+
+static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "sync");
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/sync/1', 'x')");
+	char gtid[256];
+	assert_int_equal(th_mariadb_query_value(sh->db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	uint64_t rev;
+	assert_int_equal(th_hubc_sync(tr.c, gtid, 5000000000ull, &rev), 0);
+	struct th_test_rec r;
+	next_rec(&tr, &r);
+	assert_string_equal(r.key, "/sync/1");
+	assert_true(rev >= r.ch.revision);
+	th_test_rec_free(&r);
+	/* A position the server has not reached: times out. */
+	char far[64];
+	unsigned d, s;
+	unsigned long long n;
+	assert_int_equal(sscanf(gtid, "%u-%u-%llu", &d, &s, &n), 3);
+	snprintf(far, sizeof far, "%u-%u-%llu", d, s, n + 1000);
+	uint64_t t0 = th_now_ns();
+	assert_int_equal(th_hubc_sync(tr.c, far, 50000000ull, &rev), -ETIMEDOUT);
+	assert_true(th_now_ns() - t0 >= 45000000ull);
+	/* A SYNC waits for a commit that comes later (made by a child, 100 ms on). */
+	snprintf(far, sizeof far, "%u-%u-%llu", d, s, n + 1);
+	pid_t child = fork();
+	if (child == 0) {
+		usleep(100000);
+		execlp("mariadb", "mariadb", "--no-defaults", "-uroot", "-S", sh->db->socket, "-e",
+		       "INSERT INTO topo.topo_data (path, data) VALUES ('/sync/2', 'later')", (char *)NULL);
+		_exit(127);
+	}
+	t0 = th_now_ns();
+	int rc = th_hubc_sync(tr.c, far, 5000000000ull, &rev);
+	uint64_t waited = th_now_ns() - t0;
+	int st;
+	waitpid(child, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(rc, 0);
+	assert_true(waited >= 50000000ull);
+	next_rec(&tr, &r);
+	assert_string_equal(r.key, "/sync/2");
+	assert_int_equal(rev, r.ch.revision);
+	th_test_rec_free(&r);
+	assert_int_equal(th_hubc_sync(tr.c, "not-a-gtid", 1000000ull, &rev), -TH_EGTID);
+	th_test_reader_close(&tr);
+}
+
+static void test_hub__refuses_a_uid_that_is_not_allowed(void **state)
+{
+	struct shared *sh = need(state);
+	if (geteuid() != 0) {
+		print_message("skip: needs root to connect as another uid\n");
+		skip();
+	}
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pipefd[0]);
+		int code = 1;
+		if (setgid(65534) == 0 && setuid(65534) == 0) {
+			struct th_hubc *c;
+			int rc = th_hubc_connect(sh->hub->socket, &c);
+			if (rc == 0) {
+				struct th_msg_attach_reply rep;
+				struct th_ring_reader_fds fds;
+				rc = th_hubc_attach(c, 0, "intruder", &rep, &fds);
+				th_hubc_close(c);
+			}
+			code = rc == -EACCES ? 0 : 2;
+			if (write(pipefd[1], &rc, sizeof rc) != sizeof rc)
+				code = 3;
+		}
+		_exit(code);
+	}
+	close(pipefd[1]);
+	int rc = 0, st;
+	ssize_t n = read(pipefd[0], &rc, sizeof rc);
+	close(pipefd[0]);
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("child: status 0x%x, attach returned %s", st, n == sizeof rc ? th_errname(rc) : "?");
+	assert_true(th_hub_proc_log_contains(sh->hub, "refused control connection"));
+}
+
+/* Sends len random bytes (or a plausible header with a random body). */
+static void fuzz_message(int fd, uint64_t *seed, uint8_t *buf)
+{
+	uint64_t x = *seed;
+	x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+	*seed = x;
+	size_t len = (size_t)(x % 160);
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		buf[i] = (uint8_t)(x >> 24);
+	}
+	if ((x & 3) != 0 && len >= sizeof(struct th_msg_hdr)) {
+		/* A header that passes the first checks, to reach the bodies. */
+		struct th_msg_hdr h = { .magic = TH_PROTO_MAGIC, .version = TH_PROTO_VERSION,
+					.type = (uint16_t)(1 + (x >> 40) % 9), .len = (uint32_t)len,
+					.request_id = (uint32_t)x };
+		if ((x >> 50) % 8 == 0)
+			h.len = (uint32_t)(x >> 8); /* wrong length */
+		memcpy(buf, &h, sizeof h);
+		if (h.type == TH_MSG_SYNC && len >= sizeof h + 8)
+			memset(buf + sizeof h, 0, 8); /* a zero timeout: no pending sync */
+	}
+	if (len == 0)
+		len = 1; /* an empty SEQPACKET message reads as the peer's end */
+	send(fd, buf, len, MSG_NOSIGNAL);
+}
+
+static int raw_connect(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+		fail_msg("connect %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* Reads replies for up to wait_ms; returns how many. */
+static int drain(int fd, int want, int wait_ms, uint8_t *buf)
+{
+	int got = 0;
+	while (got < want) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, wait_ms) <= 0)
+			break;
+		ssize_t n = recv(fd, buf, TH_MSG_MAX, MSG_DONTWAIT);
+		if (n <= 0)
+			return n == 0 ? -1 : got;
+		got++;
+	}
+	return got;
+}
+
+static void test_hub__survives_garbage_oversized_and_100k_fuzz_messages(void **state)
+{
+	struct shared *sh = need(state);
+	uint8_t *buf = malloc(80000);
+	assert_non_null(buf);
+	int fd = raw_connect(sh->hub->socket);
+	/* Truncated header, bad magic, bad version, oversized. */
+	assert_int_equal(send(fd, "\x54\x48\x01", 3, 0), 3);
+	struct th_msg_hdr h = { .magic = 0xdead, .version = 1, .type = TH_MSG_STATS, .len = 16, .request_id = 7 };
+	assert_int_equal(send(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+	h.magic = TH_PROTO_MAGIC;
+	h.version = 99;
+	assert_int_equal(send(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+	memset(buf, 0x41, 70000);
+	h.version = TH_PROTO_VERSION;
+	h.len = 70000;
+	memcpy(buf, &h, sizeof h);
+	assert_int_equal(send(fd, buf, 70000, 0), 70000);
+	int codes[4] = { 0 };
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(drain(fd, 1, 2000, buf), 1);
+		struct th_msg_hdr rh;
+		memcpy(&rh, buf, sizeof rh);
+		assert_int_equal(rh.type, TH_MSG_ERROR);
+		struct th_msg_error e;
+		memcpy(&e, buf + sizeof rh, sizeof e);
+		codes[i] = e.code;
+	}
+	assert_int_equal(codes[0], -TH_EPROTO);
+	assert_int_equal(codes[1], -TH_EPROTO);
+	assert_int_equal(codes[2], -TH_EVERSION);
+	assert_int_equal(codes[3], -EMSGSIZE);
+	/* Descriptors sent to the hub are closed by it, never used. */
+	{
+		int pfd[2];
+		assert_int_equal(pipe(pfd), 0);
+		union {
+			char b[CMSG_SPACE(sizeof(int) * 2)];
+			struct cmsghdr al;
+		} u;
+		memset(&u, 0, sizeof u);
+		struct th_msg_hdr sh2 = { .magic = TH_PROTO_MAGIC, .version = 1, .type = TH_MSG_STATS, .len = 16 };
+		struct iovec iov = { &sh2, sizeof sh2 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * 2);
+		memcpy(CMSG_DATA(cm), pfd, sizeof pfd);
+		assert_int_equal(sendmsg(fd, &m, 0), (ssize_t)sizeof sh2);
+		assert_int_equal(drain(fd, 1, 2000, buf), 1);
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	close(fd);
+
+	/* The fuzz run: 100,000 messages over 4 connections, pipelined. */
+	uint64_t seed = 0x9e3779b97f4a7c15ull, t0 = th_now_ns();
+	int fds[4];
+	for (int i = 0; i < 4; i++)
+		fds[i] = raw_connect(sh->hub->socket);
+	long sent = 0, replies = 0, reconnects = 0;
+	while (sent < 100000) {
+		for (int i = 0; i < 4; i++) {
+			for (int k = 0; k < 16; k++)
+				fuzz_message(fds[i], &seed, buf);
+			sent += 16;
+		}
+		for (int i = 0; i < 4; i++) {
+			int got = drain(fds[i], 16, 200, buf);
+			if (got < 0) {
+				close(fds[i]);
+				fds[i] = raw_connect(sh->hub->socket);
+				reconnects++;
+			} else {
+				replies += got;
+			}
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	print_message("fuzz: %ld messages, %ld replies, %ld reconnects in %.2f s\n", sent, replies, reconnects,
+		      (double)(th_now_ns() - t0) / 1e9);
+	assert_true(replies > sent / 2);
+	free(buf);
+	/* Still serving, still correct. */
+	assert_int_equal(kill(sh->hub->pid, 0), 0);
+	struct th_hubc *c;
+	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	char *json;
+	assert_int_equal(th_hubc_json(c, TH_MSG_STATS, &json), 0);
+	assert_non_null(strstr(json, "\"bad_messages\":"));
+	free(json);
+	th_hubc_close(c);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/after/fuzz', 'ok')");
+	check_state(sh);
+}
+
+static uint64_t stat_u64(struct th_hubc *c, const char *key)
+{
+	char *json;
+	if (th_hubc_json(c, TH_MSG_STATS, &json) != 0)
+		fail_msg("STATS: %s", th_hubc_error(c));
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	const char *p = strstr(json, pat);
+	uint64_t v = p ? strtoull(p + strlen(pat), NULL, 10) : UINT64_MAX;
+	free(json);
+	if (v == UINT64_MAX)
+		fail_msg("no %s in STATS", key);
+	return v;
+}
+
+static void test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader slow, fast;
+	const uint64_t timeout = 30ull * 1000000u;
+	open_reader(sh, &slow, timeout, "slow");
+	open_reader(sh, &fast, 10ull * 1000000000u, "fast");
+	uint64_t ev0 = stat_u64(fast.c, "evictions");
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/evict/1', 'x')");
+	struct th_test_rec r;
+	next_rec(&fast, &r);
+	uint64_t published = r.publish_mono_ns;
+	th_test_rec_free(&r);
+	/* The slow reader reads nothing; watch its slot for the mark. */
+	uint64_t seen = 0;
+	while (th_now_ns() - published < 2000000000ull) {
+		if (th_ring_reader_evict_reason(slow.r) != TH_RING_EVICT_NONE) {
+			seen = th_now_ns();
+			break;
+		}
+		usleep(100);
+	}
+	assert_true(seen != 0);
+	double ms = (double)(seen - published) / 1e6;
+	print_message("evicted %.2f ms after the record was published (timeout %.0f ms)\n", ms, (double)timeout / 1e6);
+	assert_int_equal(th_ring_reader_evict_reason(slow.r), TH_RING_EVICT_SLOW);
+	assert_true(seen - published >= timeout);
+	assert_true(seen - published <= timeout + 10000000ull);
+	struct th_ring_record rr;
+	uint8_t b[256];
+	assert_int_equal(th_ring_read(slow.r, &rr, b, sizeof b), -TH_EEVICTED);
+	assert_int_equal(stat_u64(fast.c, "evictions"), ev0 + 1);
+	char needle[64];
+	snprintf(needle, sizeof needle, "(pid %d, slow)", (int)getpid());
+	assert_true(th_hub_proc_log_contains(sh->hub, needle));
+	/* After a rejoin it reads again. */
+	uint64_t pos;
+	assert_int_equal(th_ring_reader_rejoin(slow.r, &pos), 0);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/evict/2', 'y')");
+	next_rec(&slow, &r);
+	assert_string_equal(r.key, "/evict/2");
+	th_test_rec_free(&r);
+	th_test_reader_close(&slow);
+	th_test_reader_close(&fast);
+}
+
+static void test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hubc *c;
+	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	uint64_t before = stat_u64(c, "readers");
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct th_test_reader tr;
+		char why[256];
+		char ok = th_test_reader_open(&tr, sh->hub->socket, 1000000000ull, "victim", why, sizeof why) == 0;
+		if (write(pipefd[1], &ok, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	char ok = 0;
+	assert_int_equal(read(pipefd[0], &ok, 1), 1);
+	assert_true(ok);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_int_equal(stat_u64(c, "readers"), before + 1);
+	kill(pid, SIGKILL);
+	uint64_t t0 = th_now_ns();
+	waitpid(pid, NULL, 0);
+	uint64_t t1 = 0;
+	while (th_now_ns() - t0 < 1000000000ull) {
+		if (stat_u64(c, "readers") == before) {
+			t1 = th_now_ns();
+			break;
+		}
+		usleep(500);
+	}
+	assert_true(t1 != 0);
+	print_message("slot reclaimed %.2f ms after SIGKILL\n", (double)(t1 - t0) / 1e6);
+	assert_true(t1 - t0 <= 100000000ull);
+	th_hubc_close(c);
+}
+
+static void test_hub__ddl_on_a_watched_table_publishes_a_resync(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "ddl");
+	sql(sh, "ALTER TABLE topo.topo_locks ADD COLUMN note INT NULL");
+	struct th_test_rec r;
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_RESYNC);
+	assert_int_equal(r.rs.reason, TH_RESYNC_DDL);
+	assert_int_equal(r.rs.table, 1);
+	assert_true(r.rs.revision > tr.att.revision);
+	sql(sh, "INSERT INTO topo.topo_locks (path, contents, expires_at, note) VALUES ('/ddl/l', 'c', NOW(), 3)");
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_CHANGE);
+	assert_string_equal(r.key, "/ddl/l");
+	th_test_rec_free(&r);
+	sql(sh, "ALTER TABLE topo.topo_locks DROP COLUMN note");
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_RESYNC);
+	th_test_reader_close(&tr);
+	check_state(sh);
+}
+
+static void test_hub__a_transaction_too_big_for_the_ring_is_a_resync(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "big");
+	/* The test hub's ring is 4 MiB: records are at most 1 MiB. */
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/big', REPEAT('z', 2000000))");
+	struct th_test_rec r;
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_RESYNC);
+	assert_int_equal(r.rs.reason, TH_RESYNC_TOO_BIG);
+	struct th_msg_snapshot_reply rep;
+	const uint8_t *map;
+	size_t len;
+	assert_int_equal(th_hubc_snapshot(tr.c, TH_MSG_GET, 0, "/big", 4, &rep, &map, &len), 0);
+	assert_int_equal(rep.count, 1);
+	assert_true(rep.revision >= r.rs.revision);
+	size_t off = 0;
+	struct th_snap_entry e;
+	const uint8_t *k, *v;
+	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_int_equal(e.value_len, 2000000);
+	assert_int_equal(v[1999999], 'z');
+	munmap((void *)map, len);
+	sql(sh, "DELETE FROM topo.topo_data WHERE path = '/big'");
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_CHANGE);
+	assert_int_equal(r.ch.op, TH_OP_DELETE);
+	th_test_reader_close(&tr);
+	check_state(sh);
+}
+
+static void test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "term");
+	uint64_t gen = tr.att.generation, rev = tr.att.revision;
+	int st = th_hub_proc_stop(sh->hub);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_false(th_hub_proc_sanitizer_report(sh->hub));
+	struct stat sst;
+	assert_int_not_equal(lstat(sh->hub->socket, &sst), 0); /* socket file removed */
+	struct th_test_rec r;
+	assert_int_equal(th_test_reader_next(&tr, &r, 1000), -TH_ECLOSED); /* readers told */
+	th_test_reader_close(&tr);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/while/down', '1')");
+	char why[1024];
+	if (th_hub_proc_restart(sh->hub, why, sizeof why) != 0)
+		fail_msg("%s", why);
+	open_reader(sh, &tr, 10ull * 1000000000u, "term2");
+	assert_int_not_equal(tr.att.generation, gen);
+	assert_true(tr.att.revision > rev);
+	th_test_reader_close(&tr);
+	check_state(sh);
+}
+
+static void test_hub__sigkill_and_restart_new_generation_state_equals_tables(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "kill");
+	uint64_t gen = tr.att.generation;
+	th_test_reader_close(&tr);
+	assert_int_equal(th_hub_proc_kill(sh->hub), 0);
+	sql(sh, "UPDATE topo.topo_data SET data = 'changed', version = version + 1 WHERE path = '/pre/a';"
+		"DELETE FROM topo.topo_data WHERE path = '/s/y'");
+	char why[1024];
+	if (th_hub_proc_restart(sh->hub, why, sizeof why) != 0) /* the stale socket file is replaced */
+		fail_msg("%s", why);
+	open_reader(sh, &tr, 10ull * 1000000000u, "kill2");
+	assert_int_not_equal(tr.att.generation, gen);
+	th_test_reader_close(&tr);
+	check_state(sh);
+}
+
+/* Runs topohubctl; returns its exit status and its stdout in out. */
+static int ctl(struct shared *sh, char *out, size_t out_len, const char *args)
+{
+	const char *build = getenv("BUILD");
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "%s/topohubctl --socket %s %s 2>&1", build && *build ? build : "build",
+		 sh->hub->socket, args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, out_len - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_hubctl__operator_commands(void **state)
+{
+	struct shared *sh = need(state);
+	char out[16384];
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/ctl/a', 'alpha'), ('/ctl/b', 'beta')");
+	char gtid[256], args[600];
+	assert_int_equal(th_mariadb_query_value(sh->db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	snprintf(args, sizeof args, "sync %s", gtid);
+	assert_int_equal(ctl(sh, out, sizeof out, args), 0);
+	assert_true(strtoull(out, NULL, 10) > 0);
+	assert_int_equal(ctl(sh, out, sizeof out, "get /ctl/a"), 0);
+	assert_non_null(strstr(out, "alpha"));
+	assert_int_equal(ctl(sh, out, sizeof out, "get /ctl/none"), 1);
+	assert_int_equal(ctl(sh, out, sizeof out, "list /ctl"), 0);
+	assert_non_null(strstr(out, "/ctl/a"));
+	assert_non_null(strstr(out, "/ctl/b"));
+	assert_int_equal(ctl(sh, out, sizeof out, "--json list /ctl"), 0);
+	assert_non_null(strstr(out, "\"key\":\"/ctl/b\""));
+	assert_int_equal(ctl(sh, out, sizeof out, "status"), 0);
+	assert_non_null(strstr(out, "revision"));
+	assert_int_equal(ctl(sh, out, sizeof out, "--json status"), 0);
+	assert_non_null(strstr(out, "\"generation\":"));
+	assert_int_equal(ctl(sh, out, sizeof out, "readers"), 0);
+	assert_int_equal(ctl(sh, out, sizeof out, "metrics"), 0);
+	assert_non_null(strstr(out, "# TYPE topohub_revision gauge"));
+	assert_non_null(strstr(out, "topohub_records_published_total "));
+	assert_non_null(strstr(out, "topohub_evictions_total "));
+	assert_non_null(strstr(out, "topohub_reconnects_total "));
+	assert_non_null(strstr(out, "topohub_binlog_position{"));
+	assert_int_equal(ctl(sh, out, sizeof out, "--table topo_elections get /pre/e"), 0);
+	assert_non_null(strstr(out, "leader-1"));
+}
+
+static void test_hubd__help_and_bad_flags(void **state)
+{
+	(void)state;
+	const char *build = getenv("BUILD");
+	char cmd[600], out[16384];
+	snprintf(cmd, sizeof cmd, "%s/topohubd --help", build && *build ? build : "build");
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof out - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	const char *keys[] = { "--socket", "--socket-mode", "--allow-uids", "--ring-capacity", "--reader-timeout-max-ms",
+			       "--sources", "--password-file", "--password-env", "--tls-ca", "--heartbeat-ms",
+			       "--reconnect-max-ms", "--schema", "--monitor-interval-us" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (!strstr(out, keys[i]))
+			fail_msg("--help does not list %s", keys[i]);
+	snprintf(cmd, sizeof cmd, "%s/topohubd --source /x.sock --password secret >/dev/null 2>&1",
+		 build && *build ? build : "build");
+	int st = system(cmd);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	snprintf(cmd, sizeof cmd, "%s/topohubd --no-such-flag 1 >/dev/null 2>&1", build && *build ? build : "build");
+	st = system(cmd);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hubd__help_and_bad_flags),
+		cmocka_unit_test(test_hub__initial_load_equals_tables),
+		cmocka_unit_test(test_hub__commits_arrive_in_order_one_batch_per_transaction),
+		cmocka_unit_test(test_hub__snapshot_and_get),
+		cmocka_unit_test(test_hub__sync_answers_the_revision_after_a_gtid),
+		cmocka_unit_test(test_hub__refuses_a_uid_that_is_not_allowed),
+		cmocka_unit_test(test_hub__survives_garbage_oversized_and_100k_fuzz_messages),
+		cmocka_unit_test(test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms),
+		cmocka_unit_test(test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms),
+		cmocka_unit_test(test_hub__ddl_on_a_watched_table_publishes_a_resync),
+		cmocka_unit_test(test_hub__a_transaction_too_big_for_the_ring_is_a_resync),
+		cmocka_unit_test(test_hubctl__operator_commands),
+		cmocka_unit_test(test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation),
+		cmocka_unit_test(test_hub__sigkill_and_restart_new_generation_state_equals_tables),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
