@@ -40,5 +40,6 @@ void th_hist_print_json(FILE *f, const char *name, const char *extra, const stru
 /* Subcommands: each is main()-like and returns an exit code. */
 int th__bench_ring(int argc, char **argv);
 int th__bench_decode(int argc, char **argv);
+int th__bench_e2e(int argc, char **argv);
 
 #endif

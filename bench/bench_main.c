@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
 	{ "ring", th__bench_ring, "ring latency and throughput against the floors (futex, cache-line ping)" },
 	{ "decode", th__bench_decode, "binlog decoding speed against mariadb-binlog" },
+	{ "e2e", th__bench_e2e, "end to end: SQL commit to callback, topohub against its peers (bench/e2e/run.py)" },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,88 @@
+/*
+ * The topohub subscriber of the end-to-end benchmark: a process that loads
+ * libtopohub.so with dlopen (as the daemons that host the plugin do), watches
+ * the prefix recursively, and dispatches on its own thread in the library's
+ * default wait mode (spin briefly, then sleep on the futex) unless --wait says
+ * otherwise.
+ */
+#include "bench_e2e.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "topohub.h"
+
+static void on_event(const struct th_event *ev, void *arg)
+{
+	struct e2e_sub *s = arg;
+	switch (ev->kind) {
+	case TH_EVENT_PUT:
+		if (th__e2e_under_prefix(s, ev->key, ev->key_len))
+			th__e2e_value(s, ev->value, ev->value_len);
+		break;
+	case TH_EVENT_SYNCED:
+		th__e2e_ready(s);
+		th__e2e_synced(s);
+		break;
+	case TH_EVENT_RESYNC:
+		th__e2e_resync(s, ev->reason);
+		break;
+	default: /* INITIAL: the setup values; no deletes in this benchmark */
+		break;
+	}
+}
+
+int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
+{
+	const char *lib = o->lib ? o->lib : "libtopohub.so";
+	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		th__e2e_error(s, "dlopen: %s", dlerror());
+		return 1;
+	}
+	th_api_get_fn *get = (th_api_get_fn *)dlsym(h, TH_API_SYMBOL);
+	const struct th_api *api;
+	int rc = get ? get(TH_ABI_MAJOR, TH_ABI_MINOR, &api) : -1;
+	if (rc) {
+		th__e2e_error(s, "%s: no usable %s (%d)", lib, TH_API_SYMBOL, rc);
+		return 1;
+	}
+	char name[32];
+	snprintf(name, sizeof name, "e2e-sub-%u", s->idx);
+	struct th_open_opts oo = {
+		.size = sizeof oo,
+		.socket_path = o->hub_socket,
+		.timeout_ns = (uint64_t)o->timeout_ms * 1000000u,
+		.wait_mode = !strcmp(o->wait, "spin") ? TH_WAIT_SPIN : !strcmp(o->wait, "fd") ? TH_WAIT_FD : TH_WAIT_FUTEX,
+		.name = name,
+	};
+	struct th_conn *c;
+	rc = api->open(&oo, &c);
+	if (rc) {
+		th__e2e_error(s, "open %s: %s", o->hub_socket ? o->hub_socket : TH_DEFAULT_SOCKET, api->strerror(rc));
+		return 1;
+	}
+	struct th_watch_opts wo = {
+		.size = sizeof wo,
+		.table = TH_TABLE_DATA,
+		.path = s->prefix,
+		.callback = on_event,
+		.arg = s,
+	};
+	th_watch_id id;
+	rc = api->watch_recursive(c, &wo, &id);
+	if (rc) {
+		th__e2e_error(s, "watch_recursive: %s", api->strerror(rc));
+		return 1;
+	}
+	while (!th__e2e_stopping(s)) {
+		rc = api->dispatch(c, 50 * 1000000);
+		if (rc < 0) {
+			th__e2e_error(s, "dispatch: %s", api->strerror(rc));
+			break;
+		}
+	}
+	api->close(c);
+	return 0;
+}

@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark driver: topohub against its peers, same workload, same run.
+
+Starts a private MariaDB (through `topohub-bench e2e mariadb`, the test harness),
+etcd on loopback when an etcd point runs, topohubd when a topohub point runs; for
+each point of the matrix it resets the keys, starts N subscriber processes of one
+system, waits until every one has its watch in place, runs the writer at a fixed
+rate, waits for the subscribers to catch up (or not), and measures: latency from
+each commit's return to each callback (`e2e collect`), CPU of hub, server and
+subscribers (/proc/PID/stat), binlog dump threads on the server (PROCESSLIST),
+RSS and PSS per subscriber (/proc/PID/smaps_rollup). One JSON object per line on
+stdout (or --out). See bench/README.md for the definitions.
+
+Usage: bench/e2e/run.py --build BUILD [--quick] [--out FILE] [--only SYSTEMS]
+                        [--self-check]
+"""
+import argparse
+import json
+import mmap
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SYSTEMS = ["topohub", "socket", "decoder", "mysqltopo", "etcd"]
+PREFIX = "/bench/e2e"
+GRACE_S = 2.0          # after the writer: how long subscribers may take to catch up
+
+
+def now_ns():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def log(*a):
+    print("e2e:", *a, file=sys.stderr, flush=True)
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a whole process (all its threads, dead ones included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_mem_kb(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k in ("Rss", "Pss"):
+                    out[k.lower()] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+class RunFile:
+    """The run file shared with the C programs (layout in bench/bench_e2e.h)."""
+
+    def __init__(self, bench, path, nsubs, max_seq):
+        subprocess.run([bench, "e2e", "create", "--file", path, "--subs", str(nsubs),
+                        "--max-seq", str(max_seq)], check=True)
+        self.path = path
+        self.nsubs = nsubs
+        self.fd = os.open(path, os.O_RDWR)
+        self.m = mmap.mmap(self.fd, 4096 + nsubs * 128)
+
+    def u64(self, off):
+        return struct.unpack_from("<Q", self.m, off)[0]
+
+    def set_u64(self, off, v):
+        struct.pack_into("<Q", self.m, off, v)
+
+    def total(self):
+        return self.u64(24)
+
+    def writer_done(self):
+        return self.u64(32)
+
+    def ready(self):
+        return self.u64(48)
+
+    def last_seq(self, i):
+        return self.u64(4096 + i * 128 + 8)
+
+    def errors(self, i):
+        return self.u64(4096 + i * 128 + 48)
+
+    def stop(self):
+        self.set_u64(40, 1)
+
+    def set_cont(self, ns):
+        self.set_u64(96, ns)
+
+    def close(self):
+        self.m.close()
+        os.close(self.fd)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class MariaDB:
+    def __init__(self, bench):
+        self.p = subprocess.Popen([bench, "e2e", "mariadb"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError("private MariaDB did not start (see above)")
+        self.info = json.loads(line)
+        self.pid = self.info["pid"]
+
+    def env(self):
+        e = dict(os.environ)
+        e["E2E_MYSQL_SOCKET"] = self.info["socket"]
+        e["E2E_MYSQL_USER"] = self.info["user"]
+        e["TOPOHUB_MYSQL_PASSWORD"] = self.info["password"]
+        return e
+
+    def query(self, q):
+        r = subprocess.run(["mariadb", "--no-defaults", "-S", self.info["socket"], "-uroot", "-N", "-B",
+                            "-e", q], capture_output=True, text=True, timeout=30)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    def dump_threads(self):
+        v = self.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                       "WHERE COMMAND LIKE 'Binlog Dump%'")
+        return int(v) if v and v.isdigit() else None
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=30)
+        except Exception:
+            self.p.kill()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Etcd:
+    """Debian's etcd-server on loopback, data on tmpfs (the MariaDB does not
+    fsync either: innodb_flush_log_at_trx_commit=2, sync_binlog=0)."""
+
+    def __init__(self, workdir):
+        self.dir = tempfile.mkdtemp(prefix="topohub-e2e-etcd-", dir="/dev/shm")
+        cport, pport = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{cport}"
+        peer = f"http://127.0.0.1:{pport}"
+        self.logf = open(os.path.join(workdir, "etcd.log"), "w")
+        self.p = subprocess.Popen(
+            ["etcd", "--name", "e2e", "--data-dir", self.dir,
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"e2e={peer}", "--max-request-bytes", str(16 << 20),
+             "--quota-backend-bytes", str(8 << 30), "--auto-compaction-mode", "revision",
+             "--auto-compaction-retention", "1000", "--log-level", "error"],
+            stdout=self.logf, stderr=subprocess.STDOUT)
+        self.pid = self.p.pid
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = subprocess.run(["curl", "-s", "-m", "1", self.url + "/health"], capture_output=True, text=True)
+            if '"true"' in r.stdout:
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("etcd did not start; see etcd.log")
+
+    def dump_threads(self):
+        return 0
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Hub:
+    def __init__(self, build, db, workdir, extra=()):
+        self.socket = os.path.join(workdir, "hub.sock")
+        self.ctl = os.path.join(build, "topohubctl")
+        notify = os.path.join(workdir, "notify.sock")
+        try:
+            os.unlink(notify)
+        except OSError:
+            pass
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(notify)
+        env = db.env()
+        env["NOTIFY_SOCKET"] = notify
+        self.logf = open(os.path.join(workdir, "hub.log"), "a")
+        self.p = subprocess.Popen(
+            [os.path.join(build, "topohubd"), "--source", db.info["socket"], "--user", db.info["user"],
+             "--socket", self.socket, "--socket-mode", "0666", "--reader-timeout-min-ms", "10",
+             "--log-level", "warn", *extra],
+            env=env, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.pid = self.p.pid
+        ns.settimeout(30)
+        try:
+            while b"READY=1" not in ns.recv(4096):
+                pass
+        except socket.timeout:
+            self.stop()
+            raise RuntimeError("topohubd did not become ready; see hub.log")
+        finally:
+            ns.close()
+
+    def readers(self):
+        r = subprocess.run([self.ctl, "--socket", self.socket, "--json", "readers"], capture_output=True,
+                           text=True, timeout=10)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+class Env:
+    """The long-lived processes of a run: MariaDB always; etcd and the hub on demand."""
+
+    def __init__(self, args):
+        self.args = args
+        self.bench = os.path.join(args.build, "topohub-bench")
+        self.workdir = tempfile.mkdtemp(prefix="topohub-e2e-")
+        self.db = MariaDB(self.bench)
+        self.etcd = None
+        self.hub = None
+
+    def want_etcd(self, on):
+        if on and not self.etcd:
+            self.etcd = Etcd(self.workdir)
+        if not on and self.etcd:
+            self.etcd.stop()
+            self.etcd = None
+
+    def want_hub(self, on, extra=()):
+        if on and not self.hub:
+            self.hub = Hub(self.args.build, self.db, self.workdir, extra)
+        if not on and self.hub:
+            self.hub.stop()
+            self.hub = None
+
+    def close(self):
+        self.want_hub(False)
+        self.want_etcd(False)
+        self.db.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def sub_argv(env, system, runfile, i, timeout_ms):
+    a = [env.bench, "e2e", "sub", "--system", system, "--file", runfile, "--index", str(i),
+         "--prefix", PREFIX]
+    if system == "topohub":
+        a += ["--lib", os.path.join(env.args.build, "libtopohub.so"), "--hub-socket", env.hub.socket,
+              "--timeout-ms", str(timeout_ms)]
+    if system == "etcd":
+        a += ["--etcd", env.etcd.url]
+    return a
+
+
+def run_point(env, pt, fault=None):
+    """One point: pt = {system, subs, rate, size, keys, seconds}. fault: None;
+    'none' (a baseline: subscriber 0 left out of the latency, like in the others);
+    'stop' (SIGSTOP subscriber 0 for a while, then SIGCONT) or 'kill' (SIGKILL it)."""
+    system, n = pt["system"], pt["subs"]
+    active = fault in ("stop", "kill")
+    label = {k: pt[k] for k in ("system", "subs", "rate", "size", "keys", "seconds")}
+    if fault:
+        label["fault"] = fault
+    rec = {"name": "e2e", **label}
+    if system == "socket":
+        rec.update(ok=False, skipped="the hub has no socket fan-out bench mode yet")
+        return rec
+    env.want_etcd(system == "etcd")
+    env.want_hub(system == "topohub")
+    server = env.etcd if system == "etcd" else env.db
+    penv = env.db.env()
+    wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"])]
+    if system == "etcd":
+        wargs += ["--etcd", env.etcd.url]
+    subprocess.run([env.bench, "e2e", "setup", *wargs], env=penv, check=True)
+
+    max_seq = int(pt["rate"] * pt["seconds"]) + 16
+    path = f"/dev/shm/topohub-e2e-{os.getpid()}.run"
+    rf = RunFile(env.bench, path, n, max_seq)
+    errlog = open(os.path.join(env.workdir, "subs.log"), "a")
+    timeout_ms = pt.get("timeout_ms", 1000)
+    subs = []
+    t_spawn = time.time()
+    try:
+        for i in range(n):
+            subs.append(subprocess.Popen(sub_argv(env, system, path, i, timeout_ms), env=penv,
+                                         stdout=subprocess.DEVNULL, stderr=errlog))
+        deadline = time.time() + 60 + n * 0.2
+        while rf.ready() < n:
+            dead = [s for s in subs if s.poll() is not None]
+            if dead or time.time() > deadline:
+                rec.update(ok=False, error=f"{rf.ready()} of {n} subscribers ready"
+                           + (f", {len(dead)} exited" if dead else ""))
+                return rec
+            time.sleep(0.01)
+        rec["subs_ready_s"] = round(time.time() - t_spawn, 3)
+
+        pids = [s.pid for s in subs]
+        cpu0 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
+                "subs": [proc_cpu_s(p) for p in pids]}
+        w = subprocess.Popen([env.bench, "e2e", "writer", "--file", path, "--rate", str(pt["rate"]),
+                              "--seconds", str(pt["seconds"]), *wargs], env=penv, stdout=subprocess.PIPE)
+        # Mid-run samples: dump threads and memory per subscriber.
+        t0 = time.time()
+        sampled = False
+        fault_log = {}
+        while w.poll() is None:
+            el = time.time() - t0
+            if not sampled and el > pt["seconds"] * 0.5:
+                rec["dump_threads"] = server.dump_threads()
+                mem = [proc_mem_kb(p) for p in pids[: min(n, 64)]]
+                mem = [m for m in mem if m]
+                if mem:
+                    rec["rss_kb_per_sub"] = round(sum(m["rss"] for m in mem) / len(mem))
+                    rec["pss_kb_per_sub"] = round(sum(m["pss"] for m in mem) / len(mem))
+                sampled = True
+            if active:
+                fault_step(env, fault, pt, subs, rf, el, fault_log)
+            time.sleep(0.002 if active else 0.02)
+        wout = w.stdout.read().decode()
+        try:
+            wrec = json.loads(wout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            rec.update(ok=False, error="writer failed")
+            return rec
+        if active:
+            fault_finish(env, fault, pt, subs, rf, fault_log)
+        total = rf.total()
+        # Catch-up: every subscriber (but a killed one) has the last update, or the grace ran out.
+        t_end = time.time()
+        live = [i for i in range(n) if not (fault == "kill" and i == 0)]
+        while time.time() - t_end < GRACE_S + (2.0 if active else 0):
+            if all(rf.last_seq(i) >= total for i in live):
+                break
+            time.sleep(0.005)
+        rec["catch_up_s"] = round(time.time() - t_end, 3)
+        cpu1 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
+                "subs": [proc_cpu_s(p) for p in pids]}
+        rec["cpu_hub_s"] = round(cpu1["hub"] - cpu0["hub"], 3) if env.hub else 0.0
+        rec["cpu_server_s"] = round(cpu1["server"] - cpu0["server"], 3)
+        rec["cpu_subs_s"] = round(sum((b or 0) - (a or 0) for a, b in zip(cpu0["subs"], cpu1["subs"])), 3)
+        rec["cpu_writer_s"] = round(wrec.get("writer_cpu_ns", 0) / 1e9, 3)
+        rec["cpu_total_s"] = round(rec["cpu_hub_s"] + rec["cpu_server_s"] + rec["cpu_subs_s"], 3)
+        rec["writer"] = {k: wrec[k] for k in ("planned", "committed", "errors", "achieved_rate", "late_count",
+                                             "late_p99_ns", "late_max_ns", "p50_ns", "p99_ns", "max_ns")}
+        rec.update(fault_log)
+    finally:
+        rf.stop()
+        t_stop = time.time()
+        for s in subs:
+            try:
+                s.send_signal(signal.SIGCONT)
+            except OSError:
+                pass
+        for s in subs:
+            try:
+                s.wait(timeout=max(0.1, 3 - (time.time() - t_stop)))
+            except subprocess.TimeoutExpired:
+                s.kill()
+                s.wait()
+        errlog.close()
+    excl = ["--exclude", "0"] if fault else []
+    c = subprocess.run([env.bench, "e2e", "collect", "--file", path, *excl], capture_output=True, text=True)
+    rf.close()
+    for line in c.stdout.splitlines():
+        o = json.loads(line)
+        if o["name"] == "e2e_latency":
+            o.pop("name")
+            rec.update(o)
+        elif o["name"] == "e2e_sub":
+            rec["faulted_sub"] = {k: o[k] for k in o if k != "name"}
+    return rec
+
+
+def fault_step(env, fault, pt, subs, rf, el, log_):
+    """Called every ~2 ms while the writer runs."""
+    victim = subs[0]
+    if "t_fault" not in log_ and el > pt["seconds"] * 0.25:
+        log_["t_fault"] = now_ns()
+        victim.send_signal(signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
+        return
+    if "t_fault" not in log_ or not env.hub:
+        return
+    # Poll the hub's reader table: when does the victim's reader go (evicted
+    # or reclaimed)?
+    if "t_gone" not in log_:
+        rd = env.hub.readers()
+        mine = None
+        if rd is not None:
+            lst = rd.get("readers", rd) if isinstance(rd, dict) else rd
+            mine = [r for r in lst if r.get("pid") == victim.pid]
+            if fault == "stop":
+                gone = bool(mine) and any(r.get("evicted") for r in mine)
+            else:
+                gone = not mine
+            if gone:
+                log_["t_gone"] = now_ns()
+                log_["fault_gone_ms"] = round((log_["t_gone"] - log_["t_fault"]) / 1e6, 3)
+                if mine:
+                    log_["victim_reader"] = mine[0]
+    if fault == "stop" and "t_cont" not in log_ and el > pt["seconds"] * 0.6:
+        log_["t_cont"] = now_ns()
+        rf.set_cont(log_["t_cont"])
+        victim.send_signal(signal.SIGCONT)
+
+
+def fault_finish(env, fault, pt, subs, rf, log_):
+    if fault == "stop" and "t_cont" not in log_:
+        log_["t_cont"] = now_ns()
+        rf.set_cont(log_["t_cont"])
+        subs[0].send_signal(signal.SIGCONT)
+    if fault == "stop":
+        # Converged: after SIGCONT, the victim has caught up to the last update.
+        t = time.time()
+        while time.time() - t < 5 and rf.last_seq(0) < rf.total():
+            time.sleep(0.001)
+        if rf.last_seq(0) >= rf.total():
+            log_["converge_ms"] = round((now_ns() - log_["t_cont"]) / 1e6, 3)
+    log_["stopped_ms"] = round((log_.get("t_cont", now_ns()) - log_.get("t_fault", now_ns())) / 1e6, 3)
+
+
+def matrix(quick, only):
+    pts = []
+
+    def add(system, subs, rate, size, seconds, keys=100, why=None):
+        if only and system not in only:
+            return
+        pts.append({"system": system, "subs": subs, "rate": rate, "size": size, "keys": keys,
+                    "seconds": seconds, "group": why})
+
+    if quick:
+        for n in (1, 64):
+            for s in SYSTEMS:
+                add(s, n, 1000, 100, 2, why="quick")
+        return pts
+    # 100 B: the full N sweep at 1,000/s, for every system.
+    for n in (1, 8, 64, 256):
+        for s in SYSTEMS:
+            add(s, n, 1000, 100, 4, why="n_sweep")
+    # 100 B: the rate sweep at N = 64, every system.
+    for rate, secs in ((100, 6), (10000, 3)):
+        for s in SYSTEMS:
+            add(s, 64, rate, 100, secs, why="rate_sweep")
+    # 100 B: the rest of the N x rate grid, topohub only (the peers' cost is
+    # established by the sweeps above; this keeps the run under 10 minutes).
+    for rate, secs in ((100, 6), (10000, 3)):
+        for n in (1, 8, 256):
+            add("topohub", n, rate, 100, secs, why="grid")
+    # Larger values: fewer points.
+    for s in SYSTEMS:
+        add(s, 64, 1000, 10240, 3, why="size_10k")
+    for s in SYSTEMS:
+        add(s, 8, 100, 1 << 20, 4, keys=16, why="size_1m")
+    return pts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="-")
+    ap.add_argument("--only", default="", help="comma-separated systems")
+    ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    ap.add_argument("--self-check", action="store_true",
+                    help="a few seconds: 2 subscribers of each available system; exit 1 on any failure")
+    args = ap.parse_args()
+    only = set(x for x in args.only.split(",") if x)
+    out = sys.stdout if args.out == "-" else open(args.out, "w")
+    have_hub = os.path.exists(os.path.join(args.build, "topohubd")) and \
+        os.path.exists(os.path.join(args.build, "libtopohub.so"))
+    have_etcd = shutil.which("etcd") is not None
+    if args.self_check:
+        pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
+               for s in SYSTEMS if s != "socket"]
+    else:
+        pts = matrix(args.quick, only)
+    if not have_hub:
+        pts = [p for p in pts if p["system"] != "topohub"]
+        log("no topohubd/libtopohub.so in", args.build, ": topohub points skipped")
+    if not have_etcd:
+        pts = [p for p in pts if p["system"] != "etcd"]
+        log("no etcd binary: etcd points skipped")
+    t_start = time.time()
+    env = Env(args)
+    failures = 0
+
+    def emit(rec):
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+
+    try:
+        emit({"name": "e2e_run", "quick": args.quick, "server": env.db.info["version"],
+              "mysql_startup_ms": env.db.info["startup_ms"], "grace_s": GRACE_S})
+        for pt in pts:
+            t = time.time()
+            rec = run_point(env, pt)
+            rec["group"] = pt["group"]
+            rec["wall_s"] = round(time.time() - t, 2)
+            emit(rec)
+            if args.self_check:
+                # The harness itself must work: every update delivered to every
+                # subscriber (the mysqltopo-style peer may reorder: its semantics).
+                bad = rec.get("error") or rec.get("delivered") != rec.get("expected") or rec.get("errors") \
+                    or (pt["system"] != "mysqltopo" and not rec.get("ok"))
+            else:
+                bad = not rec.get("ok") and not rec.get("skipped")
+            failures += 1 if bad else 0
+            log(f"{pt['system']:9} n={pt['subs']:<3} rate={pt['rate']:<5} size={pt['size']:<7} "
+                f"p99={rec.get('p99_ns', 0) / 1e3:9.1f} us  delivered={rec.get('delivered', 0)}/"
+                f"{rec.get('expected', 0)} ok={rec.get('ok')} {rec.get('error', rec.get('skipped', ''))}"
+                f" ({rec['wall_s']} s)")
+        if have_hub and not args.no_faults and not args.self_check and (not only or "topohub" in only):
+            n = 8 if args.quick else 64
+            secs = 3 if args.quick else 6
+            base = {"system": "topohub", "subs": n, "rate": 1000, "size": 100, "keys": 100, "seconds": secs,
+                    "timeout_ms": 100}
+            for fault in (None, "stop", "kill"):
+                t = time.time()
+                rec = run_point(env, base, fault=fault or "none")
+                rec["group"] = "faults"
+                rec["timeout_ms"] = 100
+                rec["wall_s"] = round(time.time() - t, 2)
+                emit(rec)
+                log(f"fault={fault or 'none':5} p99(others)={rec.get('p99_ns', 0) / 1e3:.1f} us "
+                    f"rate={rec.get('writer', {}).get('achieved_rate')} gone={rec.get('fault_gone_ms')} ms "
+                    f"converge={rec.get('converge_ms')} ms")
+    finally:
+        env.close()
+    emit({"name": "e2e_done", "wall_s": round(time.time() - t_start, 1), "points": len(pts),
+          "failures": failures})
+    if args.self_check and failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
