@@ -252,8 +252,8 @@ static int validate(struct pub *p, MYSQL *m, const struct th_hub_source *s, bool
 	if (rc < 0)
 		return rc;
 	if (!is_on(v[0])) {
-		snprintf(err, len, "%s: log_bin is %s; topohub needs log_bin=ON (start the server with --log-bin)",
-			 s->name, v[0]);
+		snprintf(err, len, "%s: log_bin is OFF; topohub needs log_bin=ON (start the server with --log-bin)",
+			 s->name);
 		return -TH_ESERVER;
 	}
 	if (strcasecmp(v[1], "ROW")) {
