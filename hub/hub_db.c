@@ -43,6 +43,7 @@
 #include "th_error.h"
 #include "th_time.h"
 #include "txn.h"
+#include "gtid.h"
 
 /* Why a stream ended. */
 enum stream_end {
@@ -308,6 +309,86 @@ static int validate(struct pub *p, MYSQL *m, const struct th_hub_source *s, bool
 		rc = -TH_ESERVER;
 	}
 	th_buf_free(&g);
+	return rc;
+}
+
+/* Does the server's binlog hold every transaction of our position? (pos is
+ * the server's @@gtid_binlog_pos or @@gtid_executed.) */
+static bool server_has_position(struct pub *p, const char *server)
+{
+	const char *ours = th_buf_cstr(&p->gtid);
+	bool yes = false;
+	if (p->flavor == TH_BINLOG_FLAVOR_MYSQL) {
+		struct th_gtid_set *sv, *us;
+		if (th_gtid_set_new(&sv) == 0 && th_gtid_set_new(&us) == 0 &&
+		    th_gtid_set_parse(sv, server, NULL, 0) == 0 && th_gtid_set_parse(us, ours, NULL, 0) == 0)
+			yes = th_gtid_set_contains(sv, us);
+		th_gtid_set_free(sv);
+		th_gtid_set_free(us);
+		return yes;
+	}
+	struct th_gtid_pos *sv;
+	if (th_gtid_pos_new(&sv) < 0)
+		return true; /* no memory to check: let the server decide */
+	if (th_gtid_pos_parse(sv, server, NULL, 0) == 0) {
+		yes = true;
+		const char *c = ours;
+		while (yes && *c) {
+			char one[80];
+			size_t n = strcspn(c, ",");
+			if (n > 0 && n < sizeof one) {
+				memcpy(one, c, n);
+				one[n] = '\0';
+				struct th_maria_gtid g;
+				if (th_maria_gtid_parse(one, &g) == 0)
+					yes = th_gtid_pos_contains(sv, &g);
+			}
+			c += n + (c[n] == ',');
+		}
+	}
+	th_gtid_pos_free(sv);
+	return yes;
+}
+
+/*
+ * Connects and validates server s before streaming from it: after a
+ * failover or a restart it may not be configured as the last one was, and
+ * it may lack transactions we have published (a lagging or diverged
+ * replica, a RESET MASTER): then 1, continuity is lost and we reload from
+ * it. 0 when fine, negative (message in err) when not usable.
+ */
+static int check_server(struct pub *p, const struct th_hub_source *s, char *err, size_t len)
+{
+	MYSQL *m = sql_connect(p, s, err, len);
+	if (!m)
+		return -TH_EMYSQL;
+	bool mariadb;
+	int rc = validate(p, m, s, &mariadb, err, len);
+	if (rc == 0 && (mariadb ? TH_BINLOG_FLAVOR_MARIADB : TH_BINLOG_FLAVOR_MYSQL) != p->flavor) {
+		/* A GTID position of one flavour means nothing to the other. */
+		snprintf(err, len, "%s is %s, the position is %s's: not a failover target", s->name,
+			 mariadb ? "MariaDB" : "MySQL", mariadb ? "MySQL" : "MariaDB");
+		rc = -TH_ESERVER;
+	}
+	if (rc == 0) {
+		char *server = NULL;
+		if (mysql_query(m, mariadb ? "SELECT @@global.gtid_binlog_pos" : "SELECT @@global.gtid_executed") == 0) {
+			MYSQL_RES *r = mysql_store_result(m);
+			MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+			if (row && row[0])
+				server = strdup(row[0]);
+			if (r)
+				mysql_free_result(r);
+		}
+		if (server && !server_has_position(p, server)) {
+			th_log_warn("%s lacks transactions the hub has published (its position '%s', ours '%s'): "
+				    "reloading from it",
+				    s->name, server, th_buf_cstr(&p->gtid));
+			rc = 1;
+		}
+		free(server);
+	}
+	mysql_close(m);
 	return rc;
 }
 
@@ -932,16 +1013,19 @@ void *th__hub_publisher_main(void *arg)
 	bool need_load = true;
 	unsigned backoff = p->cfg->reconnect_min_ms;
 	uint64_t streams = 0;
+	unsigned reloads_in_row = 0;
 
 	while (!th__hub_stopping(h)) {
 		const struct th_hub_source *s = &p->cfg->sources[p->cur];
 		char err[1024] = "";
 		bool healthy = false;
 		enum stream_end end = END_RETRY;
+		bool checked = false;
 		if (need_load) {
 			int rc = load(p, s, err, sizeof err);
 			if (rc == 0) {
 				need_load = false;
+				checked = true;
 			} else if (th__hub_stopping(h)) {
 				break;
 			} else if ((rc == -TH_ESERVER || rc == -TH_ESCHEMA) && !p->ready) {
@@ -953,7 +1037,21 @@ void *th__hub_publisher_main(void *arg)
 				set_src_error(p, err);
 			}
 		}
-		if (!need_load) {
+		/* Every (re)connection checks the server first: after a failover or
+		 * a restart it may not be configured as the last one was. */
+		int ck = !need_load && !checked ? check_server(p, s, err, sizeof err) : 0;
+		if (ck == 1) {
+			need_load = true;
+			p->reload_reason = TH_RESYNC_RELOAD;
+			p->reload_table = UINT32_MAX;
+			if (reloads_in_row++ < 3)
+				continue;
+		} else if (ck < 0) {
+			if (th__hub_stopping(h))
+				break;
+			th_log_warn("%s", err);
+			set_src_error(p, err);
+		} else if (!need_load) {
 			if (streams++ > 0)
 				th_fetch_add_relaxed(&h->st_reconnects, 1);
 			p->err[0] = '\0';
@@ -962,10 +1060,17 @@ void *th__hub_publisher_main(void *arg)
 				break;
 			if (end == END_RELOAD) {
 				need_load = true;
-				/* Reload from the same server at once: it is alive. */
-				continue;
+				/* Reload from the same server at once (it is alive), unless
+				 * reloads keep failing to give a stream that works. */
+				if (healthy || reloads_in_row++ < 3) {
+					if (healthy)
+						reloads_in_row = 0;
+					continue;
+				}
 			}
 		}
+		if (healthy)
+			reloads_in_row = 0;
 		if (healthy)
 			backoff = p->cfg->reconnect_min_ms;
 		/* Next source, after a pause that doubles up to the cap. */

@@ -612,6 +612,34 @@ static void test_hub__ddl_on_a_watched_table_publishes_a_resync(void **state)
 	check_state(sh);
 }
 
+static void test_hub__a_position_the_server_lost_is_a_reload_and_a_resync(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 10ull * 1000000000u, "lost");
+	/* The server forgets its binary log; the hub's dump connection is cut.
+	 * Its GTID position is no longer there: it must reload, never skip. */
+	sql(sh, "RESET MASTER");
+	char id[32];
+	assert_int_equal(th_mariadb_query_value(sh->db, id, sizeof id,
+						"SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%%'"),
+			 0);
+	if (th_mariadb_sql(sh->db, "KILL %s", id) != 0)
+		print_message("KILL %s: %s\n", id, sh->db->err);
+	struct th_test_rec r;
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_RESYNC);
+	assert_int_equal(r.rs.reason, TH_RESYNC_RELOAD);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/after/reset', 'r')");
+	next_rec(&tr, &r);
+	assert_int_equal(r.type, TH_REC_CHANGE);
+	assert_string_equal(r.key, "/after/reset");
+	th_test_rec_free(&r);
+	th_test_reader_close(&tr);
+	assert_true(th_hub_proc_log_contains(sh->hub, "lacks transactions the hub has published"));
+	check_state(sh);
+}
+
 static void test_hub__a_transaction_too_big_for_the_ring_is_a_resync(void **state)
 {
 	struct shared *sh = need(state);
@@ -777,6 +805,7 @@ int main(void)
 		cmocka_unit_test(test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms),
 		cmocka_unit_test(test_hub__ddl_on_a_watched_table_publishes_a_resync),
 		cmocka_unit_test(test_hub__a_transaction_too_big_for_the_ring_is_a_resync),
+		cmocka_unit_test(test_hub__a_position_the_server_lost_is_a_reload_and_a_resync),
 		cmocka_unit_test(test_hubctl__operator_commands),
 		cmocka_unit_test(test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation),
 		cmocka_unit_test(test_hub__sigkill_and_restart_new_generation_state_equals_tables),
