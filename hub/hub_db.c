@@ -319,7 +319,7 @@ static bool server_has_position(struct pub *p, const char *server)
 	const char *ours = th_buf_cstr(&p->gtid);
 	bool yes = false;
 	if (p->flavor == TH_BINLOG_FLAVOR_MYSQL) {
-		struct th_gtid_set *sv, *us;
+		struct th_gtid_set *sv = NULL, *us = NULL;
 		if (th_gtid_set_new(&sv) == 0 && th_gtid_set_new(&us) == 0 &&
 		    th_gtid_set_parse(sv, server, NULL, 0) == 0 && th_gtid_set_parse(us, ours, NULL, 0) == 0)
 			yes = th_gtid_set_contains(sv, us);
