@@ -632,6 +632,8 @@ static int cmd_sub(int argc, char **argv)
 			o.timeout_ms = (unsigned)atoi(v);
 		else if (!strcmp(a, "--wait"))
 			o.wait = v;
+		else if (!strcmp(a, "--spin-ns"))
+			o.spin_ns = strtoull(v, NULL, 10);
 		else {
 			fprintf(stderr, "e2e sub: unknown option %s\n", a);
 			return 2;

@@ -110,6 +110,7 @@ struct e2e_sub_opts {
 	const char *etcd;              /* etcd: base URL */
 	unsigned timeout_ms;           /* topohub: slow-consumer timeout asked */
 	const char *wait;              /* topohub: futex (default), spin, fd */
+	uint64_t spin_ns;              /* topohub: spin before sleeping (0: the library's default) */
 };
 
 int th__e2e_sub_init(struct e2e_sub *s, const struct e2e_sub_opts *o);

@@ -54,6 +54,7 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		.size = sizeof oo,
 		.socket_path = o->hub_socket,
 		.timeout_ns = (uint64_t)o->timeout_ms * 1000000u,
+		.spin_ns = o->spin_ns,
 		.wait_mode = !strcmp(o->wait, "spin") ? TH_WAIT_SPIN : !strcmp(o->wait, "fd") ? TH_WAIT_FD : TH_WAIT_FUTEX,
 		.name = name,
 	};

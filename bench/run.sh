@@ -20,4 +20,10 @@ if [ -x bench/gen-topo-binlog.sh ]; then
 	"$build/topohub-bench" decode --json "$data" > "bench/results/decode-$stamp.jsonl"
 	cp "bench/results/decode-$stamp.jsonl" bench/results/decode-latest.jsonl
 fi
+echo "== end to end (topohub against its peers; bench/e2e/run.py)" >&2
+bench/e2e/run.py --build "$build" $quick --out "bench/results/e2e-$stamp.jsonl"
+cp "bench/results/e2e-$stamp.jsonl" bench/results/e2e-latest.jsonl
+
+echo "== report: bench/RESULTS.md and bench/plots/" >&2
+bench/e2e/report.py --command "make bench${quick:+ QUICK=1}"
 echo "results: bench/results/*-$stamp.jsonl" >&2

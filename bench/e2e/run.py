@@ -18,6 +18,7 @@ import argparse
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,11 @@ def now_ns():
 
 def log(*a):
     print("e2e:", *a, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def proc_cpu_s(pid):
@@ -285,6 +291,8 @@ def sub_argv(env, system, runfile, i, timeout_ms):
     if system == "topohub":
         a += ["--lib", os.path.join(env.args.build, "libtopohub.so"), "--hub-socket", env.hub.socket,
               "--timeout-ms", str(timeout_ms)]
+        if env.args.spin_ns is not None:
+            a += ["--spin-ns", str(env.args.spin_ns)]
     if system == "etcd":
         a += ["--etcd", env.etcd.url]
     return a
@@ -318,10 +326,13 @@ def run_point(env, pt, fault=None):
     errlog = open(os.path.join(env.workdir, "subs.log"), "a")
     timeout_ms = pt.get("timeout_ms", 1000)
     subs = []
+    fault_log = {}
     t_spawn = time.time()
     try:
         for i in range(n):
-            subs.append(subprocess.Popen(sub_argv(env, system, path, i, timeout_ms), env=penv,
+            # The victim of a fault run asks for the short timeout; the others keep 1 s.
+            tmo = timeout_ms if i == 0 else 1000
+            subs.append(subprocess.Popen(sub_argv(env, system, path, i, tmo), env=penv,
                                          stdout=subprocess.DEVNULL, stderr=errlog))
         deadline = time.time() + 60 + n * 0.2
         while rf.ready() < n:
@@ -334,6 +345,9 @@ def run_point(env, pt, fault=None):
         rec["subs_ready_s"] = round(time.time() - t_spawn, 3)
 
         pids = [s.pid for s in subs]
+        if active and env.hub:
+            env.hub.logf.flush()
+            fault_log["hub_log_off"] = os.path.getsize(env.hub.logf.name)
         cpu0 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
                 "subs": [proc_cpu_s(p) for p in pids]}
         w = subprocess.Popen([env.bench, "e2e", "writer", "--file", path, "--rate", str(pt["rate"]),
@@ -341,7 +355,6 @@ def run_point(env, pt, fault=None):
         # Mid-run samples: dump threads and memory per subscriber.
         t0 = time.time()
         sampled = False
-        fault_log = {}
         while w.poll() is None:
             el = time.time() - t0
             if not sampled and el > pt["seconds"] * 0.5:
@@ -379,9 +392,11 @@ def run_point(env, pt, fault=None):
         rec["cpu_subs_s"] = round(sum((b or 0) - (a or 0) for a, b in zip(cpu0["subs"], cpu1["subs"])), 3)
         rec["cpu_writer_s"] = round(wrec.get("writer_cpu_ns", 0) / 1e9, 3)
         rec["cpu_total_s"] = round(rec["cpu_hub_s"] + rec["cpu_server_s"] + rec["cpu_subs_s"], 3)
+        # Per committed update: a peer that slows the writer down does less work in the same time.
+        rec["cpu_us_per_update"] = round(rec["cpu_total_s"] * 1e6 / max(1, wrec.get("committed", 0)), 1)
         rec["writer"] = {k: wrec[k] for k in ("planned", "committed", "errors", "achieved_rate", "late_count",
                                              "late_p99_ns", "late_max_ns", "p50_ns", "p99_ns", "max_ns")}
-        rec.update(fault_log)
+        rec.update({k: v for k, v in fault_log.items() if not k.startswith(("t_", "hub_log"))})
     finally:
         rf.stop()
         t_stop = time.time()
@@ -407,35 +422,35 @@ def run_point(env, pt, fault=None):
             rec.update(o)
         elif o["name"] == "e2e_sub":
             rec["faulted_sub"] = {k: o[k] for k in o if k != "name"}
+            if fault == "stop" and o.get("synced_ns") and fault_log.get("t_cont"):
+                # Converged: the library's SYNCED after the resync notice.
+                rec["converge_ms"] = round((o["synced_ns"] - fault_log["t_cont"]) / 1e6, 3)
     return rec
 
 
 def fault_step(env, fault, pt, subs, rf, el, log_):
-    """Called every ~2 ms while the writer runs."""
+    """Called every ~2 ms while the writer runs. Nothing here may load the
+    machine while the others are measured: the stopped reader's eviction is
+    read from the hub's log afterwards, not polled."""
     victim = subs[0]
     if "t_fault" not in log_ and el > pt["seconds"] * 0.25:
         log_["t_fault"] = now_ns()
         victim.send_signal(signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
         return
-    if "t_fault" not in log_ or not env.hub:
+    if "t_fault" not in log_:
         return
-    # Poll the hub's reader table: when does the victim's reader go (evicted
-    # or reclaimed)?
-    if "t_gone" not in log_:
+    if fault == "kill" and "t_gone" not in log_ and env.hub:
+        # A closed socket means a dead reader: poll the reader table until
+        # the victim's slot is gone (each poll is one topohubctl process).
         rd = env.hub.readers()
-        mine = None
-        if rd is not None:
-            lst = rd.get("readers", rd) if isinstance(rd, dict) else rd
-            mine = [r for r in lst if r.get("pid") == victim.pid]
-            if fault == "stop":
-                gone = bool(mine) and any(r.get("evicted") for r in mine)
-            else:
-                gone = not mine
-            if gone:
-                log_["t_gone"] = now_ns()
-                log_["fault_gone_ms"] = round((log_["t_gone"] - log_["t_fault"]) / 1e6, 3)
-                if mine:
-                    log_["victim_reader"] = mine[0]
+        if isinstance(rd, dict):
+            rd = rd.get("readers")
+        if isinstance(rd, list) and not any(r.get("pid") == victim.pid for r in rd):
+            log_["t_gone"] = now_ns()
+            log_["reclaim_ms"] = round((log_["t_gone"] - log_["t_fault"]) / 1e6, 3)
+        elif (now_ns() - log_["t_fault"]) > 5e9:
+            log_["t_gone"] = 0
+            log_["reclaim_ms"] = None
     if fault == "stop" and "t_cont" not in log_ and el > pt["seconds"] * 0.6:
         log_["t_cont"] = now_ns()
         rf.set_cont(log_["t_cont"])
@@ -448,13 +463,23 @@ def fault_finish(env, fault, pt, subs, rf, log_):
         rf.set_cont(log_["t_cont"])
         subs[0].send_signal(signal.SIGCONT)
     if fault == "stop":
-        # Converged: after SIGCONT, the victim has caught up to the last update.
-        t = time.time()
-        while time.time() - t < 5 and rf.last_seq(0) < rf.total():
-            time.sleep(0.001)
-        if rf.last_seq(0) >= rf.total():
-            log_["converge_ms"] = round((now_ns() - log_["t_cont"]) / 1e6, 3)
-    log_["stopped_ms"] = round((log_.get("t_cont", now_ns()) - log_.get("t_fault", now_ns())) / 1e6, 3)
+        log_["stopped_ms"] = round((log_["t_cont"] - log_["t_fault"]) / 1e6, 3)
+        # The hub logs each eviction with the age of the oldest unread record
+        # and the reader's timeout.
+        pid = subs[0].pid
+        try:
+            with open(env.hub.logf.name) as f:
+                f.seek(log_.get("hub_log_off", 0))
+                for line in f:
+                    m = re.search(r"evicted reader \d+ \(pid (\d+),.*oldest unread record is ([0-9.]+) ms "
+                                  r"old, timeout ([0-9.]+) ms", line)
+                    if m and int(m.group(1)) == pid:
+                        log_["evict_age_ms"] = float(m.group(2))
+                        log_["evict_timeout_ms"] = float(m.group(3))
+                        log_["evict_over_timeout_ms"] = round(float(m.group(2)) - float(m.group(3)), 3)
+                        break
+        except OSError:
+            pass
 
 
 def matrix(quick, only):
@@ -499,6 +524,9 @@ def main():
     ap.add_argument("--out", default="-")
     ap.add_argument("--only", default="", help="comma-separated systems")
     ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--faults-only", action="store_true")
+    ap.add_argument("--spin-ns", type=int, default=None,
+                    help="topohub subscribers: spin this long before sleeping (default: the library's)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     ap.add_argument("--self-check", action="store_true",
                     help="a few seconds: 2 subscribers of each available system; exit 1 on any failure")
@@ -511,6 +539,8 @@ def main():
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
                for s in SYSTEMS if s != "socket"]
+    elif args.faults_only:
+        pts = []
     else:
         pts = matrix(args.quick, only)
     if not have_hub:
@@ -528,7 +558,7 @@ def main():
         out.flush()
 
     try:
-        emit({"name": "e2e_run", "quick": args.quick, "server": env.db.info["version"],
+        emit({"name": "e2e_run", "quick": args.quick, "server": env.db.info["version"], "loadavg": loadavg(),
               "mysql_startup_ms": env.db.info["startup_ms"], "grace_s": GRACE_S})
         for pt in pts:
             t = time.time()
@@ -561,11 +591,11 @@ def main():
                 rec["wall_s"] = round(time.time() - t, 2)
                 emit(rec)
                 log(f"fault={fault or 'none':5} p99(others)={rec.get('p99_ns', 0) / 1e3:.1f} us "
-                    f"rate={rec.get('writer', {}).get('achieved_rate')} gone={rec.get('fault_gone_ms')} ms "
-                    f"converge={rec.get('converge_ms')} ms")
+                    f"rate={rec.get('writer', {}).get('achieved_rate')} evict_age={rec.get('evict_age_ms')} ms "
+                    f"converge={rec.get('converge_ms')} ms reclaim={rec.get('reclaim_ms')} ms")
     finally:
         env.close()
-    emit({"name": "e2e_done", "wall_s": round(time.time() - t_start, 1), "points": len(pts),
+    emit({"name": "e2e_done", "wall_s": round(time.time() - t_start, 1), "points": len(pts), "loadavg": loadavg(),
           "failures": failures})
     if args.self_check and failures:
         sys.exit(1)

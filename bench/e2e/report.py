@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Generates bench/RESULTS.md and its plots from the JSON lines of the last run.
+
+Usage: bench/e2e/report.py [--results bench/results] [--out bench/RESULTS.md]
+                           [--plots bench/plots] [--command "make bench"]
+Reads ring-latest.jsonl, decode-latest.jsonl and e2e-latest.jsonl (any may be
+missing); never edit RESULTS.md by hand: run this again.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+SYSTEMS = ["topohub", "socket", "decoder", "mysqltopo", "etcd"]
+DESC = {
+    "topohub": "topohubd + libtopohub.so (shared-memory ring)",
+    "socket": "topohubd delivering over one Unix socket per subscriber",
+    "decoder": "per-process binlog dump + our row decoder",
+    "mysqltopo": "per-process binlog dump + full SELECT per row event (mysqltopo today)",
+    "etcd": "etcd 3.4 watch (JSON gateway, libcurl)",
+}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return out
+
+
+def us(ns):
+    if ns is None:
+        return "-"
+    v = ns / 1e3
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def fmt(v, nd=2):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def size_name(b):
+    return f"{b // (1 << 20)} MiB" if b >= 1 << 20 else f"{b // 1024} KiB" if b >= 1024 else f"{b} B"
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) // 1024} MiB"
+    except OSError:
+        pass
+    etcd = "-"
+    if shutil.which("etcd"):
+        r = subprocess.run(["etcd", "--version"], capture_output=True, text=True)
+        etcd = r.stdout.splitlines()[0] if r.stdout else "-"
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "mem": mem, "etcd": etcd,
+            "commit": rev or "?"}
+
+
+def point_key(r):
+    return (r["subs"], r["rate"], r["size"])
+
+
+def e2e_tables(recs):
+    """One table per scenario (subscribers, rate, size), every system side by side."""
+    out = []
+    scen = {}
+    for r in recs:
+        if r.get("name") == "e2e" and not r.get("fault"):
+            scen.setdefault(point_key(r), {})[r["system"]] = r
+    for key in sorted(scen, key=lambda k: (k[2], k[1], k[0])):
+        n, rate, size = key
+        rows = scen[key]
+        base = rows.get("topohub")
+        out.append(f"\n#### {n} subscriber{'s' if n > 1 else ''}, {rate:,} updates/s, {size_name(size)} values\n")
+        out.append("| system | p50 us | p99 us | p99.9 us | max us | p99 / topohub | delivered / expected | lost | "
+                   "out of order | backlog | deliveries/s | writer rate | CPU hub s | CPU server s | CPU subs s | "
+                   "CPU total s | CPU us / update | CPU / update vs topohub | dump threads | RSS KiB/sub | PSS KiB/sub | ok |")
+        out.append("|" + "---|" * 22)
+        for s in SYSTEMS:
+            r = rows.get(s)
+            if not r:
+                continue
+            if r.get("skipped") or r.get("error"):
+                out.append(f"| {s} | " + " | ".join(["-"] * 20) + f" | {r.get('skipped') or r.get('error')} |")
+                continue
+            ratio = "-"
+            cratio = "-"
+            if base and base.get("p99_ns") and s != "topohub" and r.get("p99_ns") is not None:
+                ratio = f"{r['p99_ns'] / base['p99_ns']:.1f}x"
+            if base and base.get("cpu_us_per_update") and s != "topohub" and r.get("cpu_us_per_update"):
+                cratio = f"{r['cpu_us_per_update'] / base['cpu_us_per_update']:.1f}x"
+            w = r.get("writer", {})
+            flags = "yes" if r.get("ok") else "**NO**"
+            out.append(
+                f"| {s} | {us(r.get('p50_ns'))} | {us(r.get('p99_ns'))} | {us(r.get('p999_ns'))} | "
+                f"{us(r.get('max_ns'))} | {ratio} | {r.get('delivered')} / {r.get('expected')} | {r.get('lost')} | "
+                f"{r.get('out_of_order')} | {r.get('backlog')} | {fmt(r.get('deliveries_per_s'), 0)} | "
+                f"{fmt(w.get('achieved_rate'), 0)} | {fmt(r.get('cpu_hub_s'))} | {fmt(r.get('cpu_server_s'))} | "
+                f"{fmt(r.get('cpu_subs_s'))} | {fmt(r.get('cpu_total_s'))} | {fmt(r.get('cpu_us_per_update'), 0)} | {cratio} | {fmt(r.get('dump_threads'))} | "
+                f"{fmt(r.get('rss_kb_per_sub'))} | {fmt(r.get('pss_kb_per_sub'))} | {flags} |")
+    return out
+
+
+def find(recs, system, n, rate, size, fault=None):
+    for r in recs:
+        if (r.get("name") == "e2e" and r.get("system") == system and r.get("subs") == n and r.get("rate") == rate
+                and r.get("size") == size and r.get("fault") == fault):
+            return r
+    return None
+
+
+def targets(recs):
+    out = ["| target | measured | verdict |", "|---|---|---|"]
+
+    def line(t, m, ok):
+        out.append(f"| {t} | {m} | {'met' if ok else '**not met**' if ok is not None else 'not measured'} |")
+
+    th = find(recs, "topohub", 64, 1000, 100)
+    et = find(recs, "etcd", 64, 1000, 100)
+    mt = find(recs, "mysqltopo", 64, 1000, 100)
+    de = find(recs, "decoder", 64, 1000, 100)
+    if th and th.get("p99_ns") is not None:
+        line("SQL commit to callback in 64 subscribers, 1,000 updates/s of 100 B: p99 < 1 ms",
+             f"p99 {us(th['p99_ns'])} us (p50 {us(th['p50_ns'])}, p99.9 {us(th['p999_ns'])}); "
+             f"{th['delivered']}/{th['expected']} delivered, ok={th.get('ok')}",
+             th["p99_ns"] < 1e6 and th.get("ok"))
+    else:
+        line("SQL commit to callback in 64 subscribers: p99 < 1 ms", "no topohub point", None)
+    if th and et and th.get("p99_ns") and et.get("p99_ns") is not None:
+        r = et["p99_ns"] / th["p99_ns"]
+        line("p99 at least 5x lower than etcd watch, 64 watchers, same workload",
+             f"etcd p99 {us(et['p99_ns'])} us / topohub {us(th['p99_ns'])} us = {r:.1f}x", r >= 5)
+    else:
+        line("p99 at least 5x lower than etcd watch", "missing point", None)
+    if th:
+        per = [f"{s} {x.get('dump_threads')}" for s, x in (("decoder", de), ("mysqltopo", mt)) if x]
+        line("one binlog dump thread on the server instead of N (N = 64)",
+             f"topohub {th.get('dump_threads')}; " + ", ".join(per), th.get("dump_threads") == 1)
+    if th and mt and th.get("cpu_us_per_update") and mt.get("cpu_us_per_update"):
+        r = mt["cpu_us_per_update"] / th["cpu_us_per_update"]
+        line("at least 10x less total CPU (hub + server + subscribers) than the mysqltopo-style peer, N = 64",
+             f"per committed update: mysqltopo {mt['cpu_us_per_update']:.0f} us / topohub "
+             f"{th['cpu_us_per_update']:.0f} us = {r:.1f}x (raw: {mt['cpu_total_s']:.2f} s / "
+             f"{th['cpu_total_s']:.2f} s; the writer reached {mt['writer']['achieved_rate']:.0f}/s with mysqltopo, "
+             f"{th['writer']['achieved_rate']:.0f}/s with topohub)", r >= 10)
+    base = next((r for r in recs if r.get("name") == "e2e" and r.get("fault") == "none"), None)
+    stop = next((r for r in recs if r.get("name") == "e2e" and r.get("fault") == "stop"), None)
+    kill = next((r for r in recs if r.get("name") == "e2e" and r.get("fault") == "kill"), None)
+    if base and stop:
+        wb, ws = base["writer"]["achieved_rate"], stop["writer"]["achieved_rate"]
+        dw = (ws - wb) / wb * 100
+        dp = (stop["p99_ns"] - base["p99_ns"]) / base["p99_ns"] * 100 if base.get("p99_ns") else None
+        line("a SIGSTOPped subscriber moves the writer's throughput by at most 10%",
+             f"{wb:.0f} -> {ws:.0f} updates/s ({dw:+.1f}%)", abs(dw) <= 10)
+        line("... and the other subscribers' p99 by at most 10%",
+             f"{us(base['p99_ns'])} -> {us(stop['p99_ns'])} us ({dp:+.1f}%)" if dp is not None else "-",
+             dp is not None and dp <= 10)
+        if stop.get("evict_age_ms") is not None:
+            line("... and is evicted within its timeout + 10 ms",
+                 f"oldest unread record {stop['evict_age_ms']:.1f} ms old at eviction, timeout "
+                 f"{stop['evict_timeout_ms']:.0f} ms (+{stop['evict_over_timeout_ms']:.1f} ms)",
+                 stop["evict_over_timeout_ms"] <= 10)
+        else:
+            line("... and is evicted within its timeout + 10 ms", "no eviction found in the hub's log", False)
+        fs = stop.get("faulted_sub", {})
+        out.append(f"| after SIGCONT: converged (resync notice, then SYNCED) | {fmt(stop.get('converge_ms'))} ms "
+                   f"after SIGCONT (stopped {fmt(stop.get('stopped_ms'), 0)} ms; {fs.get('announced_skips')} "
+                   f"updates announced as skipped, {fs.get('gaps')} lost) | reported |")
+    if kill:
+        out.append(f"| SIGKILLed subscriber: slot reclaimed | {fmt(kill.get('reclaim_ms'))} ms after SIGKILL "
+                   f"(polled with topohubctl readers); others' p99 {us(kill.get('p99_ns'))} us, "
+                   f"ok={kill.get('ok')} | reported |")
+    return out
+
+
+def plots(recs, plotdir, datadir):
+    os.makedirs(plotdir, exist_ok=True)
+    os.makedirs(datadir, exist_ok=True)
+    made = []
+    if not shutil.which("gnuplot"):
+        return made
+
+    def gp(script, out, systems, ttl):
+        if not systems:
+            return
+        r = subprocess.run(["gnuplot", "-e", f"dir='{datadir}'; out='{out}'; systems='{' '.join(systems)}'; "
+                            f"ttl='{ttl}'", os.path.join(HERE, script)], capture_output=True, text=True)
+        if r.returncode == 0:
+            made.append(out)
+        else:
+            print("report: gnuplot:", r.stderr, file=sys.stderr)
+
+    e2e = [r for r in recs if r.get("name") == "e2e" and not r.get("fault") and r.get("count")]
+    # CDF: the headline scenario (64 subscribers, 1,000/s, 100 B), or the largest one measured.
+    cands = [point_key(r) for r in e2e if r["size"] == 100]
+    head = (64, 1000, 100) if (64, 1000, 100) in cands else (max(cands) if cands else None)
+    if head:
+        systems = []
+        for s in SYSTEMS:
+            r = find(recs, s, *head)
+            if r and r.get("cdf"):
+                with open(os.path.join(datadir, f"cdf_{s}.dat"), "w") as f:
+                    for q, ns in r["cdf"]:
+                        f.write(f"{max(ns, 100) / 1e3} {q}\n")
+                systems.append(s)
+        gp("cdf.gp", os.path.join(plotdir, "latency-cdf.png"), systems,
+           f"Latency CDF: {head[0]} subscribers, {head[1]:,} updates/s, {size_name(head[2])} "
+           "(0 plotted as 0.1 us)")
+    systems = []
+    for s in SYSTEMS:
+        pts = sorted((r["subs"], r["p99_ns"]) for r in e2e if r["system"] == s and r["rate"] == 1000
+                     and r["size"] == 100)
+        if len(pts) > 1:
+            with open(os.path.join(datadir, f"p99_{s}.dat"), "w") as f:
+                for n, p in pts:
+                    f.write(f"{n} {max(p, 100) / 1e3}\n")
+            systems.append(s)
+    gp("p99_subs.gp", os.path.join(plotdir, "p99-vs-subscribers.png"), systems,
+       "p99 latency against subscribers (1,000 updates/s, 100 B)")
+    systems = []
+    for s in SYSTEMS:
+        pts = sorted((r["rate"], r["deliveries_per_s"]) for r in e2e if r["system"] == s and r["subs"] == 64
+                     and r["size"] == 100)
+        if len(pts) > 1:
+            with open(os.path.join(datadir, f"rate_{s}.dat"), "w") as f:
+                for x, y in pts:
+                    f.write(f"{x} {max(y, 1)}\n")
+            systems.append(s)
+    gp("rate.gp", os.path.join(plotdir, "deliveries-vs-rate.png"), systems,
+       "Delivered events per second against the update rate (64 subscribers, 100 B)")
+    return made
+
+
+def generic_table(recs, skip=("cdf",)):
+    if not recs:
+        return ["(not run)"]
+    keys = []
+    for r in recs:
+        for k in r:
+            if k not in keys and k not in skip and not isinstance(r[k], (dict, list)):
+                keys.append(k)
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in recs:
+        cells = []
+        for k in keys:
+            v = r.get(k, "")
+            if isinstance(v, float):
+                v = f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+            cells.append(str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    root = os.path.dirname(os.path.dirname(HERE))
+    ap.add_argument("--results", default=os.path.join(root, "bench", "results"))
+    ap.add_argument("--out", default=os.path.join(root, "bench", "RESULTS.md"))
+    ap.add_argument("--plots", default=os.path.join(root, "bench", "plots"))
+    ap.add_argument("--command", default="make bench")
+    args = ap.parse_args()
+    ring = load(os.path.join(args.results, "ring-latest.jsonl"))
+    dec = load(os.path.join(args.results, "decode-latest.jsonl"))
+    e2e = load(os.path.join(args.results, "e2e-latest.jsonl"))
+    m = machine()
+    run = next((r for r in e2e if r.get("name") == "e2e_run"), {})
+    done = next((r for r in e2e if r.get("name") == "e2e_done"), {})
+    made = plots(e2e, args.plots, os.path.join(args.results, "plotdata"))
+    rel = os.path.relpath(args.plots, os.path.dirname(args.out))
+
+    L = ["# Benchmark results", "",
+         "Generated by `bench/e2e/report.py` from the JSON lines of the last `" + args.command + "` "
+         "(`bench/results/*-latest.jsonl`); do not edit by hand. What each number means: "
+         "`bench/README.md`.", "",
+         "## Machine", "",
+         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['mem']}; kernel {m['kernel']}",
+         f"- MariaDB {run.get('server', '?')} (private instance, loopback, binlog ROW/FULL, no fsync per commit); "
+         f"{m['etcd']} (data on tmpfs)",
+         f"- topohub commit {m['commit']}; command: `{args.command}`"
+         + (" (QUICK=1)" if run.get("quick") else ""),
+         f"- load average before the end-to-end suite: {run.get('loadavg', '?')}, after: {done.get('loadavg', '?')}"
+         f"; the machine is shared with other work (builds, test suites): compare systems within one table, "
+         f"never across runs.",
+         f"- end-to-end suite: {done.get('points', '?')} points plus the fault runs in {done.get('wall_s', '?')} s; "
+         f"{done.get('failures', '?')} points not ok (see the tables).", ""]
+    L += ["## Targets (DESIGN.md)", ""] + targets(e2e) + [""]
+    L += ["## End to end", "",
+          "Latency is from the return of the writer's COMMIT (an autocommit UPDATE, or an etcd PUT) to the "
+          "subscriber's callback, over every delivery to every subscriber, CLOCK_MONOTONIC on one host. "
+          "`lost`: updates a subscriber never received and was not told about; `out of order`: deliveries "
+          "older than one already delivered; `backlog`: updates not yet delivered when the run stopped "
+          f"({run.get('grace_s', 2)} s after the writer finished). A point is ok only when all three and the "
+          "errors are zero. CPU is utime+stime from /proc over the writer's run plus the catch-up; `CPU us / update` "
+          "divides hub + server + subscribers by the updates committed (a system that slows the writer down does "
+          "less work in the same time, so ratios use this); "
+          "`dump threads`: `Binlog Dump` threads in the server's PROCESSLIST mid-run; RSS/PSS: "
+          "/proc/PID/smaps_rollup mid-run, mean over up to 64 subscribers.", ""]
+    L += ["Systems: " + "; ".join(f"`{s}`: {DESC[s]}" for s in SYSTEMS) + ".", ""]
+    for p in made:
+        L.append(f"![{os.path.basename(p)}]({os.path.join(rel, os.path.basename(p))})")
+        L.append("")
+    L += e2e_tables(e2e)
+    skipped = [r for r in e2e if r.get("name") == "e2e" and (r.get("skipped") or r.get("error"))]
+    L += ["", "### Points skipped or failed", ""]
+    if skipped:
+        for r in skipped:
+            L.append(f"- {r['system']}, {r['subs']} subscribers, {r['rate']}/s, {size_name(r['size'])}: "
+                     f"{r.get('skipped') or r.get('error')}")
+    L += ["- Not in the matrix, by choice (2 cores, 10 minutes): 8, 64 and 256 subscribers at 100 and 10,000 "
+          "updates/s for the peers other than at 64 subscribers (topohub runs the whole 100 B grid); "
+          "10 KiB values only at 64 subscribers and 1,000/s; 1 MiB values only at 8 subscribers and 100/s "
+          "with 16 keys (the mysqltopo-style peer re-reads 16 MiB per row event). "
+          "`bench/e2e/run.py` `matrix()` is the list.", ""]
+    faults = [r for r in e2e if r.get("name") == "e2e" and r.get("fault")]
+    if faults:
+        L += ["### Faults under load", "",
+              "topohub, the same workload three times: no fault (baseline), subscriber 0 stopped with SIGSTOP "
+              "at 25% of the run and continued at 60%, subscriber 0 killed with SIGKILL at 25%. Subscriber 0 asks "
+              "for a 100 ms slow-consumer timeout, the others for 1 s. Latency columns are over the other "
+              "subscribers in all three runs.", "",
+              "| fault | subs | writer rate | p50 us | p99 us | p99.9 us | max us | others ok | eviction: age of oldest "
+              "unread record / timeout (ms) | converged after SIGCONT (ms) | slot reclaimed after SIGKILL (ms) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in faults:
+            ev = (f"{r['evict_age_ms']:.1f} / {r['evict_timeout_ms']:.0f}" if r.get("evict_age_ms") is not None
+                  else "-")
+            L.append(f"| {r['fault']} | {r['subs']} | {fmt(r.get('writer', {}).get('achieved_rate'), 0)} | "
+                     f"{us(r.get('p50_ns'))} | {us(r.get('p99_ns'))} | {us(r.get('p999_ns'))} | {us(r.get('max_ns'))} | "
+                     f"{r.get('ok')} | {ev} | {fmt(r.get('converge_ms'))} | {fmt(r.get('reclaim_ms'))} |")
+        L.append("")
+    L += ["## Ring (`topohub-bench ring`)", ""] + generic_table(ring) + [""]
+    L += ["## Decoding (`topohub-bench decode`)", ""] + generic_table(dec) + [""]
+    L += ["## Commands", "", "```sh",
+          "make bench                      # everything: ring, decode, end to end, this file",
+          "make bench QUICK=1              # about 90 s",
+          "bench/e2e/run.py --build build --out bench/results/e2e-latest.jsonl   # end to end only",
+          "bench/e2e/run.py --build build --only topohub,etcd                     # some systems",
+          "bench/e2e/report.py             # this file and bench/plots/ from bench/results/*-latest.jsonl",
+          "```", ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(L))
+    print(f"report: {args.out}, {len(made)} plots in {args.plots}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
