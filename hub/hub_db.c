@@ -58,7 +58,7 @@ struct pub {
 	struct th_binlog_decoder *dec;
 	struct th_txn_asm *asm_;
 	struct th_txn_table tables[TH_HUB_MAX_TABLES];   /* cfg tables + ordinal positions */
-	struct th_buf gtid;             /* committed resume position (text) */
+	struct th_buf gtid;             /* resume position text, made by resume_gtid() */
 	struct th_buf scratch;
 	enum th_binlog_flavor flavor;
 	uint64_t next_rev;
@@ -312,12 +312,28 @@ static int validate(struct pub *p, MYSQL *m, const struct th_hub_source *s, bool
 	return rc;
 }
 
+/*
+ * The resume position as text: the assembler's, which advances only when a
+ * transaction is delivered, and every delivered transaction is published
+ * before the next event is fed (or the stream ends in a reload). NULL when
+ * out of memory.
+ */
+static const char *resume_gtid(struct pub *p)
+{
+	th_buf_reset(&p->gtid);
+	if (!p->asm_ || th_txn_resume_gtid(p->asm_, &p->gtid) < 0 || th_buf_failed(&p->gtid))
+		return NULL;
+	return th_buf_cstr(&p->gtid);
+}
+
 /* Does the server's binlog hold every transaction of our position? (pos is
  * the server's @@gtid_binlog_pos or @@gtid_executed.) */
 static bool server_has_position(struct pub *p, const char *server)
 {
-	const char *ours = th_buf_cstr(&p->gtid);
+	const char *ours = resume_gtid(p);
 	bool yes = false;
+	if (!ours)
+		return true; /* no memory to check: the server's own check (1236) remains */
 	if (p->flavor == TH_BINLOG_FLAVOR_MYSQL) {
 		struct th_gtid_set *sv = NULL, *us = NULL;
 		if (th_gtid_set_new(&sv) == 0 && th_gtid_set_new(&us) == 0 &&
@@ -383,7 +399,7 @@ static int check_server(struct pub *p, const struct th_hub_source *s, char *err,
 		if (server && !server_has_position(p, server)) {
 			th_log_warn("%s lacks transactions the hub has published (its position '%s', ours '%s'): "
 				    "reloading from it",
-				    s->name, server, th_buf_cstr(&p->gtid));
+				    s->name, server, resume_gtid(p) ? th_buf_cstr(&p->gtid) : "?");
 			rc = 1;
 		}
 		free(server);
@@ -421,8 +437,6 @@ static void publish_pos(struct pub *p, uint64_t revision)
 	struct th__hub_pos *old = th_exchange_seq_cst(&h->pos, pos);
 	if (old)
 		call_rcu(&old->rcu, free_pos_rcu);
-	th_buf_reset(&p->gtid);
-	th_buf_append(&p->gtid, gtid, n);
 	if (th_load_relaxed(&h->sync_waiters))
 		wake_fd(h->pub_fd);
 }
@@ -889,7 +903,11 @@ static enum stream_end stream(struct pub *p, const struct th_hub_source *s, bool
 	struct th_hub *h = p->h;
 	const struct th_hub_config *c = p->cfg;
 	char err[1024] = "";
-	const char *gtid = th_buf_cstr(&p->gtid);
+	const char *gtid = resume_gtid(p);
+	if (!gtid) {
+		th_log_error("out of memory formatting the resume position");
+		return END_RETRY;
+	}
 	struct th_source_config sc = {
 		.host = s->host, .port = s->port, .socket = s->socket, .user = c->user, .password = c->password,
 		.tls = c->tls && !s->socket, .tls_verify = c->tls_verify, .tls_ca = c->tls_ca,
