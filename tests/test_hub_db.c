@@ -355,6 +355,37 @@ static void test_hub__misconfigured_servers_stop_it_with_exit_3_and_the_setting(
 	th_mariadb_stop(db2);
 }
 
+static void test_hub__streams_over_verified_tls(void **state)
+{
+	(void)need(state);
+	struct th_mariadb_options mo = { .tls = true };
+	struct th_mariadb *db;
+	char why[1024];
+	int rc = th_mariadb_start(&mo, &db, why, sizeof why);
+	if (rc == TH_MARIADB_UNAVAILABLE) {
+		print_message("skip: %s\n", why);
+		skip();
+	}
+	if (rc != 0)
+		fail_msg("%s", why);
+	assert_int_equal(th_mariadb_create_topo_schema(db, NULL), 0);
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/tls/1', 'secret')"), 0);
+	char extra[600];
+	snprintf(extra, sizeof extra, "tls = true\ntls_verify = true\ntls_ca = %s\n", db->tls_ca);
+	struct th_mariadb *src[1] = { db };
+	/* The `topohub` account REQUIRE SSL: only a TLS connection gets in. */
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .tcp = true, .extra_config = extra };
+	struct th_hub_proc *h;
+	if (th_hub_proc_start(&o, &h, why, sizeof why) != 0)
+		fail_msg("hub over TLS: %s", why);
+	assert_int_equal(th_mariadb_sql(db, "INSERT INTO topo.topo_data (path, data) VALUES ('/tls/2', 'more')"), 0);
+	size_t rows;
+	check_state(h, db, &rows);
+	assert_int_equal(rows, 2);
+	stop_hub(h);
+	th_mariadb_stop(db);
+}
+
 static void test_hub__fails_over_to_a_gtid_replica_without_losing_changes(void **state)
 {
 	struct shared *sh = need(state);
@@ -425,6 +456,7 @@ int main(void)
 		cmocka_unit_test(test_hub__resumes_after_mariadb_sigkill_mid_stream_no_gap_no_duplicate),
 		cmocka_unit_test(test_hub__started_while_a_writer_runs_flat_out_converges_to_the_tables),
 		cmocka_unit_test(test_hub__misconfigured_servers_stop_it_with_exit_3_and_the_setting),
+		cmocka_unit_test(test_hub__streams_over_verified_tls),
 		/* Last: it kills the primary for good. */
 		cmocka_unit_test(test_hub__fails_over_to_a_gtid_replica_without_losing_changes),
 	};

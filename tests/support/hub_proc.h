@@ -48,7 +48,7 @@ struct th_hub_proc_options {
 	bool tcp;                        /* sources by TCP (default: their Unix sockets) */
 	/* Extra flags, NULL-terminated, appended last ({"--reader-timeout-min-ms=1", NULL}). */
 	const char *const *extra_args;
-	const char *extra_config;        /* INI text appended to the file (after [hub]) */
+	const char *extra_config;        /* INI text appended at the end: in [mysql] unless it opens a section */
 	const char *password;            /* NULL: sources[0]->password */
 	const char *user;                /* NULL: sources[0]->user */
 	unsigned ready_timeout_ms;       /* 0: 30000 */
