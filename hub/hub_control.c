@@ -502,6 +502,8 @@ static void do_snapshot(struct ctl *x, struct conn *cn, uint16_t type, uint32_t 
 		}
 	}
 	rcu_read_unlock();
+	/* R: acquire pairs with the publisher's release of (c); every change up
+	 * to R is in the walk or in the ring after the reader's start. */
 	rep.revision = th_load_acquire(&h->published_revision);
 	if (th_buf_failed(b)) {
 		th_buf_free(b);
@@ -681,7 +683,7 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 	snprintf(version, sizeof version, "%s", h->src.version);
 	snprintf(err, sizeof err, "%s", h->src.last_error);
 	pthread_mutex_unlock(&h->src_lock);
-	uint64_t rev = th_load_acquire(&h->published_revision);
+	uint64_t rev = th_load_acquire(&h->published_revision); /* pairs with the publisher's release */
 	char gtid[4096] = "", file[128] = "";
 	uint64_t fpos = 0;
 	const char *flavor = "unknown";
@@ -881,6 +883,7 @@ static int handle(struct ctl *x, struct conn *cn, const uint8_t *m, size_t n, bo
 		do_json(x, cn, hdr.type, req);
 		break;
 	case TH_MSG_REJOIN: {
+		/* Acquire pairs with the publisher's release of (c). */
 		struct th_msg_rejoin_reply r = { th_load_acquire(&h->published_revision) };
 		send_msg(x, cn, TH_MSG_REJOIN | TH_MSG_REPLY, req, &r, sizeof r, NULL, 0);
 		break;
