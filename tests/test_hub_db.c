@@ -303,6 +303,25 @@ static void test_hub__started_while_a_writer_runs_flat_out_converges_to_the_tabl
 	stop_hub(h);
 }
 
+static void test_hub__maps_columns_by_position_when_the_binlog_has_no_names(void **state)
+{
+	struct shared *sh = need(state);
+	/* New sessions (the hub's dump) log TABLE_MAPs without column names. */
+	assert_int_equal(th_mariadb_sql(sh->db, "SET GLOBAL binlog_row_metadata = 'MINIMAL'"), 0);
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc *h = start_hub(src, 1);
+	MYSQL *m = writer_connect(sh->db);
+	assert_non_null(m);
+	assert_true(run(m, "INSERT INTO topo.topo_data (path, data) VALUES ('/minimal/1', 'm1');"
+			   "INSERT INTO topo.topo_elections (name, leader_id, contents, expires_at) "
+			   "VALUES ('/minimal/e', 'lead', 'c', NOW())"));
+	mysql_close(m);
+	size_t rows;
+	check_state(h, sh->db, &rows);
+	stop_hub(h);
+	assert_int_equal(th_mariadb_sql(sh->db, "SET GLOBAL binlog_row_metadata = 'FULL'"), 0);
+}
+
 static void expect_exit_3(struct th_hub_proc_options *o, const char *needle)
 {
 	struct th_hub_proc *h;
@@ -455,6 +474,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hub__resumes_after_mariadb_sigkill_mid_stream_no_gap_no_duplicate),
 		cmocka_unit_test(test_hub__started_while_a_writer_runs_flat_out_converges_to_the_tables),
+		cmocka_unit_test(test_hub__maps_columns_by_position_when_the_binlog_has_no_names),
 		cmocka_unit_test(test_hub__misconfigured_servers_stop_it_with_exit_3_and_the_setting),
 		cmocka_unit_test(test_hub__streams_over_verified_tls),
 		/* Last: it kills the primary for good. */
