@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/every_type.h"
 #include "tests/support/mariadb.h"
 #include "binlog.h"
 #include "rows.h"
@@ -36,91 +37,7 @@
 #include "th_error.h"
 #include "txn.h"
 
-/* ---- the every-type table (as in test_rows.c's server cross-check) ---- */
-
-enum cmp { CMP_TEXT, CMP_NUM, CMP_FLOAT, CMP_DOUBLE, CMP_HEX, CMP_HEXPAD, CMP_YEAR, CMP_NAME };
-
-struct live_col {
-	const char *name, *sql;
-	enum cmp cmp;
-	bool is_unsigned, binary;
-};
-
-static const struct live_col live_cols[] = {
-	{ "ti", "TINYINT", CMP_NUM, false, false },
-	{ "tiu", "TINYINT UNSIGNED", CMP_NUM, true, false },
-	{ "si", "SMALLINT", CMP_NUM, false, false },
-	{ "siu", "SMALLINT UNSIGNED", CMP_NUM, true, false },
-	{ "mi", "MEDIUMINT", CMP_NUM, false, false },
-	{ "miu", "MEDIUMINT UNSIGNED", CMP_NUM, true, false },
-	{ "i", "INT", CMP_NUM, false, false },
-	{ "iu", "INT UNSIGNED", CMP_NUM, true, false },
-	{ "bi", "BIGINT", CMP_NUM, false, false },
-	{ "biu", "BIGINT UNSIGNED", CMP_NUM, true, false },
-	{ "f", "FLOAT", CMP_FLOAT, false, false },
-	{ "d", "DOUBLE", CMP_DOUBLE, false, false },
-	{ "dec1", "DECIMAL(10,4)", CMP_TEXT, false, false },
-	{ "dec2", "DECIMAL(65,30)", CMP_TEXT, false, false },
-	{ "dec3", "DECIMAL(5,0)", CMP_TEXT, false, false },
-	{ "dec4", "DECIMAL(38,38)", CMP_TEXT, false, false },
-	{ "b1", "BIT(1)", CMP_NUM, false, false },
-	{ "b13", "BIT(13)", CMP_NUM, false, false },
-	{ "b64", "BIT(64)", CMP_NUM, false, false },
-	{ "y", "YEAR", CMP_YEAR, false, false },
-	{ "dt", "DATE", CMP_TEXT, false, false },
-	{ "t0", "TIME", CMP_TEXT, false, false },
-	{ "t3", "TIME(3)", CMP_TEXT, false, false },
-	{ "t6", "TIME(6)", CMP_TEXT, false, false },
-	{ "dtm0", "DATETIME", CMP_TEXT, false, false },
-	{ "dtm2", "DATETIME(2)", CMP_TEXT, false, false },
-	{ "dtm6", "DATETIME(6)", CMP_TEXT, false, false },
-	{ "ts0", "TIMESTAMP NULL", CMP_TEXT, false, false },
-	{ "ts4", "TIMESTAMP(4) NULL", CMP_TEXT, false, false },
-	{ "c10", "CHAR(10)", CMP_HEX, false, false },
-	{ "c255", "CHAR(255)", CMP_HEX, false, false },
-	{ "bin4", "BINARY(4)", CMP_HEXPAD, false, true },
-	{ "vc", "VARCHAR(300)", CMP_HEX, false, false },
-	{ "vb", "VARBINARY(20)", CMP_HEX, false, true },
-	{ "tt", "TINYTEXT", CMP_HEX, false, false },
-	{ "tb", "TINYBLOB", CMP_HEX, false, true },
-	{ "mt", "MEDIUMTEXT", CMP_HEX, false, false },
-	{ "lb", "LONGBLOB", CMP_HEX, false, true },
-	{ "e", "ENUM('a','bb','ccc')", CMP_NAME, false, false },
-	{ "s", "SET('x','yy','zzz')", CMP_NAME, false, false },
-	{ "j", "JSON", CMP_HEX, false, false },
-	{ "g", "GEOMETRY", CMP_HEX, false, true },
-};
-#define LIVE_NCOLS (sizeof live_cols / sizeof live_cols[0])
-
-static const char *const live_rows[] = {
-	"(1, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, -1.5, -2.25e-300,"
-	" -1234.56, -99999999999999999999999999999999999.999999999999999999999999999999, -99999,"
-	" -0.12345678901234567890123456789012345678, 0, 0, 0, 1901, '1000-01-01', '-838:59:59',"
-	" '-00:00:01.5', '-12:34:56.000001', '1000-01-01 00:00:00', '2000-02-29 23:59:59.99',"
-	" '1970-01-01 00:00:00.000001', '1970-01-01 00:00:01', '2000-01-01 00:00:00.0001', '',"
-	" REPEAT('\xc3\xa9', 255), 'a', '', '', '', '', '', '', 'a', '', '{}', POINT(1, -2))",
-	"(2, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807,"
-	" 18446744073709551615, 3.40282e38, 1.7976931348623157e308, 999999.9999,"
-	" 99999999999999999999999999999999999.999999999999999999999999999999, 99999,"
-	" 0.99999999999999999999999999999999999999, 1, b'1111111111111', 18446744073709551615, 2155,"
-	" '9999-12-31', '838:59:59', '838:59:59.999', '-838:59:59.999999', '9999-12-31 23:59:59',"
-	" '9999-12-31 23:59:59.99', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07',"
-	" '2038-01-19 03:14:07.9999', 'abcdefghij', REPEAT('\xf0\x9f\x98\x80', 255), 0xfffefdfc,"
-	" REPEAT('\xc3\xbc', 300), 0x00ff, REPEAT('t', 255), 0x00c3, REPEAT('m', 70000),"
-	" REPEAT('x', 100000), 'ccc', 'x,yy,zzz', '{\"a\": [1, 2.5, \"\xc3\xa9\"]}', POINT(0, 0))",
-	"(3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0000-00-00', '00:00:00',"
-	" '00:00:00', '00:00:00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '0000-00-00 00:00:00',"
-	" 0, 0, 'x ', 'y', 0x00, 'z ', 0xc3, 'tt', '', 'mm', '', '', 'yy', 'null', POINT(0.5, 0.25))",
-	"(4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-	" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-	" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
-	"(5, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, 1.1, 0.1, -0.01, 0.000000000000000000000000000001,"
-	" -1, 0.5, 1, 4097, 9223372036854775808, 2024, '2024-02-29', '12:34:56', '12:34:56.789',"
-	" '-00:00:00.000001', '2024-02-29 12:34:56', '2024-02-29 12:34:56.5', '2024-02-29 12:34:56.123456',"
-	" '2024-02-29 12:34:56', '2024-02-29 12:34:56.1234', 'h\xc3\xa9', 'caf\xc3\xa9', 'ab', 'v',"
-	" 0xdeadbeef, 'txt', 0x01, 'mid', 0x02, 'bb', 'x,zzz', '[1, {\"k\": null}]', NULL)",
-};
-#define LIVE_NROWS (sizeof live_rows / sizeof live_rows[0])
+/* ---- what is written: the every-type table (tests/support/every_type.h), topo rows ---- */
 
 /* After the inserts: updates (one changes the key), deletes, NULLs set and cleared. */
 static const char *const live_changes[] = {
@@ -182,7 +99,7 @@ static void change_text(const struct th_txn_change *c, struct th_buf *out)
 
 /* ---- what a stream decodes to ----------------------------------------------- */
 
-enum { MAX_IDS = 8, NCOLS = LIVE_NCOLS + 1 };
+enum { MAX_IDS = 8, NCOLS = TE_NCOLS + 1 };
 
 struct decoded {
 	/* every row image of topo.alltypes, all columns as JSON, in stream order */
@@ -214,53 +131,14 @@ static void decoded_free(struct decoded *d)
 			free(d->last[i][k]);
 }
 
-static void hex_of(const uint8_t *p, size_t n, struct th_buf *out)
-{
-	for (size_t k = 0; k < n; k++)
-		th_buf_printf(out, "%02X", p[k]);
-}
-
-/* A value in the text the server's SELECT of live_select_expr() gives. */
+/* Column ci of an image (0 the id) as the server's text for it. */
 static char *server_form(size_t ci, const struct th_column *col, const struct th_value *v)
 {
-	struct th_buf o = TH_BUF_INIT;
-	if (v->kind == TH_VAL_NULL) {
-		th_buf_puts(&o, "<NULL>");
-	} else if (ci == 0) {
-		th_buf_printf(&o, "%lld", (long long)v->i);
-	} else {
-		const struct live_col *lc = &live_cols[ci - 1];
-		switch (lc->cmp) {
-		case CMP_TEXT:
-			th_buf_puts(&o, v->text);
-			break;
-		case CMP_NUM:
-			assert_int_equal(th_value_to_json(col, v, &o), 0);
-			break;
-		case CMP_NAME:
-			assert_int_equal(th_value_to_json(col, v, &o), 0);
-			memmove(o.data, o.data + 1, o.len - 2);
-			o.len -= 2;
-			o.data[o.len] = '\0';
-			break;
-		case CMP_FLOAT:
-			th_buf_printf(&o, "%.9g", v->d);
-			break;
-		case CMP_DOUBLE:
-			th_buf_printf(&o, "%.17g", v->d);
-			break;
-		case CMP_HEX:
-		case CMP_HEXPAD:
-			hex_of(v->bytes, v->len, &o);
-			break;
-		case CMP_YEAR:
-			th_buf_printf(&o, "%04lld", (long long)v->i);
-			break;
-		}
-	}
-	char *s = strdup(th_buf_cstr(&o));
-	th_buf_free(&o);
-	return s;
+	if (ci > 0)
+		return te_decoded_text(&te_cols[ci - 1], col, v);
+	char id[24];
+	snprintf(id, sizeof id, "%lld", (long long)v->i);
+	return strdup(id);
 }
 
 static void record_image(struct decoded *d, const struct th_table_map *tm, const struct th_value *v, char op,
@@ -393,50 +271,58 @@ static void decode_files(struct th_mariadb *db, struct decoded *d)
 	th_binlog_file_close(f);
 }
 
-static struct th_source_config config_for(const struct th_mariadb *db)
+/* A live stream with its decoder and assembler. */
+struct live {
+	struct th_source *src;
+	struct th_binlog_decoder *dec;
+	struct th_txn_asm *a;
+};
+
+/* Dumps from gtid ("": the first binlog); non_blocking ends at the last event. */
+static void live_open(struct th_mariadb *db, const char *gtid, bool non_blocking, struct live *l)
 {
 	struct th_source_config c = {
 		.host = db->host, .port = db->port, .user = db->user, .password = db->password,
-		.heartbeat_ms = 1000,
+		.heartbeat_ms = 1000, .gtid = gtid, .non_blocking = non_blocking,
 	};
-	return c;
+	char err[512];
+	if (th_source_live_open(&c, &l->src, err, sizeof err))
+		fail_msg("th_source_live_open: %s", err);
+	assert_int_equal(th_binlog_decoder_new(&l->dec, NULL), 0);
+	th_binlog_decoder_reset(l->dec, "live");
+	th_binlog_decoder_set_checksum(l->dec, (enum th_binlog_checksum)th_source_checksum(l->src));
+	assert_int_equal(th_txn_asm_new(&l->a, NULL), 0);
+}
+
+static void live_close(struct live *l)
+{
+	th_txn_free(l->a);
+	th_binlog_decoder_free(l->dec);
+	th_source_close(l->src);
 }
 
 /* The live stream from the first binlog to its end (non-blocking dump). */
 static void decode_live(struct th_mariadb *db, struct decoded *d)
 {
-	struct th_source_config c = config_for(db);
-	c.non_blocking = true;
-	c.gtid = "";
-	struct th_source *src;
-	char err[512];
-	int rc = th_source_live_open(&c, &src, err, sizeof err);
-	if (rc)
-		fail_msg("th_source_live_open: %s", err);
-	struct th_binlog_decoder *dec;
-	assert_int_equal(th_binlog_decoder_new(&dec, NULL), 0);
-	th_binlog_decoder_reset(dec, "live");
-	th_binlog_decoder_set_checksum(dec, (enum th_binlog_checksum)th_source_checksum(src));
-	struct th_txn_asm *a;
-	assert_int_equal(th_txn_asm_new(&a, NULL), 0);
+	struct live l;
+	live_open(db, "", true, &l);
 	const uint8_t *p;
 	size_t n;
-	while ((rc = th_source_next_event(src, &p, &n)) == 1) {
+	int rc;
+	while ((rc = th_source_next_event(l.src, &p, &n)) == 1) {
 		struct th_binlog_event ev;
 		uint32_t log_pos = (uint32_t)(p[13] | p[14] << 8 | p[15] << 16 | (uint32_t)p[16] << 24);
-		rc = th_binlog_decode(dec, p, n, log_pos >= n ? log_pos - n : 0, &ev);
+		rc = th_binlog_decode(l.dec, p, n, log_pos >= n ? log_pos - n : 0, &ev);
 		if (rc)
-			fail_msg("live decode: %s", th_binlog_decoder_error(dec));
-		on_event(d, a, &ev);
-		while (ev.kind == TH_EVK_TRANSACTION_PAYLOAD && th_binlog_payload_next(dec, &ev) == 1)
-			on_event(d, a, &ev);
+			fail_msg("live decode: %s", th_binlog_decoder_error(l.dec));
+		on_event(d, l.a, &ev);
+		while (ev.kind == TH_EVK_TRANSACTION_PAYLOAD && th_binlog_payload_next(l.dec, &ev) == 1)
+			on_event(d, l.a, &ev);
 	}
 	if (rc)
-		fail_msg("live source: %s", th_source_error(src));
-	finish(d, a);
-	th_txn_free(a);
-	th_binlog_decoder_free(dec);
-	th_source_close(src);
+		fail_msg("live source: %s", th_source_error(l.src));
+	finish(d, l.a);
+	live_close(&l);
 }
 
 /* ---- the server's own view ------------------------------------------------------ */
@@ -457,13 +343,10 @@ static void check_against_server(struct th_mariadb *db, const struct decoded *d)
 	MYSQL *m = root_connect(db);
 	struct th_buf q = TH_BUF_INIT;
 	th_buf_puts(&q, "SELECT id");
-	for (size_t k = 0; k < LIVE_NCOLS; k++) {
-		const struct live_col *lc = &live_cols[k];
-		const char *fmt = lc->cmp == CMP_HEX || lc->cmp == CMP_HEXPAD ? "HEX(%s)"
-			: lc->cmp == CMP_NUM && !strncmp(lc->sql, "BIT", 3) ? "%s+0" : "%s";
+	for (size_t k = 0; k < TE_NCOLS; k++) {
 		char e[64];
-		snprintf(e, sizeof e, fmt, lc->name);
-		th_buf_printf(&q, ", IFNULL(%s, '<NULL>')", e);
+		te_select_expr(&te_cols[k], e, sizeof e);
+		th_buf_printf(&q, ", IFNULL(%s, '" TE_NULL "')", e);
 	}
 	th_buf_puts(&q, " FROM topo.alltypes ORDER BY id");
 	if (mysql_query(m, th_buf_cstr(&q)))
@@ -480,22 +363,10 @@ static void check_against_server(struct th_mariadb *db, const struct decoded *d)
 			fail_msg("id %d is in the table but not in the decoded stream", id);
 		seen++;
 		for (size_t k = 1; k < NCOLS; k++) {
-			const struct live_col *lc = &live_cols[k - 1];
+			const struct te_col *lc = &te_cols[k - 1];
 			const char *ours = d->last[id][k];
 			char *server = strndup(row[k], lens[k]);
-			bool ok;
-			if (!strcmp(server, "<NULL>") || !strcmp(ours, "<NULL>"))
-				ok = !strcmp(server, ours);
-			else if (lc->cmp == CMP_FLOAT)
-				ok = (float)strtod(server, NULL) == (float)strtod(ours, NULL);
-			else if (lc->cmp == CMP_DOUBLE)
-				ok = strtod(server, NULL) == strtod(ours, NULL);
-			else if (lc->cmp == CMP_HEXPAD)
-				ok = strlen(ours) <= strlen(server) && !strncmp(ours, server, strlen(ours))
-					&& strspn(server + strlen(ours), "0") == strlen(server) - strlen(ours);
-			else
-				ok = !strcmp(server, ours);
-			if (!ok)
+			if (!te_same(lc, server, ours))
 				fail_msg("id %d %s (%s): server '%.120s', decoded '%.120s'", id, lc->name, lc->sql,
 					 server, ours);
 			free(server);
@@ -599,18 +470,10 @@ static void test_live_decode__files_live_stream_server_and_mariadb_binlog_agree(
 {
 	(void)state;
 	struct th_mariadb *db = start_or_skip(NULL);
-	struct th_buf sql = TH_BUF_INIT;
-	th_buf_puts(&sql, "CREATE TABLE topo.alltypes (id INT PRIMARY KEY");
-	for (size_t k = 0; k < LIVE_NCOLS; k++)
-		th_buf_printf(&sql, ", %s %s", live_cols[k].name, live_cols[k].sql);
-	th_buf_puts(&sql, ") CHARACTER SET utf8mb4");
 	if (th_mariadb_sql(db, "SET SESSION sql_mode = ''") || th_mariadb_sql(db, "SET time_zone = '+00:00'")
-	    || th_mariadb_create_topo_schema(db, NULL) || th_mariadb_sql(db, "%s", th_buf_cstr(&sql)))
+	    || th_mariadb_create_topo_schema(db, NULL))
 		fail_msg("setup: %s", db->err);
-	th_buf_free(&sql);
-	for (size_t k = 0; k < LIVE_NROWS; k++)
-		if (th_mariadb_sql(db, "INSERT INTO topo.alltypes VALUES %s", live_rows[k]))
-			fail_msg("insert %zu: %s", k + 1, db->err);
+	te_create_table(db, "topo.alltypes");
 	for (size_t k = 0; k < sizeof live_changes / sizeof live_changes[0]; k++)
 		if (th_mariadb_sql(db, "%s", live_changes[k]))
 			fail_msg("%s: %s", live_changes[k], db->err);
@@ -627,7 +490,7 @@ static void test_live_decode__files_live_stream_server_and_mariadb_binlog_agree(
 	decode_live(db, &live);
 
 	/* files: every value as the server has it; every before image as the stream left it */
-	assert_int_equal(file.writes, LIVE_NROWS);
+	assert_int_equal(file.writes, TE_NROWS);
 	assert_int_equal(file.updates, 4);
 	assert_int_equal(file.deletes, 1);
 	check_against_server(db, &file);
@@ -732,20 +595,9 @@ static void test_live_decode__concurrent_writes_come_out_whole_and_in_order(void
 	assert_int_equal(th_mariadb_query_value(db, start, sizeof start, "SELECT @@gtid_binlog_pos"), 0);
 
 	/* the live stream first, from the position after the schema: blocking dump */
-	struct th_source_config c = config_for(db);
-	c.gtid = start;
-	struct th_source *src;
-	char err[512];
-	int rc = th_source_live_open(&c, &src, err, sizeof err);
-	if (rc)
-		fail_msg("th_source_live_open: %s", err);
-	struct th_binlog_decoder *dec;
-	assert_int_equal(th_binlog_decoder_new(&dec, NULL), 0);
-	th_binlog_decoder_reset(dec, "live");
-	th_binlog_decoder_set_checksum(dec, (enum th_binlog_checksum)th_source_checksum(src));
-	struct th_txn_asm *a;
-	assert_int_equal(th_txn_asm_new(&a, NULL), 0);
-	assert_int_equal(th_txn_set_position(a, start, NULL, 0), 0);
+	struct live l;
+	live_open(db, start, false, &l);
+	assert_int_equal(th_txn_set_position(l.a, start, NULL, 0), 0);
 
 	struct writer w = { .db = db };
 	pthread_t th;
@@ -754,18 +606,18 @@ static void test_live_decode__concurrent_writes_come_out_whole_and_in_order(void
 	struct th_maria_gtid first;
 	assert_int_equal(th_maria_gtid_parse(start, &first), 0);
 	uint64_t next_seq = first.seq_no + 1;
-	int k = 0;
+	int k = 0, rc = 0;
 	const uint8_t *p;
 	size_t n;
-	while (k < WRITER_TXNS && (rc = th_source_next_event(src, &p, &n)) == 1) {
+	while (k < WRITER_TXNS && (rc = th_source_next_event(l.src, &p, &n)) == 1) {
 		struct th_binlog_event ev;
-		rc = th_binlog_decode(dec, p, n, 0, &ev);
+		rc = th_binlog_decode(l.dec, p, n, 0, &ev);
 		if (rc)
-			fail_msg("live decode: %s", th_binlog_decoder_error(dec));
+			fail_msg("live decode: %s", th_binlog_decoder_error(l.dec));
 		const struct th_txn *t;
-		rc = th_txn_feed(a, &ev, &t);
+		rc = th_txn_feed(l.a, &ev, &t);
 		if (rc < 0)
-			fail_msg("%s", th_txn_error(a));
+			fail_msg("%s", th_txn_error(l.a));
 		if (rc == 0)
 			continue;
 		/* whole, in order, consecutive GTIDs in domain 0 */
@@ -785,7 +637,7 @@ static void test_live_decode__concurrent_writes_come_out_whole_and_in_order(void
 		}
 		/* the resume position is exactly this transaction */
 		struct th_buf g = TH_BUF_INIT;
-		assert_int_equal(th_txn_resume_gtid(a, &g), 0);
+		assert_int_equal(th_txn_resume_gtid(l.a, &g), 0);
 		assert_string_equal(th_buf_cstr(&g), t->gtid);
 		th_buf_free(&g);
 		k++;
@@ -794,11 +646,9 @@ static void test_live_decode__concurrent_writes_come_out_whole_and_in_order(void
 	if (w.failed)
 		fail_msg("writer: %s", w.err);
 	if (k < WRITER_TXNS)
-		fail_msg("stream ended after %d transactions: %d %s", k, rc, th_source_error(src));
+		fail_msg("stream ended after %d transactions: %d %s", k, rc, th_source_error(l.src));
 	print_message("%d concurrent transactions came out whole and in order\n", k);
-	th_txn_free(a);
-	th_binlog_decoder_free(dec);
-	th_source_close(src);
+	live_close(&l);
 	th_mariadb_stop(db);
 }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/support/every_type.h"
 #include "tests/support/mariadb.h"
 #include "rows.h"
 #include "th_buf.h"
@@ -244,10 +245,20 @@ static void test_rows__renders_floats_as_shortest_round_trip_and_nan_as_null(voi
 
 /* ---- DECIMAL ---- */
 
+/* The next n (0..9) of *digits as one big-endian group of decimal2bin's size; returns the size. */
+static size_t dec_group(const char **digits, unsigned n, uint8_t *out)
+{
+	static const uint8_t d2b[10] = { 0, 1, 1, 2, 2, 3, 3, 4, 4, 4 };
+	uint32_t x = 0;
+	for (unsigned k = 0; k < n; k++)
+		x = x * 10 + (uint32_t)(*(*digits)++ - '0');
+	wr_be(out, x, d2b[n]);
+	return d2b[n];
+}
+
 /* decimal2bin, written from MySQL's description; s is "[-]digits[.digits]". */
 static size_t enc_decimal(const char *s, unsigned prec, unsigned scale, uint8_t *out)
 {
-	static const uint8_t d2b[10] = { 0, 1, 1, 2, 2, 3, 3, 4, 4, 4 };
 	bool neg = *s == '-';
 	if (neg)
 		s++;
@@ -269,38 +280,15 @@ static size_t enc_decimal(const char *s, unsigned prec, unsigned scale, uint8_t 
 	size_t fl = strlen(fr);
 	for (size_t k = 0; k < scale; k++)
 		digits[nd++] = k < fl ? fr[k] : '0';
-	size_t pos = 0, d = 0;
-	unsigned groups_int[2] = { intg % 9, 9 };
-	/* integer part: leading partial group, then full groups */
-	unsigned lead = groups_int[0];
-	if (lead) {
-		uint32_t x = 0;
-		for (unsigned k = 0; k < lead; k++)
-			x = x * 10 + (uint32_t)(digits[d++] - '0');
-		wr_be(out + pos, x, d2b[lead]);
-		pos += d2b[lead];
-	}
-	for (unsigned g = 0; g < intg / 9; g++) {
-		uint32_t x = 0;
-		for (unsigned k = 0; k < 9; k++)
-			x = x * 10 + (uint32_t)(digits[d++] - '0');
-		wr_be(out + pos, x, 4);
-		pos += 4;
-	}
-	for (unsigned g = 0; g < scale / 9; g++) {
-		uint32_t x = 0;
-		for (unsigned k = 0; k < 9; k++)
-			x = x * 10 + (uint32_t)(digits[d++] - '0');
-		wr_be(out + pos, x, 4);
-		pos += 4;
-	}
-	if (scale % 9) {
-		uint32_t x = 0;
-		for (unsigned k = 0; k < scale % 9; k++)
-			x = x * 10 + (uint32_t)(digits[d++] - '0');
-		wr_be(out + pos, x, d2b[scale % 9]);
-		pos += d2b[scale % 9];
-	}
+	const char *next = digits;
+	size_t pos = 0;
+	/* integer part: leading partial group, full groups; fraction: full groups, partial group */
+	pos += dec_group(&next, intg % 9, out + pos);
+	for (unsigned g = 0; g < intg / 9; g++)
+		pos += dec_group(&next, 9, out + pos);
+	for (unsigned g = 0; g < scale / 9; g++)
+		pos += dec_group(&next, 9, out + pos);
+	pos += dec_group(&next, scale % 9, out + pos);
 	out[0] ^= 0x80;
 	if (neg)
 		for (size_t k = 0; k < pos; k++)
@@ -1541,95 +1529,11 @@ static void test_rows__json_bounds_output_of_shared_offsets(void **state)
 /* ---- against a real server ---- */
 
 /*
- * A table with every column type MariaDB has, rows of edge values written
- * through SQL, the binlog read back (with a minimal reader of its own, so this
- * test depends on nothing but the decoder) and each decoded value compared
- * with the server's own text for it.
+ * The every-type table (tests/support/every_type.h), rows of edge values
+ * written through SQL, the binlog read back (with a minimal reader of its own,
+ * so this test depends on nothing but the decoder) and each decoded value
+ * compared with the server's own text for it.
  */
-enum cmp { CMP_TEXT, CMP_NUM, CMP_FLOAT, CMP_DOUBLE, CMP_HEX, CMP_HEXPAD, CMP_YEAR, CMP_NAME };
-
-struct live_col {
-	const char *name, *sql;
-	enum cmp cmp;
-	bool is_unsigned, binary;
-};
-
-static const struct live_col live_cols[] = {
-	{ "ti", "TINYINT", CMP_NUM, false, false },
-	{ "tiu", "TINYINT UNSIGNED", CMP_NUM, true, false },
-	{ "si", "SMALLINT", CMP_NUM, false, false },
-	{ "siu", "SMALLINT UNSIGNED", CMP_NUM, true, false },
-	{ "mi", "MEDIUMINT", CMP_NUM, false, false },
-	{ "miu", "MEDIUMINT UNSIGNED", CMP_NUM, true, false },
-	{ "i", "INT", CMP_NUM, false, false },
-	{ "iu", "INT UNSIGNED", CMP_NUM, true, false },
-	{ "bi", "BIGINT", CMP_NUM, false, false },
-	{ "biu", "BIGINT UNSIGNED", CMP_NUM, true, false },
-	{ "f", "FLOAT", CMP_FLOAT, false, false },
-	{ "d", "DOUBLE", CMP_DOUBLE, false, false },
-	{ "dec1", "DECIMAL(10,4)", CMP_TEXT, false, false },
-	{ "dec2", "DECIMAL(65,30)", CMP_TEXT, false, false },
-	{ "dec3", "DECIMAL(5,0)", CMP_TEXT, false, false },
-	{ "dec4", "DECIMAL(38,38)", CMP_TEXT, false, false },
-	{ "b1", "BIT(1)", CMP_NUM, false, false },
-	{ "b13", "BIT(13)", CMP_NUM, false, false },
-	{ "b64", "BIT(64)", CMP_NUM, false, false },
-	{ "y", "YEAR", CMP_YEAR, false, false },
-	{ "dt", "DATE", CMP_TEXT, false, false },
-	{ "t0", "TIME", CMP_TEXT, false, false },
-	{ "t3", "TIME(3)", CMP_TEXT, false, false },
-	{ "t6", "TIME(6)", CMP_TEXT, false, false },
-	{ "dtm0", "DATETIME", CMP_TEXT, false, false },
-	{ "dtm2", "DATETIME(2)", CMP_TEXT, false, false },
-	{ "dtm6", "DATETIME(6)", CMP_TEXT, false, false },
-	{ "ts0", "TIMESTAMP NULL", CMP_TEXT, false, false },
-	{ "ts4", "TIMESTAMP(4) NULL", CMP_TEXT, false, false },
-	{ "c10", "CHAR(10)", CMP_HEX, false, false },
-	{ "c255", "CHAR(255)", CMP_HEX, false, false },
-	{ "bin4", "BINARY(4)", CMP_HEXPAD, false, true },
-	{ "vc", "VARCHAR(300)", CMP_HEX, false, false },
-	{ "vb", "VARBINARY(20)", CMP_HEX, false, true },
-	{ "tt", "TINYTEXT", CMP_HEX, false, false },
-	{ "tb", "TINYBLOB", CMP_HEX, false, true },
-	{ "mt", "MEDIUMTEXT", CMP_HEX, false, false },
-	{ "lb", "LONGBLOB", CMP_HEX, false, true },
-	{ "e", "ENUM('a','bb','ccc')", CMP_NAME, false, false },
-	{ "s", "SET('x','yy','zzz')", CMP_NAME, false, false },
-	{ "j", "JSON", CMP_HEX, false, false },
-	{ "g", "GEOMETRY", CMP_HEX, false, true },
-};
-#define LIVE_NCOLS (sizeof live_cols / sizeof live_cols[0])
-
-static const char *const live_rows[] = {
-	"(1, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, -1.5, -2.25e-300,"
-	" -1234.56, -99999999999999999999999999999999999.999999999999999999999999999999, -99999,"
-	" -0.12345678901234567890123456789012345678, 0, 0, 0, 1901, '1000-01-01', '-838:59:59',"
-	" '-00:00:01.5', '-12:34:56.000001', '1000-01-01 00:00:00', '2000-02-29 23:59:59.99',"
-	" '1970-01-01 00:00:00.000001', '1970-01-01 00:00:01', '2000-01-01 00:00:00.0001', '',"
-	" REPEAT('\xc3\xa9', 255), 'a', '', '', '', '', '', '', 'a', '', '{}', POINT(1, -2))",
-	"(2, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807,"
-	" 18446744073709551615, 3.40282e38, 1.7976931348623157e308, 999999.9999,"
-	" 99999999999999999999999999999999999.999999999999999999999999999999, 99999,"
-	" 0.99999999999999999999999999999999999999, 1, b'1111111111111', 18446744073709551615, 2155,"
-	" '9999-12-31', '838:59:59', '838:59:59.999', '-838:59:59.999999', '9999-12-31 23:59:59',"
-	" '9999-12-31 23:59:59.99', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07',"
-	" '2038-01-19 03:14:07.9999', 'abcdefghij', REPEAT('\xf0\x9f\x98\x80', 255), 0xfffefdfc,"
-	" REPEAT('\xc3\xbc', 300), 0x00ff, REPEAT('t', 255), 0x00c3, REPEAT('m', 70000),"
-	" REPEAT('x', 100000), 'ccc', 'x,yy,zzz', '{\"a\": [1, 2.5, \"\xc3\xa9\"]}', POINT(0, 0))",
-	"(3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0000-00-00', '00:00:00',"
-	" '00:00:00', '00:00:00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '0000-00-00 00:00:00',"
-	" 0, 0, 'x ', 'y', 0x00, 'z ', 0xc3, 'tt', '', 'mm', '', '', 'yy', 'null', POINT(0.5, 0.25))",
-	"(4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-	" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-	" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
-	"(5, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, 1.1, 0.1, -0.01, 0.000000000000000000000000000001,"
-	" -1, 0.5, 1, 4097, 9223372036854775808, 2024, '2024-02-29', '12:34:56', '12:34:56.789',"
-	" '-00:00:00.000001', '2024-02-29 12:34:56', '2024-02-29 12:34:56.5', '2024-02-29 12:34:56.123456',"
-	" '2024-02-29 12:34:56', '2024-02-29 12:34:56.1234', 'h\xc3\xa9', 'caf\xc3\xa9', 'ab', 'v',"
-	" 0xdeadbeef, 'txt', 0x01, 'mid', 0x02, 'bb', 'x,zzz', '[1, {\"k\": null}]', NULL)",
-};
-#define LIVE_NROWS (sizeof live_rows / sizeof live_rows[0])
-
 /* A length-encoded integer of the client protocol, as TABLE_MAP and ROWS use it. */
 static bool lenenc(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
@@ -1679,78 +1583,22 @@ static bool table_map_meta(uint8_t type, const uint8_t **p, const uint8_t *end, 
 	return true;
 }
 
-static void hex_of(const uint8_t *p, size_t n, struct th_buf *out)
-{
-	for (size_t k = 0; k < n; k++)
-		th_buf_printf(out, "%02X", p[k]);
-}
-
 static void live_check_value(struct th_mariadb *db, int id, size_t ci, const struct th_column *col,
 			     const struct th_value *v)
 {
-	const struct live_col *lc = &live_cols[ci];
+	const struct te_col *lc = &te_cols[ci];
 	enum { SERVER_MAX = 300000 }; /* HEX of the 100 KB LONGBLOB */
 	char *server = malloc(SERVER_MAX);
-	const char *expr = lc->cmp == CMP_HEX || lc->cmp == CMP_HEXPAD ? "HEX(%s)"
-		: lc->cmp == CMP_NUM && !strncmp(lc->sql, "BIT", 3) ? "%s+0" : "%s";
 	char e[64], q[256];
-	snprintf(e, sizeof e, expr, lc->name);
-	snprintf(q, sizeof q, "SELECT IFNULL(%s, '<NULL>') FROM rt.t WHERE id = %d", e, id);
+	te_select_expr(lc, e, sizeof e);
+	snprintf(q, sizeof q, "SELECT IFNULL(%s, '" TE_NULL "') FROM rt.t WHERE id = %d", e, id);
 	int r = th_mariadb_query_value(db, server, SERVER_MAX, "%s", q);
 	if (r)
 		fail_msg("%s: %d %s", q, r, db->err);
-	if (!strcmp(server, "<NULL>")) {
-		if (v->kind != TH_VAL_NULL)
-			fail_msg("row %d %s: server NULL, decoded kind %d", id, lc->name, v->kind);
-		free(server);
-		return;
-	}
-	struct th_buf ours = TH_BUF_INIT;
-	switch (lc->cmp) {
-	case CMP_TEXT:
-		assert_int_equal(v->kind, TH_VAL_TEXT);
-		th_buf_puts(&ours, v->text);
-		break;
-	case CMP_NUM:
-	case CMP_NAME:
-		assert_int_equal(th_value_to_json(col, v, &ours), 0);
-		if (lc->cmp == CMP_NAME) {
-			/* Strip the quotes: names here need no escaping. */
-			memmove(ours.data, ours.data + 1, ours.len - 2);
-			ours.len -= 2;
-			ours.data[ours.len] = '\0';
-		}
-		break;
-	case CMP_FLOAT:
-		assert_int_equal(v->kind, TH_VAL_DOUBLE);
-		if ((float)strtod(server, NULL) != (float)v->d)
-			fail_msg("row %d %s: server %s, decoded %.9g", id, lc->name, server, v->d);
-		th_buf_free(&ours);
-		free(server);
-		return;
-	case CMP_DOUBLE:
-		assert_int_equal(v->kind, TH_VAL_DOUBLE);
-		if (strtod(server, NULL) != v->d)
-			fail_msg("row %d %s: server %s, decoded %.17g", id, lc->name, server, v->d);
-		th_buf_free(&ours);
-		free(server);
-		return;
-	case CMP_HEX:
-	case CMP_HEXPAD:
-		hex_of(v->bytes, v->len, &ours);
-		/* BINARY(n) is logged without its trailing 0x00 padding. */
-		while (lc->cmp == CMP_HEXPAD && ours.len < strlen(server))
-			th_buf_puts(&ours, "00");
-		break;
-	case CMP_YEAR:
-		assert_int_equal(v->kind, TH_VAL_INT);
-		th_buf_printf(&ours, "%04lld", (long long)v->i);
-		break;
-	}
-	if (strcmp(th_buf_cstr(&ours), server))
-		fail_msg("row %d %s (%s): server '%.200s', decoded '%.200s'", id, lc->name, lc->sql,
-			 server, th_buf_cstr(&ours));
-	th_buf_free(&ours);
+	char *ours = te_decoded_text(lc, col, v);
+	if (!te_same(lc, server, ours))
+		fail_msg("row %d %s (%s): server '%.200s', decoded '%.200s'", id, lc->name, lc->sql, server, ours);
+	free(ours);
 	free(server);
 }
 
@@ -1767,18 +1615,10 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 	if (r)
 		fail_msg("th_mariadb_start: %d %s", r, why);
 
-	struct th_buf sql = TH_BUF_INIT;
-	th_buf_puts(&sql, "CREATE TABLE rt.t (id INT PRIMARY KEY");
-	for (size_t k = 0; k < LIVE_NCOLS; k++)
-		th_buf_printf(&sql, ", %s %s", live_cols[k].name, live_cols[k].sql);
-	th_buf_puts(&sql, ") CHARACTER SET utf8mb4");
 	if (th_mariadb_sql(db, "SET SESSION sql_mode = ''") || th_mariadb_sql(db, "SET time_zone = '+00:00'")
-	    || th_mariadb_sql(db, "CREATE DATABASE rt") || th_mariadb_sql(db, "%s", th_buf_cstr(&sql)))
+	    || th_mariadb_sql(db, "CREATE DATABASE rt"))
 		fail_msg("setup: %s", db->err);
-	for (size_t k = 0; k < LIVE_NROWS; k++)
-		if (th_mariadb_sql(db, "INSERT INTO rt.t VALUES %s", live_rows[k]))
-			fail_msg("insert %zu: %s", k + 1, db->err);
-	th_buf_free(&sql);
+	te_create_table(db, "rt.t");
 
 	char file[128], path[512];
 	if (th_mariadb_query_value(db, file, sizeof file, "SHOW MASTER STATUS"))
@@ -1796,7 +1636,7 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 	assert_true(bin.len > 4 && !memcmp(p, "\xfe" "bin", 4));
 	p += 4;
 
-	struct th_column cols[LIVE_NCOLS + 1];
+	struct th_column cols[TE_NCOLS + 1];
 	static const char *const enames[] = { "a", "bb", "ccc" }, *const snames[] = { "x", "yy", "zzz" };
 	static const uint32_t nlens[] = { 1, 2, 3 };
 	struct th_table_map tm = { .ncols = 0, .cols = cols };
@@ -1821,7 +1661,7 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 			uint64_t ncols, mlen;
 			assert_true(lenenc(&b, e, &ncols));
 			if (ours) {
-				assert_int_equal(ncols, LIVE_NCOLS + 1);
+				assert_int_equal(ncols, TE_NCOLS + 1);
 				table_id = id;
 				tm.ncols = (uint32_t)ncols;
 				const uint8_t *types = b;
@@ -1833,10 +1673,10 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 					assert_true(table_map_meta(types[k], &b, mend, &cols[k].meta));
 					if (k == 0)
 						continue;
-					const struct live_col *lc = &live_cols[k - 1];
+					const struct te_col *lc = &te_cols[k - 1];
 					cols[k].is_unsigned = lc->is_unsigned;
 					cols[k].binary = lc->binary;
-					if (lc->cmp == CMP_NAME) {
+					if (lc->cmp == TE_NAME) {
 						cols[k].strs = lc->name[0] == 'e' ? enames : snames;
 						cols[k].str_lens = nlens;
 						cols[k].nstrs = 3;
@@ -1856,7 +1696,7 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 			const uint8_t *present = b;
 			b += (ncols + 7) / 8;
 			while (id == table_id && b < e) {
-				struct th_value v[LIVE_NCOLS + 1];
+				struct th_value v[TE_NCOLS + 1];
 				size_t used;
 				r = th_row_decode(&tm, present, b, (size_t)(e - b), v, &used);
 				if (r)
@@ -1870,8 +1710,8 @@ static void test_rows__decodes_every_type_a_real_server_logs(void **state)
 		}
 		p += size;
 	}
-	assert_int_equal(rows_seen, LIVE_NROWS);
-	print_message("%zu rows x %zu columns of %s agree with the server\n", rows_seen, LIVE_NCOLS,
+	assert_int_equal(rows_seen, TE_NROWS);
+	print_message("%zu rows x %zu columns of %s agree with the server\n", rows_seen, (size_t)TE_NCOLS,
 		      db->version);
 	th_buf_free(&bin);
 	th_mariadb_stop(db);

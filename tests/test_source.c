@@ -45,20 +45,28 @@ static uint64_t le64(const uint8_t *p)
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-static int server_setup(void **state)
+/* A server for the tests that share it: with the topo schema, or (tls) with a
+ * TLS-only account and nothing else. No server is a skip, not a failure. */
+static int start_server(void **state, bool tls)
 {
 	struct shared *sh = calloc(1, sizeof *sh);
 	if (!sh)
 		return -1;
-	int rc = th_mariadb_start(NULL, &sh->db, sh->why, sizeof sh->why);
+	struct th_mariadb_options o = { .tls = tls };
+	int rc = th_mariadb_start(&o, &sh->db, sh->why, sizeof sh->why);
 	if (rc != 0)
 		sh->db = NULL;
 	if (rc < 0)
-		fprintf(stderr, "th_mariadb_start failed: %s: %s\n", th_errname(rc), sh->why);
-	else if (sh->db && th_mariadb_create_topo_schema(sh->db, NULL) != 0)
+		fprintf(stderr, "th_mariadb_start%s failed: %s: %s\n", tls ? " (TLS)" : "", th_errname(rc), sh->why);
+	else if (sh->db && !tls && th_mariadb_create_topo_schema(sh->db, NULL) != 0)
 		fprintf(stderr, "topo schema: %s\n", sh->db->err);
 	*state = sh;
 	return 0;
+}
+
+static int server_setup(void **state)
+{
+	return start_server(state, false);
 }
 
 static int server_teardown(void **state)
@@ -337,15 +345,19 @@ static void read_until_heartbeat(struct th_source *src)
 		fail_msg("before the heartbeat: %s: %s", th_errname(rc), th_source_error(src));
 }
 
-static void test_source__killed_server_is_a_dead_connection(void **state)
+/*
+ * A blocking stream with 200 ms heartbeats, read until idle; then sig to the
+ * server and the stream read until the source gives up, which must be
+ * -TH_EDEADCONN. Returns how long that took (ms) and the source in *out.
+ */
+static uint64_t ms_to_dead_connection(struct th_mariadb *db, int sig, struct th_source **out)
 {
-	struct th_mariadb *db = shared_db(state);
 	struct th_source_config c = config_for(db);
 	c.heartbeat_ms = 200;
 	c.pass_heartbeats = true;
 	struct th_source *src = open_or_fail(&c);
 	read_until_heartbeat(src);
-	assert_int_equal(th_mariadb_signal(db, SIGKILL), 0);
+	assert_int_equal(th_mariadb_signal(db, sig), 0);
 	const uint8_t *ev;
 	size_t len;
 	uint64_t t0 = th_now_ns();
@@ -354,6 +366,14 @@ static void test_source__killed_server_is_a_dead_connection(void **state)
 		;
 	uint64_t ms = (th_now_ns() - t0) / 1000000u;
 	assert_int_equal(rc, -TH_EDEADCONN);
+	*out = src;
+	return ms;
+}
+
+static void test_source__killed_server_is_a_dead_connection(void **state)
+{
+	struct th_source *src;
+	uint64_t ms = ms_to_dead_connection(shared_db(state), SIGKILL, &src);
 	assert_true(ms <= th_source_deadline_ms(src) + 500);
 	print_message("after %llu ms: %s\n", (unsigned long long)ms, th_source_error(src));
 	th_source_close(src);
@@ -361,21 +381,8 @@ static void test_source__killed_server_is_a_dead_connection(void **state)
 
 static void test_source__stopped_server_is_a_dead_connection_within_the_deadline(void **state)
 {
-	struct th_mariadb *db = shared_db(state);
-	struct th_source_config c = config_for(db);
-	c.heartbeat_ms = 200;
-	c.pass_heartbeats = true;
-	struct th_source *src = open_or_fail(&c);
-	read_until_heartbeat(src);
-	assert_int_equal(th_mariadb_signal(db, SIGSTOP), 0);
-	const uint8_t *ev;
-	size_t len;
-	uint64_t t0 = th_now_ns();
-	int rc;
-	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
-		;
-	uint64_t ms = (th_now_ns() - t0) / 1000000u;
-	assert_int_equal(rc, -TH_EDEADCONN);
+	struct th_source *src;
+	uint64_t ms = ms_to_dead_connection(shared_db(state), SIGSTOP, &src);
 	uint32_t deadline = th_source_deadline_ms(src);
 	assert_true(deadline >= 2 * 200);
 	assert_true(ms + 300 >= deadline); /* not before the deadline (less a heartbeat in flight) */
@@ -625,21 +632,9 @@ static void test_source__mysql8_refused_login_is_a_clear_mysql_error(void **stat
 	replay_free(f);
 }
 
-static void read_until_heartbeat(struct th_source *src);
-
 static int tls_server_setup(void **state)
 {
-	struct shared *sh = calloc(1, sizeof *sh);
-	if (!sh)
-		return -1;
-	struct th_mariadb_options o = { .tls = true };
-	int rc = th_mariadb_start(&o, &sh->db, sh->why, sizeof sh->why);
-	if (rc != 0)
-		sh->db = NULL;
-	if (rc < 0)
-		fprintf(stderr, "th_mariadb_start (TLS) failed: %s: %s\n", th_errname(rc), sh->why);
-	*state = sh;
-	return 0;
+	return start_server(state, true);
 }
 
 static void test_source__tls_connection_verifies_the_server_and_streams(void **state)

@@ -15,109 +15,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <zlib.h>
-#include <zstd.h>
-
+#include "tests/support/binlog_build.h"
 #include "binlog.h"
 #include "th_buf.h"
 #include "th_error.h"
 #include "txn.h"
 
-/* ---- building events (as in test_binlog.c) --------------------------------- */
-
-struct bb {
-	uint8_t b[1 << 16];
-	size_t n;
-};
-
-static void put(struct bb *b, const void *p, size_t n)
-{
-	assert_true(b->n + n <= sizeof b->b);
-	memcpy(b->b + b->n, p, n);
-	b->n += n;
-}
-
-static void putle(struct bb *b, uint64_t v, unsigned n)
-{
-	assert_true(b->n + n <= sizeof b->b);
-	for (unsigned i = 0; i < n; i++)
-		b->b[b->n++] = (uint8_t)(v >> (8 * i));
-}
-
-static void putpacked(struct bb *b, uint64_t v)
-{
-	if (v < 251) {
-		putle(b, v, 1);
-	} else if (v < 65536) {
-		putle(b, 252, 1);
-		putle(b, v, 2);
-	} else {
-		putle(b, 253, 1);
-		putle(b, v, 3);
-	}
-}
-
-static void puts_(struct bb *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
-
-static size_t mkev(uint8_t *out, uint8_t type, uint32_t log_pos, const struct bb *body, bool crc)
-{
-	size_t n = 19 + body->n + (crc ? 4 : 0);
-	uint8_t h[19] = { 0 };
-	uint32_t ts = 1700000100;
-	for (int i = 0; i < 4; i++) h[i] = (uint8_t)(ts >> (8 * i));
-	h[4] = type;
-	h[5] = 7; /* server_id 7 */
-	for (int i = 0; i < 4; i++) h[9 + i] = (uint8_t)(n >> (8 * i));
-	for (int i = 0; i < 4; i++) h[13 + i] = (uint8_t)(log_pos >> (8 * i));
-	memcpy(out, h, 19);
-	memcpy(out + 19, body->b, body->n);
-	if (crc) {
-		uint32_t c = (uint32_t)crc32(0, out, (uInt)(n - 4));
-		for (int i = 0; i < 4; i++) out[n - 4 + i] = (uint8_t)(c >> (8 * i));
-	}
-	return n;
-}
-
-static const uint8_t mysql80_post[41] = { 0, 13, 0, 8, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 98, 0, 4, 26, 8, 0, 0, 0,
-					  8, 8, 8, 2, 0, 0, 0, 10, 10, 10, 42, 42, 0, 18, 52, 0, 10, 40, 0 };
-
-static size_t mkfde(uint8_t *out, bool mariadb)
-{
-	struct bb b = { .n = 0 };
-	uint8_t post[171] = { 0 };
-	size_t npost;
-	char ver[50] = { 0 };
-	if (mariadb) {
-		npost = 171;
-		post[1] = 13; post[3] = 8; post[16] = 4; post[17] = 26; post[18] = 8;
-		post[22] = post[23] = post[24] = 8; post[25] = 2;
-		post[160] = 4; post[161] = 19; post[162] = 4; post[163] = 10; post[164] = 13;
-		post[165] = post[166] = post[167] = 8; post[168] = post[169] = post[170] = 10;
-		strcpy(ver, "10.11.6-MariaDB-log");
-	} else {
-		npost = 41;
-		memcpy(post, mysql80_post, 41);
-		strcpy(ver, "8.0.45");
-	}
-	post[14] = (uint8_t)(57 + npost);
-	putle(&b, 4, 2);
-	put(&b, ver, 50);
-	putle(&b, 0x5000, 4);
-	putle(&b, 19, 1);
-	put(&b, post, npost);
-	putle(&b, 1, 1);
-	return mkev(out, TH_BINLOG_FORMAT_DESCRIPTION, 0, &b, true);
-}
+/* ---- a stream of built events (tests/support/binlog_build.h) ---------------- */
 
 /* A stream: decoder + assembler, events built and fed one at a time. */
 struct ctx {
-	struct th_binlog_decoder *dec;
+	struct tb_stream *s;
 	struct th_txn_asm *a;
-	uint8_t ev[1 << 16];
-	uint64_t pos;
 	bool mariadb;
 	const struct th_txn *last; /* the last delivered transaction */
 	int delivered;
@@ -127,40 +36,31 @@ static struct ctx *ctx_new(bool mariadb, const struct th_txn_config *cfg)
 {
 	struct ctx *c = calloc(1, sizeof *c);
 	assert_non_null(c);
-	assert_int_equal(th_binlog_decoder_new(&c->dec, NULL), 0);
-	th_binlog_decoder_reset(c->dec, "test");
 	assert_int_equal(th_txn_asm_new(&c->a, cfg), 0);
 	assert_int_equal(th_txn_set_position(c->a, NULL, "binlog.000001", 4), 0);
 	c->mariadb = mariadb;
-	c->pos = 4;
-	size_t n = mkfde(c->ev, mariadb);
 	struct th_binlog_event ev;
-	assert_int_equal(th_binlog_decode(c->dec, c->ev, n, c->pos, &ev), 0);
+	c->s = tb_stream_new(mariadb, true, &ev);
 	const struct th_txn *t;
 	assert_int_equal(th_txn_feed(c->a, &ev, &t), 0);
-	c->pos += n;
 	return c;
 }
 
 static void ctx_free(struct ctx *c)
 {
 	th_txn_free(c->a);
-	th_binlog_decoder_free(c->dec);
+	tb_stream_free(c->s);
 	free(c);
 }
 
 /* Build, decode and feed one event; returns th_txn_feed's result. */
-static int feed(struct ctx *c, uint8_t type, const struct bb *body)
+static int feed(struct ctx *c, uint8_t type, const struct tb_bytes *body)
 {
-	size_t n = 19 + body->n + 4;
-	mkev(c->ev, type, (uint32_t)(c->pos + n), body, true);
 	struct th_binlog_event ev;
-	int rc = th_binlog_decode(c->dec, c->ev, n, c->pos, &ev);
-	if (rc)
-		fail_msg("decode type %u: %s", type, th_binlog_decoder_error(c->dec));
-	c->pos += n;
+	if (tb_stream_decode(c->s, type, 0, body, &ev))
+		fail_msg("decode type %u: %s", type, th_binlog_decoder_error(c->s->dec));
 	const struct th_txn *t = NULL;
-	rc = th_txn_feed(c->a, &ev, &t);
+	int rc = th_txn_feed(c->a, &ev, &t);
 	if (rc == 1) {
 		assert_non_null(t);
 		c->last = t;
@@ -169,79 +69,62 @@ static int feed(struct ctx *c, uint8_t type, const struct bb *body)
 	return rc;
 }
 
-static const uint8_t uuid1[16] = { 0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a,
-				   0xa9, 0x42, 0x95, 0x62 };
-#define UUID1 "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+/* What tb_mysql_gtid() writes as the immediate commit time. */
 #define COMMIT_US 1700000000123456ull
 
-static void gtid_body(struct bb *b, int64_t gno)
+/* A MariaDB GTID event 0-7-seq with the flags and no commit id. */
+static void maria_gtid(struct ctx *c, uint64_t seq, uint8_t flags)
 {
-	putle(b, 1, 1);
-	put(b, uuid1, 16);
-	putle(b, (uint64_t)gno, 8);
-	putle(b, 2, 1);
-	putle(b, 5, 8);
-	putle(b, 6, 8);
-	putle(b, COMMIT_US, 7);
-	putpacked(b, 1234);
-	putle(b, 80045, 4);
+	struct tb_bytes b = { .n = 0 };
+	tb_le(&b, seq, 8);
+	tb_le(&b, 0, 4);
+	tb_le(&b, flags, 1);
+	tb_le(&b, 0, 6);
+	assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID, &b), 0);
 }
 
-static void query_body(struct bb *b, const char *db, const char *q)
+/* A MySQL GTID event for TB_UUID1:gno. */
+static void mysql_gtid(struct ctx *c, uint64_t gno)
 {
-	putle(b, 11, 4);
-	putle(b, 0, 4);
-	putle(b, strlen(db), 1);
-	putle(b, 0, 2);
-	putle(b, 0, 2);
-	puts_(b, db);
-	putle(b, 0, 1);
-	puts_(b, q);
+	struct tb_bytes b = { .n = 0 };
+	tb_mysql_gtid(&b, tb_uuid1, (int64_t)gno, false);
+	assert_int_equal(feed(c, TH_BINLOG_GTID, &b), 0);
+}
+
+/* A QUERY event in db; returns feed's result. */
+static int query(struct ctx *c, const char *db, const char *q)
+{
+	struct tb_bytes b = { .n = 0 };
+	tb_query(&b, db, q, 0);
+	return feed(c, TH_BINLOG_QUERY, &b);
 }
 
 /* Start a transaction: MySQL GTID + BEGIN, or MariaDB GTID (transactional). */
 static void begin(struct ctx *c, uint64_t n)
 {
-	struct bb b = { .n = 0 };
 	if (c->mariadb) {
-		putle(&b, n, 8);
-		putle(&b, 0, 4);
-		putle(&b, TH_MARIA_GTID_TRANSACTIONAL, 1);
-		putle(&b, 0, 6);
-		assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID, &b), 0);
+		maria_gtid(c, n, TH_MARIA_GTID_TRANSACTIONAL);
 		return;
 	}
-	gtid_body(&b, (int64_t)n);
-	assert_int_equal(feed(c, TH_BINLOG_GTID, &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "BEGIN");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 0);
+	mysql_gtid(c, n);
+	assert_int_equal(query(c, "topo", "BEGIN"), 0);
 }
 
 static int xid(struct ctx *c)
 {
-	struct bb b = { .n = 0 };
-	putle(&b, 42, 8);
+	struct tb_bytes b = { .n = 0 };
+	tb_le(&b, 42, 8);
 	return feed(c, TH_BINLOG_XID, &b);
 }
 
 /* A DDL transaction: MySQL GTID + query, or MariaDB standalone GTID + query. */
 static int ddl(struct ctx *c, uint64_t n, const char *db, const char *q)
 {
-	struct bb b = { .n = 0 };
-	if (c->mariadb) {
-		putle(&b, n, 8);
-		putle(&b, 0, 4);
-		putle(&b, TH_MARIA_GTID_STANDALONE | TH_MARIA_GTID_DDL, 1);
-		putle(&b, 0, 6);
-		assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID, &b), 0);
-	} else {
-		gtid_body(&b, (int64_t)n);
-		assert_int_equal(feed(c, TH_BINLOG_GTID, &b), 0);
-	}
-	b.n = 0;
-	query_body(&b, db, q);
-	return feed(c, TH_BINLOG_QUERY, &b);
+	if (c->mariadb)
+		maria_gtid(c, n, TH_MARIA_GTID_STANDALONE | TH_MARIA_GTID_DDL);
+	else
+		mysql_gtid(c, n);
+	return query(c, db, q);
 }
 
 /*
@@ -251,7 +134,7 @@ static int ddl(struct ctx *c, uint64_t n, const char *db, const char *q)
  * leader_id VARCHAR(255), contents TEXT, expires_at); 3 "other" (topo.topo_data2
  * with topo_data's columns).
  */
-static void table_map(struct bb *b, uint64_t id, int kind, bool names)
+static void table_map(struct tb_bytes *b, uint64_t id, int kind, bool names)
 {
 	static const char *const tnames[] = { "topo_data", "topo_locks", "topo_elections", "topo_data2" };
 	static const char *const cols[3][5] = {
@@ -260,55 +143,48 @@ static void table_map(struct bb *b, uint64_t id, int kind, bool names)
 		{ "name", "leader_id", "contents", "expires_at" },
 	};
 	int k = kind == 3 ? 0 : kind;
-	putle(b, id, 6);
-	putle(b, 1, 2);
-	putle(b, 4, 1); puts_(b, "topo"); putle(b, 0, 1);
-	putle(b, strlen(tnames[kind]), 1); puts_(b, tnames[kind]); putle(b, 0, 1);
-	struct bb meta = { .n = 0 };
+	tb_le(b, id, 6);
+	tb_le(b, 1, 2);
+	tb_le(b, 4, 1); tb_str(b, "topo"); tb_le(b, 0, 1);
+	tb_le(b, strlen(tnames[kind]), 1); tb_str(b, tnames[kind]); tb_le(b, 0, 1);
+	struct tb_bytes meta = { .n = 0 };
 	uint8_t types[5];
 	uint32_t n = 0;
 	if (k == 0) {
-		types[n++] = TH_COL_VARCHAR; putle(&meta, 2048, 2);
-		types[n++] = TH_COL_BLOB; putle(&meta, 3, 1);
+		types[n++] = TH_COL_VARCHAR; tb_le(&meta, 2048, 2);
+		types[n++] = TH_COL_BLOB; tb_le(&meta, 3, 1);
 		types[n++] = TH_COL_LONGLONG;
-		types[n++] = TH_COL_TIMESTAMP2; putle(&meta, 0, 1);
-		types[n++] = TH_COL_TIMESTAMP2; putle(&meta, 0, 1);
+		types[n++] = TH_COL_TIMESTAMP2; tb_le(&meta, 0, 1);
+		types[n++] = TH_COL_TIMESTAMP2; tb_le(&meta, 0, 1);
 	} else if (k == 1) {
-		types[n++] = TH_COL_VARCHAR; putle(&meta, 2048, 2);
-		types[n++] = TH_COL_BLOB; putle(&meta, 2, 1);
-		types[n++] = TH_COL_TIMESTAMP2; putle(&meta, 0, 1);
+		types[n++] = TH_COL_VARCHAR; tb_le(&meta, 2048, 2);
+		types[n++] = TH_COL_BLOB; tb_le(&meta, 2, 1);
+		types[n++] = TH_COL_TIMESTAMP2; tb_le(&meta, 0, 1);
 	} else {
-		types[n++] = TH_COL_VARCHAR; putle(&meta, 2048, 2);
-		types[n++] = TH_COL_VARCHAR; putle(&meta, 1020, 2);
-		types[n++] = TH_COL_BLOB; putle(&meta, 2, 1);
-		types[n++] = TH_COL_TIMESTAMP2; putle(&meta, 0, 1);
+		types[n++] = TH_COL_VARCHAR; tb_le(&meta, 2048, 2);
+		types[n++] = TH_COL_VARCHAR; tb_le(&meta, 1020, 2);
+		types[n++] = TH_COL_BLOB; tb_le(&meta, 2, 1);
+		types[n++] = TH_COL_TIMESTAMP2; tb_le(&meta, 0, 1);
 	}
-	putpacked(b, n);
-	put(b, types, n);
-	putpacked(b, meta.n);
-	put(b, meta.b, meta.n);
-	putle(b, 0x1e, 1); /* nullable: all but the key */
+	tb_packed(b, n);
+	tb_put(b, types, n);
+	tb_packed(b, meta.n);
+	tb_put(b, meta.b, meta.n);
+	tb_le(b, 0x1e, 1); /* nullable: all but the key */
 	if (!names)
 		return;
-	struct bb nm = { .n = 0 };
+	struct tb_bytes nm = { .n = 0 };
 	for (uint32_t i = 0; i < n; i++) {
-		putpacked(&nm, strlen(cols[k][i]));
-		puts_(&nm, cols[k][i]);
+		tb_packed(&nm, strlen(cols[k][i]));
+		tb_str(&nm, cols[k][i]);
 	}
-	putle(b, 4, 1); putpacked(b, nm.n); put(b, nm.b, nm.n);
+	tb_le(b, 4, 1); tb_packed(b, nm.n); tb_put(b, nm.b, nm.n);
 }
 
 /* Header of a rows event (v2 for MySQL, v1 for MariaDB) over all ncols columns. */
-static void rows_header(struct ctx *c, struct bb *b, uint64_t id, uint32_t ncols, bool update)
+static void rows_header(struct ctx *c, struct tb_bytes *b, uint64_t id, uint32_t ncols, bool update)
 {
-	putle(b, id, 6);
-	putle(b, TH_ROWS_F_STMT_END, 2);
-	if (!c->mariadb)
-		putle(b, 2, 2);
-	putpacked(b, ncols);
-	putle(b, (1u << ncols) - 1, 1);
-	if (update)
-		putle(b, (1u << ncols) - 1, 1);
+	tb_rows_header(b, id, ncols, !c->mariadb, update);
 }
 
 static uint8_t rows_type(struct ctx *c, char op)
@@ -318,35 +194,52 @@ static uint8_t rows_type(struct ctx *c, char op)
 	return op == 'w' ? TH_BINLOG_WRITE_ROWS : op == 'u' ? TH_BINLOG_UPDATE_ROWS : TH_BINLOG_DELETE_ROWS;
 }
 
-static void varstr(struct bb *b, const char *s, unsigned lenbytes)
+static void varstr(struct tb_bytes *b, const char *s, unsigned lenbytes)
 {
-	putle(b, strlen(s), lenbytes);
-	puts_(b, s);
+	tb_le(b, strlen(s), lenbytes);
+	tb_str(b, s);
 }
 
 /* One topo_data image; data NULL is SQL NULL. */
-static void data_row(struct bb *b, const char *path, const char *data, int64_t version)
+static void data_row(struct tb_bytes *b, const char *path, const char *data, int64_t version)
 {
-	putle(b, data ? 0 : 0x02, 1);
+	tb_le(b, data ? 0 : 0x02, 1);
 	varstr(b, path, 2);
 	if (data)
 		varstr(b, data, 3);
-	putle(b, (uint64_t)version, 8);
+	tb_le(b, (uint64_t)version, 8);
 	/* TIMESTAMP2: big-endian seconds */
 	uint8_t ts[4] = { 0x65, 0x5a, 0x00, 0x01 };
-	put(b, ts, 4);
-	put(b, ts, 4);
+	tb_put(b, ts, 4);
+	tb_put(b, ts, 4);
 }
 
-static void election_row(struct bb *b, const char *name, const char *leader, const char *contents)
+static void election_row(struct tb_bytes *b, const char *name, const char *leader, const char *contents)
 {
-	putle(b, contents ? 0 : 0x04, 1);
+	tb_le(b, contents ? 0 : 0x04, 1);
 	varstr(b, name, 2);
 	varstr(b, leader, 2);
 	if (contents)
 		varstr(b, contents, 2);
 	uint8_t ts[4] = { 0x65, 0x5a, 0x00, 0x01 };
-	put(b, ts, 4);
+	tb_put(b, ts, 4);
+}
+
+/* A TABLE_MAP of table_map()'s kind as table id; it must be accepted. */
+static void map_table(struct ctx *c, uint64_t id, int kind, bool names)
+{
+	struct tb_bytes b = { .n = 0 };
+	table_map(&b, id, kind, names);
+	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
+}
+
+/* A WRITE_ROWS of one topo_data row into table id; returns feed's result. */
+static int write_data_row(struct ctx *c, uint64_t id, const char *path, const char *data, int64_t version)
+{
+	struct tb_bytes b = { .n = 0 };
+	rows_header(c, &b, id, 5, false);
+	data_row(&b, path, data, version);
+	return feed(c, rows_type(c, 'w'), &b);
 }
 
 static void assert_change(const struct th_txn_change *ch, uint32_t table, int op, const char *key,
@@ -385,10 +278,8 @@ static void test_txn__changes_delivered_only_at_commit(void **state)
 	for (int m = 0; m < 2; m++) {
 		struct ctx *c = ctx_new(m == 1, NULL);
 		begin(c, 5);
-		struct bb b = { .n = 0 };
-		table_map(&b, 70, 0, true);
-		assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-		b.n = 0;
+		map_table(c, 70, 0, true);
+		struct tb_bytes b = { .n = 0 };
 		rows_header(c, &b, 70, 5, false);
 		data_row(&b, "/keyspaces/ks1", "hello", 1);
 		data_row(&b, "/keyspaces/ks2", NULL, 1);
@@ -407,9 +298,9 @@ static void test_txn__changes_delivered_only_at_commit(void **state)
 		if (m) {
 			assert_string_equal(t->gtid, "0-7-5");
 			assert_int_equal(t->flavor, TH_BINLOG_FLAVOR_MARIADB);
-			assert_int_equal(t->commit_us, 1700000100ull * 1000000);
+			assert_int_equal(t->commit_us, 1700000100ull * 1000000); /* the header's TB_TIMESTAMP */
 		} else {
-			assert_string_equal(t->gtid, UUID1 ":5");
+			assert_string_equal(t->gtid, TB_UUID1 ":5");
 			assert_int_equal(t->flavor, TH_BINLOG_FLAVOR_MYSQL);
 			assert_int_equal(t->commit_us, COMMIT_US);
 		}
@@ -427,34 +318,24 @@ static void test_txn__resume_position_never_includes_a_half_seen_transaction(voi
 		uint64_t pos;
 		assert_string_equal(resume_gtid(c), "");
 		begin(c, 1);
-		struct bb b = { .n = 0 };
-		table_map(&b, 70, 0, true);
-		assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-		b.n = 0;
-		rows_header(c, &b, 70, 5, false);
-		data_row(&b, "/a", "1", 1);
-		assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
+		map_table(c, 70, 0, true);
+		assert_int_equal(write_data_row(c, 70, "/a", "1", 1), 0);
 		/* mid-transaction: nothing of it in the position */
 		assert_string_equal(resume_gtid(c), "");
 		th_txn_resume_file(c->a, &file, &pos);
 		assert_string_equal(file, "binlog.000001");
 		assert_int_equal(pos, 4);
 		assert_int_equal(xid(c), 1);
-		assert_string_equal(resume_gtid(c), m ? "0-7-1" : UUID1 ":1");
+		assert_string_equal(resume_gtid(c), m ? "0-7-1" : TB_UUID1 ":1");
 		th_txn_resume_file(c->a, &file, &pos);
-		assert_int_equal(pos, c->pos);
-		assert_int_equal(c->last->end_pos, c->pos);
-		uint64_t committed = c->pos;
+		assert_int_equal(pos, c->s->pos);
+		assert_int_equal(c->last->end_pos, c->s->pos);
+		uint64_t committed = c->s->pos;
 		/* the next transaction, cut off by a reconnect: dropped, position kept */
 		begin(c, 2);
-		b.n = 0;
-		table_map(&b, 70, 0, true);
-		assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-		b.n = 0;
-		rows_header(c, &b, 70, 5, false);
-		data_row(&b, "/b", "2", 1);
-		assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
-		assert_string_equal(resume_gtid(c), m ? "0-7-1" : UUID1 ":1");
+		map_table(c, 70, 0, true);
+		assert_int_equal(write_data_row(c, 70, "/b", "2", 1), 0);
+		assert_string_equal(resume_gtid(c), m ? "0-7-1" : TB_UUID1 ":1");
 		th_txn_reset(c->a);
 		assert_false(th_txn_in_progress(c->a));
 		th_txn_resume_file(c->a, &file, &pos);
@@ -464,17 +345,12 @@ static void test_txn__resume_position_never_includes_a_half_seen_transaction(voi
 		assert_int_equal(st.dropped, 1);
 		/* a GTID without the previous commit also drops the cut transaction */
 		begin(c, 2);
-		b.n = 0;
-		table_map(&b, 70, 0, true);
-		assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-		b.n = 0;
-		rows_header(c, &b, 70, 5, false);
-		data_row(&b, "/c", "3", 1);
-		assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
+		map_table(c, 70, 0, true);
+		assert_int_equal(write_data_row(c, 70, "/c", "3", 1), 0);
 		begin(c, 3);
 		assert_int_equal(xid(c), 1);
 		assert_int_equal(c->last->nchanges, 0);
-		assert_string_equal(resume_gtid(c), m ? "0-7-3" : UUID1 ":1:3");
+		assert_string_equal(resume_gtid(c), m ? "0-7-3" : TB_UUID1 ":1:3");
 		ctx_free(c);
 	}
 }
@@ -484,10 +360,8 @@ static void test_txn__update_that_changes_the_key_is_delete_then_put(void **stat
 	(void)state;
 	struct ctx *c = ctx_new(false, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
+	map_table(c, 70, 0, true);
+	struct tb_bytes b = { .n = 0 };
 	rows_header(c, &b, 70, 5, true);
 	data_row(&b, "/same", "old", 3);
 	data_row(&b, "/same", "new", 4);
@@ -514,21 +388,14 @@ static void test_txn__unwatched_tables_are_skipped_without_decoding(void **state
 	(void)state;
 	struct ctx *c = ctx_new(false, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	table_map(&b, 71, 3, true); /* topo.topo_data2 */
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
+	map_table(c, 71, 3, true); /* topo.topo_data2 */
+	struct tb_bytes b = { .n = 0 };
 	rows_header(c, &b, 71, 5, false);
 	/* garbage where the image should be: decoding it would fail */
-	putle(&b, 0, 1); putle(&b, 0xffff, 2); putle(&b, 0xffffffff, 4);
+	tb_le(&b, 0, 1); tb_le(&b, 0xffff, 2); tb_le(&b, 0xffffffff, 4);
 	assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
-	b.n = 0;
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/x", "y", 1);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
+	map_table(c, 70, 0, true);
+	assert_int_equal(write_data_row(c, 70, "/x", "y", 1), 0);
 	assert_int_equal(xid(c), 1);
 	assert_int_equal(c->last->nchanges, 1);
 	struct th_txn_stats st;
@@ -537,12 +404,10 @@ static void test_txn__unwatched_tables_are_skipped_without_decoding(void **state
 	assert_int_equal(st.rows, 1);
 	/* a transaction with no watched rows is delivered too (it moves the position) */
 	begin(c, 2);
-	b.n = 0;
-	table_map(&b, 71, 3, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
+	map_table(c, 71, 3, true);
 	assert_int_equal(xid(c), 1);
 	assert_int_equal(c->last->nchanges, 0);
-	assert_string_equal(resume_gtid(c), UUID1 ":1-2");
+	assert_string_equal(resume_gtid(c), TB_UUID1 ":1-2");
 	ctx_free(c);
 }
 
@@ -551,10 +416,8 @@ static void test_txn__election_value_holds_leader_and_contents(void **state)
 	(void)state;
 	struct ctx *c = ctx_new(true, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	table_map(&b, 72, 2, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
+	map_table(c, 72, 2, true);
+	struct tb_bytes b = { .n = 0 };
 	rows_header(c, &b, 72, 4, false);
 	election_row(&b, "vtorc", "zone1-100", "{\"x\":1}");
 	election_row(&b, "vtctld", "zone1-200", NULL);
@@ -581,13 +444,8 @@ static void test_txn__columns_by_position_when_the_table_map_has_no_names(void *
 	/* no names, no positions: a clear error */
 	struct ctx *c = ctx_new(false, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	table_map(&b, 70, 0, false);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/x", "y", 1);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), -TH_ESCHEMA);
+	map_table(c, 70, 0, false);
+	assert_int_equal(write_data_row(c, 70, "/x", "y", 1), -TH_ESCHEMA);
 	assert_non_null(strstr(th_txn_error(c->a), "topo.topo_data"));
 	assert_false(th_txn_in_progress(c->a));
 	ctx_free(c);
@@ -597,13 +455,8 @@ static void test_txn__columns_by_position_when_the_table_map_has_no_names(void *
 	struct th_txn_config cfg = { .size = sizeof cfg, .tables = &t, .ntables = 1 };
 	c = ctx_new(false, &cfg);
 	begin(c, 1);
-	b.n = 0;
-	table_map(&b, 70, 0, false);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/x", "y", 12);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
+	map_table(c, 70, 0, false);
+	assert_int_equal(write_data_row(c, 70, "/x", "y", 12), 0);
 	assert_int_equal(xid(c), 1);
 	assert_change(&c->last->changes[0], 0, TH_TXN_PUT, "/x", "y", 12);
 	ctx_free(c);
@@ -611,13 +464,8 @@ static void test_txn__columns_by_position_when_the_table_map_has_no_names(void *
 	t.version = "revision";
 	c = ctx_new(false, &cfg);
 	begin(c, 1);
-	b.n = 0;
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/x", "y", 12);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), -TH_ESCHEMA);
+	map_table(c, 70, 0, true);
+	assert_int_equal(write_data_row(c, 70, "/x", "y", 12), -TH_ESCHEMA);
 	assert_non_null(strstr(th_txn_error(c->a), "revision"));
 	ctx_free(c);
 }
@@ -635,7 +483,7 @@ static void test_txn__ddl_on_a_watched_table_is_a_resync_in_order(void **state)
 		assert_int_equal(t->reason, TH_TXN_RESYNC_DDL);
 		assert_int_equal(t->resync_table, 0);
 		assert_int_equal(t->nchanges, 0);
-		assert_string_equal(t->gtid, m ? "0-7-2" : UUID1 ":2");
+		assert_string_equal(t->gtid, m ? "0-7-2" : TB_UUID1 ":2");
 		assert_int_equal(ddl(c, 3, "mysql", "DROP TABLE IF EXISTS `topo`.`topo_locks` /* generated by server */"), 1);
 		assert_true(c->last->resync);
 		assert_int_equal(c->last->resync_table, 1);
@@ -643,7 +491,7 @@ static void test_txn__ddl_on_a_watched_table_is_a_resync_in_order(void **state)
 		assert_true(c->last->resync);
 		assert_int_equal(ddl(c, 5, "topo", "TRUNCATE topo_data2"), 1);
 		assert_false(c->last->resync);
-		assert_string_equal(resume_gtid(c), m ? "0-7-5" : UUID1 ":1-5");
+		assert_string_equal(resume_gtid(c), m ? "0-7-5" : TB_UUID1 ":1-5");
 		struct th_txn_stats st;
 		th_txn_stats(c->a, &st);
 		assert_int_equal(st.txns, 5);
@@ -719,13 +567,9 @@ static void test_txn__statement_dml_inside_a_transaction_flags_resync_at_commit(
 	(void)state;
 	struct ctx *c = ctx_new(false, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	query_body(&b, "topo", "UPDATE topo_locks SET contents = 'x'");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 0);
+	assert_int_equal(query(c, "topo", "UPDATE topo_locks SET contents = 'x'"), 0);
 	assert_int_equal(c->delivered, 0);
-	b.n = 0;
-	query_body(&b, "topo", "COMMIT");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 1);
+	assert_int_equal(query(c, "topo", "COMMIT"), 1);
 	assert_true(c->last->resync);
 	assert_int_equal(c->last->reason, TH_TXN_RESYNC_STATEMENT);
 	assert_int_equal(c->last->resync_table, 1);
@@ -737,20 +581,15 @@ static void test_txn__incident_and_midway_start_are_resyncs(void **state)
 	(void)state;
 	struct ctx *c = ctx_new(false, NULL);
 	/* rows before any GTID/BEGIN: we joined mid-transaction */
-	struct bb b = { .n = 0 };
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/x", "y", 1);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
+	map_table(c, 70, 0, true);
+	assert_int_equal(write_data_row(c, 70, "/x", "y", 1), 0);
 	assert_int_equal(xid(c), 1);
 	assert_true(c->last->resync);
 	assert_int_equal(c->last->reason, TH_TXN_RESYNC_PARTIAL);
 	assert_false(c->last->has_gtid);
 	assert_int_equal(c->last->nchanges, 1);
-	b.n = 0;
-	putle(&b, 1, 2); putle(&b, 4, 1); puts_(&b, "lost");
+	struct tb_bytes b = { .n = 0 };
+	tb_le(&b, 1, 2); tb_le(&b, 4, 1); tb_str(&b, "lost");
 	assert_int_equal(feed(c, TH_BINLOG_INCIDENT, &b), 1);
 	assert_true(c->last->resync);
 	assert_int_equal(c->last->reason, TH_TXN_RESYNC_INCIDENT);
@@ -758,58 +597,35 @@ static void test_txn__incident_and_midway_start_are_resyncs(void **state)
 	ctx_free(c);
 }
 
-/* A TRANSACTION_PAYLOAD event around inner (uncompressed) events. */
-static size_t payload_event(uint8_t *out, const struct bb *inner, uint32_t log_pos)
-{
-	struct bb b = { .n = 0 }, f = { .n = 0 };
-	size_t bound = ZSTD_compressBound(inner->n);
-	uint8_t *z = malloc(bound);
-	assert_non_null(z);
-	size_t zn = ZSTD_compress(z, bound, inner->b, inner->n, 3);
-	assert_false(ZSTD_isError(zn));
-	putpacked(&f, 0);
-	putpacked(&b, 2); putpacked(&b, f.n); put(&b, f.b, f.n);
-	f.n = 0; putpacked(&f, inner->n);
-	putpacked(&b, 3); putpacked(&b, f.n); put(&b, f.b, f.n);
-	f.n = 0; putpacked(&f, zn);
-	putpacked(&b, 1); putpacked(&b, f.n); put(&b, f.b, f.n);
-	putpacked(&b, 0);
-	put(&b, z, zn);
-	free(z);
-	return mkev(out, TH_BINLOG_TRANSACTION_PAYLOAD, log_pos, &b, true);
-}
-
 static void test_txn__payload_transaction_is_delivered_whole(void **state)
 {
 	(void)state;
 	struct ctx *c = ctx_new(false, NULL);
-	struct bb b = { .n = 0 }, inner = { .n = 0 };
-	gtid_body(&b, 9);
-	assert_int_equal(feed(c, TH_BINLOG_GTID, &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "BEGIN");
-	inner.n += mkev(inner.b + inner.n, TH_BINLOG_QUERY, 0, &b, false);
+	mysql_gtid(c, 9);
+	struct tb_bytes b = { .n = 0 }, inner = { .n = 0 };
+	tb_query(&b, "topo", "BEGIN", 0);
+	tb_append_event(&inner, TH_BINLOG_QUERY, &b);
 	b.n = 0;
 	table_map(&b, 70, 0, true);
-	inner.n += mkev(inner.b + inner.n, TH_BINLOG_TABLE_MAP, 0, &b, false);
+	tb_append_event(&inner, TH_BINLOG_TABLE_MAP, &b);
 	b.n = 0;
 	rows_header(c, &b, 70, 5, false);
 	data_row(&b, "/in/payload", "zz", 2);
-	inner.n += mkev(inner.b + inner.n, TH_BINLOG_WRITE_ROWS, 0, &b, false);
+	tb_append_event(&inner, TH_BINLOG_WRITE_ROWS, &b);
 	b.n = 0;
-	putle(&b, 77, 8);
-	inner.n += mkev(inner.b + inner.n, TH_BINLOG_XID, 0, &b, false);
+	tb_le(&b, 77, 8);
+	tb_append_event(&inner, TH_BINLOG_XID, &b);
 
 	static uint8_t ev[1 << 16];
-	size_t n = payload_event(ev, &inner, 0);
-	uint32_t end = (uint32_t)(c->pos + n);
-	n = payload_event(ev, &inner, end);
+	size_t n = tb_transaction_payload(ev, &inner, 0, true, true);
+	uint32_t end = (uint32_t)(c->s->pos + n);
+	n = tb_transaction_payload(ev, &inner, end, true, true);
 	struct th_binlog_event e;
-	assert_int_equal(th_binlog_decode(c->dec, ev, n, c->pos, &e), 0);
+	assert_int_equal(th_binlog_decode(c->s->dec, ev, n, c->s->pos, &e), 0);
 	const struct th_txn *t = NULL;
 	assert_int_equal(th_txn_feed(c->a, &e, &t), 0);
 	int got = 0, rc;
-	while ((rc = th_binlog_payload_next(c->dec, &e)) == 1) {
+	while ((rc = th_binlog_payload_next(c->s->dec, &e)) == 1) {
 		rc = th_txn_feed(c->a, &e, &t);
 		assert_true(rc >= 0);
 		if (rc == 1) {
@@ -821,7 +637,7 @@ static void test_txn__payload_transaction_is_delivered_whole(void **state)
 	assert_int_equal(got, 1);
 	assert_int_equal(t->nchanges, 1);
 	assert_change(&t->changes[0], 0, TH_TXN_PUT, "/in/payload", "zz", 2);
-	assert_string_equal(t->gtid, UUID1 ":9");
+	assert_string_equal(t->gtid, TB_UUID1 ":9");
 	assert_int_equal(t->end_pos, end);
 	const char *file;
 	uint64_t pos;
@@ -834,17 +650,17 @@ static void test_txn__rotate_moves_the_file_between_transactions(void **state)
 {
 	(void)state;
 	struct ctx *c = ctx_new(true, NULL);
-	struct bb b = { .n = 0 };
+	struct tb_bytes b = { .n = 0 };
 	/* MariaDB GTID_LIST: transactions before this file */
-	putle(&b, 1, 4);
-	putle(&b, 0, 4); putle(&b, 7, 4); putle(&b, 41, 8);
+	tb_le(&b, 1, 4);
+	tb_le(&b, 0, 4); tb_le(&b, 7, 4); tb_le(&b, 41, 8);
 	assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID_LIST, &b), 0);
 	assert_string_equal(resume_gtid(c), "0-7-41");
 	begin(c, 42);
 	assert_int_equal(xid(c), 1);
 	b.n = 0;
-	putle(&b, 4, 8);
-	puts_(&b, "binlog.000002");
+	tb_le(&b, 4, 8);
+	tb_str(&b, "binlog.000002");
 	assert_int_equal(feed(c, TH_BINLOG_ROTATE, &b), 0);
 	const char *file;
 	uint64_t pos;
@@ -864,36 +680,23 @@ static void test_txn__xa_prepare_drops_changes_and_commit_resyncs(void **state)
 {
 	(void)state;
 	struct ctx *c = ctx_new(true, NULL);
-	struct bb b = { .n = 0 };
-	putle(&b, 1, 8); putle(&b, 0, 4); putle(&b, TH_MARIA_GTID_PREPARED_XA, 1);
-	putle(&b, 1, 4); putle(&b, 1, 1); putle(&b, 0, 1); puts_(&b, "x");
+	struct tb_bytes b = { .n = 0 };
+	tb_le(&b, 1, 8); tb_le(&b, 0, 4); tb_le(&b, TH_MARIA_GTID_PREPARED_XA, 1);
+	tb_le(&b, 1, 4); tb_le(&b, 1, 1); tb_le(&b, 0, 1); tb_str(&b, "x");
 	assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID, &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "XA START 'x'");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 0);
-	b.n = 0;
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
-	b.n = 0;
-	rows_header(c, &b, 70, 5, false);
-	data_row(&b, "/xa", "v", 1);
-	assert_int_equal(feed(c, rows_type(c, 'w'), &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "XA END 'x'");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "XA PREPARE 'x'");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 1);
+	assert_int_equal(query(c, "topo", "XA START 'x'"), 0);
+	map_table(c, 70, 0, true);
+	assert_int_equal(write_data_row(c, 70, "/xa", "v", 1), 0);
+	assert_int_equal(query(c, "topo", "XA END 'x'"), 0);
+	assert_int_equal(query(c, "topo", "XA PREPARE 'x'"), 1);
 	assert_int_equal(c->last->nchanges, 0);
 	assert_false(c->last->resync);
 	b.n = 0;
-	putle(&b, 2, 8); putle(&b, 0, 4);
-	putle(&b, TH_MARIA_GTID_STANDALONE | TH_MARIA_GTID_COMPLETED_XA, 1);
-	putle(&b, 1, 4); putle(&b, 1, 1); putle(&b, 0, 1); puts_(&b, "x");
+	tb_le(&b, 2, 8); tb_le(&b, 0, 4);
+	tb_le(&b, TH_MARIA_GTID_STANDALONE | TH_MARIA_GTID_COMPLETED_XA, 1);
+	tb_le(&b, 1, 4); tb_le(&b, 1, 1); tb_le(&b, 0, 1); tb_str(&b, "x");
 	assert_int_equal(feed(c, TH_BINLOG_MARIA_GTID, &b), 0);
-	b.n = 0;
-	query_body(&b, "topo", "XA COMMIT 'x'");
-	assert_int_equal(feed(c, TH_BINLOG_QUERY, &b), 1);
+	assert_int_equal(query(c, "topo", "XA COMMIT 'x'"), 1);
 	assert_true(c->last->resync);
 	assert_int_equal(c->last->reason, TH_TXN_RESYNC_XA);
 	assert_string_equal(resume_gtid(c), "0-7-2");
@@ -906,14 +709,12 @@ static void test_txn__changes_stay_valid_until_the_next_feed(void **state)
 	/* a large transaction: the arena moves while it grows; pointers are set at delivery */
 	struct ctx *c = ctx_new(false, NULL);
 	begin(c, 1);
-	struct bb b = { .n = 0 };
-	table_map(&b, 70, 0, true);
-	assert_int_equal(feed(c, TH_BINLOG_TABLE_MAP, &b), 0);
+	map_table(c, 70, 0, true);
 	char path[64], data[300];
 	memset(data, 'd', sizeof data - 1);
 	data[sizeof data - 1] = '\0';
 	for (int ev = 0; ev < 40; ev++) {
-		b.n = 0;
+		struct tb_bytes b = { .n = 0 };
 		rows_header(c, &b, 70, 5, false);
 		for (int r = 0; r < 50; r++) {
 			snprintf(path, sizeof path, "/p/%d", ev * 50 + r);
