@@ -60,6 +60,7 @@
 #include "ring.h"
 #include "th_atomic.h"
 #include "th_time.h"
+#include "th_trace.h"
 
 #define PUBLIC __attribute__((visibility("default")))
 
@@ -302,7 +303,9 @@ static void call(struct th_conn *c, struct watcher *w, struct th_event *ev)
 	ev->table = w->table;
 	if (!ev->deliver_ns)
 		ev->deliver_ns = th_realtime_ns();
+	TH_TRACE_CALLBACK_ENTER(ev->revision, w->id, ev->kind);
 	w->cb(ev, w->arg);
+	TH_TRACE_CALLBACK_RETURN(ev->revision, w->id, ev->kind);
 	c->delivered++;
 	stat_add(&c->st_events, 1);
 }
@@ -609,6 +612,7 @@ static void schedule_retry(struct th_conn *c)
  * the copy aside (what they were told, for the diff), and ask for a fetch. */
 static void lose(struct th_conn *c, uint32_t table, uint32_t cause)
 {
+	TH_TRACE_RESYNC_START(c, cause);
 	bool all = table == UINT32_MAX;
 	for (struct watcher *w = c->list; w; w = w->next) {
 		if (!all && w->table != table)
@@ -660,6 +664,20 @@ static void hub_lost(struct th_conn *c)
 	schedule_retry(c);
 }
 
+/* Held exactly already: in the copy, or covered by a watch whose entries
+ * were fetched before this round (a key it covers may be absent: deleted). */
+static bool covered_before(struct th_conn *c, uint32_t table, const char *key, uint32_t klen)
+{
+	if (th__mirror_find(&c->mirror, table, key, klen))
+		return true;
+	if (collect_matches(c, table, key, klen))
+		return true; /* out of memory: keeping the copy's view is the safe side */
+	for (size_t i = 0; i < c->nmatch; i++)
+		if (c->match[i]->phase != PH_NEW && !c->match[i]->need_fetch)
+			return true;
+	return false;
+}
+
 /* Fetch one watch's entries into the copy. fresh: the table was set aside,
  * take the newest of overlapping snapshots; else keep keys already held (the
  * ring brings their changes). */
@@ -675,8 +693,8 @@ static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const ch
 		if (recursive ? !th__prefix_matches(path, plen, it.key, it.key_len)
 			      : (it.key_len != plen || memcmp(it.key, path, plen) != 0))
 			continue; /* the hub matches bytes; we match components */
-		if (!fresh && th__mirror_find(&c->mirror, table, it.key, it.key_len))
-			continue;
+		if (!fresh && covered_before(c, table, it.key, it.key_len))
+			continue; /* exact already: the ring from here brings its changes */
 		struct th__entry *e = th__entry_new(table, it.key, it.key_len, it.value, it.value_len, it.flags,
 						    it.version, it.revision, 0, "", 0);
 		if (!e) {
@@ -857,6 +875,7 @@ static void finish_pending(struct th_conn *c)
 	}
 	if (!c->pending) {
 		th__mirror_clear(&c->old);
+		TH_TRACE_RESYNC_DONE(c, c->revision, c->mirror.count);
 		memset(c->table_resync, 0, sizeof c->table_resync);
 	} else {
 		c->ready_pos = th_ring_reader_pos(c->ring);
@@ -874,6 +893,7 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 	if (rec->len < sizeof ch)
 		return;
 	memcpy(&ch, p, sizeof ch);
+	TH_TRACE_READER_RECORD(ch.revision, rec->pos, rec->type);
 	if ((uint64_t)sizeof ch + ch.key_len + ch.value_len + ch.gtid_len > rec->len)
 		return; /* malformed: the ring's framing is intact, the payload is not ours to guess */
 	const char *key = p + sizeof ch, *value = key + ch.key_len, *gtid = value + ch.value_len;
@@ -889,9 +909,15 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 			       .version = ch.version, .revision = ch.revision, .commit_us = ch.commit_us,
 			       .publish_ns = ch.publish_ns, .key_len = ch.key_len, .gtid_len = ch.gtid_len };
 	ev.latency_ns = mono_now > rec->publish_ns ? mono_now - rec->publish_ns : 0;
+	/* Older than what we hold: a snapshot already folded it in. Equal: the
+	 * same transaction, either a later change of the key in it, or a
+	 * snapshot that saw the transaction half applied; replaying the
+	 * transaction's changes in order ends at its final state, and a key
+	 * taken from a snapshot has no live watcher to hear it twice (see
+	 * fetch_one). */
 	struct th__entry *old = th__mirror_find(&c->mirror, ch.table, key, ch.key_len);
-	if (old && old->revision >= ch.revision)
-		return; /* folded in already: the snapshot was newer */
+	if (old && old->revision > ch.revision)
+		return;
 	if (ch.op == TH_OP_DELETE) {
 		if (!old)
 			return; /* never had it: nothing to tell */
@@ -991,6 +1017,7 @@ static int read_ring(struct th_conn *c)
 		} else if (rec.type == TH_REC_RESYNC && rec.len >= sizeof(struct th_rec_resync)) {
 			struct th_rec_resync rs;
 			memcpy(&rs, c->buf, sizeof rs);
+			TH_TRACE_READER_RECORD(rs.revision, rec.pos, rec.type);
 			lose(c, rs.table >= NTABLES_MAX ? UINT32_MAX : rs.table, TH_RESYNC_HUB);
 			if (fetch(c))
 				return -ECONNRESET;
@@ -1053,6 +1080,7 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 		struct epoll_event evs[4];
 		int ms = deadline == UINT64_MAX ? -1 : (int)((left + 999999) / 1000000);
 		int n = epoll_wait(c->epoll_fd, evs, 4, ms);
+		TH_TRACE_READER_WOKEN(c, c->wait_mode);
 		if (c->connected)
 			th_ring_reader_disarm(c->ring);
 		for (int i = 0; i < n; i++) {
@@ -1077,6 +1105,7 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : SLICE_FUTEX_NS;
 	int r = th_ring_wait(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
 			     (int64_t)(left < slice ? left : slice), c->spin_ns);
+	TH_TRACE_READER_WOKEN(c, c->wait_mode);
 	if (r == 0 && ctl_dead(c)) {
 		hub_lost(c);
 		return 1;

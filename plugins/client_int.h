@@ -68,8 +68,8 @@ bool th__mirror_remove(struct th__mirror *m, uint32_t table, const char *key, ui
 struct th__entry *th__mirror_take(struct th__mirror *m, uint32_t table, const char *key, uint32_t key_len);
 
 /*
- * The stitching rule of protocol.h for one change: applied only when the key
- * is absent (put) or holds an older revision. On a put, e is consumed
+ * The stitching rule of protocol.h for one change: applied unless the key
+ * holds a newer revision (equal: the same transaction, replayed in order). On a put, e is consumed
  * (inserted, or freed when stale); a delete passes e = NULL. Returns 1 when the
  * mirror changed (deliver it), 0 when the change was stale or a delete of an
  * absent key (drop it), -ENOMEM (mirror unchanged).

@@ -1,0 +1,191 @@
+"""Tests of the Python binding through the real hub and MariaDB.
+
+Run by tests/test_plugin_python.c (make test), which starts a private
+MariaDB and topohubd and sets:
+  TOPOHUB_SOCKET   the hub's control socket
+  TOPOHUB_LIB      the libtopohub.so under test
+  MARIADB_SOCKET   the server's Unix socket (root, no password)
+  MARIADB_CLIENT   the mariadb command-line client
+Alone: python3 plugins/python/test_topohub.py (skips without those).
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import topohub  # noqa: E402
+
+SOCKET = os.environ.get("TOPOHUB_SOCKET")
+DB_SOCKET = os.environ.get("MARIADB_SOCKET")
+
+
+def sql(statement):
+    subprocess.run([os.environ.get("MARIADB_CLIENT", "mariadb"), "-S", DB_SOCKET, "-u", "root", "topo",
+                    "-e", statement], check=True)
+
+
+def table(prefix):
+    out = subprocess.run([os.environ.get("MARIADB_CLIENT", "mariadb"), "-S", DB_SOCKET, "-u", "root", "topo",
+                          "-N", "-B", "-e",
+                          f"SELECT path, data FROM topo_data WHERE path = '{prefix}' OR path LIKE '{prefix}/%'"],
+                         check=True, capture_output=True, text=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        k, _, v = line.partition("\t")
+        rows[k] = v.encode()
+    return rows
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.view = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, ev):
+        with self.lock:
+            self.events.append(ev)
+            if ev.kind in (topohub.INITIAL, topohub.PUT):
+                self.view[ev.key] = ev.value
+            elif ev.kind == topohub.DELETE:
+                self.view.pop(ev.key, None)
+
+    def kinds(self):
+        with self.lock:
+            return [e.kind_name for e in self.events]
+
+    def count(self, kind):
+        with self.lock:
+            return sum(1 for e in self.events if e.kind == kind)
+
+
+def pump(hub, cond, timeout=10.0, threaded=False):
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        if threaded:
+            time.sleep(0.005)
+        else:
+            hub.dispatch(0.02)
+    if not cond():
+        raise AssertionError("condition not reached")
+
+
+@unittest.skipUnless(SOCKET and DB_SOCKET, "needs TOPOHUB_SOCKET and MARIADB_SOCKET (run by make test)")
+class TestBinding(unittest.TestCase):
+    def test_watch_exact_initial_put_delete(self):
+        sql("INSERT INTO topo_data (path, data, version) VALUES ('/py1/a', 'one', 1)")
+        with topohub.Hub(SOCKET) as hub:
+            r = Recorder()
+            freed = []
+            wid = hub.watch("/py1/a", r)
+            self.assertGreater(wid, 0)
+            pump(hub, lambda: len(r.events) >= 1)
+            self.assertEqual(r.events[0].kind, topohub.INITIAL)
+            self.assertEqual(r.events[0].value, b"one")
+            self.assertEqual(r.events[0].version, 1)
+            sql("UPDATE topo_data SET data = 'two', version = 2 WHERE path = '/py1/a'")
+            sql("DELETE FROM topo_data WHERE path = '/py1/a'")
+            pump(hub, lambda: len(r.events) >= 4)
+            self.assertEqual(r.kinds(), ["INITIAL", "PUT", "DELETE", "ENDED"])
+            self.assertEqual(r.events[1].value, b"two")
+            self.assertGreater(r.events[1].revision, r.events[0].revision)
+            self.assertGreaterEqual(r.events[1].latency_ns, 0)
+            self.assertNotEqual(r.events[1].gtid, "")
+            self.assertFalse(hub.unwatch(wid))
+            del freed
+
+    def test_watch_missing_is_not_found(self):
+        with topohub.Hub(SOCKET) as hub:
+            r = Recorder()
+            hub.watch("/py2/none", r)
+            pump(hub, lambda: len(r.events) >= 2)
+            self.assertEqual(r.kinds(), ["NOT_FOUND", "ENDED"])
+
+    def test_recursive_boundaries_and_changes(self):
+        sql("INSERT INTO topo_data (path, data) VALUES ('/py3/ks', 'r'), ('/py3/ks/s1', 'a'), ('/py3/ksx', 'no')")
+        with topohub.Hub(SOCKET) as hub:
+            r = Recorder()
+            wid = hub.watch_recursive("/py3/ks", r)
+            pump(hub, lambda: r.count(topohub.SYNCED) >= 1)
+            self.assertEqual(r.kinds(), ["INITIAL", "INITIAL", "SYNCED"])
+            self.assertEqual([e.key for e in r.events[:2]], ["/py3/ks", "/py3/ks/s1"])
+            sql("INSERT INTO topo_data (path, data) VALUES ('/py3/ksy', 'no'), ('/py3/ks/s2', 'b')")
+            sql("DELETE FROM topo_data WHERE path = '/py3/ks/s1'")
+            pump(hub, lambda: len(r.events) >= 5)
+            time.sleep(0.05)
+            hub.dispatch(0)
+            self.assertEqual(r.kinds(), ["INITIAL", "INITIAL", "SYNCED", "PUT", "DELETE"])
+            self.assertEqual(r.view, table("/py3/ks"))
+            self.assertTrue(hub.unwatch(wid))
+            self.assertFalse(hub.unwatch(wid))
+
+    def test_unwatch_inside_callback(self):
+        sql("INSERT INTO topo_data (path, data) VALUES ('/py4/a', '0')")
+        with topohub.Hub(SOCKET) as hub:
+            seen = []
+
+            def cb(ev):
+                seen.append(ev.kind)
+                if ev.kind == topohub.PUT:
+                    self.assertTrue(hub.unwatch(ev.watch))
+
+            hub.watch_recursive("/py4", cb)
+            pump(hub, lambda: topohub.SYNCED in seen)
+            sql("UPDATE topo_data SET data = '1' WHERE path = '/py4/a'")
+            sql("UPDATE topo_data SET data = '2' WHERE path = '/py4/a'")
+            pump(hub, lambda: topohub.PUT in seen)
+            for _ in range(10):
+                hub.dispatch(0.01)
+            self.assertEqual(seen.count(topohub.PUT), 1)
+            self.assertEqual(hub.stats()["watches"], 0)
+
+    def test_library_thread_and_get(self):
+        sql("INSERT INTO topo_data (path, data, version) VALUES ('/py5/a', 'x', 7)")
+        with topohub.Hub(SOCKET, thread=True) as hub:
+            r = Recorder()
+            hub.watch_recursive("/py5", r)
+            pump(hub, lambda: r.count(topohub.SYNCED) >= 1, threaded=True)
+            self.assertEqual(hub.get("/py5/a")[:2], (b"x", 7))
+            self.assertIsNone(hub.get("/py5/none"))
+            with self.assertRaises(topohub.Error):
+                hub.dispatch(0)
+
+    def test_fd_mode(self):
+        import select
+        with topohub.Hub(SOCKET, wait_mode=topohub.WAIT_FD) as hub:
+            r = Recorder()
+            hub.watch_recursive("/py6", r)
+            sql("INSERT INTO topo_data (path, data) VALUES ('/py6/a', 'fd')")
+            end = time.monotonic() + 10
+            while r.count(topohub.PUT) + r.count(topohub.INITIAL) < 1 and time.monotonic() < end:
+                ready, _, _ = select.select([hub], [], [], 1.0)
+                if ready:
+                    hub.dispatch(0)
+            self.assertEqual(r.view, {"/py6/a": b"fd"})
+
+    def test_resync_after_eviction(self):
+        """Not dispatching past the timeout is what a stopped reader does:
+        the hub evicts it; it resyncs by itself and converges."""
+        sql("INSERT INTO topo_data (path, data) VALUES ('/py7/a', '1'), ('/py7/b', '2')")
+        with topohub.Hub(SOCKET, timeout=0.02) as hub:
+            r = Recorder()
+            hub.watch_recursive("/py7", r)
+            pump(hub, lambda: r.count(topohub.SYNCED) >= 1)
+            sql("UPDATE topo_data SET data = '1b' WHERE path = '/py7/a'")
+            sql("DELETE FROM topo_data WHERE path = '/py7/b'")
+            sql("INSERT INTO topo_data (path, data) VALUES ('/py7/c', '3')")
+            time.sleep(0.3)
+            pump(hub, lambda: r.count(topohub.SYNCED) >= 2)
+            resync = [e for e in r.events if e.kind == topohub.RESYNC]
+            self.assertEqual(len(resync), 1)
+            self.assertEqual(resync[0].reason, topohub.RESYNC_EVICTED)
+            self.assertEqual(r.view, table("/py7"))
+            self.assertEqual(hub.stats()["evictions"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
