@@ -1,0 +1,1028 @@
+/*
+ * Tests of libtopohub.so against the real topohubd and a private MariaDB:
+ * the semantics of Watch and WatchRecursive (initial state, changes, deletes,
+ * prefix boundaries, transactions, stitching under concurrent writes),
+ * unwatch inside a callback, the free function once, the three wait modes
+ * and the library's own thread, get and sync, eviction of a stopped reader
+ * process and hub restarts (resync, convergence), and watch/unwatch from four
+ * threads while dispatching (run it under TSan: make test SAN=thread).
+ *
+ * The library is loaded with dlopen, as hosts load it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "topohub.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/mariadb.h"
+
+/* ---- fixture: one MariaDB and one hub for the program -------------------- */
+
+static struct th_mariadb *db;
+static struct th_hub_proc *hub;
+static const struct th_api *api;
+static void *lib;
+static char skip_reason[512];
+
+static void find_library(char *out, size_t len)
+{
+	const char *env = getenv("TH_LIBTOPOHUB");
+	if (env) {
+		snprintf(out, len, "%s", env);
+		return;
+	}
+	char exe[PATH_MAX - 32];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = 0;
+	for (int i = 0; i < 2; i++) {
+		char *s = strrchr(exe, '/');
+		if (s)
+			*s = 0;
+	}
+	snprintf(out, len, "%s/libtopohub.so", exe);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	char so[PATH_MAX];
+	find_library(so, sizeof so);
+	lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		fprintf(stderr, "dlopen %s: %s\n", so, dlerror());
+		return -1;
+	}
+	th_api_get_fn *get = (th_api_get_fn *)dlsym(lib, TH_API_SYMBOL);
+	if (!get || get(TH_ABI_MAJOR, TH_ABI_MINOR, &api) != 0)
+		return -1;
+	char why[1024] = "";
+	int rc = th_mariadb_start(NULL, &db, why, sizeof why);
+	if (rc == TH_MARIADB_UNAVAILABLE) {
+		snprintf(skip_reason, sizeof skip_reason, "%s", why);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "mariadb: %s\n", why);
+		return -1;
+	}
+	if (th_mariadb_create_topo_schema(db, NULL)) {
+		fprintf(stderr, "schema: %s\n", db->err);
+		return -1;
+	}
+	struct th_mariadb *srcs[] = { db };
+	struct th_hub_proc_options o = { .sources = srcs, .nsources = 1 };
+	rc = th_hub_proc_start(&o, &hub, why, sizeof why);
+	if (rc) {
+		fprintf(stderr, "topohubd: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (hub && th_hub_proc_sanitizer_report(hub)) {
+		char tail[4096];
+		fprintf(stderr, "topohubd sanitizer report:\n%s\n", th_hub_proc_log_tail(hub, tail, sizeof tail));
+	}
+	th_hub_proc_free(hub);
+	th_mariadb_stop(db);
+	if (lib)
+		dlclose(lib);
+	return 0;
+}
+
+#define NEED_SERVER()                                                                   \
+	do {                                                                            \
+		if (!db) {                                                              \
+			print_message("skipped: %s\n", skip_reason);                    \
+			skip();                                                         \
+		}                                                                       \
+	} while (0)
+
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sql(const char *fmt, ...)
+{
+	char q[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof q, fmt, ap);
+	va_end(ap);
+	if (th_mariadb_sql(db, "%s", q))
+		fail_msg("SQL %s: %s", q, db->err);
+}
+
+static struct th_conn *open_conn(uint32_t wait_mode, uint32_t flags, uint64_t timeout_ns)
+{
+	struct th_open_opts o = { .size = sizeof o, .socket_path = hub->socket, .wait_mode = wait_mode,
+				  .flags = flags, .timeout_ns = timeout_ns, .name = "test_plugin_live" };
+	struct th_conn *c = NULL;
+	int rc = api->open(&o, &c);
+	if (rc)
+		fail_msg("open: %s", api->strerror(rc));
+	return c;
+}
+
+/* ---- recording events ----------------------------------------------------- */
+
+#define MAXEV 8192
+#define MAXVIEW 512
+
+struct ev {
+	uint16_t kind;
+	uint32_t reason;
+	uint64_t revision;
+	int64_t version;
+	char key[96];
+	char value[96];
+	char raw[96];       /* the value's first bytes, NULs included */
+	uint32_t value_len;
+};
+
+struct rec {
+	pthread_mutex_t mu;
+	struct ev ev[MAXEV];
+	size_t n;
+	atomic_int frees;
+	/* unwatch from inside the callback on the first event of this kind */
+	uint16_t unwatch_on;
+	th_watch_id id;
+	struct th_conn *conn;
+	int unwatch_rc;
+	int unwatch_again_rc;
+	/* the watcher's view, from its events */
+	char vkey[MAXVIEW][96];
+	char vval[MAXVIEW][96];
+	int nview;
+	int resyncs, synced, ended;
+	bool in_resync;
+};
+
+static void rec_init(struct rec *r)
+{
+	memset(r, 0, sizeof *r);
+	pthread_mutex_init(&r->mu, NULL);
+}
+
+static void view_set(struct rec *r, const char *k, const char *v)
+{
+	for (int i = 0; i < r->nview; i++)
+		if (!strcmp(r->vkey[i], k)) {
+			snprintf(r->vval[i], sizeof r->vval[i], "%s", v);
+			return;
+		}
+	if (r->nview < MAXVIEW) {
+		snprintf(r->vkey[r->nview], sizeof r->vkey[0], "%s", k);
+		snprintf(r->vval[r->nview], sizeof r->vval[0], "%s", v);
+		r->nview++;
+	}
+}
+
+static void view_del(struct rec *r, const char *k)
+{
+	for (int i = 0; i < r->nview; i++)
+		if (!strcmp(r->vkey[i], k)) {
+			r->nview--;
+			memcpy(r->vkey[i], r->vkey[r->nview], sizeof r->vkey[i]);
+			memcpy(r->vval[i], r->vval[r->nview], sizeof r->vval[i]);
+			return;
+		}
+}
+
+static void on_event(const struct th_event *e, void *arg)
+{
+	struct rec *r = arg;
+	assert_true(e->size >= sizeof *e);
+	pthread_mutex_lock(&r->mu);
+	if (r->n < MAXEV) {
+		struct ev *x = &r->ev[r->n++];
+		x->kind = e->kind;
+		x->reason = e->reason;
+		x->revision = e->revision;
+		x->version = e->version;
+		snprintf(x->key, sizeof x->key, "%s", e->key ? e->key : "");
+		snprintf(x->value, sizeof x->value, "%s", e->value ? e->value : "");
+		x->value_len = e->value_len;
+		memcpy(x->raw, e->value ? e->value : "", e->value_len < sizeof x->raw ? e->value_len : sizeof x->raw);
+	}
+	switch (e->kind) {
+	case TH_EVENT_INITIAL:
+	case TH_EVENT_PUT:
+		view_set(r, e->key, e->value);
+		break;
+	case TH_EVENT_DELETE:
+		view_del(r, e->key);
+		break;
+	case TH_EVENT_RESYNC:
+		r->resyncs++;
+		r->in_resync = true;
+		break;
+	case TH_EVENT_SYNCED:
+		r->synced++;
+		r->in_resync = false;
+		break;
+	case TH_EVENT_ENDED:
+		r->ended++;
+		break;
+	}
+	bool unwatch = r->unwatch_on && e->kind == r->unwatch_on;
+	pthread_mutex_unlock(&r->mu);
+	if (unwatch) {
+		r->unwatch_on = 0;
+		r->unwatch_rc = api->unwatch(r->conn, e->watch);
+		r->unwatch_again_rc = api->unwatch(r->conn, e->watch);
+	}
+}
+
+static void on_free(void *arg)
+{
+	struct rec *r = arg;
+	atomic_fetch_add(&r->frees, 1);
+}
+
+static th_watch_id watch(struct th_conn *c, bool recursive, uint32_t table, const char *path, struct rec *r)
+{
+	struct th_watch_opts o = { .size = sizeof o, .table = table, .path = path, .callback = on_event, .arg = r,
+				   .free_arg = on_free };
+	th_watch_id id = 0;
+	int rc = recursive ? api->watch_recursive(c, &o, &id) : api->watch(c, &o, &id);
+	if (rc)
+		fail_msg("watch %s: %s", path, api->strerror(rc));
+	r->conn = c;
+	r->id = id;
+	return id;
+}
+
+/* A counter of r, read under its lock (callbacks may run on another thread). */
+static int locked(struct rec *r, const int *field)
+{
+	pthread_mutex_lock(&r->mu);
+	int v = *field;
+	pthread_mutex_unlock(&r->mu);
+	return v;
+}
+
+static size_t count(struct rec *r)
+{
+	pthread_mutex_lock(&r->mu);
+	size_t n = r->n;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Dispatch (or, with the library's thread, wait) until r holds n events. */
+static void pump(struct th_conn *c, struct rec *r, size_t n, bool threaded)
+{
+	uint64_t end = ms_now() + 10000;
+	while (count(r) < n && ms_now() < end) {
+		if (threaded) {
+			usleep(1000);
+		} else {
+			int rc = api->dispatch(c, 20000000);
+			assert_true(rc >= 0);
+		}
+	}
+	if (count(r) < n) {
+		for (size_t i = 0; i < r->n; i++)
+			print_message("  ev %zu: kind %u key %s value %s rev %llu\n", i, r->ev[i].kind, r->ev[i].key,
+				      r->ev[i].value, (unsigned long long)r->ev[i].revision);
+		fail_msg("waited for %zu events, got %zu", n, count(r));
+	}
+}
+
+/* Dispatch for ms milliseconds (to show that nothing more comes). */
+static void pump_for(struct th_conn *c, int ms)
+{
+	uint64_t end = ms_now() + (uint64_t)ms;
+	while (ms_now() < end)
+		assert_true(api->dispatch(c, 5000000) >= 0);
+}
+
+static void expect(struct rec *r, size_t i, uint16_t kind, const char *key, const char *value)
+{
+	if (i >= r->n)
+		fail_msg("event %zu missing", i);
+	struct ev *e = &r->ev[i];
+	if (e->kind != kind || (key && strcmp(e->key, key)) || (value && strcmp(e->value, value)))
+		fail_msg("event %zu: kind %u key '%s' value '%s'; expected kind %u key '%s' value '%s'", i, e->kind,
+			 e->key, e->value, kind, key ? key : "*", value ? value : "*");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "key\x01value;" items sorted by key bytes (\x01 sorts before any key
+ * byte), joined with '=' in place of \x01. */
+static void join_sorted(char **items, int n, char *out, size_t len)
+{
+	qsort(items, (size_t)n, sizeof items[0], cmp_str);
+	out[0] = 0;
+	for (int i = 0; i < n; i++) {
+		size_t k = strlen(out);
+		snprintf(out + k, len - k, "%s", items[i]);
+		for (char *p = out + k; *p; p++)
+			if (*p == 1)
+				*p = '=';
+	}
+}
+
+/* The table's rows under prefix as "k=v;" in key order, and the view's. */
+static void table_text(const char *prefix, char *out, size_t len)
+{
+	sql("SELECT 1"); /* opens the admin connection */
+	char q[512];
+	snprintf(q, sizeof q, "SELECT path, data FROM topo.topo_data WHERE path = '%s' OR path LIKE '%s/%%' ORDER BY path",
+		 prefix, prefix);
+	assert_int_equal(mysql_query(db->admin, q), 0);
+	MYSQL_RES *res = mysql_store_result(db->admin);
+	assert_non_null(res);
+	static char buf[MAXVIEW][200];
+	char *items[MAXVIEW];
+	int n = 0;
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res)) != NULL && n < MAXVIEW) {
+		snprintf(buf[n], sizeof buf[n], "%s\x01%s;", row[0], row[1] ? row[1] : "");
+		items[n] = buf[n];
+		n++;
+	}
+	mysql_free_result(res);
+	join_sorted(items, n, out, len);
+}
+
+
+static void view_text(struct rec *r, char *out, size_t len)
+{
+	char *items[MAXVIEW];
+	static char buf[MAXVIEW][200];
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->nview; i++) {
+		snprintf(buf[i], sizeof buf[i], "%s\x01%s;", r->vkey[i], r->vval[i]);
+		items[i] = buf[i];
+	}
+	int n = r->nview;
+	pthread_mutex_unlock(&r->mu);
+	join_sorted(items, n, out, len);
+}
+
+/* ---- semantics ------------------------------------------------------------ */
+
+static void test_plugin_live__watch_initial_changes_then_delete_ends(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data, version) VALUES ('/w1/a', 'one', 1)");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, false, TH_TABLE_DATA, "/w1/a", &r);
+	pump(c, &r, 1, false);
+	expect(&r, 0, TH_EVENT_INITIAL, "/w1/a", "one");
+	assert_int_equal(r.ev[0].version, 1);
+	assert_true(r.ev[0].revision > 0);
+	sql("UPDATE topo.topo_data SET data = 'two', version = version + 1 WHERE path = '/w1/a'");
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w1/a/child', 'not mine')");
+	sql("UPDATE topo.topo_data SET data = 'three', version = version + 1 WHERE path = '/w1/a'");
+	sql("DELETE FROM topo.topo_data WHERE path = '/w1/a'");
+	pump(c, &r, 5, false);
+	expect(&r, 1, TH_EVENT_PUT, "/w1/a", "two");
+	assert_int_equal(r.ev[1].version, 2);
+	expect(&r, 2, TH_EVENT_PUT, "/w1/a", "three");
+	expect(&r, 3, TH_EVENT_DELETE, "/w1/a", "");
+	expect(&r, 4, TH_EVENT_ENDED, NULL, NULL);
+	assert_int_equal(r.ev[4].reason, TH_END_DELETED);
+	for (int i = 1; i < 4; i++)
+		assert_true(r.ev[i].revision > r.ev[i - 1].revision);
+	/* A re-create does not revive an ended watch. */
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w1/a', 'again')");
+	pump_for(c, 100);
+	assert_int_equal(count(&r), 5);
+	assert_int_equal(atomic_load(&r.frees), 1);
+	assert_int_equal(api->unwatch(c, r.id), -ENOENT);
+	api->close(c);
+	assert_int_equal(atomic_load(&r.frees), 1);
+}
+
+static void test_plugin_live__watch_of_missing_path_is_not_found(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, false, TH_TABLE_DATA, "/w2/none", &r);
+	pump(c, &r, 2, false);
+	expect(&r, 0, TH_EVENT_NOT_FOUND, "/w2/none", NULL);
+	expect(&r, 1, TH_EVENT_ENDED, NULL, NULL);
+	assert_int_equal(r.ev[1].reason, TH_END_NOT_FOUND);
+	pump_for(c, 20);
+	assert_int_equal(atomic_load(&r.frees), 1);
+	api->close(c);
+	assert_int_equal(atomic_load(&r.frees), 1);
+}
+
+static void test_plugin_live__recursive_initial_changes_deletes_and_boundaries(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w3/ks', 'root'), ('/w3/ks/s1', 'shard1'), "
+	    "('/w3/ksx', 'sibling'), ('/w3/ks2/s', 'other'), ('/w3/ks/s0/t', 'deep')");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/w3/ks/", &r);
+	pump(c, &r, 4, false);
+	expect(&r, 0, TH_EVENT_INITIAL, "/w3/ks", "root");
+	expect(&r, 1, TH_EVENT_INITIAL, "/w3/ks/s0/t", "deep");
+	expect(&r, 2, TH_EVENT_INITIAL, "/w3/ks/s1", "shard1");
+	expect(&r, 3, TH_EVENT_SYNCED, NULL, NULL);
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w3/ksy', 'no')");
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w3/ks/s2', 'shard2')");
+	sql("UPDATE topo.topo_data SET data = 'no' WHERE path = '/w3/ksx'");
+	sql("DELETE FROM topo.topo_data WHERE path = '/w3/ks/s1'");
+	sql("UPDATE topo.topo_data SET data = 'root2' WHERE path = '/w3/ks'");
+	sql("DELETE FROM topo.topo_data WHERE path = '/w3/ks'");
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w3/ks', 'back')");
+	pump(c, &r, 9, false);
+	expect(&r, 4, TH_EVENT_PUT, "/w3/ks/s2", "shard2");
+	expect(&r, 5, TH_EVENT_DELETE, "/w3/ks/s1", "");
+	expect(&r, 6, TH_EVENT_PUT, "/w3/ks", "root2");
+	expect(&r, 7, TH_EVENT_DELETE, "/w3/ks", "");
+	expect(&r, 8, TH_EVENT_PUT, "/w3/ks", "back"); /* a recursive watch goes on */
+	pump_for(c, 50);
+	assert_int_equal(count(&r), 9);
+	char want[2048], got[2048];
+	table_text("/w3/ks", want, sizeof want);
+	view_text(&r, got, sizeof got);
+	assert_string_equal(got, want);
+	assert_int_equal(api->unwatch(c, r.id), 0);
+	assert_int_equal(api->unwatch(c, r.id), -ENOENT);
+	pump_for(c, 10);
+	assert_int_equal(atomic_load(&r.frees), 1);
+	api->close(c);
+}
+
+static void test_plugin_live__transaction_is_one_revision(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/w4", &r);
+	pump(c, &r, 1, false); /* SYNCED of an empty prefix */
+	expect(&r, 0, TH_EVENT_SYNCED, NULL, NULL);
+	sql("BEGIN; INSERT INTO topo.topo_data (path, data) VALUES ('/w4/a', '1'); "
+	    "INSERT INTO topo.topo_data (path, data) VALUES ('/w4/b', '2'); "
+	    "UPDATE topo.topo_data SET data = '1b' WHERE path = '/w4/a'; COMMIT");
+	pump(c, &r, 4, false);
+	expect(&r, 1, TH_EVENT_PUT, "/w4/a", "1");
+	expect(&r, 2, TH_EVENT_PUT, "/w4/b", "2");
+	expect(&r, 3, TH_EVENT_PUT, "/w4/a", "1b");
+	assert_int_equal(r.ev[1].revision, r.ev[2].revision);
+	assert_int_equal(r.ev[2].revision, r.ev[3].revision);
+	/* Other tables: an election row changing leader. Its value is the
+	 * hub's serialisation of (leader_id, contents): u32 length + bytes each. */
+	static struct rec e;
+	rec_init(&e);
+	sql("INSERT INTO topo.topo_elections (name, leader_id, contents, expires_at) "
+	    "VALUES ('/w4/election', 'tablet-1', 'x', NOW() + INTERVAL 1 HOUR)");
+	watch(c, false, TH_TABLE_ELECTIONS, "/w4/election", &e);
+	pump(c, &e, 1, false);
+	expect(&e, 0, TH_EVENT_INITIAL, "/w4/election", NULL);
+	assert_non_null(memmem(e.ev[0].raw, e.ev[0].value_len, "tablet-1", 8));
+	sql("UPDATE topo.topo_elections SET leader_id = 'tablet-2' WHERE name = '/w4/election'");
+	pump(c, &e, 2, false);
+	expect(&e, 1, TH_EVENT_PUT, "/w4/election", NULL);
+	assert_non_null(memmem(e.ev[1].raw, e.ev[1].value_len, "tablet-2", 8));
+	api->close(c);
+}
+
+struct writer {
+	int n;
+	const char *key;
+	atomic_int done;
+};
+
+static void *write_loop(void *arg)
+{
+	struct writer *w = arg;
+	for (int i = 1; i <= w->n; i++)
+		sql("UPDATE topo.topo_data SET data = '%d', version = %d WHERE path = '%s'", i, i + 1, w->key);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+/* Watches registered while the key changes fast: each sees one initial value
+ * and then exactly the later values, in order, none twice, none missing. */
+static void test_plugin_live__stitching_under_concurrent_writes(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data, version) VALUES ('/w5/k', '0', 1)");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	enum { NW = 6, N = 300 };
+	static struct rec r[NW];
+	struct writer w = { .n = N, .key = "/w5/k" };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, write_loop, &w), 0);
+	for (int i = 0; i < NW; i++) {
+		rec_init(&r[i]);
+		usleep(20000);
+		watch(c, i % 2, TH_TABLE_DATA, i % 2 ? "/w5" : "/w5/k", &r[i]);
+		pump_for(c, 10);
+	}
+	while (!atomic_load(&w.done))
+		pump_for(c, 10);
+	pthread_join(t, NULL);
+	pump_for(c, 200);
+	for (int i = 0; i < NW; i++) {
+		struct rec *x = &r[i];
+		int last = -1;
+		uint64_t rev = 0;
+		for (size_t j = 0; j < x->n; j++) {
+			if (x->ev[j].kind == TH_EVENT_SYNCED)
+				continue;
+			assert_true(x->ev[j].kind == (j == 0 ? TH_EVENT_INITIAL : TH_EVENT_PUT));
+			int v = atoi(x->ev[j].value);
+			if (last >= 0 && v != last + 1)
+				fail_msg("watch %d: value %d after %d (event %zu)", i, v, last, j);
+			assert_true(x->ev[j].revision > rev || j == 0);
+			rev = x->ev[j].revision;
+			last = v;
+		}
+		assert_int_equal(last, N);
+	}
+	api->close(c);
+	for (int i = 0; i < NW; i++)
+		assert_int_equal(atomic_load(&r[i].frees), 1);
+}
+
+static void test_plugin_live__unwatch_inside_callback(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w6/a', 'x')");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r, r2;
+	rec_init(&r);
+	rec_init(&r2);
+	r.unwatch_on = TH_EVENT_PUT;
+	watch(c, true, TH_TABLE_DATA, "/w6", &r);
+	watch(c, true, TH_TABLE_DATA, "/w6", &r2);
+	pump(c, &r, 2, false);
+	pump(c, &r2, 2, false);
+	sql("BEGIN; UPDATE topo.topo_data SET data = 'y' WHERE path = '/w6/a'; "
+	    "INSERT INTO topo.topo_data (path, data) VALUES ('/w6/b', 'z'); COMMIT");
+	sql("UPDATE topo.topo_data SET data = 'w' WHERE path = '/w6/a'");
+	pump(c, &r2, 5, false);
+	pump_for(c, 50);
+	/* The first put reached it; it unwatched there; nothing after. */
+	assert_int_equal(count(&r), 3);
+	expect(&r, 2, TH_EVENT_PUT, "/w6/a", "y");
+	assert_int_equal(r.unwatch_rc, 0);
+	assert_int_equal(r.unwatch_again_rc, -ENOENT);
+	assert_int_equal(atomic_load(&r.frees), 1);
+	assert_int_equal(atomic_load(&r2.frees), 0);
+	api->close(c);
+	assert_int_equal(atomic_load(&r.frees), 1);
+	assert_int_equal(atomic_load(&r2.frees), 1);
+}
+
+static void test_plugin_live__older_caller_and_bad_flags(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w7/a', 'old')");
+	/* An older caller: open opts without name, watch opts without arg/free. */
+	struct th_open_opts oo = { .size = offsetof(struct th_open_opts, name), .socket_path = hub->socket };
+	struct th_conn *c = NULL;
+	assert_int_equal(api->open(&oo, &c), 0);
+	static struct rec r;
+	rec_init(&r);
+	struct th_watch_opts o = { .size = offsetof(struct th_watch_opts, arg), .path = "/w7/a", .callback = on_event,
+				   .arg = &r /* beyond size: must be ignored */ };
+	th_watch_id id;
+	assert_int_equal(api->watch(c, &o, &id), -0); /* accepted, arg defaults to NULL */
+	/* NULL arg: the callback would crash on it; unwatch before dispatching. */
+	assert_int_equal(api->unwatch(c, id), 0);
+	o.size = sizeof o;
+	o.flags = 0x40;
+	assert_int_equal(api->watch(c, &o, &id), -EINVAL);
+	o.flags = 0;
+	o.table = 1000;
+	assert_int_equal(api->watch(c, &o, &id), -EINVAL);
+	o.table = 0;
+	o.callback = NULL;
+	assert_int_equal(api->watch(c, &o, &id), -EINVAL);
+	assert_int_equal(api->fd(c), -EINVAL); /* not in fd mode */
+	pump_for(c, 10);
+	api->close(c);
+}
+
+static void test_plugin_live__fd_mode_in_epoll(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_conn *c = open_conn(TH_WAIT_FD, 0, 0);
+	int fd = api->fd(c);
+	assert_true(fd >= 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ee = { .events = EPOLLIN };
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ee), 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/w8", &r);
+	uint64_t end = ms_now() + 10000;
+	bool inserted = false;
+	while (count(&r) < 2 && ms_now() < end) {
+		if (!inserted && count(&r) == 1) {
+			expect(&r, 0, TH_EVENT_SYNCED, NULL, NULL);
+			sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w8/a', 'fd')");
+			inserted = true;
+		}
+		struct epoll_event out;
+		if (epoll_wait(ep, &out, 1, 1000) == 1)
+			assert_true(api->dispatch(c, 0) >= 0);
+	}
+	assert_true(count(&r) >= 2);
+	expect(&r, r.n - 1, TH_EVENT_PUT, "/w8/a", "fd");
+	close(ep);
+	api->close(c);
+}
+
+static void test_plugin_live__library_thread_runs_callbacks(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	for (uint32_t mode = TH_WAIT_FUTEX; mode <= TH_WAIT_FD; mode++) {
+		struct th_conn *c = open_conn(mode, TH_OPEN_F_THREAD, 0);
+		assert_int_equal(api->dispatch(c, 0), -EINVAL);
+		static struct rec r;
+		rec_init(&r);
+		char path[32];
+		snprintf(path, sizeof path, "/w9/%u", mode);
+		watch(c, true, TH_TABLE_DATA, path, &r);
+		pump(c, &r, 1, true);
+		sql("INSERT INTO topo.topo_data (path, data) VALUES ('%s/x', 'threaded')", path);
+		pump(c, &r, 2, true);
+		expect(&r, 1, TH_EVENT_PUT, NULL, "threaded");
+		api->close(c);
+		assert_int_equal(atomic_load(&r.frees), 1);
+	}
+}
+
+static void test_plugin_live__get_and_sync(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/w10", &r);
+	pump(c, &r, 1, false);
+	sql("INSERT INTO topo.topo_data (path, data, version) VALUES ('/w10/a', 'got', 3)");
+	char gtid[256];
+	assert_int_equal(th_mariadb_query_value(db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	uint64_t rev = 0;
+	int rc = api->sync(c, gtid, 5000000000ll, &rev);
+	if (rc)
+		fail_msg("sync %s: %s", gtid, api->strerror(rc));
+	assert_true(rev > 0);
+	/* Once dispatch reaches that revision, the insert has been delivered. */
+	struct th_stats st = { .size = sizeof st };
+	uint64_t end = ms_now() + 5000;
+	do {
+		api->dispatch(c, 1000000);
+		api->stats(c, &st);
+	} while (st.revision < rev && ms_now() < end);
+	assert_true(st.revision >= rev);
+	expect(&r, 1, TH_EVENT_PUT, "/w10/a", "got");
+	struct th_entry *e = NULL;
+	assert_int_equal(api->get(c, TH_TABLE_DATA, "/w10/a", &e), 0);
+	assert_string_equal(e->value, "got");
+	assert_int_equal(e->version, 3);
+	assert_true(e->size >= sizeof *e);
+	api->entry_free(e);
+	assert_int_equal(api->get(c, TH_TABLE_DATA, "/w10/none", &e), -TH_ENOTFOUND);
+	assert_int_equal(api->sync(c, "not a gtid", 1000000, NULL), -TH_EGTID);
+	api->close(c);
+}
+
+static int threads_now(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_plugin_live__no_hidden_threads(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	int before = threads_now();
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/w11", &r);
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w11/a', 't')");
+	pump(c, &r, 2, false);
+	assert_int_equal(api->unwatch(c, r.id), 0);
+	pump_for(c, 10);
+	assert_int_equal(threads_now(), before);
+	api->close(c);
+	assert_int_equal(threads_now(), before);
+}
+
+/* ---- four threads registering while one dispatches ------------------------ */
+
+struct churn {
+	struct th_conn *c;
+	int seed;
+	atomic_int *made, *freed, *calls;
+};
+
+static void churn_cb(const struct th_event *e, void *arg)
+{
+	struct churn *ch = arg;
+	atomic_fetch_add(ch->calls, 1);
+	/* Now and then, end the watch from inside its own callback. */
+	if (e->kind == TH_EVENT_PUT && (e->revision & 3) == 0)
+		api->unwatch(ch->c, e->watch);
+}
+
+static void churn_free(void *arg)
+{
+	struct churn *ch = arg;
+	atomic_fetch_add(ch->freed, 1);
+	free(ch);
+}
+
+static void *churn_thread(void *arg)
+{
+	struct churn *base = arg;
+	unsigned seed = (unsigned)base->seed;
+	th_watch_id live[16] = { 0 };
+	for (int i = 0; i < 400; i++) {
+		int slot = rand_r(&seed) % 16;
+		if (live[slot]) {
+			int rc = api->unwatch(base->c, live[slot]);
+			assert_true(rc == 0 || rc == -ENOENT); /* it may have ended itself */
+			live[slot] = 0;
+		}
+		struct churn *ch = malloc(sizeof *ch);
+		*ch = *base;
+		char path[64];
+		int k = rand_r(&seed) % 8;
+		snprintf(path, sizeof path, k < 3 ? "/cc" : "/cc/k%d", k);
+		struct th_watch_opts o = { .size = sizeof o, .path = path, .callback = churn_cb, .arg = ch,
+					   .free_arg = churn_free };
+		int rc = (k & 1) ? api->watch(base->c, &o, &live[slot]) : api->watch_recursive(base->c, &o, &live[slot]);
+		assert_int_equal(rc, 0);
+		atomic_fetch_add(base->made, 1);
+		if (i % 50 == 0)
+			usleep(1000);
+	}
+	for (int s = 0; s < 16; s++)
+		if (live[s])
+			api->unwatch(base->c, live[s]);
+	return NULL;
+}
+
+static atomic_int stop_dispatch;
+
+static void *dispatch_until_stopped(void *arg)
+{
+	struct th_conn *c = arg;
+	while (!atomic_load(&stop_dispatch))
+		assert_true(api->dispatch(c, 2000000) >= 0);
+	return NULL;
+}
+
+static void test_plugin_live__watch_unwatch_from_four_threads_while_dispatching(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	for (int k = 0; k < 8; k++)
+		sql("INSERT INTO topo.topo_data (path, data) VALUES ('/cc/k%d', '0')", k);
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	atomic_int made = 0, freed = 0, calls = 0;
+	atomic_store(&stop_dispatch, 0);
+	pthread_t d, t[4];
+	assert_int_equal(pthread_create(&d, NULL, dispatch_until_stopped, c), 0);
+	struct churn base[4];
+	for (int i = 0; i < 4; i++) {
+		base[i] = (struct churn){ c, i + 1, &made, &freed, &calls };
+		assert_int_equal(pthread_create(&t[i], NULL, churn_thread, &base[i]), 0);
+	}
+	for (int i = 0; i < 60; i++)
+		sql("UPDATE topo.topo_data SET data = '%d' WHERE path = '/cc/k%d'", i, i % 8);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	/* A second dispatcher is refused while the first runs. */
+	int rc = api->dispatch(c, 0);
+	assert_true(rc == -EBUSY || rc >= 0);
+	usleep(100000);
+	atomic_store(&stop_dispatch, 1);
+	pthread_join(d, NULL);
+	pump_for(c, 20);
+	assert_int_equal(atomic_load(&made), 1600);
+	assert_int_equal(atomic_load(&freed), 1600); /* every free function, once */
+	assert_true(atomic_load(&calls) > 0);
+	struct th_stats st = { .size = sizeof st };
+	api->stats(c, &st);
+	assert_int_equal(st.watches, 0);
+	assert_int_equal(st.entries, 0); /* nothing watched, nothing kept */
+	api->close(c);
+	assert_int_equal(atomic_load(&freed), 1600);
+}
+
+/* ---- losing continuity ------------------------------------------------------ */
+
+/* A reader process stopped past its slow-consumer timeout is evicted; when it
+ * continues it gets RESYNC, the changes, SYNCED, and its view equals the
+ * table. */
+static void test_plugin_live__stopped_reader_is_evicted_and_resyncs(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/ev/a', '1'), ('/ev/b', '2'), ('/ev/c', '3')");
+	int to_parent[2], to_child[2];
+	assert_int_equal(pipe(to_parent), 0);
+	assert_int_equal(pipe(to_child), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The reader process: a fresh connection, a 50 ms timeout. */
+		struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 50000000);
+		static struct rec r;
+		rec_init(&r);
+		watch(c, true, TH_TABLE_DATA, "/ev", &r);
+		close(to_parent[0]);
+		uint64_t end = ms_now() + 20000;
+		while (r.synced < 1 && ms_now() < end)
+			api->dispatch(c, 10000000);
+		if (write(to_parent[1], "R", 1) != 1)
+			_exit(2);
+		while (r.synced < 2 && ms_now() < end)
+			api->dispatch(c, 10000000);
+		char out[8192];
+		view_text(&r, out, sizeof out);
+		struct th_stats st = { .size = sizeof st };
+		api->stats(c, &st);
+		int reason = -1;
+		for (size_t i = 0; i < r.n && reason < 0; i++)
+			if (r.ev[i].kind == TH_EVENT_RESYNC)
+				reason = (int)r.ev[i].reason;
+		char msg[8400];
+		int n = snprintf(msg, sizeof msg, "%d %d %llu %s", r.resyncs, reason, (unsigned long long)st.evictions, out);
+		if (write(to_parent[1], msg, (size_t)n + 1) < 0)
+			_exit(2);
+		_exit(0);
+	}
+	close(to_parent[1]);
+	to_parent[1] = -1;
+	char b;
+	assert_int_equal(read(to_parent[0], &b, 1), 1);
+	kill(pid, SIGSTOP);
+	sql("UPDATE topo.topo_data SET data = '1b' WHERE path = '/ev/a'");
+	sql("DELETE FROM topo.topo_data WHERE path = '/ev/b'");
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/ev/d', '4')");
+	usleep(300000); /* well past the 50 ms timeout */
+	sql("UPDATE topo.topo_data SET data = '3b' WHERE path = '/ev/c'");
+	usleep(100000);
+	kill(pid, SIGCONT);
+	char msg[8400] = "";
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(to_parent[0], msg + got, sizeof msg - 1 - got)) > 0)
+		got += (size_t)n;
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	int resyncs = 0, reason = 0;
+	unsigned long long evictions = 0;
+	char view[8192] = "";
+	sscanf(msg, "%d %d %llu %8191s", &resyncs, &reason, &evictions, view);
+	char want[2048];
+	table_text("/ev", want, sizeof want);
+	assert_string_equal(view, want);
+	assert_int_equal(resyncs, 1);
+	assert_int_equal(reason, TH_RESYNC_EVICTED);
+	assert_int_equal(evictions, 1);
+	close(to_parent[0]);
+	close(to_child[0]);
+	close(to_child[1]);
+}
+
+/* The hub killed and started again: every reader (futex and fd modes) gets
+ * RESYNC, then what changed while it was away, then SYNCED. */
+static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/hr/a', '1'), ('/hr/b', '2')");
+	struct th_conn *c1 = open_conn(TH_WAIT_FUTEX, 0, 0);
+	struct th_conn *c2 = open_conn(TH_WAIT_FD, TH_OPEN_F_THREAD, 0);
+	static struct rec r1, r2, x1;
+	rec_init(&r1);
+	rec_init(&r2);
+	rec_init(&x1);
+	watch(c1, true, TH_TABLE_DATA, "/hr", &r1);
+	watch(c1, false, TH_TABLE_DATA, "/hr/b", &x1);
+	watch(c2, true, TH_TABLE_DATA, "/hr", &r2);
+	pump(c1, &r1, 3, false);
+	pump(c1, &x1, 1, false);
+	pump(c2, &r2, 3, true);
+	assert_int_equal(th_hub_proc_kill(hub), 0);
+	pump_for(c1, 100);
+	assert_int_equal(r1.resyncs, 1);
+	assert_int_equal(x1.resyncs, 1);
+	sql("UPDATE topo.topo_data SET data = '1b' WHERE path = '/hr/a'");
+	sql("DELETE FROM topo.topo_data WHERE path = '/hr/b'");
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/hr/c', '3')");
+	char why[1024];
+	if (th_hub_proc_restart(hub, why, sizeof why))
+		fail_msg("restart: %s", why);
+	uint64_t end = ms_now() + 15000;
+	while ((r1.synced < 2 || locked(&r2, &r2.synced) < 2 || x1.ended < 1) && ms_now() < end)
+		api->dispatch(c1, 10000000);
+	assert_int_equal(r1.synced, 2);
+	assert_int_equal(locked(&r2, &r2.synced), 2);
+	char want[1024], got1[1024], got2[1024];
+	table_text("/hr", want, sizeof want);
+	view_text(&r1, got1, sizeof got1);
+	view_text(&r2, got2, sizeof got2);
+	assert_string_equal(got1, want);
+	assert_string_equal(got2, want);
+	/* The exact watch of the deleted path: RESYNC, DELETE, ENDED. */
+	expect(&x1, x1.n - 1, TH_EVENT_ENDED, NULL, NULL);
+	expect(&x1, x1.n - 2, TH_EVENT_DELETE, "/hr/b", NULL);
+	/* And the stream goes on. */
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/hr/d', '4')");
+	size_t n = count(&r1);
+	pump(c1, &r1, n + 1, false);
+	expect(&r1, n, TH_EVENT_PUT, "/hr/d", "4");
+	struct th_stats st = { .size = sizeof st };
+	api->stats(c1, &st);
+	assert_int_equal(st.reconnects, 1);
+	api->close(c1);
+	api->close(c2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plugin_live__watch_initial_changes_then_delete_ends),
+		cmocka_unit_test(test_plugin_live__watch_of_missing_path_is_not_found),
+		cmocka_unit_test(test_plugin_live__recursive_initial_changes_deletes_and_boundaries),
+		cmocka_unit_test(test_plugin_live__transaction_is_one_revision),
+		cmocka_unit_test(test_plugin_live__stitching_under_concurrent_writes),
+		cmocka_unit_test(test_plugin_live__unwatch_inside_callback),
+		cmocka_unit_test(test_plugin_live__older_caller_and_bad_flags),
+		cmocka_unit_test(test_plugin_live__fd_mode_in_epoll),
+		cmocka_unit_test(test_plugin_live__library_thread_runs_callbacks),
+		cmocka_unit_test(test_plugin_live__get_and_sync),
+		cmocka_unit_test(test_plugin_live__no_hidden_threads),
+		cmocka_unit_test(test_plugin_live__watch_unwatch_from_four_threads_while_dispatching),
+		cmocka_unit_test(test_plugin_live__stopped_reader_is_evicted_and_resyncs),
+		cmocka_unit_test(test_plugin_live__hub_restart_every_reader_resyncs),
+	};
+	if (getenv("TH_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
