@@ -104,6 +104,10 @@ test: all
 	@scripts/install-deps.sh test
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 
+demo: all
+	@scripts/install-deps.sh test
+	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh
+
 bench: all
 	@scripts/install-deps.sh bench
 	@bench/run.sh $(BUILD)
