@@ -1007,13 +1007,14 @@ static int read_ring(struct th_conn *c)
 		nrec++;
 		stat_add(&c->st_records, 1);
 		if (rec.type == TH_REC_CHANGE) {
-			handle_change(c, &rec, c->buf);
+			/* First: an ENDED or RESYNC it causes carries its revision. */
 			if (rec.len >= sizeof(struct th_rec_change)) {
 				uint64_t r;
 				memcpy(&r, c->buf, sizeof r);
 				if (r > c->revision)
 					c->revision = r;
 			}
+			handle_change(c, &rec, c->buf);
 		} else if (rec.type == TH_REC_RESYNC && rec.len >= sizeof(struct th_rec_resync)) {
 			struct th_rec_resync rs;
 			memcpy(&rs, c->buf, sizeof rs);
