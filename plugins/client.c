@@ -983,8 +983,14 @@ static int read_ring(struct th_conn *c)
 			c->buflen = rec.len;
 			continue;
 		}
+		if (rc == -TH_EEVICTED && th_ring_reader_evict_reason(c->ring) == TH_RING_EVICT_SHUTDOWN) {
+			hub_lost(c); /* the hub is going away: reconnect to the next one */
+			return rc;
+		}
 		if (rc == -TH_EEVICTED || rc == -TH_ELAPPED) {
-			lose(c, UINT32_MAX, rc == -TH_EEVICTED ? TH_RESYNC_EVICTED : TH_RESYNC_LAPPED);
+			/* The hub evicts a reader it lapped: name the cause, not the messenger. */
+			bool lapped = rc == -TH_ELAPPED || th_ring_reader_evict_reason(c->ring) == TH_RING_EVICT_LAPPED;
+			lose(c, UINT32_MAX, lapped ? TH_RESYNC_LAPPED : TH_RESYNC_EVICTED);
 			uint64_t pos;
 			th_ring_reader_rejoin(c->ring, &pos);
 			struct th_msg_rejoin_reply rep;
@@ -1069,6 +1075,21 @@ out:
 	return work + c->delivered;
 }
 
+/* TH_WAIT_FD: take the epoll set's events without waiting, so that a closed
+ * control socket or an expired backoff timer is handled even by a
+ * dispatch(c, 0), and the caller's level-triggered epoll does not spin. */
+static void poll_events(struct th_conn *c, int timeout_ms)
+{
+	struct epoll_event evs[4];
+	int n = epoll_wait(c->epoll_fd, evs, 4, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.fd == c->timer_fd)
+			drain_fd(c->timer_fd);
+		else if (c->connected && evs[i].data.fd == c->ctl_fd && ctl_dead(c))
+			hub_lost(c);
+	}
+}
+
 static int wait_work(struct th_conn *c, uint64_t deadline)
 {
 	uint64_t now = th_now_ns();
@@ -1120,6 +1141,8 @@ static int dispatch_locked(struct th_conn *c, int64_t timeout_ns)
 	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : th_now_ns() + (uint64_t)timeout_ns;
 	if (c->wait_mode == TH_WAIT_FD && c->connected)
 		th_ring_reader_disarm(c->ring);
+	if (c->wait_mode == TH_WAIT_FD)
+		poll_events(c, 0);
 	int work = dispatch_round(c);
 	while (work == 0 && !th_load_relaxed(&c->stop)) {
 		if (!wait_work(c, deadline) && th_now_ns() >= deadline)

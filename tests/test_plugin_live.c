@@ -144,6 +144,18 @@ static struct th_conn *open_conn(uint32_t wait_mode, uint32_t flags, uint64_t ti
 	return c;
 }
 
+/* Wait until the hub has published everything committed so far: a watch
+ * registered after this sees those rows (the hub is a replica: without it, a
+ * watch may start from a state just before them, which is correct too). */
+static void catch_up(struct th_conn *c)
+{
+	char gtid[512];
+	assert_int_equal(th_mariadb_query_value(db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	int rc = api->sync(c, gtid, 10000000000ll, NULL);
+	if (rc)
+		fail_msg("sync %s: %s", gtid, api->strerror(rc));
+}
+
 /* ---- recording events ----------------------------------------------------- */
 
 #define MAXEV 8192
@@ -402,6 +414,7 @@ static void test_plugin_live__watch_initial_changes_then_delete_ends(void **stat
 	NEED_SERVER();
 	sql("INSERT INTO topo.topo_data (path, data, version) VALUES ('/w1/a', 'one', 1)");
 	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
 	static struct rec r;
 	rec_init(&r);
 	watch(c, false, TH_TABLE_DATA, "/w1/a", &r);
@@ -457,6 +470,7 @@ static void test_plugin_live__recursive_initial_changes_deletes_and_boundaries(v
 	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w3/ks', 'root'), ('/w3/ks/s1', 'shard1'), "
 	    "('/w3/ksx', 'sibling'), ('/w3/ks2/s', 'other'), ('/w3/ks/s0/t', 'deep')");
 	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
 	static struct rec r;
 	rec_init(&r);
 	watch(c, true, TH_TABLE_DATA, "/w3/ks/", &r);
@@ -516,6 +530,7 @@ static void test_plugin_live__transaction_is_one_revision(void **state)
 	rec_init(&e);
 	sql("INSERT INTO topo.topo_elections (name, leader_id, contents, expires_at) "
 	    "VALUES ('/w4/election', 'tablet-1', 'x', NOW() + INTERVAL 1 HOUR)");
+	catch_up(c);
 	watch(c, false, TH_TABLE_ELECTIONS, "/w4/election", &e);
 	pump(c, &e, 1, false);
 	expect(&e, 0, TH_EVENT_INITIAL, "/w4/election", NULL);
@@ -550,6 +565,7 @@ static void test_plugin_live__stitching_under_concurrent_writes(void **state)
 	NEED_SERVER();
 	sql("INSERT INTO topo.topo_data (path, data, version) VALUES ('/w5/k', '0', 1)");
 	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
 	enum { NW = 6, N = 300 };
 	static struct rec r[NW];
 	struct writer w = { .n = N, .key = "/w5/k" };
@@ -593,6 +609,7 @@ static void test_plugin_live__unwatch_inside_callback(void **state)
 	NEED_SERVER();
 	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w6/a', 'x')");
 	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
 	static struct rec r, r2;
 	rec_init(&r);
 	rec_init(&r2);
@@ -880,6 +897,9 @@ static void test_plugin_live__stopped_reader_is_evicted_and_resyncs(void **state
 	(void)state;
 	NEED_SERVER();
 	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/ev/a', '1'), ('/ev/b', '2'), ('/ev/c', '3')");
+	struct th_conn *cu = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(cu);
+	api->close(cu);
 	int to_parent[2], to_child[2];
 	assert_int_equal(pipe(to_parent), 0);
 	assert_int_equal(pipe(to_child), 0);
@@ -949,6 +969,52 @@ static void test_plugin_live__stopped_reader_is_evicted_and_resyncs(void **state
 	close(to_child[1]);
 }
 
+/* A reader with a long timeout that the ring overtakes (a small ring, a burst
+ * of writes) learns it, resyncs, and converges. A hub of its own, so that the
+ * small ring troubles no other test. */
+static void test_plugin_live__lapped_reader_resyncs(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_mariadb *srcs[] = { db };
+	const char *args[] = { "--ring-capacity=65536", "--reader-timeout-max-ms=600000", NULL };
+	struct th_hub_proc_options o = { .sources = srcs, .nsources = 1, .extra_args = args };
+	struct th_hub_proc *small = NULL;
+	char why[1024];
+	if (th_hub_proc_start(&o, &small, why, sizeof why))
+		fail_msg("topohubd: %s", why);
+	struct th_open_opts oo = { .size = sizeof oo, .socket_path = small->socket, .timeout_ns = 600000000000ull };
+	struct th_conn *c = NULL;
+	assert_int_equal(api->open(&oo, &c), 0);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/lap", &r);
+	pump(c, &r, 1, false);
+	/* About 300 KB of changes, over four ring capacities, while we do not read. */
+	for (int i = 0; i < 150; i++)
+		sql("INSERT INTO topo.topo_data (path, data) VALUES ('/lap/k%03d', REPEAT('x', 2000)) "
+		    "ON DUPLICATE KEY UPDATE data = REPEAT('y', 2000)", i % 40);
+	sql("DELETE FROM topo.topo_data WHERE path = '/lap/k007'");
+	usleep(200000);
+	uint64_t end = ms_now() + 10000;
+	while (r.synced < 2 && ms_now() < end)
+		api->dispatch(c, 10000000);
+	assert_int_equal(r.synced, 2);
+	assert_int_equal(r.resyncs, 1);
+	int reason = -1;
+	for (size_t i = 0; i < r.n && reason < 0; i++)
+		if (r.ev[i].kind == TH_EVENT_RESYNC)
+			reason = (int)r.ev[i].reason;
+	assert_int_equal(reason, TH_RESYNC_LAPPED);
+	/* The view: 39 keys, the last values. */
+	assert_int_equal(r.nview, 39);
+	struct th_stats st = { .size = sizeof st };
+	api->stats(c, &st);
+	assert_int_equal(st.laps, 1);
+	api->close(c);
+	th_hub_proc_free(small);
+}
+
 /* The hub killed and started again: every reader (futex and fd modes) gets
  * RESYNC, then what changed while it was away, then SYNCED. */
 static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
@@ -957,17 +1023,26 @@ static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
 	NEED_SERVER();
 	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/hr/a', '1'), ('/hr/b', '2')");
 	struct th_conn *c1 = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c1);
 	struct th_conn *c2 = open_conn(TH_WAIT_FD, TH_OPEN_F_THREAD, 0);
-	static struct rec r1, r2, x1;
+	/* A third in an event loop that only ever calls dispatch(c, 0). */
+	struct th_conn *c3 = open_conn(TH_WAIT_FD, 0, 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ee = { .events = EPOLLIN };
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, api->fd(c3), &ee), 0);
+	static struct rec r1, r2, r3, x1;
 	rec_init(&r1);
 	rec_init(&r2);
+	rec_init(&r3);
 	rec_init(&x1);
 	watch(c1, true, TH_TABLE_DATA, "/hr", &r1);
 	watch(c1, false, TH_TABLE_DATA, "/hr/b", &x1);
 	watch(c2, true, TH_TABLE_DATA, "/hr", &r2);
+	watch(c3, true, TH_TABLE_DATA, "/hr", &r3);
 	pump(c1, &r1, 3, false);
 	pump(c1, &x1, 1, false);
 	pump(c2, &r2, 3, true);
+	pump(c3, &r3, 3, false);
 	assert_int_equal(th_hub_proc_kill(hub), 0);
 	pump_for(c1, 100);
 	assert_int_equal(r1.resyncs, 1);
@@ -979,10 +1054,21 @@ static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
 	if (th_hub_proc_restart(hub, why, sizeof why))
 		fail_msg("restart: %s", why);
 	uint64_t end = ms_now() + 15000;
-	while ((r1.synced < 2 || locked(&r2, &r2.synced) < 2 || x1.ended < 1) && ms_now() < end)
+	int wakeups = 0;
+	while ((r1.synced < 2 || locked(&r2, &r2.synced) < 2 || x1.ended < 1 || r3.synced < 2) && ms_now() < end) {
 		api->dispatch(c1, 10000000);
+		struct epoll_event out;
+		if (epoll_wait(ep, &out, 1, 0) == 1) {
+			wakeups++;
+			assert_true(api->dispatch(c3, 0) >= 0);
+		}
+	}
 	assert_int_equal(r1.synced, 2);
 	assert_int_equal(locked(&r2, &r2.synced), 2);
+	assert_int_equal(r3.synced, 2);
+	assert_int_equal(r3.resyncs, 1);
+	/* The descriptor is readable when there is work, not all the time. */
+	assert_true(wakeups < 200);
 	char want[1024], got1[1024], got2[1024];
 	table_text("/hr", want, sizeof want);
 	view_text(&r1, got1, sizeof got1);
@@ -1000,8 +1086,13 @@ static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
 	struct th_stats st = { .size = sizeof st };
 	api->stats(c1, &st);
 	assert_int_equal(st.reconnects, 1);
+	char got3[1024];
+	view_text(&r3, got3, sizeof got3);
+	assert_string_equal(got3, want);
 	api->close(c1);
 	api->close(c2);
+	api->close(c3);
+	close(ep);
 }
 
 int main(void)
@@ -1020,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_live__no_hidden_threads),
 		cmocka_unit_test(test_plugin_live__watch_unwatch_from_four_threads_while_dispatching),
 		cmocka_unit_test(test_plugin_live__stopped_reader_is_evicted_and_resyncs),
+		cmocka_unit_test(test_plugin_live__lapped_reader_resyncs),
 		cmocka_unit_test(test_plugin_live__hub_restart_every_reader_resyncs),
 	};
 	if (getenv("TH_TEST_FILTER"))

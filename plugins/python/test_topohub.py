@@ -28,6 +28,14 @@ def sql(statement):
                     "-e", statement], check=True)
 
 
+def catch_up(hub):
+    """Wait until the hub has published everything committed so far, so that
+    a watch registered next sees it (the hub is a replica)."""
+    out = subprocess.run([os.environ.get("MARIADB_CLIENT", "mariadb"), "-S", DB_SOCKET, "-u", "root", "-N", "-B",
+                          "-e", "SELECT @@gtid_binlog_pos"], check=True, capture_output=True, text=True).stdout
+    return hub.sync(out.strip(), timeout=10)
+
+
 def table(prefix):
     out = subprocess.run([os.environ.get("MARIADB_CLIENT", "mariadb"), "-S", DB_SOCKET, "-u", "root", "topo",
                           "-N", "-B", "-e",
@@ -79,8 +87,8 @@ class TestBinding(unittest.TestCase):
     def test_watch_exact_initial_put_delete(self):
         sql("INSERT INTO topo_data (path, data, version) VALUES ('/py1/a', 'one', 1)")
         with topohub.Hub(SOCKET) as hub:
+            catch_up(hub)
             r = Recorder()
-            freed = []
             wid = hub.watch("/py1/a", r)
             self.assertGreater(wid, 0)
             pump(hub, lambda: len(r.events) >= 1)
@@ -96,7 +104,6 @@ class TestBinding(unittest.TestCase):
             self.assertGreaterEqual(r.events[1].latency_ns, 0)
             self.assertNotEqual(r.events[1].gtid, "")
             self.assertFalse(hub.unwatch(wid))
-            del freed
 
     def test_watch_missing_is_not_found(self):
         with topohub.Hub(SOCKET) as hub:
@@ -108,6 +115,7 @@ class TestBinding(unittest.TestCase):
     def test_recursive_boundaries_and_changes(self):
         sql("INSERT INTO topo_data (path, data) VALUES ('/py3/ks', 'r'), ('/py3/ks/s1', 'a'), ('/py3/ksx', 'no')")
         with topohub.Hub(SOCKET) as hub:
+            catch_up(hub)
             r = Recorder()
             wid = hub.watch_recursive("/py3/ks", r)
             pump(hub, lambda: r.count(topohub.SYNCED) >= 1)
@@ -146,6 +154,7 @@ class TestBinding(unittest.TestCase):
     def test_library_thread_and_get(self):
         sql("INSERT INTO topo_data (path, data, version) VALUES ('/py5/a', 'x', 7)")
         with topohub.Hub(SOCKET, thread=True) as hub:
+            catch_up(hub)
             r = Recorder()
             hub.watch_recursive("/py5", r)
             pump(hub, lambda: r.count(topohub.SYNCED) >= 1, threaded=True)
@@ -172,6 +181,7 @@ class TestBinding(unittest.TestCase):
         the hub evicts it; it resyncs by itself and converges."""
         sql("INSERT INTO topo_data (path, data) VALUES ('/py7/a', '1'), ('/py7/b', '2')")
         with topohub.Hub(SOCKET, timeout=0.02) as hub:
+            catch_up(hub)
             r = Recorder()
             hub.watch_recursive("/py7", r)
             pump(hub, lambda: r.count(topohub.SYNCED) >= 1)
