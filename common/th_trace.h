@@ -44,24 +44,31 @@
  *       the hub evicted a reader (pid from SO_PEERCRED; reason is
  *       enum th_ring_evict_reason).
  *
- *   fired by libtopohub.so, in the thread that runs the dispatch
- *   reader_woken(u32 reader_id, u32 mode)
- *       a wait for ring data returned (mode: enum th_ring_wait_mode); fired
- *       only after a real wait, not when data was there already.
+ *   fired by libtopohub.so, in the thread that runs the dispatch; conn names
+ *   the connection (its handle's address) when a process has several
+ *   reader_woken(u64 conn, u32 mode)
+ *       a wait for ring data returned (mode: the caller's waiting mode,
+ *       enum th_wait_mode of plugins/topohub.h for libtopohub); fired
+ *       after a real wait, not when data was there already (a wait that
+ *       timed out fires it too: the tracer only counts a wake that came after
+ *       the publication of the next record read).
  *   reader_record(u64 revision, u64 pos, u32 type)
  *       a record was copied out of the ring and validated (type: enum
  *       th_rec_type).
- *   callback_enter(u64 revision, u64 watch_id)
- *   callback_return(u64 revision, u64 watch_id)
- *       around each user callback; revision is that of the change delivered
- *       (of the snapshot for initial values); watch_id names the watch within
- *       its process.
- *   resync_start(u32 reader_id, s32 reason)
- *       continuity was lost: reason is the negative code that said so
- *       (-TH_ELAPPED, -TH_EEVICTED, -TH_ECLOSED) or, for a resync record, its
- *       positive enum th_resync_reason.
- *   resync_done(u32 reader_id, u64 revision, u64 entries)
- *       the reader is whole again at revision, after re-reading entries.
+ *   callback_enter(u64 revision, u64 watch_id, u32 kind)
+ *   callback_return(u64 revision, u64 watch_id, u32 kind)
+ *       around each user callback; revision and kind (enum th_event_kind of
+ *       plugins/topohub.h) are the event's; watch_id names the watch within
+ *       its process. Only PUT (2) and DELETE (3) events are changes whose
+ *       stages the tracer follows; every callback counts for its duration.
+ *   resync_start(u64 conn, s32 reason)
+ *       continuity was lost (reason: enum th_resync_cause of plugins/topohub.h,
+ *       or a library-internal cause); may fire again before resync_done when
+ *       more is lost meanwhile: the first one starts the resync.
+ *   resync_done(u64 conn, u64 revision, u64 entries)
+ *       every watch is whole again, the state exact at revision, with entries
+ *       entries in the library's copy. Also fires when new watches finish
+ *       their initial stitching (no resync_start before it).
  *
  * Caveats.
  * - Arguments are evaluated even when no tracer is attached (they must be in
@@ -111,17 +118,17 @@
 	TH__PROBE3(hub_reader_evicted, (int32_t)(pid), (uint32_t)(reader_id), (uint32_t)(reason))
 
 /* client (libtopohub.so) */
-#define TH_TRACE_READER_WOKEN(reader_id, mode) \
-	TH__PROBE2(reader_woken, (uint32_t)(reader_id), (uint32_t)(mode))
+#define TH_TRACE_READER_WOKEN(conn, mode) \
+	TH__PROBE2(reader_woken, (uint64_t)(uintptr_t)(conn), (uint32_t)(mode))
 #define TH_TRACE_READER_RECORD(revision, pos, type) \
 	TH__PROBE3(reader_record, (uint64_t)(revision), (uint64_t)(pos), (uint32_t)(type))
-#define TH_TRACE_CALLBACK_ENTER(revision, watch_id) \
-	TH__PROBE2(callback_enter, (uint64_t)(revision), (uint64_t)(watch_id))
-#define TH_TRACE_CALLBACK_RETURN(revision, watch_id) \
-	TH__PROBE2(callback_return, (uint64_t)(revision), (uint64_t)(watch_id))
-#define TH_TRACE_RESYNC_START(reader_id, reason) \
-	TH__PROBE2(resync_start, (uint32_t)(reader_id), (int32_t)(reason))
-#define TH_TRACE_RESYNC_DONE(reader_id, revision, entries) \
-	TH__PROBE3(resync_done, (uint32_t)(reader_id), (uint64_t)(revision), (uint64_t)(entries))
+#define TH_TRACE_CALLBACK_ENTER(revision, watch_id, kind) \
+	TH__PROBE3(callback_enter, (uint64_t)(revision), (uint64_t)(watch_id), (uint32_t)(kind))
+#define TH_TRACE_CALLBACK_RETURN(revision, watch_id, kind) \
+	TH__PROBE3(callback_return, (uint64_t)(revision), (uint64_t)(watch_id), (uint32_t)(kind))
+#define TH_TRACE_RESYNC_START(conn, reason) \
+	TH__PROBE2(resync_start, (uint64_t)(uintptr_t)(conn), (int32_t)(reason))
+#define TH_TRACE_RESYNC_DONE(conn, revision, entries) \
+	TH__PROBE3(resync_done, (uint64_t)(uintptr_t)(conn), (uint64_t)(revision), (uint64_t)(entries))
 
 #endif

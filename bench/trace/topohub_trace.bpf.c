@@ -300,7 +300,7 @@ int BPF_USDT(hub_reader_evicted, __s32 pid, __u32 reader_id, __u32 reason)
 /* ---- readers ------------------------------------------------------------ */
 
 SEC("usdt")
-int BPF_USDT(reader_woken, __u32 reader_id, __u32 mode)
+int BPF_USDT(reader_woken, __u64 conn, __u32 mode)
 {
 	struct ids id = current_ids();
 	__u64 now = bpf_ktime_get_ns();
@@ -337,8 +337,14 @@ int BPF_USDT(reader_record, __u64 revision, __u64 pos, __u32 type)
 	return 0;
 }
 
+/* Events that carry a change from the ring: th_event_kind PUT and DELETE. */
+static __always_inline bool is_change(__u32 kind)
+{
+	return kind == 2 || kind == 3;
+}
+
 SEC("usdt")
-int BPF_USDT(callback_enter, __u64 revision, __u64 watch_id)
+int BPF_USDT(callback_enter, __u64 revision, __u64 watch_id, __u32 kind)
 {
 	struct ids id = current_ids();
 	__u64 now = bpf_ktime_get_ns();
@@ -346,7 +352,7 @@ int BPF_USDT(callback_enter, __u64 revision, __u64 watch_id)
 	struct callback_info cb = { .enter_ns = now, .revision = revision };
 
 	hit(TH_PROBE_CALLBACK_ENTER);
-	struct reader_info *info = bpf_map_lookup_elem(&readers, &rk);
+	struct reader_info *info = is_change(kind) ? bpf_map_lookup_elem(&readers, &rk) : NULL;
 	if (info)
 		record(TH_STAGE_DISPATCH, id.pid, since(info->read_ns, now));
 	bpf_map_update_elem(&callbacks, &id.tid, &cb, BPF_ANY);
@@ -354,7 +360,7 @@ int BPF_USDT(callback_enter, __u64 revision, __u64 watch_id)
 }
 
 SEC("usdt")
-int BPF_USDT(callback_return, __u64 revision, __u64 watch_id)
+int BPF_USDT(callback_return, __u64 revision, __u64 watch_id, __u32 kind)
 {
 	struct ids id = current_ids();
 	__u64 now = bpf_ktime_get_ns();
@@ -366,6 +372,8 @@ int BPF_USDT(callback_return, __u64 revision, __u64 watch_id)
 	__u64 enter_ns = cb->enter_ns;
 	cb->enter_ns = 0;
 	record(TH_STAGE_CALLBACK, id.pid, since(enter_ns, now));
+	if (!is_change(kind))
+		return 0; /* initial values and markers: only the callback's own time */
 
 	struct reader_key rk = { .pid = id.pid, .revision = revision };
 	struct reader_info *info = bpf_map_lookup_elem(&readers, &rk);
@@ -373,7 +381,7 @@ int BPF_USDT(callback_return, __u64 revision, __u64 watch_id)
 	/* barrier_var: else clang tests both with one pointer OR, which the verifier refuses. */
 	barrier_var(info);
 	if (!info && !ri)
-		return 0; /* an initial value from a snapshot: no stages to break down */
+		return 0; /* attached after this change was read */
 
 	__u64 first = enter_ns;
 	if (info && info->read_ns)
@@ -416,18 +424,22 @@ int BPF_USDT(callback_return, __u64 revision, __u64 watch_id)
 }
 
 SEC("usdt")
-int BPF_USDT(resync_start, __u32 reader_id, __s32 reason)
+int BPF_USDT(resync_start, __u64 conn, __s32 reason)
 {
 	struct ids id = current_ids();
 	__u64 now = bpf_ktime_get_ns();
 
 	hit(TH_PROBE_RESYNC_START);
+	/* More lost during a resync extends it: the first start counts. */
+	__u64 *t = bpf_map_lookup_elem(&resyncs, &id.tid);
+	if (t && *t)
+		return 0;
 	bpf_map_update_elem(&resyncs, &id.tid, &now, BPF_ANY);
 	return 0;
 }
 
 SEC("usdt")
-int BPF_USDT(resync_done, __u32 reader_id, __u64 revision, __u64 entries)
+int BPF_USDT(resync_done, __u64 conn, __u64 revision, __u64 entries)
 {
 	struct ids id = current_ids();
 	__u64 now = bpf_ktime_get_ns();

@@ -23,8 +23,8 @@ enum th_trace_stage {
 	TH_STAGE_HUB_PUBLISH = 1, /* hub: commit decoded -> batch about to be published */
 	TH_STAGE_WAKE = 2,        /* batch published -> reader woken (only when it slept) */
 	TH_STAGE_DELIVER = 3,     /* batch published -> record read by the reader */
-	TH_STAGE_DISPATCH = 4,    /* record read -> callback entered */
-	TH_STAGE_CALLBACK = 5,    /* callback entered -> returned */
+	TH_STAGE_DISPATCH = 4,    /* record read -> callback entered (changes only) */
+	TH_STAGE_CALLBACK = 5,    /* callback entered -> returned (every callback) */
 	TH_STAGE_END_TO_END = 6,  /* first binlog event -> callback returned */
 	TH_STAGE_RESYNC = 7,      /* resync started -> done */
 	TH_STAGE_COUNT = 8,

@@ -35,7 +35,7 @@ static __attribute__((noinline)) uint64_t step(uint64_t i, uint64_t acc, enum pr
 	switch (k) {
 	case P_RECORD: TH_TRACE_READER_RECORD(i, acc, 1); break;
 	case P_BINLOG: TH_TRACE_HUB_BINLOG_EVENT(30, acc); break;
-	case P_CALLBACK: TH_TRACE_CALLBACK_ENTER(i, acc); break;
+	case P_CALLBACK: TH_TRACE_CALLBACK_ENTER(i, acc, 2); break;
 	case P_NONE: break;
 	}
 	return acc;

@@ -13,7 +13,6 @@
 
 #include "protocol.h"
 #include "ring.h"
-#include "th_error.h"
 #include "th_time.h"
 #include "th_trace.h"
 
@@ -97,18 +96,18 @@ static int run_reader(const struct th_trace_synth *s, int go_fd, int from_hub)
 			return 1;
 		if (rev == 0)
 			break;
-		TH_TRACE_READER_WOKEN(1, TH_RING_WAIT_FUTEX);
+		TH_TRACE_READER_WOKEN(s, TH_RING_WAIT_FUTEX);
 		busy_ns(300);
 		TH_TRACE_READER_RECORD(rev, pos, TH_REC_CHANGE);
 		pos += 112;
 		busy_ns(300);
-		TH_TRACE_CALLBACK_ENTER(rev, 1);
+		TH_TRACE_CALLBACK_ENTER(rev, 1, 2); /* TH_EVENT_PUT */
 		busy_ns(2000);
-		TH_TRACE_CALLBACK_RETURN(rev, 1);
+		TH_TRACE_CALLBACK_RETURN(rev, 1, 2);
 	}
-	TH_TRACE_RESYNC_START(1, -TH_EEVICTED);
+	TH_TRACE_RESYNC_START(s, 1); /* TH_RESYNC_EVICTED */
 	busy_ns(5000);
-	TH_TRACE_RESYNC_DONE(1, s->base_revision + s->changes, 3);
+	TH_TRACE_RESYNC_DONE(s, s->base_revision + s->changes, 3);
 	return 0;
 }
 
