@@ -104,7 +104,7 @@ test: all
 	@scripts/install-deps.sh test
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 
-demo: all
+demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@scripts/install-deps.sh test
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh
 

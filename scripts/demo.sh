@@ -168,6 +168,9 @@ step "4. Create keyspace commerce" \
 	"INSERT INTO topo_data (path, data) VALUES ('/keyspaces/commerce/Keyspace', '{\"sharding\":\"unsharded\"}')"
 
 say "5. The third watcher: an exact watch of /keyspaces/commerce/Keyspace (topohubctl watch)"
+# The hub is a replica: wait until it has published the keyspace, so that the
+# watch starts from a state that has it (else: NOT_FOUND, and the watch ends).
+"$BUILD/topohubctl" --socket "$hubsock" sync "$(mariadb -S "$sock" -u root -N -e 'SELECT @@gtid_binlog_pos')" >/dev/null
 "$BUILD/topohubctl" --socket "$hubsock" watch /keyspaces/commerce/Keyspace >"$dir/w1.log" 2>&1 &
 w1=$!
 pids="$pids $w1"
