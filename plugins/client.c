@@ -37,6 +37,7 @@
  * state, then TH_EVENT_SYNCED.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1493,7 +1494,9 @@ static int api_sync(struct th_conn *c, const char *gtid_set, int64_t timeout_ns,
 	struct th_msg_sync_reply rep;
 	uint32_t replen = sizeof rep;
 	int got;
-	int ms = timeout_ns < 0 ? -1 : (int)(timeout_ns / 1000000 + 5000);
+	/* The hub answers at its deadline; wait a little longer for the answer. */
+	int64_t ms64 = timeout_ns < 0 ? -1 : timeout_ns / 1000000 + 5000;
+	int ms = ms64 > INT_MAX ? -1 : (int)ms64;
 	int rc = th__wire_call(fd, TH_MSG_SYNC, 1, body, (uint32_t)(sizeof req + n), &rep, &replen, NULL, 0, &got, ms);
 	free(body);
 	close(fd);
