@@ -42,6 +42,7 @@
 #include "th_buf.h"
 #include "th_error.h"
 #include "th_time.h"
+#include "th_trace.h"
 #include "txn.h"
 #include "gtid.h"
 
@@ -446,6 +447,7 @@ static void publish_resync(struct pub *p, uint64_t rev, enum th_resync_reason re
 	struct th_hub *h = p->h;
 	struct th_rec_resync r = { .revision = rev, .reason = reason, .table = table };
 	th_ring_set_batch_time(h->ring, th_now_ns());
+	TH_TRACE_HUB_BATCH_PUBLISH(rev, sizeof r, 1);
 	if (th_ring_append(h->ring, TH_REC_RESYNC, &r, sizeof r) == 0 && th_ring_commit(h->ring) > 0) {
 		th_fetch_add_relaxed(&h->st_records, 1);
 		th_fetch_add_relaxed(&h->st_bytes, sizeof r);
@@ -464,6 +466,7 @@ static int apply_txn(struct pub *p, const struct th_txn *t)
 	}
 	uint64_t rev = p->next_rev++;
 	uint64_t mono = th_now_ns(), real = th_realtime_ns();
+	TH_TRACE_HUB_TXN_COMMIT(rev, t->nchanges, t->commit_us);
 	int rc = 0;
 	rcu_read_lock();
 	for (size_t i = 0; i < t->nchanges && rc == 0; i++) {
@@ -519,6 +522,7 @@ static int apply_txn(struct pub *p, const struct th_txn *t)
 		th_fetch_add_relaxed(&h->st_too_big, 1);
 		publish_resync(p, rev, TH_RESYNC_TOO_BIG, UINT32_MAX);
 	} else {
+		TH_TRACE_HUB_BATCH_PUBLISH(rev, bytes, t->nchanges);
 		int n = th_ring_commit(h->ring);
 		th_fetch_add_relaxed(&h->st_records, (uint64_t)n);
 		th_fetch_add_relaxed(&h->st_bytes, bytes);
@@ -963,6 +967,7 @@ static enum stream_end stream(struct pub *p, const struct th_hub_source *s, bool
 			snprintf(err, sizeof err, "%s", th_binlog_decoder_error(p->dec));
 			break;
 		}
+		TH_TRACE_HUB_BINLOG_EVENT(ev.type, ev.log_pos);
 		if (++events > 3)
 			*healthy = true;
 		th_fetch_add_relaxed(&h->st_events, 1);
