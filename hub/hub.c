@@ -119,7 +119,13 @@ int th_hub_run(const struct th_hub_config *cfg)
 	h->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->src.index = -1;
 	pthread_mutex_init(&h->src_lock, NULL);
-	pthread_mutex_init(&h->readers_lock, NULL);
+	/* Priority inheritance: the monitor may run real-time and must not wait
+	 * behind a preempted control thread that holds the readers' lock. */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
+	pthread_mutex_init(&h->readers_lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

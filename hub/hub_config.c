@@ -61,6 +61,8 @@ static const struct key keys[] = {
 	  "timeout of a reader that asks for none (0)" },
 	{ "hub", "monitor_interval_us", K_US_NS, OFF(monitor_interval_ns), "1000",
 	  "how often the monitor checks reader lag" },
+	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
+	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)" },
 	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug" },
 
 	{ "mysql", "sources", K_SOURCES, 0, NULL,

@@ -7,7 +7,7 @@
  *   [hub]     socket, socket_mode, socket_group, allow_uids, allow_gids,
  *             ring_capacity, max_readers, max_clients, reader_timeout_min_ms,
  *             reader_timeout_max_ms, reader_timeout_default_ms,
- *             monitor_interval_us, log_level
+ *             monitor_interval_us, monitor_realtime, log_level
  *   [mysql]   sources, user, password_file, password_env, tls, tls_verify,
  *             tls_ca, tls_cert, tls_key, server_id, heartbeat_ms,
  *             connect_timeout_ms, reconnect_min_ms, reconnect_max_ms,
@@ -63,6 +63,7 @@ struct th_hub_config {
 	uint32_t max_clients;
 	uint64_t reader_timeout_min_ns, reader_timeout_max_ns, reader_timeout_default_ns;
 	uint64_t monitor_interval_ns;
+	bool monitor_realtime;
 	int log_level;
 
 	/* [mysql] */

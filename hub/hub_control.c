@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1019,6 +1020,17 @@ void *th__hub_monitor_main(void *arg)
 	const struct th_hub_config *c = h->cfg;
 	struct timespec ts = th_ns_to_timespec(c->monitor_interval_ns);
 	struct pollfd pfd = { .fd = h->stop_fd, .events = POLLIN };
+	if (c->monitor_realtime) {
+		/* A late monitor is a late eviction: on a busy host a normal thread
+		 * can wait tens of milliseconds for a CPU. The lowest real-time
+		 * priority; it sleeps between rounds of microseconds. Needs
+		 * CAP_SYS_NICE or RLIMIT_RTPRIO >= 1 (LimitRTPRIO=1 in the unit). */
+		struct sched_param sp = { .sched_priority = 1 };
+		int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+		if (rc)
+			th_log_info("monitor: no real-time priority (%s); evictions may be late on a busy host",
+				    strerror(rc));
+	}
 	while (!th__hub_stopping(h)) {
 		/* ppoll: sub-millisecond intervals, and stop wakes it. */
 		ppoll(&pfd, 1, &ts, NULL);
