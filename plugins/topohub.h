@@ -62,6 +62,12 @@
  *     watch's free function runs exactly once, after its last callback, on the
  *     dispatching thread (or in close()).
  *   - close() must not race with any other call on the connection.
+ *   - A new watch is taken in by the next dispatch: at once in TH_WAIT_FD
+ *     (the descriptor fires) and with the library's thread in that mode; a
+ *     dispatch sleeping on the futex notices it within 10 ms (1 ms spinning),
+ *     and a hub that died without closing its ring within the same time. A
+ *     watch whose path no other watch covers costs one round trip to the hub
+ *     (snapshot or get) inside that dispatch.
  *
  * Caveats.
  *   - fork(): a child must not use a connection it inherited (the ring slot
