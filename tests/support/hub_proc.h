@@ -4,7 +4,8 @@
  * th_hub_proc_start() writes a configuration file in a fresh temporary folder
  * (sources = the given private MariaDB instances, control socket in that
  * folder, mode 0666 so that tests may connect as other users and exercise
- * SO_PEERCRED), starts `$BUILD/topohubd --config FILE` (BUILD defaults to
+ * SO_PEERCRED; ring_capacity 4M, so records up to 1 MiB; heartbeat 500 ms,
+ * reconnect backoff 20..500 ms), starts `$BUILD/topohubd --config FILE` (BUILD defaults to
  * "build"; tests/run.sh exports it) with the password in its environment,
  * stderr to a log file in the folder, and waits for readiness: the hub's
  * sd_notify "READY=1" datagram on a NOTIFY_SOCKET this helper listens on.
