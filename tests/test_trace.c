@@ -3,7 +3,10 @@
  * build/topohub-trace (bench/trace/, built by `make trace`).
  *
  * The tracer tests run the real tracer against real processes and check that
- * it counts every stage of every change exactly once. They need root and a
+ * it counts every stage of every change exactly once: a synthetic hub and
+ * reader (tests/support/trace_synth.h), then the real topohubd on a private
+ * MariaDB and this process as a libtopohub.so subscriber during a write
+ * burst. They need root and a
  * kernel with BPF and uprobes, and the tracer built: otherwise they skip and
  * say why. The tracer is looked for at $BUILD/topohub-trace (tests/run.sh
  * runs with BUILD set by make; default "build").
@@ -14,10 +17,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +35,9 @@
 
 #include "th_time.h"
 #include "th_trace.h"
+#include "topohub.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/mariadb.h"
 #include "tests/support/trace_synth.h"
 
 static const char *const probe_names[] = {
@@ -252,8 +261,10 @@ static void test_trace__counts_every_stage_of_every_change(void **state)
 						  "dispatch",   "callback",    "end_to_end" };
 	for (size_t i = 0; i < sizeof per_change / sizeof per_change[0]; i++) {
 		long long n = stage_count(out, per_change[i]);
-		if (n != K)
-			fail_msg("stage %s: %lld, expected %d\n%s", per_change[i], n, K, out);
+		if (n != K) {
+			fputs(out, stderr);
+			fail_msg("stage %s: %lld, expected %d (the tracer's report is above)", per_change[i], n, K);
+		}
 	}
 	assert_int_equal(stage_count(out, "resync"), 1);
 	assert_int_equal(field_after(out, "\"probes\":", "hub_binlog_event"), 4 * K);
@@ -266,12 +277,176 @@ static void test_trace__counts_every_stage_of_every_change(void **state)
 	assert_null(strstr(out, "\"decode_ns\":-1"));
 }
 
+/* ---- against the real hub ----------------------------------------------- */
+
+struct live {
+	struct th_mariadb *db;
+	struct th_hub_proc *hub;
+	void *lib;
+	const struct th_api *api;
+	struct th_conn *conn;
+	struct child tracer;
+	atomic_int puts, synced, others;
+};
+
+static struct live live_fx;
+
+static void on_live_event(const struct th_event *e, void *arg)
+{
+	struct live *l = arg;
+	if (e->kind == TH_EVENT_PUT)
+		atomic_fetch_add(&l->puts, 1);
+	else if (e->kind == TH_EVENT_SYNCED)
+		atomic_fetch_add(&l->synced, 1);
+	else
+		atomic_fetch_add(&l->others, 1);
+}
+
+static int live_teardown(void **state)
+{
+	(void)state;
+	struct live *l = &live_fx;
+	if (l->tracer.pid > 0) {
+		kill(l->tracer.pid, SIGKILL);
+		reap_status(l->tracer.pid);
+		close(l->tracer.out_fd);
+		close(l->tracer.err_fd);
+	}
+	if (l->conn)
+		l->api->close(l->conn);
+	if (l->lib)
+		dlclose(l->lib);
+	th_hub_proc_free(l->hub);
+	th_mariadb_stop(l->db);
+	memset(l, 0, sizeof *l);
+	return 0;
+}
+
+static bool wait_for(atomic_int *v, int want, unsigned timeout_ms)
+{
+	uint64_t end = th_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	while (atomic_load(v) < want) {
+		if (th_now_ns() > end)
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
+/* The real topohubd and this process as a subscriber (libtopohub.so, its
+ * own dispatch thread): every stage of each of K single-row transactions is
+ * counted once, hub and reader stages joined by revision. */
+static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void **state)
+{
+	(void)state;
+	struct live *l = &live_fx;
+	char path[512], so[600], hubbin[600], why[1024] = "";
+	if (!tracer_or_skip(path, sizeof path))
+		skip();
+	const char *b = getenv("BUILD");
+	b = b && *b ? b : "build";
+	snprintf(so, sizeof so, "%s/libtopohub.so", b);
+	snprintf(hubbin, sizeof hubbin, "%s/topohubd", b);
+	if (access(so, R_OK) != 0 || access(hubbin, X_OK) != 0) {
+		print_message("skip: %s or %s not built\n", so, hubbin);
+		skip();
+	}
+	int rc = th_mariadb_start(NULL, &l->db, why, sizeof why);
+	if (rc == TH_MARIADB_UNAVAILABLE) {
+		print_message("skip: %s\n", why);
+		skip();
+	}
+	if (rc)
+		fail_msg("mariadb: %s", why);
+	if (th_mariadb_create_topo_schema(l->db, NULL))
+		fail_msg("schema: %s", l->db->err);
+	struct th_mariadb *srcs[] = { l->db };
+	struct th_hub_proc_options ho = { .sources = srcs, .nsources = 1 };
+	if (th_hub_proc_start(&ho, &l->hub, why, sizeof why))
+		fail_msg("topohubd: %s", why);
+
+	/* Subscribe before the tracer attaches: it must see only the burst. */
+	l->lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+	if (!l->lib)
+		fail_msg("dlopen %s: %s", so, dlerror());
+	th_api_get_fn *get = (th_api_get_fn *)dlsym(l->lib, TH_API_SYMBOL);
+	assert_non_null(get);
+	assert_int_equal(get(TH_ABI_MAJOR, TH_ABI_MINOR, &l->api), 0);
+	struct th_open_opts oo = { .size = sizeof oo, .flags = TH_OPEN_F_THREAD, .socket_path = l->hub->socket,
+				   .wait_mode = TH_WAIT_FUTEX, .name = "test_trace" };
+	rc = l->api->open(&oo, &l->conn);
+	if (rc)
+		fail_msg("open: %s", l->api->strerror(rc));
+	struct th_watch_opts wo = { .size = sizeof wo, .table = TH_TABLE_DATA, .path = "/trace",
+				    .callback = on_live_event, .arg = l };
+	th_watch_id wid;
+	assert_int_equal(l->api->watch_recursive(l->conn, &wo, &wid), 0);
+	assert_true(wait_for(&l->synced, 1, 10000));
+
+	char hubpid[16], self[16];
+	snprintf(hubpid, sizeof hubpid, "%d", (int)l->hub->pid);
+	snprintf(self, sizeof self, "%d", (int)getpid());
+	char *argv[] = { path, "--pid", hubpid, "--pid", self, "--json", "--top", "3", "--duration", "120", NULL };
+	assert_int_equal(spawn(&l->tracer, argv, (uid_t)-1), 0);
+	static char err[16384], out[1 << 20];
+	err[0] = out[0] = '\0';
+	if (!read_until(l->tracer.err_fd, err, sizeof err, "topohub-trace: tracing", 60000))
+		fail_msg("tracer did not attach: %s", err);
+	if (!strstr(err, "libtopohub.so") || !strstr(err, "topohubd"))
+		fail_msg("tracer did not find both the hub and the library: %s", err);
+
+	enum { K = 200 };
+	for (int i = 0; i < K; i++)
+		if (th_mariadb_sql(l->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/trace/k%d', 'v%d')", i, i))
+			fail_msg("insert: %s", l->db->err);
+	if (!wait_for(&l->puts, K, 30000))
+		fail_msg("subscriber saw %d of %d changes", atomic_load(&l->puts), K);
+
+	kill(l->tracer.pid, SIGINT);
+	assert_true(read_until(l->tracer.out_fd, out, sizeof out, NULL, 30000));
+	rc = reap_status(l->tracer.pid);
+	l->tracer.pid = 0;
+	close(l->tracer.out_fd);
+	close(l->tracer.err_fd);
+	if (rc != 0)
+		fail_msg("tracer exit %d: %s", rc, err);
+	if (getenv("TH_TRACE_SHOW"))
+		fputs(out, stdout); /* print_message would cut it at 1 KiB */
+
+	static const char *const per_change[] = { "hub_decode", "hub_publish", "deliver",
+						  "dispatch",   "callback",    "end_to_end" };
+	for (size_t i = 0; i < sizeof per_change / sizeof per_change[0]; i++) {
+		long long n = stage_count(out, per_change[i]);
+		if (n != K) {
+			fputs(out, stderr);
+			fail_msg("stage %s: %lld, expected %d (the tracer's report is above)", per_change[i], n, K);
+		}
+	}
+	/* A reader that is busy when the next change comes reads it without waiting. */
+	long long wakes = stage_count(out, "wake");
+	if (wakes < 1 || wakes > K) {
+		fputs(out, stderr);
+		fail_msg("wake: %lld, expected 1..%d (the tracer's report is above)", wakes, K);
+	}
+	assert_int_equal(field_after(out, "\"probes\":", "hub_txn_commit"), K);
+	assert_int_equal(field_after(out, "\"probes\":", "hub_batch_publish"), K);
+	assert_int_equal(field_after(out, "\"probes\":", "reader_record"), K);
+	assert_true(field_after(out, "\"probes\":", "hub_binlog_event") >= 3 * K);
+	assert_int_equal(stage_count(out, "resync"), 0);
+	/* The slowest changes have every stage, hub and reader joined by revision. */
+	assert_true(field_after(out, "\"slowest\":", "revision") > 0);
+	assert_null(strstr(out, "\"decode_ns\":-1"));
+	assert_null(strstr(out, "\"deliver_ns\":-1"));
+	assert_null(strstr(out, "\"dispatch_ns\":-1"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_trace__probes_are_compiled_in),
 		cmocka_unit_test(test_trace__tracer_refuses_without_root_and_says_why),
 		cmocka_unit_test(test_trace__counts_every_stage_of_every_change),
+		cmocka_unit_test_teardown(test_trace__counts_every_stage_against_live_hub_and_subscriber, live_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -521,7 +521,9 @@ static struct breakdown breakdown_of(const struct tracer *t, const struct th_tra
 		.callback = dt(s->enter_ns, s->return_ns),
 		.server_to_hub_us = -1,
 	};
-	if (s->commit_us && s->commit_ns)
+	/* Whole seconds mean the binlog's second-resolution event time (MariaDB,
+	 * older MySQL): no use at this scale. MySQL 8 gives microseconds. */
+	if (s->commit_us % 1000000 && s->commit_ns)
 		b.server_to_hub_us = ((int64_t)s->commit_ns + t->realtime_offset_ns) / 1000 - (int64_t)s->commit_us;
 	return b;
 }
