@@ -34,6 +34,7 @@
 #include "th_buf.h"
 #include "th_error.h"
 #include "th_time.h"
+#include "th_trace.h"
 
 #define MAX_FDS_IN 8
 #define BATCH_PER_WAKE 64
@@ -1049,6 +1050,7 @@ void *th__hub_monitor_main(void *arg)
 			enum th_ring_evict_reason why = lag.lapped ? TH_RING_EVICT_LAPPED : TH_RING_EVICT_SLOW;
 			if (th_ring_evict(h->ring, r->id, why) == 0) {
 				r->evictions++;
+				TH_TRACE_HUB_READER_EVICTED(r->pid, r->id, why);
 				th_fetch_add_relaxed(&h->st_evictions, 1);
 				if (lag.lapped)
 					th_log_warn("evicted reader %u (pid %d, %s): lapped by the writer", r->id,
