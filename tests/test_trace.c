@@ -287,6 +287,9 @@ struct live {
 	struct th_conn *conn;
 	struct child tracer;
 	atomic_int puts, synced, others;
+	atomic_int slow_entered; /* the callback for /trace/slow has begun (it sleeps) */
+	char err[16384];         /* the tracer's stderr */
+	char out[1 << 20];       /* its report */
 };
 
 static struct live live_fx;
@@ -294,8 +297,13 @@ static struct live live_fx;
 static void on_live_event(const struct th_event *e, void *arg)
 {
 	struct live *l = arg;
-	if (e->kind == TH_EVENT_PUT)
+	if (e->kind == TH_EVENT_PUT && e->key && strcmp(e->key, "/trace/slow") == 0) {
+		/* A callback that outlives the slow-consumer timeout. */
+		atomic_store(&l->slow_entered, 1);
+		usleep(300000);
+	} else if (e->kind == TH_EVENT_PUT) {
 		atomic_fetch_add(&l->puts, 1);
+	}
 	else if (e->kind == TH_EVENT_SYNCED)
 		atomic_fetch_add(&l->synced, 1);
 	else
@@ -318,7 +326,15 @@ static int live_teardown(void **state)
 		dlclose(l->lib);
 	th_hub_proc_free(l->hub);
 	th_mariadb_stop(l->db);
-	memset(l, 0, sizeof *l);
+	l->tracer.pid = 0;
+	l->conn = NULL;
+	l->lib = NULL;
+	l->hub = NULL;
+	l->db = NULL;
+	atomic_store(&l->puts, 0);
+	atomic_store(&l->synced, 0);
+	atomic_store(&l->others, 0);
+	atomic_store(&l->slow_entered, 0);
 	return 0;
 }
 
@@ -333,28 +349,27 @@ static bool wait_for(atomic_int *v, int want, unsigned timeout_ms)
 	return true;
 }
 
-/* The real topohubd and this process as a subscriber (libtopohub.so, its
- * own dispatch thread): every stage of each of K single-row transactions is
- * counted once, hub and reader stages joined by revision. */
-static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void **state)
+/* Starts MariaDB, topohubd, a subscriber in this process (libtopohub.so,
+ * its own dispatch thread, a recursive watch on /trace, slow-consumer
+ * timeout timeout_ns) and the tracer on the hub and this process, in that
+ * order: the tracer sees nothing of the setup. false: skipped (said why). */
+static bool live_start(struct live *l, uint64_t timeout_ns)
 {
-	(void)state;
-	struct live *l = &live_fx;
 	char path[512], so[600], hubbin[600], why[1024] = "";
 	if (!tracer_or_skip(path, sizeof path))
-		skip();
+		return false;
 	const char *b = getenv("BUILD");
 	b = b && *b ? b : "build";
 	snprintf(so, sizeof so, "%s/libtopohub.so", b);
 	snprintf(hubbin, sizeof hubbin, "%s/topohubd", b);
 	if (access(so, R_OK) != 0 || access(hubbin, X_OK) != 0) {
 		print_message("skip: %s or %s not built\n", so, hubbin);
-		skip();
+		return false;
 	}
 	int rc = th_mariadb_start(NULL, &l->db, why, sizeof why);
 	if (rc == TH_MARIADB_UNAVAILABLE) {
 		print_message("skip: %s\n", why);
-		skip();
+		return false;
 	}
 	if (rc)
 		fail_msg("mariadb: %s", why);
@@ -365,7 +380,6 @@ static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void 
 	if (th_hub_proc_start(&ho, &l->hub, why, sizeof why))
 		fail_msg("topohubd: %s", why);
 
-	/* Subscribe before the tracer attaches: it must see only the burst. */
 	l->lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
 	if (!l->lib)
 		fail_msg("dlopen %s: %s", so, dlerror());
@@ -373,7 +387,7 @@ static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void 
 	assert_non_null(get);
 	assert_int_equal(get(TH_ABI_MAJOR, TH_ABI_MINOR, &l->api), 0);
 	struct th_open_opts oo = { .size = sizeof oo, .flags = TH_OPEN_F_THREAD, .socket_path = l->hub->socket,
-				   .wait_mode = TH_WAIT_FUTEX, .name = "test_trace" };
+				   .timeout_ns = timeout_ns, .wait_mode = TH_WAIT_FUTEX, .name = "test_trace" };
 	rc = l->api->open(&oo, &l->conn);
 	if (rc)
 		fail_msg("open: %s", l->api->strerror(rc));
@@ -388,13 +402,38 @@ static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void 
 	snprintf(self, sizeof self, "%d", (int)getpid());
 	char *argv[] = { path, "--pid", hubpid, "--pid", self, "--json", "--top", "3", "--duration", "120", NULL };
 	assert_int_equal(spawn(&l->tracer, argv, (uid_t)-1), 0);
-	static char err[16384], out[1 << 20];
-	err[0] = out[0] = '\0';
-	if (!read_until(l->tracer.err_fd, err, sizeof err, "topohub-trace: tracing", 60000))
-		fail_msg("tracer did not attach: %s", err);
-	if (!strstr(err, "libtopohub.so") || !strstr(err, "topohubd"))
-		fail_msg("tracer did not find both the hub and the library: %s", err);
+	l->err[0] = l->out[0] = '\0';
+	if (!read_until(l->tracer.err_fd, l->err, sizeof l->err, "topohub-trace: tracing", 60000))
+		fail_msg("tracer did not attach: %s", l->err);
+	if (!strstr(l->err, "libtopohub.so") || !strstr(l->err, "topohubd"))
+		fail_msg("tracer did not find both the hub and the library: %s", l->err);
+	return true;
+}
 
+/* Stops the tracer (SIGINT: final report) and leaves its report in l->out. */
+static void live_report(struct live *l)
+{
+	kill(l->tracer.pid, SIGINT);
+	assert_true(read_until(l->tracer.out_fd, l->out, sizeof l->out, NULL, 30000));
+	int rc = reap_status(l->tracer.pid);
+	l->tracer.pid = 0;
+	close(l->tracer.out_fd);
+	close(l->tracer.err_fd);
+	if (rc != 0)
+		fail_msg("tracer exit %d: %s", rc, l->err);
+	if (getenv("TH_TRACE_SHOW"))
+		fputs(l->out, stdout); /* print_message would cut it at 1 KiB */
+}
+
+/* The real topohubd and this process as a subscriber: every stage of each
+ * of K single-row transactions is counted once, hub and reader stages
+ * joined by revision. */
+static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void **state)
+{
+	(void)state;
+	struct live *l = &live_fx;
+	if (!live_start(l, 0))
+		skip();
 	enum { K = 200 };
 	for (int i = 0; i < K; i++)
 		if (th_mariadb_sql(l->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/trace/k%d', 'v%d')", i, i))
@@ -402,16 +441,8 @@ static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void 
 	if (!wait_for(&l->puts, K, 30000))
 		fail_msg("subscriber saw %d of %d changes", atomic_load(&l->puts), K);
 
-	kill(l->tracer.pid, SIGINT);
-	assert_true(read_until(l->tracer.out_fd, out, sizeof out, NULL, 30000));
-	rc = reap_status(l->tracer.pid);
-	l->tracer.pid = 0;
-	close(l->tracer.out_fd);
-	close(l->tracer.err_fd);
-	if (rc != 0)
-		fail_msg("tracer exit %d: %s", rc, err);
-	if (getenv("TH_TRACE_SHOW"))
-		fputs(out, stdout); /* print_message would cut it at 1 KiB */
+	live_report(l);
+	const char *out = l->out;
 
 	static const char *const per_change[] = { "hub_decode", "hub_publish", "deliver",
 						  "dispatch",   "callback",    "end_to_end" };
@@ -440,6 +471,36 @@ static void test_trace__counts_every_stage_against_live_hub_and_subscriber(void 
 	assert_null(strstr(out, "\"dispatch_ns\":-1"));
 }
 
+/* A callback that sleeps past the reader's 50 ms timeout while the next
+ * change waits: the hub evicts the reader, the library resyncs; the tracer
+ * counts one eviction (this pid, reason slow) and one resync. */
+static void test_trace__counts_a_live_eviction_and_resync(void **state)
+{
+	(void)state;
+	struct live *l = &live_fx;
+	if (!live_start(l, 50000000))
+		skip();
+	if (th_mariadb_sql(l->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/trace/slow', 's')"))
+		fail_msg("insert: %s", l->db->err);
+	assert_true(wait_for(&l->slow_entered, 1, 10000));
+	if (th_mariadb_sql(l->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/trace/after', 'a')"))
+		fail_msg("insert: %s", l->db->err);
+	/* RESYNC, then the missed change by diff, then SYNCED. */
+	if (!wait_for(&l->synced, 2, 10000))
+		fail_msg("no resync after the slow callback (synced %d, puts %d)", atomic_load(&l->synced),
+			 atomic_load(&l->puts));
+	live_report(l);
+	const char *out = l->out;
+	if (field_after(out, "\"probes\":", "hub_reader_evicted") != 1 ||
+	    field_after(out, "\"evictions_since_start\":", "count") != 1 || stage_count(out, "resync") != 1) {
+		fputs(out, stderr);
+		fail_msg("expected one eviction and one resync (the tracer's report is above)");
+	}
+	char self[64];
+	snprintf(self, sizeof self, "{\"pid\":%d,\"reason\":\"slow\"", (int)getpid());
+	assert_non_null(strstr(out, self));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_trace__tracer_refuses_without_root_and_says_why),
 		cmocka_unit_test(test_trace__counts_every_stage_of_every_change),
 		cmocka_unit_test_teardown(test_trace__counts_every_stage_against_live_hub_and_subscriber, live_teardown),
+		cmocka_unit_test_teardown(test_trace__counts_a_live_eviction_and_resync, live_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
