@@ -417,6 +417,8 @@ def run_point(env, pt, fault=None):
                 s.kill()
                 s.wait()
         errlog.close()
+    if any(rf.errors(i) for i in range(n)):
+        rec["sub_errors"] = sub_errors(errpath, errlog_off)[2:]
     excl = ["--exclude", "0"] if fault else []
     c = subprocess.run([env.bench, "e2e", "collect", "--file", path, *excl], capture_output=True, text=True)
     rf.close()
