@@ -1,5 +1,6 @@
 /* The hub's state table; see hub_state.h. */
 #include "hub_state.h"
+#include "th_tsan.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -120,6 +121,7 @@ int th_state_put(struct th_state *s, uint32_t table, const void *key, uint32_t k
 		memcpy(e->bytes + key_len, value, value_len);
 	/* add_replace publishes e with rcu_assign_pointer semantics: its fields
 	 * above are visible to any reader that finds it. */
+	TH_TSAN_RELEASE(e); /* cds_lfht_add_replace publishes e with rcu_assign_pointer */
 	struct cds_lfht_node *old = cds_lfht_add_replace(s->ht, hash, match, &k, &e->node);
 	if (old)
 		call_rcu(&caa_container_of(old, struct th_state_entry, node)->rcu, free_entry_rcu);
@@ -157,27 +159,38 @@ uint64_t th_state_sweep(struct th_state *s, uint64_t mark)
 	return n;
 }
 
+/* A looked-up node's entry; the acquire pairs with the TH_TSAN_RELEASE before
+ * cds_lfht_add_replace in th_state_put (liburcu's own pairing is invisible to TSan). */
+static const struct th_state_entry *entry_of(struct cds_lfht_node *n)
+{
+	if (!n)
+		return NULL;
+	const struct th_state_entry *e = caa_container_of(n, struct th_state_entry, node);
+	TH_TSAN_ACQUIRE(e);
+	return e;
+}
+
 const struct th_state_entry *th_state_get(struct th_state *s, uint32_t table, const void *key, uint32_t key_len)
 {
 	struct lookup_key k = { table, key_len, key };
 	struct cds_lfht_iter it;
 	cds_lfht_lookup(s->ht, hash_key(table, key, key_len), match, &k, &it);
 	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
-	return n ? caa_container_of(n, struct th_state_entry, node) : NULL;
+	return entry_of(n);
 }
 
 const struct th_state_entry *th_state_first(struct th_state *s, struct cds_lfht_iter *iter)
 {
 	cds_lfht_first(s->ht, iter);
 	struct cds_lfht_node *n = cds_lfht_iter_get_node(iter);
-	return n ? caa_container_of(n, struct th_state_entry, node) : NULL;
+	return entry_of(n);
 }
 
 const struct th_state_entry *th_state_next(struct th_state *s, struct cds_lfht_iter *iter)
 {
 	cds_lfht_next(s->ht, iter);
 	struct cds_lfht_node *n = cds_lfht_iter_get_node(iter);
-	return n ? caa_container_of(n, struct th_state_entry, node) : NULL;
+	return entry_of(n);
 }
 
 uint64_t th_state_count(const struct th_state *s)

@@ -60,6 +60,7 @@
 #include "protocol.h"
 #include "ring.h"
 #include "th_atomic.h"
+#include "th_tsan.h"
 #include "th_time.h"
 #include "th_trace.h"
 
@@ -68,22 +69,8 @@
 /* TSan cannot see liburcu's barriers (it is not instrumented). Tell it what
  * a grace period means: every read-side section that ended before
  * synchronize_rcu() returned happens-before what follows it. */
-#if defined(__SANITIZE_THREAD__)
-#define TH_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TH_TSAN 1
-#endif
-#endif
-#ifdef TH_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define tsan_acquire(p) __tsan_acquire(p)
-#define tsan_release(p) __tsan_release(p)
-#else
-#define tsan_acquire(p) ((void)(p))
-#define tsan_release(p) ((void)(p))
-#endif
+#define tsan_acquire(p) TH_TSAN_ACQUIRE(p)
+#define tsan_release(p) TH_TSAN_RELEASE(p)
 
 #define NTABLES_MAX 256u
 #define SLICE_FUTEX_NS 10000000ull  /* futex mode re-checks registrations and the hub this often */
