@@ -134,6 +134,35 @@ static bool read_until(int fd, char *buf, size_t size, const char *until, uint64
 	}
 }
 
+/* Like read_until(), for a whole line that starts with prefix (the tracer
+ * writes its "tracing ..." line in more than one piece). */
+static bool read_line(int fd, char *buf, size_t size, const char *prefix, uint64_t timeout_ms)
+{
+	size_t len = strlen(buf);
+	uint64_t deadline = th_now_ns() + timeout_ms * 1000000u;
+	for (;;) {
+		const char *p = strstr(buf, prefix);
+		if (p && strchr(p, '\n'))
+			return true;
+		uint64_t now = th_now_ns();
+		if (now >= deadline || len + 1 >= size)
+			return false;
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		int r = poll(&pf, 1, (int)((deadline - now) / 1000000u) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+}
+
 static int reap_status(pid_t pid)
 {
 	int st;
@@ -236,7 +265,7 @@ static void test_trace__counts_every_stage_of_every_change(void **state)
 
 	static char err[16384], out[1 << 20];
 	err[0] = out[0] = '\0';
-	if (!read_until(c.err_fd, err, sizeof err, "topohub-trace: tracing", 60000)) {
+	if (!read_line(c.err_fd, err, sizeof err, "topohub-trace: tracing", 60000)) {
 		kill(c.pid, SIGKILL);
 		int rc = reap_status(c.pid);
 		th_trace_synth_kill(&s);
@@ -403,7 +432,7 @@ static bool live_start(struct live *l, uint64_t timeout_ns)
 	char *argv[] = { path, "--pid", hubpid, "--pid", self, "--json", "--top", "3", "--duration", "120", NULL };
 	assert_int_equal(spawn(&l->tracer, argv, (uid_t)-1), 0);
 	l->err[0] = l->out[0] = '\0';
-	if (!read_until(l->tracer.err_fd, l->err, sizeof l->err, "topohub-trace: tracing", 60000))
+	if (!read_line(l->tracer.err_fd, l->err, sizeof l->err, "topohub-trace: tracing", 60000))
 		fail_msg("tracer did not attach: %s", l->err);
 	if (!strstr(l->err, "libtopohub.so") || !strstr(l->err, "topohubd"))
 		fail_msg("tracer did not find both the hub and the library: %s", l->err);

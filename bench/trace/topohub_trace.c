@@ -823,17 +823,24 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	fprintf(stderr, "topohub-trace: tracing");
-	for (int i = 0; i < t->ntargets; i++) {
+	/* One write, so that a reader of stderr sees the whole line at once. */
+	char line[4096];
+	size_t ll = (size_t)snprintf(line, sizeof line, "topohub-trace: tracing");
+	for (int i = 0; i < t->ntargets && ll < sizeof line; i++) {
 		if (!t->targets[i].probes)
 			continue;
 		if (t->targets[i].pid > 0)
-			fprintf(stderr, " [pid %d %s: %d probes]", (int)t->targets[i].pid, t->targets[i].path,
-				t->targets[i].probes);
+			ll += (size_t)snprintf(line + ll, sizeof line - ll, " [pid %d %s: %d probes]", (int)t->targets[i].pid,
+					       t->targets[i].path, t->targets[i].probes);
 		else
-			fprintf(stderr, " [%s: %d probes]", t->targets[i].path, t->targets[i].probes);
+			ll += (size_t)snprintf(line + ll, sizeof line - ll, " [%s: %d probes]", t->targets[i].path,
+					       t->targets[i].probes);
 	}
-	fprintf(stderr, "; %s\n", t->duration_s > 0 ? "until the duration ends" : "Ctrl-C to stop");
+	if (ll < sizeof line)
+		snprintf(line + ll, sizeof line - ll, "; %s\n",
+			 t->duration_s > 0 ? "until the duration ends" : "Ctrl-C to stop");
+	fputs(line, stderr);
+	fflush(stderr);
 
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigemptyset(&sa.sa_mask);
