@@ -62,7 +62,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all test bench clean demo fuzz
+.PHONY: all test bench clean demo fuzz trace
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -114,5 +114,8 @@ bench: all
 
 clean:
 	rm -rf build
+
+# make trace: the libbpf tracer (optional; nothing else depends on it).
+include bench/trace/trace.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
