@@ -905,6 +905,41 @@ static void test_plugin_live__watch_unwatch_from_four_threads_while_dispatching(
 
 /* ---- losing continuity ------------------------------------------------------ */
 
+/* Read from a child until EOF or timeout_ms. On timeout the child is stuck
+ * (a library call that ignores its timeout): print its threads' stacks with
+ * gdb when there is one, kill it, and fail, instead of hanging the suite. */
+static void fail_stuck_child(pid_t pid, int timeout_ms)
+{
+	char cmd[160];
+	fprintf(stderr, "child %d stuck for %d ms; its stacks:\n", (int)pid, timeout_ms);
+	snprintf(cmd, sizeof cmd, "gdb -q -batch -p %d -ex 'thread apply all bt' >&2 2>/dev/null", (int)pid);
+	if (system(cmd) != 0)
+		fprintf(stderr, "(no gdb)\n");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fail_msg("child %d did not answer within %d ms", (int)pid, timeout_ms);
+}
+
+static size_t read_child_or_fail(int fd, char *buf, size_t cap, pid_t pid, int timeout_ms)
+{
+	size_t got = 0;
+	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	while (got < cap - 1) {
+		uint64_t now = ms_now();
+		if (now >= end)
+			fail_stuck_child(pid, timeout_ms);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, (int)(end - now)) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + got, cap - 1 - got);
+		if (n <= 0)
+			break; /* EOF: the child is done */
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	return got;
+}
+
 /* A reader process stopped past its slow-consumer timeout is evicted; when it
  * continues it gets RESYNC, the changes, SYNCED, and its view equals the
  * table. */
@@ -952,8 +987,12 @@ static void test_plugin_live__stopped_reader_is_evicted_and_resyncs(void **state
 	}
 	close(to_parent[1]);
 	to_parent[1] = -1;
-	char b;
-	assert_int_equal(read(to_parent[0], &b, 1), 1);
+	char b[2];
+	/* The child writes one byte when it is synced, then keeps the pipe open. */
+	struct pollfd pr = { .fd = to_parent[0], .events = POLLIN };
+	if (poll(&pr, 1, 30000) != 1)
+		fail_stuck_child(pid, 30000);
+	assert_int_equal(read(to_parent[0], b, 1), 1);
 	kill(pid, SIGSTOP);
 	sql("UPDATE topo.topo_data SET data = '1b' WHERE path = '/ev/a'");
 	sql("DELETE FROM topo.topo_data WHERE path = '/ev/b'");
@@ -963,10 +1002,8 @@ static void test_plugin_live__stopped_reader_is_evicted_and_resyncs(void **state
 	usleep(100000);
 	kill(pid, SIGCONT);
 	char msg[8400] = "";
-	size_t got = 0;
-	ssize_t n;
-	while ((n = read(to_parent[0], msg + got, sizeof msg - 1 - got)) > 0)
-		got += (size_t)n;
+	/* The child gives up on its own after 20 s; 60 s means it is stuck. */
+	read_child_or_fail(to_parent[0], msg, sizeof msg, pid, 60000);
 	int status;
 	waitpid(pid, &status, 0);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
