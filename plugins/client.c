@@ -164,6 +164,7 @@ struct th_conn {
 	char *scratch;
 	size_t scratchlen;
 	uint64_t revision;          /* of the last transaction read */
+	uint64_t spin_cur;          /* this wait's spin (adaptive, at most spin_ns) */
 	int delivered;
 	bool have_thread;
 	pthread_t thread;
@@ -1114,7 +1115,17 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 	}
 	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : SLICE_FUTEX_NS;
 	int r = th_ring_wait(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
-			     (int64_t)(left < slice ? left : slice), c->spin_ns);
+			     (int64_t)(left < slice ? left : slice), c->spin_cur);
+	/* Adaptive spin: spinning pays only while records come closer together
+	 * than spin_ns; otherwise every wait burns spin_ns of CPU for nothing,
+	 * and with many subscribers on few cores that CPU is the others'
+	 * latency. Full spin again as soon as a record came within the window
+	 * (whether we spun or slept for it); halve it after each longer wait. */
+	uint64_t waited = th_now_ns() - now;
+	if (r == 1 && waited <= c->spin_ns)
+		c->spin_cur = c->spin_ns;
+	else
+		c->spin_cur /= 2;
 	TH_TRACE_READER_WOKEN(c, c->wait_mode);
 	if (r == 0 && ctl_dead(c)) {
 		hub_lost(c);
@@ -1188,6 +1199,7 @@ static int api_open(const struct th_open_opts *uopts, struct th_conn **out)
 	c->flags = o.flags;
 	c->timeout_ns = o.timeout_ns ? o.timeout_ns : DEFAULT_TIMEOUT_NS;
 	c->spin_ns = o.spin_ns ? o.spin_ns : DEFAULT_SPIN_NS;
+	c->spin_cur = c->spin_ns;
 	snprintf(c->name, sizeof c->name, "%s", o.name ? o.name : "libtopohub");
 	th_store_relaxed(&c->next_id, 1);
 	pthread_mutex_init(&c->qlock, NULL);

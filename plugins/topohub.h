@@ -158,7 +158,9 @@ struct th_open_opts {
 	uint32_t flags;          /* TH_OPEN_F_* */
 	const char *socket_path; /* NULL: TH_DEFAULT_SOCKET */
 	uint64_t timeout_ns;     /* slow-consumer timeout asked of the hub (it clamps); 0: 1 s */
-	uint64_t spin_ns;        /* TH_WAIT_FUTEX: spin this long before sleeping; 0: 20 us */
+	uint64_t spin_ns;        /* TH_WAIT_FUTEX: spin at most this long before sleeping; 0: 20 us.
+	                          * Adaptive: the library spins only while records arrive within
+	                          * this window, so a slow stream costs no spinning CPU */
 	uint32_t wait_mode;      /* enum th_wait_mode */
 	uint32_t reserved;       /* 0 */
 	const char *name;        /* shown by `topohubctl readers`; NULL: "libtopohub" */
