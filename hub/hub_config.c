@@ -64,6 +64,8 @@ static const struct key keys[] = {
 	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
 	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)" },
 	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug" },
+	{ "hub", "bench_socket_fanout", K_BOOL, OFF(bench_socket_fanout), "false",
+	  "benchmark only: also send every record over the socket of each client that asks (STREAM)" },
 
 	{ "mysql", "sources", K_SOURCES, 0, NULL,
 	  "servers in order, comma-separated: host:port, [v6addr]:port, or a Unix socket path (--source adds one)" },

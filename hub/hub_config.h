@@ -7,7 +7,8 @@
  *   [hub]     socket, socket_mode, socket_group, allow_uids, allow_gids,
  *             ring_capacity, max_readers, max_clients, reader_timeout_min_ms,
  *             reader_timeout_max_ms, reader_timeout_default_ms,
- *             monitor_interval_us, monitor_realtime, log_level
+ *             monitor_interval_us, monitor_realtime, log_level,
+ *             bench_socket_fanout (benchmark only: protocol.h STREAM)
  *   [mysql]   sources, user, password_file, password_env, tls, tls_verify,
  *             tls_ca, tls_cert, tls_key, server_id, heartbeat_ms,
  *             connect_timeout_ms, reconnect_min_ms, reconnect_max_ms,
@@ -65,6 +66,7 @@ struct th_hub_config {
 	uint64_t monitor_interval_ns;
 	bool monitor_realtime;
 	int log_level;
+	bool bench_socket_fanout;         /* benchmark only: serve STREAM (hub_fanout.c) */
 
 	/* [mysql] */
 	struct th_hub_source sources[TH_HUB_MAX_SOURCES];

@@ -46,6 +46,7 @@ struct conn {
 	gid_t gid;
 	pid_t pid;
 	int reader;                 /* index in h->readers, or -1 */
+	struct th__hub_stream *stream; /* benchmark mode: a STREAM subscriber (owns fd since) */
 	bool refused;               /* credentials not allowed: every request gets -EACCES */
 	/* one pending SYNC */
 	bool sync;
@@ -223,7 +224,13 @@ static void conn_close(struct ctl *x, struct conn *cn)
 	reader_remove(x, cn);
 	sync_clear(x, cn);
 	epoll_ctl(x->epfd, EPOLL_CTL_DEL, cn->fd, NULL);
-	close(cn->fd);
+	if (cn->stream) {
+		/* The publisher may be sending on it: closed after a grace period. */
+		th__hub_stream_remove(x->h, cn->stream);
+		cn->stream = NULL;
+	} else {
+		close(cn->fd);
+	}
 	cn->fd = -1;
 	if (cn->prev)
 		cn->prev->next = cn->next;
@@ -416,6 +423,36 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 	close(out[0]);
 	close(out[1]);
 	close(out[2]);
+}
+
+/* STREAM (benchmark mode; protocol.h): the reply first, then the subscriber
+ * is added, so that no record can precede the reply. */
+static void do_stream(struct ctl *x, struct conn *cn, uint32_t req)
+{
+	struct th_hub *h = x->h;
+	if (!h->cfg->bench_socket_fanout) {
+		send_error(x, cn, req, -ENOTSUP, "STREAM is a benchmark mode; this hub runs without bench_socket_fanout");
+		return;
+	}
+	if (cn->reader >= 0 || cn->stream) {
+		send_error(x, cn, req, -EALREADY, "this connection is attached or streaming already");
+		return;
+	}
+	struct th_msg_stream_reply rep = {
+		/* Pairs with the publisher's release of (c). */
+		.revision = th_load_acquire(&h->published_revision),
+		.sndbuf = th__hub_stream_sndbuf(cn->fd, cn->pid),
+	};
+	if (send_msg(x, cn, TH_MSG_STREAM | TH_MSG_REPLY, req, &rep, sizeof rep, NULL, 0) < 0)
+		return;
+	if (th__hub_stream_add(h, cn->fd, cn->pid, cn->cid, &cn->stream) < 0) {
+		th_log_warn("client %u (pid %d): out of memory adding a stream subscriber: disconnecting", cn->cid,
+			    (int)cn->pid);
+		conn_close(x, cn);
+		return;
+	}
+	th_log_info("stream subscriber %u added: pid %d uid %u, send buffer %" PRIu64 " bytes, %zu streaming",
+		    cn->cid, (int)cn->pid, (unsigned)cn->uid, rep.sndbuf, h->nstreams);
 }
 
 static int sealed_memfd(const void *data, size_t len)
@@ -790,8 +827,12 @@ static void do_json(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req)
 		uint64_t n, lag_ns, lag_bytes;
 		json_common(h, b);
 		json_readers(h, NULL, &n, &lag_ns, &lag_bytes);
-		th_buf_printf(b, ",\"readers\":%" PRIu64 ",\"max_lag_ns\":%" PRIu64 ",\"max_lag_bytes\":%" PRIu64 "}",
+		th_buf_printf(b, ",\"readers\":%" PRIu64 ",\"max_lag_ns\":%" PRIu64 ",\"max_lag_bytes\":%" PRIu64,
 			      n, lag_ns, lag_bytes);
+		if (h->cfg->bench_socket_fanout)
+			th_buf_printf(b, ",\"streams\":%zu,\"stream_drops\":%" PRIu64, h->nstreams,
+				      th_load_relaxed(&h->st_stream_drops));
+		th_buf_putc(b, '}');
 	} else if (type == TH_MSG_READERS) {
 		uint64_t n, lag_ns, lag_bytes;
 		th_buf_puts(b, "{\"readers\":");
@@ -869,6 +910,9 @@ static int handle(struct ctl *x, struct conn *cn, const uint8_t *m, size_t n, bo
 		return send_error(x, cn, req, -EACCES, "uid %u gid %u is not allowed on this hub", (unsigned)cn->uid,
 				  (unsigned)cn->gid);
 	switch (hdr.type) {
+	case TH_MSG_STREAM:
+		do_stream(x, cn, req);
+		break;
 	case TH_MSG_ATTACH:
 		do_attach(x, cn, req, body, blen);
 		break;
@@ -927,9 +971,11 @@ static void conn_read(struct ctl *x, struct conn *cn)
 				}
 			}
 		}
-		if (n == 0) {
+		if (n == 0 || cn->stream) {
 			/* SOCK_SEQPACKET: 0 is the peer's end (an empty message cannot
-			 * be told apart; none of ours is empty). */
+			 * be told apart; none of ours is empty). A stream connection
+			 * carries nothing from the client after STREAM (protocol.h):
+			 * a reply now could land between records. */
 			conn_close(x, cn);
 			return;
 		}
@@ -1001,6 +1047,7 @@ out:
 	while (x.conns)
 		conn_close(&x, x.conns);
 	free_dead(&x);
+	th__hub_stream_finish(h);
 	if (x.listen_fd >= 0) {
 		close(x.listen_fd);
 		unlink(h->cfg->socket_path);

@@ -69,6 +69,12 @@ struct pub {
 	enum th_resync_reason reload_reason;
 	uint32_t reload_table;
 	char err[1024];
+	/* Benchmark mode only: one transaction's records as messages for
+	 * th__hub_fanout_send, grown as needed. */
+	struct th_rec_change *fo_recs;
+	struct iovec *fo_iov;
+	struct mmsghdr *fo_msgs;
+	size_t fo_cap;
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -452,7 +458,64 @@ static void publish_resync(struct pub *p, uint64_t rev, enum th_resync_reason re
 		th_fetch_add_relaxed(&h->st_records, 1);
 		th_fetch_add_relaxed(&h->st_bytes, sizeof r);
 	}
+	if (h->cfg->bench_socket_fanout) {
+		struct iovec iov = { &r, sizeof r };
+		struct mmsghdr m = { .msg_hdr = { .msg_iov = &iov, .msg_iovlen = 1 } };
+		th__hub_fanout_send(h, &m, 1);
+	}
 	th_fetch_add_relaxed(&h->st_resyncs, 1);
+}
+
+/* The ring record of change c of t: rec, and iov[4] = rec, key, value, gtid. */
+static void change_record(const struct th_txn *t, const struct th_txn_change *c, uint64_t rev, uint64_t real,
+			  uint16_t gtid_len, struct th_rec_change *rec, struct iovec *iov)
+{
+	*rec = (struct th_rec_change){
+		.revision = rev,
+		.version = c->version,
+		.commit_us = t->commit_us,
+		.publish_ns = real,
+		.key_len = c->key_len,
+		.value_len = c->op == TH_TXN_DELETE ? 0 : c->value_len,
+		.gtid_len = gtid_len,
+		.table = (uint8_t)c->table,
+		.op = c->op == TH_TXN_DELETE ? TH_OP_DELETE : TH_OP_PUT,
+		.flags = c->op != TH_TXN_DELETE && !c->has_value ? TH_CHANGE_F_VALUE_NULL : 0,
+	};
+	iov[0] = (struct iovec){ rec, sizeof *rec };
+	iov[1] = (struct iovec){ (void *)c->key, c->key_len };
+	iov[2] = (struct iovec){ (void *)c->value, rec->value_len };
+	iov[3] = (struct iovec){ (void *)t->gtid, gtid_len };
+}
+
+/* Benchmark mode: the committed transaction to every stream subscriber, the
+ * same bytes as its ring records (the ring's copies may be overwritten by
+ * the time a subscriber would read them, so they are built again here). */
+static void fanout_txn(struct pub *p, const struct th_txn *t, uint64_t rev, uint64_t real, uint16_t gtid_len)
+{
+	size_t n = t->nchanges;
+	if (n > p->fo_cap) {
+		size_t cap = n < 64 ? 64 : n;
+		struct th_rec_change *r = realloc(p->fo_recs, cap * sizeof *r);
+		if (r)
+			p->fo_recs = r;
+		struct iovec *v = r ? realloc(p->fo_iov, cap * 4 * sizeof *v) : NULL;
+		if (v)
+			p->fo_iov = v;
+		struct mmsghdr *m = v ? realloc(p->fo_msgs, cap * sizeof *m) : NULL;
+		if (m) {
+			p->fo_msgs = m;
+			p->fo_cap = cap;
+		} else {
+			th__hub_fanout_send(p->h, NULL, 0); /* drops every subscriber: no silent gap */
+			return;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		change_record(t, &t->changes[i], rev, real, gtid_len, &p->fo_recs[i], &p->fo_iov[4 * i]);
+		p->fo_msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &p->fo_iov[4 * i], .msg_iovlen = 4 } };
+	}
+	th__hub_fanout_send(p->h, p->fo_msgs, (unsigned)n);
 }
 
 /* One delivered transaction: (a) state, (b) ring, (c) revision + position. */
@@ -490,24 +553,9 @@ static int apply_txn(struct pub *p, const struct th_txn *t)
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < t->nchanges; i++) {
 		const struct th_txn_change *c = &t->changes[i];
-		struct th_rec_change rec = {
-			.revision = rev,
-			.version = c->version,
-			.commit_us = t->commit_us,
-			.publish_ns = real,
-			.key_len = c->key_len,
-			.value_len = c->op == TH_TXN_DELETE ? 0 : c->value_len,
-			.gtid_len = gtid_len,
-			.table = (uint8_t)c->table,
-			.op = c->op == TH_TXN_DELETE ? TH_OP_DELETE : TH_OP_PUT,
-			.flags = c->op != TH_TXN_DELETE && !c->has_value ? TH_CHANGE_F_VALUE_NULL : 0,
-		};
-		struct iovec iov[4] = {
-			{ &rec, sizeof rec },
-			{ (void *)c->key, c->key_len },
-			{ (void *)c->value, rec.value_len },
-			{ (void *)t->gtid, gtid_len },
-		};
+		struct th_rec_change rec;
+		struct iovec iov[4];
+		change_record(t, c, rev, real, gtid_len, &rec, iov);
 		rc = th_ring_appendv(h->ring, TH_REC_CHANGE, iov, 4);
 		if (rc < 0)
 			break;
@@ -526,6 +574,9 @@ static int apply_txn(struct pub *p, const struct th_txn *t)
 		int n = th_ring_commit(h->ring);
 		th_fetch_add_relaxed(&h->st_records, (uint64_t)n);
 		th_fetch_add_relaxed(&h->st_bytes, bytes);
+		/* Off (the product): a load of the read-only configuration and a branch. */
+		if (h->cfg->bench_socket_fanout)
+			fanout_txn(p, t, rev, real, gtid_len);
 	}
 	/* (c): release pairs with the control thread's acquire loads: a reader
 	 * that sees rev also sees the state entries and the ring head of it. */
@@ -1105,6 +1156,9 @@ void *th__hub_publisher_main(void *arg)
 	th_binlog_decoder_free(p->dec);
 	th_buf_free(&p->gtid);
 	th_buf_free(&p->scratch);
+	free(p->fo_recs);
+	free(p->fo_iov);
+	free(p->fo_msgs);
 	free(p);
 	rcu_unregister_thread();
 	return NULL;

@@ -15,6 +15,9 @@
  *   | source_info             | publisher         | control                  | src_lock (rare)   |
  *   | readers[]               | control           | monitor, control         | readers_lock      |
  *   | stopping                | main              | all                      | release/acquire   |
+ *   | streams (RCU pointer)   | control           | publisher                | xchg/acquire, RCU |
+ *   | th__hub_stream.dropped  | publisher         | publisher                | (one thread)      |
+ *   | nstreams                | control           | control                  | (one thread)      |
  */
 #ifndef TH_HUB_INTERNAL_H
 #define TH_HUB_INTERNAL_H
@@ -54,6 +57,31 @@ struct th__hub_reader {
 	uint64_t evictions;           /* by the monitor */
 	bool evicted_seen;            /* monitor already counted the current eviction */
 	char name[33];
+};
+
+/*
+ * Benchmark mode (bench_socket_fanout, protocol.h STREAM; hub_fanout.c): the
+ * clients that asked for records over their socket. Why RCU and not a mutex:
+ * the publisher must never wait, not even for a control thread preempted
+ * while it holds a lock; and the hub already runs liburcu. The control thread
+ * (the only writer) replaces the whole array on every add and remove and
+ * frees the old one after a grace period; a removed subscriber's socket is
+ * closed after a grace period too, so that the publisher never sends to a
+ * descriptor number reused for something else.
+ */
+struct th__hub_stream {
+	struct rcu_head rcu;
+	struct th_hub *h;
+	int fd;                       /* the connection's socket; closed by the RCU callback */
+	pid_t pid;
+	uint32_t cid;                 /* control connection id, for logs */
+	bool dropped;                 /* (publisher) shut down after a failed send; skipped since */
+};
+struct th__hub_streams {
+	struct rcu_head rcu;
+	struct th_hub *h;
+	size_t n;
+	struct th__hub_stream *s[];
 };
 
 /* Source status for STATS (under src_lock: written at connect time only). */
@@ -105,7 +133,7 @@ struct th_hub {
 	th_atomic_u64 st_events;
 	th_atomic_u64 st_last_commit_us;
 	th_atomic_u64 st_last_publish_ns;
-	th_atomic_u64 st_evictions;   /* monitor */
+	th_atomic_u64 st_evictions;   /* monitor; and the publisher in benchmark mode (fetch_add: two writers) */
 	th_atomic_u64 st_attaches;    /* control */
 	th_atomic_u64 st_refused;     /* control: peers refused by credentials */
 	th_atomic_u64 st_bad_msgs;    /* control */
@@ -117,6 +145,13 @@ struct th_hub {
 	pthread_mutex_t readers_lock;
 	struct th__hub_reader *readers;
 	size_t readers_cap;
+
+	/* Benchmark mode only (cfg->bench_socket_fanout); NULL while no client
+	 * streams. Exchanged (seq_cst, so release) by the control thread, loaded
+	 * with acquire by the publisher inside rcu_read_lock(). */
+	struct th__hub_streams *_Atomic streams;
+	size_t nstreams;              /* (control) subscribers in the array */
+	th_atomic_u64 st_stream_drops; /* publisher: subscribers dropped on a full socket buffer */
 };
 
 /* True once a stop was asked for. Pairs with the release in th__hub_stop_request. */
@@ -135,6 +170,21 @@ void th__hub_interrupt_mysql(void);
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
+
+/* Benchmark mode (hub_fanout.c); see struct th__hub_stream.
+ * Control thread: size a socket's send buffer (before the reply); add a
+ * subscriber on socket fd, which it owns from then on (closed after a grace
+ * period once removed); remove it (at the connection's end); finish (at
+ * exit, every subscriber removed: runs the deferred closes). add: 0 or
+ * -ENOMEM. Publisher: send these messages (one record each) to every
+ * subscriber, never blocking: one whose send would block is dropped;
+ * msgs NULL drops every subscriber (the records could not be built). */
+uint64_t th__hub_stream_sndbuf(int fd, pid_t pid); /* sets the buffer, returns it as granted */
+int th__hub_stream_add(struct th_hub *h, int fd, pid_t pid, uint32_t cid, struct th__hub_stream **out);
+void th__hub_stream_remove(struct th_hub *h, struct th__hub_stream *s);
+void th__hub_stream_finish(struct th_hub *h);
+struct mmsghdr;
+void th__hub_fanout_send(struct th_hub *h, struct mmsghdr *msgs, unsigned n);
 
 struct th__hub_control_arg {
 	struct th_hub *h;

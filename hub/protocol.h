@@ -101,6 +101,7 @@ enum th_msg_type {
 	TH_MSG_READERS = 6,
 	TH_MSG_REJOIN = 7,
 	TH_MSG_TABLES = 8,
+	TH_MSG_STREAM = 9,    /* benchmark only: records over this socket (see below) */
 	/* replies (hub -> client): request type | 0x8000, or ERROR */
 	TH_MSG_REPLY = 0x8000,
 	TH_MSG_ERROR = 0xffff,
@@ -194,5 +195,30 @@ struct th_msg_rejoin_reply {
 /* STATS, READERS, TABLES: no request body. Reply body: JSON text (for
  * operators and tools; fields documented in the README), no NUL, at most
  * TH_MSG_MAX - header. */
+
+/* STREAM (benchmark only: the hub answers -ENOTSUP unless started with
+ * bench_socket_fanout = true). The peer of the end-to-end benchmark that
+ * shows what the ring is worth: the hub sends every record it publishes over
+ * this socket instead of the subscriber reading the ring.
+ * Body: as ATTACH's (every field informational; any length is accepted).
+ * Reply: struct th_msg_stream_reply. After it, the connection carries only
+ * records, hub to client, in publication order, one SOCK_SEQPACKET message
+ * per record, no header: exactly the bytes of the ring record's payload. The
+ * type is the length: sizeof(struct th_rec_resync) (16) bytes is a resync;
+ * a change is struct th_rec_change + key + value + gtid (48 bytes or more).
+ * The hub adds the subscriber right after it sent the reply (so the reply
+ * comes first): transactions published from then on are streamed; one being
+ * published at that moment may be or not (benchmarks start writing after
+ * every subscriber has its reply).
+ * The hub never waits for a subscriber: a send that would block (the socket
+ * buffer, reply.sndbuf bytes, is full) drops the subscriber: its connection
+ * is shut down (the client reads what was queued, then end of file) and the
+ * drop counts as an eviction in STATS. Anything the client sends after
+ * STREAM closes the connection. One STREAM per connection, and not on an
+ * attached one (-EALREADY). */
+struct th_msg_stream_reply {
+	uint64_t revision;    /* published revision when the subscriber was added */
+	uint64_t sndbuf;      /* the hub's send buffer for this socket, bytes (SO_SNDBUF as granted) */
+};
 
 #endif

@@ -709,6 +709,181 @@ static void test_hub__a_transaction_too_big_for_the_ring_is_a_resync(void **stat
 	check_state(sh);
 }
 
+/* ---- benchmark mode: records over the control socket (STREAM) ------------- */
+
+static void test_hub__stream_is_refused_when_the_fanout_mode_is_off(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hubc *c;
+	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	struct th_hubc_reply rep;
+	assert_int_equal(th_hubc_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000), -ENOTSUP);
+	stat_u64(c, "evictions"); /* the connection stays usable */
+	th_hubc_close(c);
+}
+
+/* The next message of a stream subscriber: its length, 0 at the end of the
+ * stream, -ETIMEDOUT. */
+static ssize_t stream_next(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return -ETIMEDOUT;
+	ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0)
+		return -errno;
+	assert_true((size_t)n <= cap);
+	return n;
+}
+
+/* A change record of a stream: its fixed part, and key and value in buf. */
+static struct th_rec_change stream_change(int fd, uint8_t *buf, size_t cap, const char *key, const char *value)
+{
+	ssize_t n = stream_next(fd, buf, cap, 5000);
+	if (n <= 0)
+		fail_msg("no record for %s from the stream: %s", key, n == 0 ? "end of stream" : th_strerror((int)n));
+	struct th_rec_change c;
+	assert_true((size_t)n >= sizeof c);
+	memcpy(&c, buf, sizeof c);
+	assert_int_equal((size_t)n, sizeof c + c.key_len + c.value_len + c.gtid_len);
+	assert_int_equal(c.key_len, strlen(key));
+	assert_memory_equal(buf + sizeof c, key, c.key_len);
+	if (value) {
+		assert_int_equal(c.value_len, strlen(value));
+		assert_memory_equal(buf + sizeof c + c.key_len, value, c.value_len);
+	}
+	assert_true(c.gtid_len > 0);
+	return c;
+}
+
+static int stream_open(const char *socket, struct th_msg_stream_reply *out)
+{
+	struct th_hubc *c;
+	assert_int_equal(th_hubc_connect(socket, &c), 0);
+	struct th_hubc_reply rep;
+	int rc = th_hubc_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000);
+	if (rc)
+		fail_msg("STREAM: %s (%s)", th_strerror(rc), th_hubc_error(c));
+	assert_true(rep.len >= sizeof *out);
+	memcpy(out, rep.body, sizeof *out);
+	th_hubc_reply_free(&rep);
+	/* Keep the socket, drop the client's bookkeeping. */
+	int fd = dup(th_hubc_fd(c));
+	th_hubc_close(c);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_is_dropped(void **state)
+{
+	struct shared *sh = need(state);
+	/* A hub of its own, in the benchmark mode, on the same server. */
+	static const char *const args[] = { "--bench-socket-fanout=true", NULL };
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = args };
+	struct th_hub_proc *hub;
+	char why[2048];
+	if (th_hub_proc_start(&o, &hub, why, sizeof why) < 0)
+		fail_msg("fan-out hub: %s", why);
+	struct th_hubc *ctl_c;
+	assert_int_equal(th_hubc_connect(hub->socket, &ctl_c), 0);
+	struct th_msg_stream_reply ra, rb;
+	int a = stream_open(hub->socket, &ra);
+	int b = stream_open(hub->socket, &rb); /* never read until the end */
+	assert_true(ra.revision > 0 && ra.sndbuf > 0);
+	assert_int_equal(stat_u64(ctl_c, "streams"), 2);
+	const size_t cap = 2u << 20;
+	uint8_t *buf = malloc(cap);
+	assert_non_null(buf);
+
+	/* Every record of a few transactions, in order, one message each. */
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/fan/a', 'one')");
+	sql(sh, "BEGIN; INSERT INTO topo.topo_data (path, data) VALUES ('/fan/b', 'two');"
+		"INSERT INTO topo.topo_data (path, data) VALUES ('/fan/c', 'three');"
+		"UPDATE topo.topo_data SET data = 'uno', version = version + 1 WHERE path = '/fan/a'; COMMIT");
+	sql(sh, "DELETE FROM topo.topo_data WHERE path = '/fan/b'");
+	struct th_rec_change c1 = stream_change(a, buf, cap, "/fan/a", "one");
+	assert_true(c1.revision > ra.revision);
+	assert_int_equal(c1.op, TH_OP_PUT);
+	struct th_rec_change c2 = stream_change(a, buf, cap, "/fan/b", "two");
+	struct th_rec_change c3 = stream_change(a, buf, cap, "/fan/c", "three");
+	struct th_rec_change c4 = stream_change(a, buf, cap, "/fan/a", "uno");
+	assert_int_equal(c2.revision, c1.revision + 1);
+	assert_int_equal(c3.revision, c2.revision);
+	assert_int_equal(c4.revision, c2.revision);
+	assert_int_equal(c4.version, 2);
+	struct th_rec_change c5 = stream_change(a, buf, cap, "/fan/b", NULL);
+	assert_int_equal(c5.op, TH_OP_DELETE);
+	assert_int_equal(c5.revision, c2.revision + 1);
+
+	/* Fill b's buffer: 1.5 times it in 256 KiB values, one transaction
+	 * each. a reads as they come; b never does. The publisher must not wait
+	 * for b (it would never see the rest of them, nor would a). */
+	const unsigned big = 256u << 10;
+	unsigned nbig = (unsigned)(rb.sndbuf * 3 / 2 / big) + 2;
+	uint64_t worst = 0;
+	for (unsigned i = 0; i < nbig; i++) {
+		char q[200], key[32];
+		snprintf(key, sizeof key, "/fan/big%02u", i);
+		snprintf(q, sizeof q, "INSERT INTO topo.topo_data (path, data) VALUES ('%s', REPEAT('b', %u))", key, big);
+		uint64_t t0 = th_now_ns();
+		sql(sh, q);
+		struct th_rec_change c = stream_change(a, buf, cap, key, NULL);
+		uint64_t dt = th_now_ns() - t0;
+		worst = dt > worst ? dt : worst;
+		assert_int_equal(c.value_len, big);
+		assert_int_equal(buf[sizeof c + c.key_len + big - 1], 'b');
+	}
+	print_message("%u records of 256 KiB: the reading subscriber had each within %.1f ms of its commit; "
+		      "send buffer %" PRIu64 " bytes\n",
+		      nbig, (double)worst / 1e6, rb.sndbuf);
+	assert_true(worst < 2000000000ull);
+	uint64_t t0 = th_now_ns();
+	while (stat_u64(ctl_c, "stream_drops") < 1 && th_now_ns() - t0 < 2000000000ull)
+		usleep(1000);
+	assert_int_equal(stat_u64(ctl_c, "stream_drops"), 1);
+	assert_true(stat_u64(ctl_c, "evictions") >= 1);
+	assert_true(th_hub_proc_log_contains(hub, "dropped stream subscriber"));
+	/* b gets what was queued, in order (a prefix), then the end. */
+	stream_change(b, buf, cap, "/fan/a", "one");
+	stream_change(b, buf, cap, "/fan/b", "two");
+	stream_change(b, buf, cap, "/fan/c", "three");
+	stream_change(b, buf, cap, "/fan/a", "uno");
+	stream_change(b, buf, cap, "/fan/b", NULL);
+	unsigned got = 0;
+	ssize_t n;
+	while ((n = stream_next(b, buf, cap, 2000)) > 0) {
+		char key[32];
+		snprintf(key, sizeof key, "/fan/big%02u", got++);
+		assert_true((size_t)n > sizeof(struct th_rec_change) + strlen(key));
+		assert_memory_equal(buf + sizeof(struct th_rec_change), key, strlen(key));
+	}
+	assert_int_equal(n, 0);
+	assert_true(got > 0 && got < nbig);
+	print_message("the subscriber that never read had %u of them queued when it was dropped\n", got);
+
+	/* A subscriber that closes is removed; so was the dropped one. */
+	close(a);
+	close(b);
+	t0 = th_now_ns();
+	while (stat_u64(ctl_c, "streams") != 0 && th_now_ns() - t0 < 2000000000ull)
+		usleep(1000);
+	assert_int_equal(stat_u64(ctl_c, "streams"), 0);
+	th_hubc_close(ctl_c);
+	free(buf);
+	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/fan/%'");
+	int st = th_hub_proc_stop(hub);
+	bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && !th_hub_proc_sanitizer_report(hub);
+	if (!clean) {
+		char tail[4000];
+		fprintf(stderr, "fan-out hub ended badly (status 0x%x): %s\n", st,
+			th_hub_proc_log_tail(hub, tail, sizeof tail));
+	}
+	th_hub_proc_free(hub);
+	assert_true(clean);
+	check_state(sh);
+}
+
 static void test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation(void **state)
 {
 	struct shared *sh = need(state);
@@ -843,6 +1018,8 @@ int main(void)
 		cmocka_unit_test(test_hub__ddl_on_a_watched_table_publishes_a_resync),
 		cmocka_unit_test(test_hub__a_transaction_too_big_for_the_ring_is_a_resync),
 		cmocka_unit_test(test_hub__a_position_the_server_lost_is_a_reload_and_a_resync),
+		cmocka_unit_test(test_hub__stream_is_refused_when_the_fanout_mode_is_off),
+		cmocka_unit_test(test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_is_dropped),
 		cmocka_unit_test(test_hubctl__operator_commands),
 		cmocka_unit_test(test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation),
 		cmocka_unit_test(test_hub__sigkill_and_restart_new_generation_state_equals_tables),
