@@ -9,8 +9,8 @@
  *   e2e setup     reset the keys of a prefix (MySQL topo_data, or etcd)
  *   e2e writer    update the keys at a fixed rate (open loop), stamping each
  *                 commit's return in the run file
- *   e2e sub       one subscriber process of a system: topohub, mysqltopo,
- *                 decoder, etcd
+ *   e2e sub       one subscriber process of a system: topohub, socket,
+ *                 mysqltopo, decoder, etcd
  *   e2e collect   latency over all deliveries and the checks, as JSON
  *
  * The MySQL password travels in TOPOHUB_MYSQL_PASSWORD, never on a command line.
@@ -640,7 +640,7 @@ static int cmd_sub(int argc, char **argv)
 		}
 	}
 	if (!system || !o.file) {
-		fprintf(stderr, "usage: topohub-bench e2e sub --system topohub|mysqltopo|decoder|etcd --file F "
+		fprintf(stderr, "usage: topohub-bench e2e sub --system topohub|socket|mysqltopo|decoder|etcd --file F "
 				"--index I [--prefix P] [--lib SO --hub-socket S --timeout-ms T] [--etcd URL]\n");
 		return 2;
 	}
@@ -657,6 +657,8 @@ static int cmd_sub(int argc, char **argv)
 		return th__e2e_sub_etcd(&s, &o);
 	if (!strcmp(system, "topohub"))
 		return th__e2e_sub_topohub(&s, &o);
+	if (!strcmp(system, "socket"))
+		return th__e2e_sub_socket(&s, &o);
 	fprintf(stderr, "e2e sub: unknown system %s\n", system);
 	return 2;
 }

@@ -106,7 +106,7 @@ struct e2e_sub_opts {
 	unsigned idx;
 	const char *prefix;
 	const char *lib;               /* topohub: path of libtopohub.so */
-	const char *hub_socket;        /* topohub: the hub's control socket */
+	const char *hub_socket;        /* topohub, socket: the hub's control socket */
 	const char *etcd;              /* etcd: base URL */
 	unsigned timeout_ms;           /* topohub: slow-consumer timeout asked */
 	const char *wait;              /* topohub: futex (default), spin, fd */
@@ -135,6 +135,8 @@ int th__e2e_sub_mysqltopo(struct e2e_sub *s, const struct e2e_sub_opts *o);
 int th__e2e_sub_decoder(struct e2e_sub *s, const struct e2e_sub_opts *o);
 int th__e2e_sub_etcd(struct e2e_sub *s, const struct e2e_sub_opts *o);
 int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o);
+/* The hub's benchmark mode: records over the control socket (protocol.h STREAM). */
+int th__e2e_sub_socket(struct e2e_sub *s, const struct e2e_sub_opts *o);
 
 /* MySQL connection details from the environment (E2E_MYSQL_SOCKET or
  * E2E_MYSQL_HOST/E2E_MYSQL_PORT, E2E_MYSQL_USER, TOPOHUB_MYSQL_PASSWORD). */

@@ -131,6 +131,49 @@ def e2e_tables(recs):
     return out
 
 
+def ring_worth(recs):
+    """socket (the hub sending over one Unix socket per subscriber) against
+    topohub (the ring) and topohub-nospin (the ring, sleeping at once like the
+    socket subscribers), point by point."""
+    scen = {}
+    for r in recs:
+        if r.get("name") == "e2e" and not r.get("fault") and r.get("system") in ("topohub", "topohub-nospin", "socket"):
+            scen.setdefault(point_key(r), {})[r["system"]] = r
+    keys = [k for k in sorted(scen, key=lambda k: (k[2], k[1], k[0])) if "socket" in scen[k] and "topohub" in scen[k]]
+    if not keys:
+        return []
+
+    def ratio(a, b, k):
+        if not a or not b or a.get(k) is None or not b.get(k):
+            return "-"
+        return f"{a[k] / b[k]:.1f}x"
+
+    out = ["### What the ring is worth", "",
+           "`socket` is the same hub with the ring replaced by one Unix socket per subscriber (its benchmark "
+           "mode): everything upstream of delivery is the same, so these ratios are the ring's contribution. "
+           "Ratios are socket / topohub (above 1: the ring is better); `nospin` is topohub with its subscribers "
+           "sleeping at once, as the socket subscribers do.", "",
+           "| subs | rate/s | size | p50 us topohub / nospin / socket | p99 us topohub / nospin / socket | "
+           "p99 socket / topohub | p99 socket / nospin | CPU hub s topohub / socket | CPU hub ratio | "
+           "CPU subs s topohub / socket | CPU us / update topohub / socket | CPU / update ratio | socket ok |",
+           "|" + "---|" * 13]
+    for k in keys:
+        t, ns, so = scen[k].get("topohub"), scen[k].get("topohub-nospin"), scen[k]["socket"]
+        if so.get("skipped") or so.get("error"):
+            out.append(f"| {k[0]} | {k[1]:,} | {size_name(k[2])} | " + " | ".join(["-"] * 9)
+                       + f" | {so.get('skipped') or so.get('error')} |")
+            continue
+        nsv = lambda key: us(ns.get(key)) if ns else "-"
+        out.append(
+            f"| {k[0]} | {k[1]:,} | {size_name(k[2])} | {us(t.get('p50_ns'))} / {nsv('p50_ns')} / {us(so.get('p50_ns'))} | "
+            f"{us(t.get('p99_ns'))} / {nsv('p99_ns')} / {us(so.get('p99_ns'))} | {ratio(so, t, 'p99_ns')} | "
+            f"{ratio(so, ns, 'p99_ns')} | {fmt(t.get('cpu_hub_s'))} / {fmt(so.get('cpu_hub_s'))} | "
+            f"{ratio(so, t, 'cpu_hub_s')} | {fmt(t.get('cpu_subs_s'))} / {fmt(so.get('cpu_subs_s'))} | "
+            f"{fmt(t.get('cpu_us_per_update'), 0)} / {fmt(so.get('cpu_us_per_update'), 0)} | "
+            f"{ratio(so, t, 'cpu_us_per_update')} | {'yes' if so.get('ok') else '**NO**'} |")
+    return out + [""]
+
+
 def find(recs, system, n, rate, size, fault=None):
     for r in recs:
         if (r.get("name") == "e2e" and r.get("system") == system and r.get("subs") == n and r.get("rate") == rate
@@ -336,6 +379,7 @@ def main():
         L.append(f"![{os.path.basename(p)}]({os.path.join(rel, os.path.basename(p))})")
         L.append("")
     L += e2e_tables(e2e)
+    L += [""] + ring_worth(e2e)
     skipped = [r for r in e2e if r.get("name") == "e2e" and (r.get("skipped") or r.get("error"))]
     L += ["", "### Points skipped or failed", ""]
     if skipped:

@@ -32,6 +32,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ["topohub", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd"]
 PREFIX = "/bench/e2e"
 GRACE_S = 2.0          # after the writer: how long subscribers may take to catch up
+SOCKET_HUB_ARGS = ("--bench-socket-fanout", "true")
 
 
 def now_ns():
@@ -206,6 +207,7 @@ class Etcd:
 
 class Hub:
     def __init__(self, build, db, workdir, extra=()):
+        self.extra = tuple(extra)
         self.socket = os.path.join(workdir, "hub.sock")
         self.ctl = os.path.join(build, "topohubctl")
         notify = os.path.join(workdir, "notify.sock")
@@ -271,11 +273,13 @@ class Env:
             self.etcd = None
 
     def want_hub(self, on, extra=()):
-        if on and not self.hub:
-            self.hub = Hub(self.args.build, self.db, self.workdir, extra)
-        if not on and self.hub:
+        # A hub started with other flags (the socket peer's benchmark mode) is
+        # restarted: the topohub points run on a hub with the mode off.
+        if self.hub and (not on or self.hub.extra != tuple(extra)):
             self.hub.stop()
             self.hub = None
+        if on and not self.hub:
+            self.hub = Hub(self.args.build, self.db, self.workdir, extra)
 
     def close(self):
         self.want_hub(False)
@@ -296,6 +300,8 @@ def sub_argv(env, system, runfile, i, timeout_ms):
         spin = 1 if system == "topohub-nospin" else env.args.spin_ns
         if spin is not None:
             a += ["--spin-ns", str(spin)]
+    if system == "socket":
+        a += ["--hub-socket", env.hub.socket]
     if system == "etcd":
         a += ["--etcd", env.etcd.url]
     return a
@@ -311,11 +317,11 @@ def run_point(env, pt, fault=None):
     if fault:
         label["fault"] = fault
     rec = {"name": "e2e", **label}
-    if system == "socket":
-        rec.update(ok=False, skipped="the hub has no socket fan-out bench mode yet")
-        return rec
     env.want_etcd(system == "etcd")
-    env.want_hub(system.startswith("topohub"))
+    # socket: the same hub in its benchmark mode, records over each subscriber's
+    # control connection instead of the ring (hub/protocol.h STREAM).
+    env.want_hub(system.startswith("topohub") or system == "socket",
+                 SOCKET_HUB_ARGS if system == "socket" else ())
     server = env.etcd if system == "etcd" else env.db
     penv = env.db.env()
     wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"])]
@@ -563,14 +569,14 @@ def main():
     have_etcd = shutil.which("etcd") is not None
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
-               for s in SYSTEMS if s != "socket"]
+               for s in SYSTEMS]
     elif args.faults_only:
         pts = []
     else:
         pts = matrix(args.quick, only)
     if not have_hub:
-        pts = [p for p in pts if not p["system"].startswith("topohub")]
-        log("no topohubd/libtopohub.so in", args.build, ": topohub points skipped")
+        pts = [p for p in pts if not p["system"].startswith("topohub") and p["system"] != "socket"]
+        log("no topohubd/libtopohub.so in", args.build, ": topohub and socket points skipped")
     if not have_etcd:
         pts = [p for p in pts if p["system"] != "etcd"]
         log("no etcd binary: etcd points skipped")
