@@ -132,6 +132,7 @@ struct th_conn {
 	th_atomic_u32 dispatching; /* 0/1: one dispatch at a time */
 	th_atomic_u32 stop;        /* the library's thread should return */
 	int wake_fd;               /* eventfd: new registrations, stop */
+	th_atomic_u32 wake_pending; /* set after each write to wake_fd: drain only then */
 	int epoll_fd;              /* TH_WAIT_FD: wake_fd, ring event fd, ctl_fd, timer_fd */
 	int timer_fd;              /* TH_WAIT_FD: reconnect backoff */
 	char tsan_rcu;             /* TSan's name for "a grace period" */
@@ -259,6 +260,10 @@ static void wake(struct th_conn *c)
 	if (write(c->wake_fd, &one, sizeof one) < 0) {
 		/* EAGAIN: the counter is full, so the dispatcher will wake anyway. */
 	}
+	/* After the write: a dispatcher that sees the flag finds the counter
+	 * set (or drained by an earlier round). Pairs with the exchange in
+	 * dispatch_round(). */
+	th_store_release(&c->wake_pending, 1);
 }
 
 static void drain_fd(int fd)
@@ -1047,7 +1052,10 @@ static bool ctl_dead(struct th_conn *c)
 static int dispatch_round(struct th_conn *c)
 {
 	int work = 0;
-	drain_fd(c->wake_fd);
+	/* A read() per round would be a system call per record for nothing:
+	 * drain only when wake() said it wrote. */
+	if (th_load_relaxed(&c->wake_pending) && th_exchange_seq_cst(&c->wake_pending, 0))
+		drain_fd(c->wake_fd);
 	adopt_new(c);
 	reclaim(c);
 	if (!c->connected) {
