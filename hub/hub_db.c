@@ -75,6 +75,11 @@ struct pub {
 	struct iovec *fo_iov;
 	struct mmsghdr *fo_msgs;
 	size_t fo_cap;
+	/* last_changes(): a transaction reduced to each key's last change. */
+	struct th_txn_change *lc_changes;
+	size_t *lc_order;
+	bool *lc_drop;
+	size_t lc_cap;
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -518,10 +523,91 @@ static void fanout_txn(struct pub *p, const struct th_txn *t, uint64_t rev, uint
 	th__hub_fanout_send(p->h, p->fo_msgs, (unsigned)n);
 }
 
+static int change_key_cmp(const void *a, const void *b, void *arg)
+{
+	const struct th_txn_change *c = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	const struct th_txn_change *x = &c[i], *y = &c[j];
+	if (x->table != y->table)
+		return x->table < y->table ? -1 : 1;
+	if (x->key_len != y->key_len)
+		return x->key_len < y->key_len ? -1 : 1;
+	int r = memcmp(x->key, y->key, x->key_len);
+	if (r)
+		return r;
+	return i < j ? -1 : i > j; /* stable: the last change of a key sorts last */
+}
+
+/*
+ * A transaction's intermediate values are invisible to every other
+ * transaction (MySQL's isolation), so readers get each key's last change in
+ * it, nothing before. This also makes (key, revision) name exactly one value,
+ * which stitching a snapshot to the ring relies on (protocol.h): a snapshot
+ * that runs while the publisher applies a transaction sees each key either
+ * before it or at its final value. Returns t itself when no key repeats, else
+ * *view (changes in their original order, earlier changes of a key dropped).
+ * -ENOMEM leaves nothing changed.
+ */
+static int last_changes(struct pub *p, const struct th_txn *t, struct th_txn *view, const struct th_txn **out)
+{
+	size_t n = t->nchanges;
+	*out = t;
+	if (n < 2)
+		return 0;
+	if (n > p->lc_cap) {
+		size_t *o = realloc(p->lc_order, n * sizeof *o);
+		if (!o)
+			return -ENOMEM;
+		p->lc_order = o;
+		struct th_txn_change *c = realloc(p->lc_changes, n * sizeof *c);
+		if (!c)
+			return -ENOMEM;
+		p->lc_changes = c;
+		bool *d = realloc(p->lc_drop, n * sizeof *d);
+		if (!d)
+			return -ENOMEM;
+		p->lc_drop = d;
+		p->lc_cap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		p->lc_order[i] = i;
+	qsort_r(p->lc_order, n, sizeof *p->lc_order, change_key_cmp, (void *)t->changes);
+	/* Mark every change that a later change of the same key supersedes. */
+	bool any = false;
+	bool *drop = p->lc_drop;
+	memset(drop, 0, n * sizeof *drop);
+	for (size_t k = 0; k + 1 < n; k++) {
+		const struct th_txn_change *x = &t->changes[p->lc_order[k]], *y = &t->changes[p->lc_order[k + 1]];
+		if (x->table == y->table && x->key_len == y->key_len && !memcmp(x->key, y->key, x->key_len)) {
+			drop[p->lc_order[k]] = true;
+			any = true;
+		}
+	}
+	if (!any)
+		return 0;
+	/* The survivors, in transaction order. */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!drop[i])
+			p->lc_changes[m++] = t->changes[i];
+	*view = *t;
+	view->changes = p->lc_changes;
+	view->nchanges = m;
+	*out = view;
+	return 0;
+}
+
 /* One delivered transaction: (a) state, (b) ring, (c) revision + position. */
-static int apply_txn(struct pub *p, const struct th_txn *t)
+static int apply_txn(struct pub *p, const struct th_txn *whole)
 {
 	struct th_hub *h = p->h;
+	struct th_txn view;
+	const struct th_txn *t;
+	int lrc = last_changes(p, whole, &view, &t);
+	if (lrc < 0) {
+		snprintf(p->err, sizeof p->err, "coalescing a transaction: %s", th_strerror(lrc));
+		return lrc;
+	}
 	th_fetch_add_relaxed(&h->st_txns_seen, 1);
 	if (t->nchanges == 0) {
 		publish_pos(p, th_load_relaxed(&h->published_revision));
@@ -1159,6 +1245,9 @@ void *th__hub_publisher_main(void *arg)
 	free(p->fo_recs);
 	free(p->fo_iov);
 	free(p->fo_msgs);
+	free(p->lc_changes);
+	free(p->lc_order);
+	free(p->lc_drop);
 	free(p);
 	rcu_unregister_thread();
 	return NULL;

@@ -18,7 +18,9 @@
  * revision: a 64-bit number that only grows, across hub restarts too (a hub
  * starts at max(its clock in microseconds, 1)), so a reader can order any two
  * changes it was ever told about. All records of one transaction carry the
- * same revision, and a batch is exactly one transaction.
+ * same revision, and a batch is exactly one transaction. A batch carries each
+ * key's last change in the transaction only: no other transaction could see
+ * the values before it, and so (key, revision) names exactly one value.
  *
  * Stitching a snapshot to the stream (what the client library does):
  *   1. ATTACH: the reply says the ring position P at which this reader starts.
@@ -26,7 +28,8 @@
  *      change, and the revision R the hub had published when it finished.
  *      Every change with a revision > R is in the ring at or after P.
  *   3. Read the ring from P: apply a change to key k only if its revision is
- *      greater than the revision k had in the snapshot (or k was absent);
+ *      greater than the revision k had in the snapshot (or k was absent): an
+ *      equal revision is the very change the snapshot already had;
  *      fold everything up to revision R into the initial state. The result
  *      is the exact state at R: nothing missing, nothing twice. Then deliver
  *      changes with revisions > R as they come.

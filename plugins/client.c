@@ -903,14 +903,9 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 			       .version = ch.version, .revision = ch.revision, .commit_us = ch.commit_us,
 			       .publish_ns = ch.publish_ns, .key_len = ch.key_len, .gtid_len = ch.gtid_len };
 	ev.latency_ns = mono_now > rec->publish_ns ? mono_now - rec->publish_ns : 0;
-	/* Older than what we hold: a snapshot already folded it in. Equal: the
-	 * same transaction, either a later change of the key in it, or a
-	 * snapshot that saw the transaction half applied; replaying the
-	 * transaction's changes in order ends at its final state, and a key
-	 * taken from a snapshot has no live watcher to hear it twice (see
-	 * fetch_one). */
+	/* A snapshot already had this change (or a later one): told already. */
 	struct th__entry *old = th__mirror_find(&c->mirror, ch.table, key, ch.key_len);
-	if (old && old->revision > ch.revision)
+	if (th__change_is_known(old, ch.revision))
 		return;
 	if (ch.op == TH_OP_DELETE) {
 		if (!old)

@@ -77,6 +77,17 @@ struct th__entry *th__mirror_take(struct th__mirror *m, uint32_t table, const ch
 int th__mirror_apply(struct th__mirror *m, uint32_t table, const char *key, uint32_t key_len,
 		     uint64_t revision, struct th__entry *e);
 
+/*
+ * The stitching rule (protocol.h): a ring change of a key is already known
+ * when the entry held for that key has its revision or a later one. The hub
+ * publishes one change per key per transaction, so an equal revision is this
+ * very change (a snapshot that raced the publisher already had it).
+ */
+static inline bool th__change_is_known(const struct th__entry *held, uint64_t revision)
+{
+	return held && held->revision >= revision;
+}
+
 /* The entries of table under prefix (trimmed), in key order: an array that
  * the caller frees (not the entries, which stay in the mirror). all_tables
  * ignores table and prefix. -ENOMEM, or the count in *n. */

@@ -143,12 +143,10 @@ int th__mirror_apply(struct th__mirror *m, uint32_t table, const char *key, uint
 		     uint64_t revision, struct th__entry *e)
 {
 	struct th__entry *old = th__mirror_find(m, table, key, key_len);
-	if (old && old->revision > revision) {
+	if (th__change_is_known(old, revision)) {
 		free(e);
-		return 0; /* already folded in (snapshot newer than this change) */
+		return 0;
 	}
-	/* Equal revision: the same transaction (a later change of the key in it,
-	 * or a snapshot that saw it half applied): apply, in order. */
 	if (!e) {
 		if (!old)
 			return 0; /* a delete of something we never had: nothing to tell */
