@@ -20,6 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import topohub  # noqa: E402
 
 SOCKET = os.environ.get("TOPOHUB_SOCKET")
+# Slow-consumer timeout for the tests that are not about eviction: they stop
+# dispatching while they run the mariadb client between steps, which on a
+# loaded host can take longer than the library's default of 1 s, and the hub
+# would rightly evict them. The eviction test sets its own.
+SLACK = 30.0
 DB_SOCKET = os.environ.get("MARIADB_SOCKET")
 
 
@@ -86,7 +91,7 @@ def pump(hub, cond, timeout=10.0, threaded=False):
 class TestBinding(unittest.TestCase):
     def test_watch_exact_initial_put_delete(self):
         sql("INSERT INTO topo_data (path, data, version) VALUES ('/py1/a', 'one', 1)")
-        with topohub.Hub(SOCKET) as hub:
+        with topohub.Hub(SOCKET, timeout=SLACK) as hub:
             catch_up(hub)
             r = Recorder()
             wid = hub.watch("/py1/a", r)
@@ -106,7 +111,7 @@ class TestBinding(unittest.TestCase):
             self.assertFalse(hub.unwatch(wid))
 
     def test_watch_missing_is_not_found(self):
-        with topohub.Hub(SOCKET) as hub:
+        with topohub.Hub(SOCKET, timeout=SLACK) as hub:
             r = Recorder()
             hub.watch("/py2/none", r)
             pump(hub, lambda: len(r.events) >= 2)
@@ -114,7 +119,7 @@ class TestBinding(unittest.TestCase):
 
     def test_recursive_boundaries_and_changes(self):
         sql("INSERT INTO topo_data (path, data) VALUES ('/py3/ks', 'r'), ('/py3/ks/s1', 'a'), ('/py3/ksx', 'no')")
-        with topohub.Hub(SOCKET) as hub:
+        with topohub.Hub(SOCKET, timeout=SLACK) as hub:
             catch_up(hub)
             r = Recorder()
             wid = hub.watch_recursive("/py3/ks", r)
@@ -133,7 +138,7 @@ class TestBinding(unittest.TestCase):
 
     def test_unwatch_inside_callback(self):
         sql("INSERT INTO topo_data (path, data) VALUES ('/py4/a', '0')")
-        with topohub.Hub(SOCKET) as hub:
+        with topohub.Hub(SOCKET, timeout=SLACK) as hub:
             seen = []
 
             def cb(ev):
@@ -153,7 +158,7 @@ class TestBinding(unittest.TestCase):
 
     def test_library_thread_and_get(self):
         sql("INSERT INTO topo_data (path, data, version) VALUES ('/py5/a', 'x', 7)")
-        with topohub.Hub(SOCKET, thread=True) as hub:
+        with topohub.Hub(SOCKET, thread=True, timeout=SLACK) as hub:
             catch_up(hub)
             r = Recorder()
             hub.watch_recursive("/py5", r)
@@ -165,7 +170,7 @@ class TestBinding(unittest.TestCase):
 
     def test_fd_mode(self):
         import select
-        with topohub.Hub(SOCKET, wait_mode=topohub.WAIT_FD) as hub:
+        with topohub.Hub(SOCKET, wait_mode=topohub.WAIT_FD, timeout=SLACK) as hub:
             r = Recorder()
             hub.watch_recursive("/py6", r)
             sql("INSERT INTO topo_data (path, data) VALUES ('/py6/a', 'fd')")
@@ -180,7 +185,10 @@ class TestBinding(unittest.TestCase):
         """Not dispatching past the timeout is what a stopped reader does:
         the hub evicts it; it resyncs by itself and converges."""
         sql("INSERT INTO topo_data (path, data) VALUES ('/py7/a', '1'), ('/py7/b', '2')")
-        with topohub.Hub(SOCKET, timeout=0.02) as hub:
+        # 100 ms: long enough that a loaded host's scheduling stalls rarely
+        # evict the reader outside the deliberate 0.5 s stop below (a stall
+        # that does is a real eviction too, and the checks allow for it).
+        with topohub.Hub(SOCKET, timeout=0.1) as hub:
             catch_up(hub)
             r = Recorder()
             hub.watch_recursive("/py7", r)
@@ -188,13 +196,13 @@ class TestBinding(unittest.TestCase):
             sql("UPDATE topo_data SET data = '1b' WHERE path = '/py7/a'")
             sql("DELETE FROM topo_data WHERE path = '/py7/b'")
             sql("INSERT INTO topo_data (path, data) VALUES ('/py7/c', '3')")
-            time.sleep(0.3)
-            pump(hub, lambda: r.count(topohub.SYNCED) >= 2)
+            time.sleep(0.5)
+            pump(hub, lambda: r.count(topohub.RESYNC) >= 1 and r.count(topohub.SYNCED) > r.count(topohub.RESYNC))
             resync = [e for e in r.events if e.kind == topohub.RESYNC]
-            self.assertEqual(len(resync), 1)
-            self.assertEqual(resync[0].reason, topohub.RESYNC_EVICTED)
+            self.assertGreaterEqual(len(resync), 1)
+            self.assertTrue(all(e.reason == topohub.RESYNC_EVICTED for e in resync))
             self.assertEqual(r.view, table("/py7"))
-            self.assertEqual(hub.stats()["evictions"], 1)
+            self.assertEqual(hub.stats()["evictions"], len(resync))
 
 
 if __name__ == "__main__":
