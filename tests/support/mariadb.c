@@ -233,6 +233,26 @@ static int wait_child(pid_t pid, uint64_t timeout_ns)
 	}
 }
 
+/* Run a program to its end, stdin from /dev/null, stdout and stderr to
+ * logpath; killed after timeout_ns. Returns its wait status, or a negative
+ * error (-ETIMEDOUT when it was killed). */
+static int run_logged(const char *prog, char *const argv[], const char *logpath, uint64_t timeout_ns)
+{
+	struct child_io io = { open("/dev/null", O_RDONLY | O_CLOEXEC),
+			       open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) };
+	pid_t pid = (io.in_fd >= 0 && io.out_fd >= 0) ? spawn(prog, argv, &io) : -EIO;
+	if (io.in_fd >= 0)
+		close(io.in_fd);
+	if (io.out_fd >= 0)
+		close(io.out_fd);
+	int status = pid > 0 ? wait_child(pid, timeout_ns) : pid;
+	if (status == -ETIMEDOUT) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return status;
+}
+
 static const char *user_name(void)
 {
 	struct passwd *pw = getpwuid(getuid());
@@ -315,18 +335,7 @@ static int ensure_template(const char *install_db, const char *mariadbd, char *o
 		argv[argc++] = (char *)innodb_args[i];
 	argv[argc] = NULL;
 
-	struct child_io io = { open("/dev/null", O_RDONLY | O_CLOEXEC),
-			       open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) };
-	pid_t pid = (io.in_fd >= 0 && io.out_fd >= 0) ? spawn(install_db, argv, &io) : -EIO;
-	if (io.in_fd >= 0)
-		close(io.in_fd);
-	if (io.out_fd >= 0)
-		close(io.out_fd);
-	int status = pid > 0 ? wait_child(pid, 120ull * 1000000000u) : pid;
-	if (status == -ETIMEDOUT) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	int status = run_logged(install_db, argv, logpath, 120ull * 1000000000u);
 	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char tail[300];
 		tail_file(logpath, tail, sizeof tail);
@@ -570,18 +579,7 @@ static int make_certificate(struct th_mariadb *db, const char *openssl, char *wh
 	char *argv[] = { (char *)openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
 			 "-nodes", "-keyout", key_arg, "-out", db->tls_ca, "-days", "2", "-subj", "/CN=127.0.0.1",
 			 "-addext", "subjectAltName=IP:127.0.0.1", NULL };
-	struct child_io io = { open("/dev/null", O_RDONLY | O_CLOEXEC),
-			       open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) };
-	pid_t pid = (io.in_fd >= 0 && io.out_fd >= 0) ? spawn(openssl, argv, &io) : -EIO;
-	if (io.in_fd >= 0)
-		close(io.in_fd);
-	if (io.out_fd >= 0)
-		close(io.out_fd);
-	int status = pid > 0 ? wait_child(pid, 30ull * 1000000000u) : pid;
-	if (status == -ETIMEDOUT) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	int status = run_logged(openssl, argv, log, 30ull * 1000000000u);
 	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char tail[300];
 		tail_file(log, tail, sizeof tail);
