@@ -86,7 +86,7 @@ $(BUILD)/topohubctl: $(call obj,hub/topohubctl_main.c) $(HUB_LIB)
 
 # The end-to-end benchmark starts its private MariaDB through the test harness
 # and speaks to etcd (a peer) with libcurl.
-BENCH_SUPPORT := tests/support/mariadb.c
+BENCH_SUPPORT := tests/support/mariadb.c tests/support/support.c
 BENCH_LIBS := $(shell pkg-config --libs libcurl)
 $(BUILD)/topohub-bench: $(call obj,bench/bench_main.c $(BENCH_SRC) $(BENCH_SUPPORT)) $(HUB_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(BENCH_LIBS) -o $@

@@ -1,5 +1,6 @@
 /* Test helpers around a running hub; see hub_check.h. */
 #include "hub_check.h"
+#include "support.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,17 +14,6 @@
 #include "th_buf.h"
 #include "th_error.h"
 #include "th_time.h"
-
-static void say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t len, const char *fmt, ...)
-{
-	if (!why || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
 
 struct row {
 	uint8_t *key;
@@ -75,12 +65,12 @@ static int sql_rows(MYSQL *m, const char *schema, int t, struct row **out, size_
 	char q[256];
 	snprintf(q, sizeof q, tables[t].select, schema);
 	if (mysql_query(m, q) != 0) {
-		say(why, why_len, "%s: %s", q, mysql_error(m));
+		th_test_say(why, why_len, "%s: %s", q, mysql_error(m));
 		return -TH_EMYSQL;
 	}
 	MYSQL_RES *res = mysql_store_result(m);
 	if (!res) {
-		say(why, why_len, "%s: %s", q, mysql_error(m));
+		th_test_say(why, why_len, "%s: %s", q, mysql_error(m));
 		return -TH_EMYSQL;
 	}
 	size_t n = mysql_num_rows(res), i = 0;
@@ -127,7 +117,7 @@ static int hub_rows(struct th_hubc *c, int t, struct row **out, size_t *n_out, u
 	size_t len;
 	int rc = th_hubc_snapshot(c, TH_MSG_SNAPSHOT, (uint32_t)t, "", 0, &rep, &map, &len);
 	if (rc < 0) {
-		say(why, why_len, "SNAPSHOT table %d: %s: %s", t, th_strerror(rc), th_hubc_error(c));
+		th_test_say(why, why_len, "SNAPSHOT table %d: %s: %s", t, th_strerror(rc), th_hubc_error(c));
 		return rc;
 	}
 	*rev = rep.revision;
@@ -150,7 +140,7 @@ static int hub_rows(struct th_hubc *c, int t, struct row **out, size_t *n_out, u
 		return -ENOMEM;
 	if (rc < 0 || n != rep.count) {
 		free_rows(rows, n);
-		say(why, why_len, "snapshot memfd malformed (%zu of %" PRIu64 " entries)", n, rep.count);
+		th_test_say(why, why_len, "snapshot memfd malformed (%zu of %" PRIu64 " entries)", n, rep.count);
 		return -TH_EPROTO;
 	}
 	qsort(rows, n, sizeof *rows, cmp_row);
@@ -169,18 +159,18 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 	char gtid[1024];
 	int rc = th_mariadb_query_value(db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos");
 	if (rc < 0) {
-		say(why, why_len, "gtid_binlog_pos: %s", db->err);
+		th_test_say(why, why_len, "gtid_binlog_pos: %s", db->err);
 		return rc;
 	}
 	struct th_hubc *c;
 	if ((rc = th_hubc_connect(socket, &c)) < 0) {
-		say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
+		th_test_say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
 		return rc;
 	}
 	uint64_t rev;
 	rc = th_hubc_sync(c, gtid, (uint64_t)timeout_ms * 1000000u, &rev);
 	if (rc < 0) {
-		say(why, why_len, "SYNC '%s': %s: %s", gtid, th_strerror(rc), th_hubc_error(c));
+		th_test_say(why, why_len, "SYNC '%s': %s: %s", gtid, th_strerror(rc), th_hubc_error(c));
 		th_hubc_close(c);
 		return rc;
 	}
@@ -189,7 +179,7 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 	unsigned proto = MYSQL_PROTOCOL_SOCKET;
 	mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
 	if (!mysql_real_connect(m, "localhost", "root", "", NULL, 0, db->socket, 0)) {
-		say(why, why_len, "connect as root: %s", mysql_error(m));
+		th_test_say(why, why_len, "connect as root: %s", mysql_error(m));
 		mysql_close(m);
 		th_hubc_close(c);
 		return -TH_EMYSQL;
@@ -205,12 +195,12 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 		for (size_t i = 0; rc == 0 && i < na && i < nb; i++) {
 			if (cmp_row(&a[i], &b[i]) != 0) {
 				const struct row *x = cmp_row(&a[i], &b[i]) < 0 ? &a[i] : &b[i];
-				say(why, why_len, "table %d: key '%.*s' only in the %s", t, (int)x->key_len,
+				th_test_say(why, why_len, "table %d: key '%.*s' only in the %s", t, (int)x->key_len,
 				    (const char *)x->key, x == &a[i] ? "database" : "hub");
 				rc = -ERANGE;
 			} else if (a[i].null != b[i].null || a[i].value_len != b[i].value_len ||
 				   memcmp(a[i].value, b[i].value, a[i].value_len) || a[i].version != b[i].version) {
-				say(why, why_len,
+				th_test_say(why, why_len,
 				    "table %d key '%.*s': database has %s%u bytes version %" PRId64
 				    ", hub has %s%u bytes version %" PRId64,
 				    t, (int)a[i].key_len, (const char *)a[i].key, a[i].null ? "NULL " : "", a[i].value_len,
@@ -219,7 +209,7 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 			}
 		}
 		if (rc == 0 && na != nb) {
-			say(why, why_len, "table %d: %zu rows in the database, %zu in the hub (revision %" PRIu64 ")", t,
+			th_test_say(why, why_len, "table %d: %zu rows in the database, %zu in the hub (revision %" PRIu64 ")", t,
 			    na, nb, srev);
 			rc = -ERANGE;
 		}
@@ -241,13 +231,13 @@ int th_test_reader_open(struct th_test_reader *tr, const char *socket, uint64_t 
 	memset(tr, 0, sizeof *tr);
 	int rc = th_hubc_connect(socket, &tr->c);
 	if (rc < 0) {
-		say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
+		th_test_say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
 		return rc;
 	}
 	struct th_ring_reader_fds fds;
 	rc = th_hubc_attach(tr->c, timeout_ns, name, &tr->att, &fds);
 	if (rc < 0) {
-		say(why, why_len, "ATTACH: %s: %s", th_strerror(rc), th_hubc_error(tr->c));
+		th_test_say(why, why_len, "ATTACH: %s: %s", th_strerror(rc), th_hubc_error(tr->c));
 		th_hubc_close(tr->c);
 		tr->c = NULL;
 		return rc;
@@ -258,7 +248,7 @@ int th_test_reader_open(struct th_test_reader *tr, const char *socket, uint64_t 
 	close(fds.slot_fd);
 	close(fds.event_fd);
 	if (rc < 0) {
-		say(why, why_len, "th_ring_reader_open: %s %s", th_strerror(rc), err);
+		th_test_say(why, why_len, "th_ring_reader_open: %s %s", th_strerror(rc), err);
 		th_hubc_close(tr->c);
 		tr->c = NULL;
 		return rc;

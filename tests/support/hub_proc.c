@@ -1,5 +1,6 @@
 /* topohubd as a child process for tests; see hub_proc.h. */
 #include "hub_proc.h"
+#include "support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,42 +25,10 @@
 
 extern char **environ;
 
-static void say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t len, const char *fmt, ...)
-{
-	if (!why || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
-static const char *tmp_root(void)
-{
-	const char *t = getenv("TMPDIR");
-	return t && *t ? t : "/tmp";
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Folders of test programs that died without freeing their hub. */
 static void remove_stale(void)
 {
-	DIR *d = opendir(tmp_root());
+	DIR *d = opendir(th_test_tmp_root());
 	if (!d)
 		return;
 	struct dirent *e;
@@ -67,7 +36,7 @@ static void remove_stale(void)
 		if (strncmp(e->d_name, "topohub-hub-", 12) != 0)
 			continue;
 		char path[600], pidfile[700];
-		snprintf(path, sizeof path, "%s/%s", tmp_root(), e->d_name);
+		snprintf(path, sizeof path, "%s/%s", th_test_tmp_root(), e->d_name);
 		struct stat st;
 		if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
 			continue;
@@ -83,7 +52,7 @@ static void remove_stale(void)
 			continue;
 		if (owner == 0 && time(NULL) - st.st_mtime < 600)
 			continue;
-		rm_rf(path);
+		th_test_rm_rf(path);
 	}
 	closedir(d);
 }
@@ -117,7 +86,7 @@ static int write_config(struct th_hub_proc *h, const struct th_hub_proc_options 
 {
 	FILE *f = fopen(h->config, "we");
 	if (!f) {
-		say(why, why_len, "%s: %s", h->config, strerror(errno));
+		th_test_say(why, why_len, "%s: %s", h->config, strerror(errno));
 		return -errno;
 	}
 	fprintf(f, "; written by tests/support/hub_proc.c\n[hub]\nsocket = %s\nsocket_mode = 0666\n"
@@ -135,7 +104,7 @@ static int write_config(struct th_hub_proc *h, const struct th_hub_proc_options 
 	if (o->extra_config)
 		fprintf(f, "%s\n", o->extra_config);
 	if (fclose(f) != 0) {
-		say(why, why_len, "%s: %s", h->config, strerror(errno));
+		th_test_say(why, why_len, "%s: %s", h->config, strerror(errno));
 		return -EIO;
 	}
 	return 0;
@@ -178,7 +147,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	if (out < 0) {
 		free(argv);
 		free(envp);
-		say(why, why_len, "%s: %s", h->log, strerror(errno));
+		th_test_say(why, why_len, "%s: %s", h->log, strerror(errno));
 		return -errno;
 	}
 	/* Drain stale notifications of a previous run. */
@@ -191,7 +160,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	free(argv);
 	free(envp);
 	if (pid < 0) {
-		say(why, why_len, "cannot start %s: %s", h->binary, strerror((int)-pid));
+		th_test_say(why, why_len, "cannot start %s: %s", h->binary, strerror((int)-pid));
 		return (int)pid;
 	}
 	h->pid = pid;
@@ -219,7 +188,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 			h->last_status = status;
 			char tail[600];
 			th_hub_proc_log_tail(h, tail, sizeof tail);
-			say(why, why_len, "topohubd exited before READY (status %s %d): ...%s",
+			th_test_say(why, why_len, "topohubd exited before READY (status %s %d): ...%s",
 			    WIFEXITED(status) ? "exit" : "signal",
 			    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
 			return -ECHILD;
@@ -227,7 +196,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 		if (th_now_ns() > deadline) {
 			char tail[600];
 			th_hub_proc_log_tail(h, tail, sizeof tail);
-			say(why, why_len, "topohubd not READY within %u ms: ...%s", limit, tail);
+			th_test_say(why, why_len, "topohubd not READY within %u ms: ...%s", limit, tail);
 			return -ETIMEDOUT;
 		}
 	}
@@ -237,7 +206,7 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 {
 	*out = NULL;
 	if (!o || !o->sources || o->nsources == 0) {
-		say(why, why_len, "no source");
+		th_test_say(why, why_len, "no source");
 		return -EINVAL;
 	}
 	remove_stale();
@@ -249,14 +218,14 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 	const char *build = getenv("BUILD");
 	snprintf(h->binary, sizeof h->binary, "%s/topohubd", build && *build ? build : "build");
 	if (access(h->binary, X_OK) != 0) {
-		say(why, why_len, "%s: %s (build it first: make all)", h->binary, strerror(errno));
+		th_test_say(why, why_len, "%s: %s (build it first: make all)", h->binary, strerror(errno));
 		free(h);
 		return -ENOENT;
 	}
-	snprintf(h->dir, sizeof h->dir, "%s/topohub-hub-XXXXXX", tmp_root());
+	snprintf(h->dir, sizeof h->dir, "%s/topohub-hub-XXXXXX", th_test_tmp_root());
 	if (!mkdtemp(h->dir)) {
 		int e = -errno;
-		say(why, why_len, "mkdtemp: %s", strerror(errno));
+		th_test_say(why, why_len, "mkdtemp: %s", strerror(errno));
 		free(h);
 		return e;
 	}
@@ -285,13 +254,13 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	if (strlen(h->notify) >= sizeof a.sun_path) {
 		rc = -ENAMETOOLONG;
-		say(why, why_len, "notify socket path too long: %s", h->notify);
+		th_test_say(why, why_len, "notify socket path too long: %s", h->notify);
 		goto fail;
 	}
 	memcpy(a.sun_path, h->notify, strlen(h->notify));
 	if (h->notify_fd < 0 || bind(h->notify_fd, (struct sockaddr *)&a, sizeof a) != 0) {
 		rc = -errno;
-		say(why, why_len, "notify socket %s: %s", h->notify, strerror(errno));
+		th_test_say(why, why_len, "notify socket %s: %s", h->notify, strerror(errno));
 		goto fail;
 	}
 	if ((rc = write_config(h, o, why, why_len)) < 0)
@@ -321,7 +290,7 @@ fail:
 int th_hub_proc_restart(struct th_hub_proc *h, char *why, size_t why_len)
 {
 	if (h->pid > 0) {
-		say(why, why_len, "the hub is still running");
+		th_test_say(why, why_len, "the hub is still running");
 		return -EBUSY;
 	}
 	return launch(h, false, why, why_len);
@@ -386,7 +355,7 @@ void th_hub_proc_free(struct th_hub_proc *h)
 		close(h->notify_fd);
 	const char *keep = getenv("TH_HUB_KEEP");
 	if (h->dir[0] && !(keep && *keep == '1'))
-		rm_rf(h->dir);
+		th_test_rm_rf(h->dir);
 	for (size_t i = 0; h->extra_args && h->extra_args[i]; i++)
 		free(h->extra_args[i]);
 	free(h->extra_args);
@@ -448,7 +417,7 @@ bool th_hub_proc_sanitizer_report(const struct th_hub_proc *h)
 int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 {
 	if (db->pid <= 0) {
-		say(why, why_len, "the server is not running");
+		th_test_say(why, why_len, "the server is not running");
 		return -ESRCH;
 	}
 	/* The command line the harness used, from /proc. */
@@ -461,7 +430,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		close(fd);
 	if (n <= 0) {
 		free(cmd);
-		say(why, why_len, "cannot read %s", path);
+		th_test_say(why, why_len, "cannot read %s", path);
 		return -EIO;
 	}
 	cmd[n] = '\0';
@@ -485,7 +454,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		close(out);
 	free(cmd);
 	if (pid < 0) {
-		say(why, why_len, "restart: %s", strerror((int)-pid));
+		th_test_say(why, why_len, "restart: %s", strerror((int)-pid));
 		return (int)pid;
 	}
 	db->pid = pid;
@@ -494,7 +463,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			db->pid = 0;
-			say(why, why_len, "mariadbd exited during restart (status 0x%x); see %s", st, db->error_log);
+			th_test_say(why, why_len, "mariadbd exited during restart (status 0x%x); see %s", st, db->error_log);
 			return -TH_ESERVER;
 		}
 		MYSQL *m = mysql_init(NULL);
@@ -506,7 +475,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		if (ok)
 			return 0;
 		if (th_now_ns() > deadline) {
-			say(why, why_len, "mariadbd did not accept connections within 60 s after restart");
+			th_test_say(why, why_len, "mariadbd did not accept connections within 60 s after restart");
 			return -ETIMEDOUT;
 		}
 		struct timespec ts = { 0, 20 * 1000 * 1000 };

@@ -1,5 +1,6 @@
 /* A private MariaDB server for tests; see mariadb.h. */
 #include "mariadb.h"
+#include "support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -43,23 +44,6 @@ static const char *const innodb_args[] = {
 	NULL,
 };
 
-static void say(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t why_len, const char *fmt, ...)
-{
-	if (!why || !why_len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
-
-static const char *tmp_root(void)
-{
-	const char *t = getenv("TMPDIR");
-	return t && *t ? t : "/tmp";
-}
-
 /* Finds an executable: $env, then the usual Debian folders, then $PATH. */
 static bool find_program(const char *env, const char *name, char *out, size_t out_len)
 {
@@ -84,21 +68,6 @@ static bool find_program(const char *env, const char *name, char *out, size_t ou
 		path = colon ? colon + 1 : NULL;
 	}
 	return false;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int copy_file(const char *from, const char *to, mode_t mode)
@@ -291,13 +260,13 @@ static int ensure_template(const char *install_db, const char *mariadbd, char *o
 {
 	char lock_path[512];
 	uint64_t key = template_key(mariadbd);
-	snprintf(out, out_len, "%s/topohub-mdb-template-%u-%016llx", tmp_root(), (unsigned)getuid(),
+	snprintf(out, out_len, "%s/topohub-mdb-template-%u-%016llx", th_test_tmp_root(), (unsigned)getuid(),
 		 (unsigned long long)key);
-	snprintf(lock_path, sizeof lock_path, "%s/topohub-mdb-template-%u.lock", tmp_root(), (unsigned)getuid());
+	snprintf(lock_path, sizeof lock_path, "%s/topohub-mdb-template-%u.lock", th_test_tmp_root(), (unsigned)getuid());
 	int lock = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (lock < 0) {
 		int e = -errno;
-		say(why, why_len, "cannot open %s: %s", lock_path, strerror(-e));
+		th_test_say(why, why_len, "cannot open %s: %s", lock_path, strerror(-e));
 		return e;
 	}
 	while (flock(lock, LOCK_EX) != 0 && errno == EINTR)
@@ -307,13 +276,13 @@ static int ensure_template(const char *install_db, const char *mariadbd, char *o
 	snprintf(ready, sizeof ready, "%s/ready", out);
 	if (own_private_dir(out) && access(ready, F_OK) == 0)
 		goto done;
-	rm_rf(out); /* half-made by a killed run, or not ours to trust */
+	th_test_rm_rf(out); /* half-made by a killed run, or not ours to trust */
 
 	char build[512];
-	snprintf(build, sizeof build, "%s/topohub-mdb-tbuild-XXXXXX", tmp_root());
+	snprintf(build, sizeof build, "%s/topohub-mdb-tbuild-XXXXXX", th_test_tmp_root());
 	if (!mkdtemp(build)) {
 		rc = -errno;
-		say(why, why_len, "mkdtemp %s: %s", build, strerror(errno));
+		th_test_say(why, why_len, "mkdtemp %s: %s", build, strerror(errno));
 		goto done;
 	}
 	char datadir[600], logpath[600], user_arg[128], datadir_arg[640];
@@ -339,8 +308,8 @@ static int ensure_template(const char *install_db, const char *mariadbd, char *o
 	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char tail[300];
 		tail_file(logpath, tail, sizeof tail);
-		say(why, why_len, "%s failed (status %d): ...%s", install_db, status, tail);
-		rm_rf(build);
+		th_test_say(why, why_len, "%s failed (status %d): ...%s", install_db, status, tail);
+		th_test_rm_rf(build);
 		rc = -TH_ESERVER;
 		goto done;
 	}
@@ -351,8 +320,8 @@ static int ensure_template(const char *install_db, const char *mariadbd, char *o
 		close(fd);
 	if (rename(build, out) != 0) {
 		rc = -errno;
-		say(why, why_len, "rename %s -> %s: %s", build, out, strerror(errno));
-		rm_rf(build);
+		th_test_say(why, why_len, "rename %s -> %s: %s", build, out, strerror(errno));
+		th_test_rm_rf(build);
 	}
 done:
 	close(lock);
@@ -363,7 +332,7 @@ done:
  * Their servers died with them (PR_SET_PDEATHSIG). */
 static void remove_stale_instances(void)
 {
-	DIR *d = opendir(tmp_root());
+	DIR *d = opendir(th_test_tmp_root());
 	if (!d)
 		return;
 	struct dirent *e;
@@ -371,7 +340,7 @@ static void remove_stale_instances(void)
 		if (strncmp(e->d_name, "topohub-mdb-", 12) != 0 || strncmp(e->d_name, "topohub-mdb-template", 20) == 0)
 			continue;
 		char path[600], pidfile[700];
-		snprintf(path, sizeof path, "%s/%s", tmp_root(), e->d_name);
+		snprintf(path, sizeof path, "%s/%s", th_test_tmp_root(), e->d_name);
 		if (!own_private_dir(path))
 			continue;
 		snprintf(pidfile, sizeof pidfile, "%s/owner.pid", path);
@@ -391,7 +360,7 @@ static void remove_stale_instances(void)
 			if (stat(path, &st) != 0 || time(NULL) - st.st_mtime < 600)
 				continue;
 		}
-		rm_rf(path);
+		th_test_rm_rf(path);
 	}
 	closedir(d);
 }
@@ -534,7 +503,7 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 	if (io.out_fd >= 0)
 		close(io.out_fd);
 	if (pid < 0) {
-		say(why, why_len, "cannot start %s: %s", mariadbd, strerror((int)-pid));
+		th_test_say(why, why_len, "cannot start %s: %s", mariadbd, strerror((int)-pid));
 		return (int)pid;
 	}
 	db->pid = pid;
@@ -548,7 +517,7 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 			tail_file(db->error_log, tail, sizeof tail);
 			if (strstr(tail, "Address already in use") || strstr(tail, "Can't start server: Bind"))
 				return -EADDRINUSE;
-			say(why, why_len, "mariadbd exited (status 0x%x) before accepting connections: ...%s",
+			th_test_say(why, why_len, "mariadbd exited (status 0x%x) before accepting connections: ...%s",
 			    status, tail);
 			return -TH_ESERVER;
 		}
@@ -561,7 +530,7 @@ static int launch(struct th_mariadb *db, const char *mariadbd, const struct th_m
 		if (th_now_ns() > deadline) {
 			char tail[400];
 			tail_file(db->error_log, tail, sizeof tail);
-			say(why, why_len, "mariadbd did not accept connections in time (%s): ...%s", db->err, tail);
+			th_test_say(why, why_len, "mariadbd did not accept connections in time (%s): ...%s", db->err, tail);
 			return -ETIMEDOUT;
 		}
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -583,7 +552,7 @@ static int make_certificate(struct th_mariadb *db, const char *openssl, char *wh
 	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char tail[300];
 		tail_file(log, tail, sizeof tail);
-		say(why, why_len, "openssl could not make a certificate: %s", tail);
+		th_test_say(why, why_len, "openssl could not make a certificate: %s", tail);
 		db->tls_ca[0] = '\0';
 		return -TH_ESERVER;
 	}
@@ -610,13 +579,13 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	uint64_t t0 = th_now_ns();
 	char mariadbd[512], install_db[512], tmpl[512];
 	*out = NULL;
-	say(why, why_len, "%s", "");
+	th_test_say(why, why_len, "%s", "");
 	if (!find_program("TH_MARIADBD", "mariadbd", mariadbd, sizeof mariadbd)) {
-		say(why, why_len, "mariadbd is not installed (apt-get install mariadb-server, or set TH_MARIADBD)");
+		th_test_say(why, why_len, "mariadbd is not installed (apt-get install mariadb-server, or set TH_MARIADBD)");
 		return TH_MARIADB_UNAVAILABLE;
 	}
 	if (!find_program("TH_MARIADB_INSTALL_DB", "mariadb-install-db", install_db, sizeof install_db)) {
-		say(why, why_len, "mariadb-install-db is not installed (apt-get install mariadb-server, or set TH_MARIADB_INSTALL_DB)");
+		th_test_say(why, why_len, "mariadb-install-db is not installed (apt-get install mariadb-server, or set TH_MARIADB_INSTALL_DB)");
 		return TH_MARIADB_UNAVAILABLE;
 	}
 	remove_stale_instances();
@@ -627,10 +596,10 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	struct th_mariadb *db = calloc(1, sizeof *db);
 	if (!db)
 		return -ENOMEM;
-	snprintf(db->dir, sizeof db->dir, "%s/topohub-mdb-XXXXXX", tmp_root());
+	snprintf(db->dir, sizeof db->dir, "%s/topohub-mdb-XXXXXX", th_test_tmp_root());
 	if (!mkdtemp(db->dir)) {
 		rc = -errno;
-		say(why, why_len, "mkdtemp %s: %s", db->dir, strerror(errno));
+		th_test_say(why, why_len, "mkdtemp %s: %s", db->dir, strerror(errno));
 		free(db);
 		return rc;
 	}
@@ -653,7 +622,7 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	if (opts && opts->tls) {
 		char openssl[512];
 		if (!find_program("TH_OPENSSL", "openssl", openssl, sizeof openssl)) {
-			say(why, why_len, "openssl is not installed (apt-get install openssl): needed for a TLS server");
+			th_test_say(why, why_len, "openssl is not installed (apt-get install openssl): needed for a TLS server");
 			th_mariadb_stop(db);
 			return TH_MARIADB_UNAVAILABLE;
 		}
@@ -663,14 +632,14 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	snprintf(path, sizeof path, "%s/data", tmpl);
 	rc = copy_tree(path, db->datadir);
 	if (rc < 0) {
-		say(why, why_len, "copying the template data dir %s: %s", path, strerror(-rc));
+		th_test_say(why, why_len, "copying the template data dir %s: %s", path, strerror(-rc));
 		goto fail;
 	}
 
 	for (int attempt = 0;; attempt++) {
 		rc = free_port();
 		if (rc < 0) {
-			say(why, why_len, "no free TCP port: %s", strerror(-rc));
+			th_test_say(why, why_len, "no free TCP port: %s", strerror(-rc));
 			goto fail;
 		}
 		db->port = (unsigned)rc;
@@ -680,7 +649,7 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 		unlink(db->socket);
 	}
 	if (rc == -EADDRINUSE)
-		say(why, why_len, "mariadbd: no free TCP port after 5 attempts");
+		th_test_say(why, why_len, "mariadbd: no free TCP port after 5 attempts");
 	if (rc < 0)
 		goto fail;
 
@@ -696,7 +665,7 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	if (rc == 0)
 		rc = th_mariadb_query_value(db, db->version, sizeof db->version, "SELECT VERSION()");
 	if (rc < 0) {
-		say(why, why_len, "setting up the instance: %s", db->err);
+		th_test_say(why, why_len, "setting up the instance: %s", db->err);
 		goto fail;
 	}
 	db->startup_ns = th_now_ns() - t0;
@@ -722,7 +691,7 @@ void th_mariadb_stop(struct th_mariadb *db)
 	}
 	const char *keep = getenv("TH_MARIADB_KEEP");
 	if (db->dir[0] && !(keep && *keep == '1'))
-		rm_rf(db->dir);
+		th_test_rm_rf(db->dir);
 	memset(db->password, 0, sizeof db->password);
 	free(db);
 }

@@ -1,5 +1,6 @@
 /* A tiny MySQL-protocol server that replays a binlog file; see replay_server.h. */
 #include "replay_server.h"
+#include "support.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,17 +72,6 @@ struct conn {
 	int fd;
 	uint8_t seq;                 /* next sequence number to send */
 };
-
-static void say(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t why_len, const char *fmt, ...)
-{
-	if (!why || !why_len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -520,7 +510,7 @@ int th_replay_start(const struct th_replay_options *opts, struct th_replay **out
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		rc = -errno;
-		say(why, why_len, "%s: %s", opts->binlog_path, strerror(errno));
+		th_test_say(why, why_len, "%s: %s", opts->binlog_path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		goto fail;
@@ -530,13 +520,13 @@ int th_replay_start(const struct th_replay_options *opts, struct th_replay **out
 	if (!rs->binlog || pread(fd, rs->binlog, rs->binlog_len, 0) != (ssize_t)rs->binlog_len) {
 		close(fd);
 		rc = rs->binlog ? -EIO : -ENOMEM;
-		say(why, why_len, "%s: cannot read", opts->binlog_path);
+		th_test_say(why, why_len, "%s: cannot read", opts->binlog_path);
 		goto fail;
 	}
 	close(fd);
 	if (rs->binlog_len < 4 || memcmp(rs->binlog, "\xfe" "bin", 4) != 0) {
 		rc = -EINVAL;
-		say(why, why_len, "%s: not a binlog (no magic)", opts->binlog_path);
+		th_test_say(why, why_len, "%s: not a binlog (no magic)", opts->binlog_path);
 		goto fail;
 	}
 
@@ -548,7 +538,7 @@ int th_replay_start(const struct th_replay_options *opts, struct th_replay **out
 	    listen(rs->listen_fd, 8) != 0 || getsockname(rs->listen_fd, (struct sockaddr *)&a, &alen) != 0 ||
 	    pipe2(rs->stop_pipe, O_CLOEXEC) != 0) {
 		rc = -errno;
-		say(why, why_len, "replay server socket: %s", strerror(errno));
+		th_test_say(why, why_len, "replay server socket: %s", strerror(errno));
 		goto fail;
 	}
 	rs->port = ntohs(a.sin_port);
@@ -556,7 +546,7 @@ int th_replay_start(const struct th_replay_options *opts, struct th_replay **out
 	rc = -pthread_create(&rs->thread, NULL, server_main, rs);
 	if (rc < 0) {
 		pthread_mutex_destroy(&rs->lock);
-		say(why, why_len, "pthread_create: %s", strerror(-rc));
+		th_test_say(why, why_len, "pthread_create: %s", strerror(-rc));
 		goto fail;
 	}
 	*out = rs;

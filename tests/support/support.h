@@ -1,0 +1,17 @@
+/*
+ * support.h: small helpers shared by the test support code (the MariaDB
+ * harness, the hub starter, the replay server, the hub checker).
+ */
+#ifndef TH_TEST_SUPPORT_H
+#define TH_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+/* Format a reason into why[len]; nothing when why is NULL or len is 0. */
+void th_test_say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* $TMPDIR when set and not empty, else /tmp. */
+const char *th_test_tmp_root(void);
+/* Remove path and everything under it (no links followed); errors ignored. */
+void th_test_rm_rf(const char *path);
+
+#endif
