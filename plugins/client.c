@@ -166,6 +166,8 @@ struct th_conn {
 	size_t scratchlen;
 	uint64_t revision;          /* of the last transaction read */
 	uint64_t spin_cur;          /* this wait's spin (adaptive, at most spin_ns) */
+	uint64_t last_batch_ns;     /* publication time of the last transaction read */
+	uint64_t batch_gap_ns;      /* ... and the gap between it and the one before */
 	int delivered;
 	bool have_thread;
 	pthread_t thread;
@@ -904,7 +906,8 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 			       .publish_ns = ch.publish_ns, .key_len = ch.key_len, .gtid_len = ch.gtid_len };
 	ev.latency_ns = mono_now > rec->publish_ns ? mono_now - rec->publish_ns : 0;
 	/* A snapshot already had this change (or a later one): told already. */
-	struct th__entry *old = th__mirror_find(&c->mirror, ch.table, key, ch.key_len);
+	struct th__entry **slot = th__mirror_slot(&c->mirror, ch.table, key, ch.key_len);
+	struct th__entry *old = slot ? *slot : NULL;
 	if (th__change_is_known(old, ch.revision))
 		return;
 	if (ch.op == TH_OP_DELETE) {
@@ -924,15 +927,16 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 	} else {
 		struct th__entry *e = th__entry_new(ch.table, key, ch.key_len, value, ch.value_len, ch.flags, ch.version,
 						    ch.revision, ch.commit_us, gtid, ch.gtid_len);
-		if (!e || th__mirror_put(&c->mirror, e)) {
+		if (!e || (!slot && th__mirror_put(&c->mirror, e))) {
 			lose(c, ch.table, RESYNC_NOMEM);
 			return;
 		}
+		if (slot)
+			*slot = e; /* the same key: the tree's order holds; old is freed below */
 		ev.key = e->key;
 		ev.value = e->value;
 		ev.value_len = e->value_len;
 		ev.gtid = e->gtid;
-		old = NULL;
 	}
 	th_store_relaxed(&c->st_entries, c->mirror.count);
 	ev.deliver_ns = th_realtime_ns();
@@ -1001,6 +1005,10 @@ static int read_ring(struct th_conn *c)
 		}
 		nrec++;
 		stat_add(&c->st_records, 1);
+		if (rec.publish_ns != c->last_batch_ns) { /* a transaction's records share its time */
+			c->batch_gap_ns = rec.publish_ns > c->last_batch_ns ? rec.publish_ns - c->last_batch_ns : 0;
+			c->last_batch_ns = rec.publish_ns;
+		}
 		if (rec.type == TH_REC_CHANGE) {
 			/* First: an ENDED or RESYNC it causes carries its revision. */
 			if (rec.len >= sizeof(struct th_rec_change)) {
@@ -1119,13 +1127,16 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : SLICE_FUTEX_NS;
 	int r = th_ring_wait(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
 			     (int64_t)(left < slice ? left : slice), c->spin_cur);
-	/* Adaptive spin: spinning pays only while records come closer together
-	 * than spin_ns; otherwise every wait burns spin_ns of CPU for nothing,
-	 * and with many subscribers on few cores that CPU is the others'
-	 * latency. Full spin again as soon as a record came within the window
-	 * (whether we spun or slept for it); halve it after each longer wait. */
-	uint64_t waited = th_now_ns() - now;
-	if (r == 1 && waited <= c->spin_ns)
+	/* Adaptive spin: spinning pays only while the hub publishes
+	 * transactions closer together than spin_ns; otherwise every wait burns
+	 * spin_ns of CPU for nothing, and with many subscribers on few cores
+	 * that CPU is the others' latency. Judged by the stream's own pace (the
+	 * publication times of the last two transactions), not by how long this
+	 * wait took: a subscriber that runs late on a busy machine finds records
+	 * waiting, which says nothing of the pace and would turn spinning on
+	 * exactly when the cores are short. Full spin at a fast pace, halved
+	 * after each slower gap or empty wait. */
+	if (r == 1 && c->batch_gap_ns <= c->spin_ns)
 		c->spin_cur = c->spin_ns;
 	else
 		c->spin_cur /= 2;

@@ -56,6 +56,11 @@ struct th__mirror {
 
 struct th__entry *th__mirror_find(const struct th__mirror *m, uint32_t table, const char *key,
 				  uint32_t key_len);
+/* Where the entry of (table, key) is held, or NULL: replacing *slot with an
+ * entry of the same key (freeing the old one) updates the mirror without a
+ * second walk of the tree. */
+struct th__entry **th__mirror_slot(const struct th__mirror *m, uint32_t table, const char *key,
+				   uint32_t key_len);
 /* Inserts e, replacing (and freeing) an entry of the same key. 0 or -ENOMEM
  * (e is then freed too: the mirror is unchanged). */
 int th__mirror_put(struct th__mirror *m, struct th__entry *e);

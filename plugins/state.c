@@ -84,12 +84,18 @@ static struct th__entry probe_of(uint32_t table, const char *key, uint32_t key_l
 	return p;
 }
 
+struct th__entry **th__mirror_slot(const struct th__mirror *m, uint32_t table, const char *key,
+				   uint32_t key_len)
+{
+	struct th__entry p = probe_of(table, key, key_len);
+	return (struct th__entry **)tfind(&p, &m->root, entry_cmp);
+}
+
 struct th__entry *th__mirror_find(const struct th__mirror *m, uint32_t table, const char *key,
 				  uint32_t key_len)
 {
-	struct th__entry p = probe_of(table, key, key_len);
-	void **node = tfind(&p, &m->root, entry_cmp);
-	return node ? *node : NULL;
+	struct th__entry **slot = th__mirror_slot(m, table, key, key_len);
+	return slot ? *slot : NULL;
 }
 
 int th__mirror_put(struct th__mirror *m, struct th__entry *e)
