@@ -57,6 +57,10 @@ def fmt(v, nd=2):
     return str(v)
 
 
+def pct(v):
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
 def size_name(b):
     return f"{b // (1 << 20)} MiB" if b >= 1 << 20 else f"{b // 1024} KiB" if b >= 1024 else f"{b} B"
 
@@ -104,14 +108,15 @@ def e2e_tables(recs):
         out.append(f"\n#### {n} subscriber{'s' if n > 1 else ''}, {rate:,} updates/s, {size_name(size)} values\n")
         out.append("| system | p50 us | p99 us | p99.9 us | max us | p99 / topohub | delivered / expected | lost | "
                    "out of order | backlog | deliveries/s | writer rate | CPU hub s | CPU server s | CPU subs s | "
-                   "CPU total s | CPU us / update | CPU / update vs topohub | dump threads | RSS KiB/sub | PSS KiB/sub | ok |")
-        out.append("|" + "---|" * 22)
+                   "CPU total s | CPU us / update | CPU / update vs topohub | dump threads | RSS KiB/sub | PSS KiB/sub | "
+                   "host steal | ok |")
+        out.append("|" + "---|" * 23)
         for s in SYSTEMS:
             r = rows.get(s)
             if not r:
                 continue
             if r.get("skipped") or r.get("error"):
-                out.append(f"| {s} | " + " | ".join(["-"] * 20) + f" | {r.get('skipped') or r.get('error')} |")
+                out.append(f"| {s} | " + " | ".join(["-"] * 21) + f" | {r.get('skipped') or r.get('error')} |")
                 continue
             ratio = "-"
             cratio = "-"
@@ -127,7 +132,8 @@ def e2e_tables(recs):
                 f"{r.get('out_of_order')} | {r.get('backlog')} | {fmt(r.get('deliveries_per_s'), 0)} | "
                 f"{fmt(w.get('achieved_rate'), 0)} | {fmt(r.get('cpu_hub_s'))} | {fmt(r.get('cpu_server_s'))} | "
                 f"{fmt(r.get('cpu_subs_s'))} | {fmt(r.get('cpu_total_s'))} | {fmt(r.get('cpu_us_per_update'), 0)} | {cratio} | {fmt(r.get('dump_threads'))} | "
-                f"{fmt(r.get('rss_kb_per_sub'))} | {fmt(r.get('pss_kb_per_sub'))} | {flags} |")
+                f"{fmt(r.get('rss_kb_per_sub'))} | {fmt(r.get('pss_kb_per_sub'))} | {pct(r.get('host_steal'))} | "
+                f"{flags} |")
     return out
 
 
@@ -406,6 +412,10 @@ def main():
     args = ap.parse_args()
     ring = load(os.path.join(args.results, "ring-latest.jsonl"))
     dec = load(os.path.join(args.results, "decode-latest.jsonl"))
+    steal = {k: next((r["host_steal"] for r in v if r.get("name") == "host"), None)
+             for k, v in (("ring", ring), ("decode", dec))}
+    ring = [r for r in ring if r.get("name") != "host"]
+    dec = [r for r in dec if r.get("name") != "host"]
     e2e = load(os.path.join(args.results, "e2e-latest.jsonl"))
     m = machine()
     run = next((r for r in e2e if r.get("name") == "e2e_run"), {})
@@ -427,7 +437,11 @@ def main():
          f"; the machine is shared with other work (builds, test suites): compare systems within one table, "
          f"never across runs.",
          f"- end-to-end suite: {done.get('points', '?')} points plus the fault runs in {done.get('wall_s', '?')} s; "
-         f"{done.get('failures', '?')} points not ok (see the tables).", ""]
+         f"{done.get('failures', '?')} points not ok (see the tables).",
+         f"- host steal (CPU time this VM wanted and the hypervisor gave to others, /proc/stat) over the end-to-end "
+         f"suite: {pct(done.get('host_steal'))}, ring benchmark: {pct(steal['ring'])}, decode: "
+         f"{pct(steal['decode'])}; per end-to-end point in the tables' `host steal` column. Latency at a point with "
+         f"more than a few percent is the host's as much as the systems'.", ""]
     L += ["## Targets (DESIGN.md)", ""] + targets(e2e, ring, dec) + [""]
     L += ["## End to end", "",
           "Latency is from the return of the writer's COMMIT (an autocommit UPDATE, or an etcd PUT) to the "
@@ -465,14 +479,16 @@ def main():
               "for a 100 ms slow-consumer timeout, the others for 1 s. Latency columns are over the other "
               "subscribers in all three runs.", "",
               "| fault | subs | writer rate | p50 us | p99 us | p99.9 us | max us | others ok | eviction: age of oldest "
-              "unread record / timeout (ms) | converged after SIGCONT (ms) | slot reclaimed after SIGKILL (ms) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "unread record / timeout (ms) | converged after SIGCONT (ms) | slot reclaimed after SIGKILL (ms) | "
+              "host steal |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in faults:
             ev = (f"{r['evict_age_ms']:.1f} / {r['evict_timeout_ms']:.0f}" if r.get("evict_age_ms") is not None
                   else "-")
             L.append(f"| {r['fault']} | {r['subs']} | {fmt(r.get('writer', {}).get('achieved_rate'), 0)} | "
                      f"{us(r.get('p50_ns'))} | {us(r.get('p99_ns'))} | {us(r.get('p999_ns'))} | {us(r.get('max_ns'))} | "
-                     f"{r.get('ok')} | {ev} | {fmt(r.get('converge_ms'))} | {fmt(r.get('reclaim_ms'))} |")
+                     f"{r.get('ok')} | {ev} | {fmt(r.get('converge_ms'))} | {fmt(r.get('reclaim_ms'))} | "
+                     f"{pct(r.get('host_steal'))} |")
         L.append("")
     L += ["## Ring (`topohub-bench ring`)", "",
           "Each ring figure beside its floor, measured the same way in the same run: `spin` against the raw "

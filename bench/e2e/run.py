@@ -61,6 +61,20 @@ def cpu_busy_fraction(window_s=0.2):
     return 1.0 - (i1 - i0) / max(1, t1 - t0)
 
 
+def cpu_times():
+    """(all jiffies, steal jiffies) of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), (v[7] if len(v) > 7 else 0)
+
+
+def steal_share(a, b):
+    """Share of CPU time the hypervisor gave to other guests between two
+    cpu_times() samples: time this VM wanted to run and could not. A point
+    measured under a lot of it measured the host, not the systems."""
+    return round((b[1] - a[1]) / max(1, b[0] - a[0]), 3)
+
+
 def settle(max_s=20.0, busy=0.15):
     """Wait until the machine is idle again: the previous point's processes
     and the server's queued work (a peer that re-reads tables leaves the
@@ -386,7 +400,7 @@ def run_point(env, pt, fault=None):
             env.hub.logf.flush()
             fault_log["hub_log_off"] = os.path.getsize(env.hub.logf.name)
         cpu0 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
-                "subs": [proc_cpu_s(p) for p in pids]}
+                "subs": [proc_cpu_s(p) for p in pids], "machine": cpu_times()}
         w = subprocess.Popen([env.bench, "e2e", "writer", "--file", path, "--rate", str(pt["rate"]),
                               "--seconds", str(pt["seconds"]), *wargs], env=penv, stdout=subprocess.PIPE)
         # Mid-run samples: dump threads and memory per subscriber.
@@ -423,7 +437,8 @@ def run_point(env, pt, fault=None):
             time.sleep(0.005)
         rec["catch_up_s"] = round(time.time() - t_end, 3)
         cpu1 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
-                "subs": [proc_cpu_s(p) for p in pids]}
+                "subs": [proc_cpu_s(p) for p in pids], "machine": cpu_times()}
+        rec["host_steal"] = steal_share(cpu0["machine"], cpu1["machine"])
         rec["cpu_hub_s"] = round(cpu1["hub"] - cpu0["hub"], 3) if env.hub else 0.0
         rec["cpu_server_s"] = round(cpu1["server"] - cpu0["server"], 3)
         rec["cpu_subs_s"] = round(sum((b or 0) - (a or 0) for a, b in zip(cpu0["subs"], cpu1["subs"])), 3)
@@ -618,6 +633,7 @@ def main():
         out.write(json.dumps(rec) + "\n")
         out.flush()
 
+    run_cpu0 = cpu_times()
     try:
         emit({"name": "e2e_run", "quick": args.quick, "server": env.db.info["version"], "loadavg": loadavg(),
               "mysql_startup_ms": env.db.info["startup_ms"], "grace_s": GRACE_S})
@@ -667,7 +683,7 @@ def main():
     finally:
         env.close()
     emit({"name": "e2e_done", "wall_s": round(time.time() - t_start, 1), "points": len(pts), "loadavg": loadavg(),
-          "failures": failures})
+          "failures": failures, "host_steal": steal_share(run_cpu0, cpu_times())})
     if args.self_check and failures:
         sys.exit(1)
 
