@@ -194,18 +194,14 @@ def ring_rec(ring, name, readers, mode=None):
 
 
 def ring_targets(ring, dec, line):
-    ping = ring_rec(ring, "floor_ping", 1)
-    spin = ring_rec(ring, "ring_latency", 1, "spin")
-    if ping and spin:
-        r = spin["p50_ns"] / ping["p50_ns"]
-        line("ring, one spinning reader: p50 within 1.5x of the raw cache-line ping",
-             f"{spin['p50_ns']} ns / floor {ping['p50_ns']} ns = {r:.2f}x", r <= 1.5)
-    ff = ring_rec(ring, "floor_futex", 1)
-    fu = ring_rec(ring, "ring_latency", 1, "futex")
-    if ff and fu:
-        r = fu["p50_ns"] / ff["p50_ns"]
-        line("ring, one sleeping reader: p50 within 1.3x of the raw futex wake",
-             f"{fu['p50_ns']} ns / floor {ff['p50_ns']} ns = {r:.2f}x", r <= 1.3)
+    for floor, mode, bound, what in (("floor_ping", "spin", 1.5, "one spinning reader: p50 within 1.5x of the raw "
+                                      "cache-line ping"),
+                                     ("floor_futex", "futex", 1.3, "one sleeping reader: p50 within 1.3x of the raw "
+                                      "futex wake")):
+        f, m = ring_rec(ring, floor, 1), ring_rec(ring, "ring_latency", 1, mode)
+        if f and m:
+            r = m["p50_ns"] / f["p50_ns"]
+            line("ring, " + what, f"{m['p50_ns']} ns / floor {f['p50_ns']} ns = {r:.2f}x", r <= bound)
     f64 = ring_rec(ring, "floor_futex", 64)
     r64 = ring_rec(ring, "ring_latency", 64, "futex")
     if r64 and r64.get("wake_all_p99_ns") is not None:
