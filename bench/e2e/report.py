@@ -201,7 +201,7 @@ def ring_targets(ring, dec, line):
         f, m = ring_rec(ring, floor, 1), ring_rec(ring, "ring_latency", 1, mode)
         if f and m:
             r = m["p50_ns"] / f["p50_ns"]
-            line("ring, " + what, f"{m['p50_ns']} ns / floor {f['p50_ns']} ns = {r:.2f}x", r <= bound)
+            line("ring, " + what, f"{m['p50_ns']} ns / floor {f['p50_ns']} ns = {r:.3f}x", r <= bound)
     f64 = ring_rec(ring, "floor_futex", 64)
     r64 = ring_rec(ring, "ring_latency", 64, "futex")
     if r64 and r64.get("wake_all_p99_ns") is not None:
