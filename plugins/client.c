@@ -127,6 +127,7 @@ struct th_conn {
 	struct __cds_wfcq_head end_head;
 	struct cds_wfcq_tail end_tail;
 	th_atomic_u64 next_id;
+	th_atomic_u64 paths_gen;    /* bumped after every add to or removal from paths */
 	th_atomic_u32 ntables;     /* from the last attach; relaxed: a bound for argument checks */
 	th_atomic_u32 closing;
 	th_atomic_u32 dispatching; /* 0/1: one dispatch at a time */
@@ -160,6 +161,17 @@ struct th_conn {
 	struct watcher *reclaim;    /* ended by the dispatcher, to free */
 	struct watcher **match;
 	size_t nmatch, capmatch;
+	/* The recursive watchers covering the last key's parent (every prefix
+	 * up to its last '/'), valid while paths_gen is memo_gen: consecutive
+	 * keys mostly share a parent, so a record costs two hash lookups
+	 * instead of one per path component. */
+	struct watcher **memo;
+	size_t nmemo, capmemo;
+	uint64_t memo_gen;
+	uint32_t memo_table;
+	char *memo_parent;
+	size_t memo_cap;
+	uint32_t memo_len;
 	void *buf;
 	size_t buflen;
 	char *scratch;
@@ -337,6 +349,16 @@ static void deliver_marker(struct th_conn *c, struct watcher *w, uint16_t kind, 
 	deliver(c, w, &ev);
 }
 
+/* Every add to or removal from c->paths, after it: the dispatcher's memo of
+ * recursive watchers is stale from then on. A removal's bump precedes the
+ * watcher's hand-over for reclaim (store-release of unlinked, or the
+ * dispatcher's own thread), so no memo that holds a freed watcher is valid. */
+static void paths_changed(struct th_conn *c)
+{
+	/* Pairs with the load-acquire in collect_matches(). */
+	th_fetch_add_release(&c->paths_gen, 1);
+}
+
 /* Unlink a watcher from the registry; the caller won the exchange of dead. */
 static void unlink_watcher(struct th_conn *c, struct watcher *w)
 {
@@ -344,6 +366,7 @@ static void unlink_watcher(struct th_conn *c, struct watcher *w)
 	cds_lfht_del(c->paths, &w->path_node);
 	cds_lfht_del(c->ids, &w->id_node);
 	rcu_unlock(c);
+	paths_changed(c);
 }
 
 /* The watch ends by itself (exact path deleted or never there). */
@@ -361,38 +384,78 @@ static void end_watch(struct th_conn *c, struct watcher *w, uint32_t reason)
 
 /* ---- coverage ------------------------------------------------------------ */
 
+/* Append to *v every watcher of the given kind registered for
+ * (table, key[0:cut]). */
+static int lookup_path(struct th_conn *c, bool recursive, uint32_t table, const char *key, uint32_t cut,
+		       struct watcher ***v, size_t *n, size_t *cap)
+{
+	struct cds_lfht_iter it;
+	struct path_key k = { recursive, table, key, cut };
+	cds_lfht_lookup(c->paths, path_hash(recursive, table, key, cut), match_path, &k, &it);
+	for (struct cds_lfht_node *nd = cds_lfht_iter_get_node(&it); nd;
+	     cds_lfht_next_duplicate(c->paths, match_path, &k, &it), nd = cds_lfht_iter_get_node(&it)) {
+		if (grow((void **)v, cap, *n + 1, sizeof **v))
+			return -ENOMEM;
+		(*v)[(*n)++] = caa_container_of(nd, struct watcher, path_node);
+	}
+	return 0;
+}
+
+/* Recursive watchers of "" and of each prefix of key[0:len] that ends
+ * before a '/', and of key[0:len] itself, into c->memo. */
+static int fill_memo(struct th_conn *c, uint32_t table, const char *key, uint32_t len)
+{
+	c->nmemo = 0;
+	for (uint32_t cut = 0;;) {
+		if (lookup_path(c, true, table, key, cut, &c->memo, &c->nmemo, &c->capmemo))
+			return -ENOMEM;
+		if (cut == len)
+			return 0;
+		uint32_t next = cut + 1;
+		while (next < len && key[next] != '/')
+			next++;
+		cut = next;
+	}
+}
+
 /* Collect into c->match every watcher whose path covers (table, key):
- * exact watchers of key, recursive ones of each component prefix. */
+ * exact watchers of key, then recursive ones of "", of each component
+ * prefix, and of the key itself (shortest first). */
 static int collect_matches(struct th_conn *c, uint32_t table, const char *key, uint32_t klen)
 {
 	c->nmatch = 0;
+	/* The parent: the last '/' after the first byte (the prefixes that end
+	 * before it are exactly the parent's own, and the parent itself). */
+	uint32_t plen = klen;
+	while (plen > 1 && key[plen - 1] != '/')
+		plen--;
+	plen = plen > 1 ? plen - 1 : 0;
 	int rc = 0;
 	rcu_lock();
-	struct cds_lfht_iter it;
-	for (int pass = 0; pass < 2 && !rc; pass++) {
-		bool recursive = pass == 1;
-		/* Exact: the key itself. Recursive: "", then each prefix that ends
-		 * before a '/', then the key itself. */
-		uint32_t cut = recursive ? 0 : klen;
-		for (;;) {
-			struct path_key k = { recursive, table, key, cut };
-			uint64_t h = path_hash(recursive, table, key, cut);
-			cds_lfht_lookup(c->paths, h, match_path, &k, &it);
-			for (struct cds_lfht_node *n = cds_lfht_iter_get_node(&it); n;
-			     cds_lfht_next_duplicate(c->paths, match_path, &k, &it), n = cds_lfht_iter_get_node(&it)) {
-				if (grow((void **)&c->match, &c->capmatch, c->nmatch + 1, sizeof *c->match)) {
-					rc = -ENOMEM;
-					break;
-				}
-				c->match[c->nmatch++] = caa_container_of(n, struct watcher, path_node);
-			}
-			if (rc || cut == klen)
-				break;
-			uint32_t next = cut + 1;
-			while (next < klen && key[next] != '/')
-				next++;
-			cut = next;
+	uint64_t gen = th_load_acquire(&c->paths_gen);
+	if (gen != c->memo_gen || table != c->memo_table || plen != c->memo_len ||
+	    (plen && memcmp(key, c->memo_parent, plen) != 0)) {
+		c->memo_gen = UINT64_MAX; /* invalid until filled */
+		if (grow((void **)&c->memo_parent, &c->memo_cap, plen + 1, 1) == 0 &&
+		    fill_memo(c, table, key, plen) == 0) {
+			memcpy(c->memo_parent, key, plen);
+			c->memo_len = plen;
+			c->memo_table = table;
+			c->memo_gen = gen;
+		} else {
+			rc = -ENOMEM;
 		}
+	}
+	if (!rc)
+		rc = lookup_path(c, false, table, key, klen, &c->match, &c->nmatch, &c->capmatch);
+	if (!rc && grow((void **)&c->match, &c->capmatch, c->nmatch + c->nmemo, sizeof *c->match))
+		rc = -ENOMEM;
+	if (!rc) {
+		if (c->nmemo) /* both may still be NULL */
+			memcpy(c->match + c->nmatch, c->memo, c->nmemo * sizeof *c->memo);
+		c->nmatch += c->nmemo;
+		if (plen != klen)
+			rc = lookup_path(c, true, table, key, klen, &c->match, &c->nmatch, &c->capmatch);
 	}
 	rcu_unlock(c);
 	return rc;
@@ -1227,6 +1290,7 @@ static int api_open(const struct th_open_opts *uopts, struct th_conn **out)
 	 * the caller's process. 1024 buckets keep chains short for thousands. */
 	c->paths = cds_lfht_new(1024, 1024, 0, 0, NULL);
 	c->ids = cds_lfht_new(1024, 1024, 0, 0, NULL);
+	c->memo_gen = UINT64_MAX; /* no memo yet */
 	if (!c->socket_path || !c->buf || !c->paths || !c->ids)
 		goto fail;
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1297,6 +1361,7 @@ static void api_close(struct th_conn *c)
 			struct watcher *w = caa_container_of(nd, struct watcher, id_node);
 			cds_lfht_del(c->ids, &w->id_node);
 			cds_lfht_del(c->paths, &w->path_node);
+			paths_changed(c);
 			w->reclaim_next = live;
 			live = w;
 		}
@@ -1330,6 +1395,8 @@ static void api_close(struct th_conn *c)
 	th__mirror_clear(&c->old);
 	pthread_mutex_destroy(&c->qlock);
 	free(c->match);
+	free(c->memo);
+	free(c->memo_parent);
 	free(c->buf);
 	free(c->scratch);
 	free(c->socket_path);
@@ -1381,6 +1448,7 @@ static int register_watch(struct th_conn *c, const struct th_watch_opts *uopts, 
 	cds_lfht_add(c->ids, idh, &w->id_node);
 	cds_lfht_add(c->paths, w->path_hash, &w->path_node);
 	rcu_unlock(c);
+	paths_changed(c);
 	th_fetch_add_relaxed(&c->st_watches, 1); /* a counter: no ordering */
 	cds_wfcq_enqueue(&c->adopt_head, &c->adopt_tail, &w->adopt_node);
 	wake(c);
@@ -1414,6 +1482,7 @@ static int api_unwatch(struct th_conn *c, th_watch_id id)
 	}
 	cds_lfht_del(c->paths, &w->path_node);
 	cds_lfht_del(c->ids, &w->id_node);
+	paths_changed(c); /* before it can be reclaimed: no memo holds it then */
 	/* Pairs with the load-acquire in reclaim(): our accesses end here. */
 	th_store_release(&w->unlinked, 1);
 	cds_wfcq_enqueue(&c->end_head, &c->end_tail, &w->end_node);

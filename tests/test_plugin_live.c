@@ -505,6 +505,64 @@ static void test_plugin_live__recursive_initial_changes_deletes_and_boundaries(v
 	api->close(c);
 }
 
+/* The dispatcher remembers the recursive watchers of the last key's parent;
+ * a watch added or removed under that very parent must count at once. */
+static void test_plugin_live__watches_added_and_removed_under_the_parent_of_the_last_change(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/w9/a/b/k1', 'v1'), ('/w9/a/b/k2', 'v2'), "
+	    "('/w9/a/c/k3', 'v3')");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
+	static struct rec ra, rb, rc;
+	rec_init(&ra);
+	rec_init(&rb);
+	rec_init(&rc);
+	watch(c, true, TH_TABLE_DATA, "/w9", &ra);
+	pump(c, &ra, 4, false); /* three INITIAL, SYNCED */
+	sql("UPDATE topo.topo_data SET data = 'v1b' WHERE path = '/w9/a/b/k1'");
+	pump(c, &ra, 5, false);
+	expect(&ra, 4, TH_EVENT_PUT, "/w9/a/b/k1", "v1b");
+
+	/* Added under the parent of the last change. */
+	watch(c, true, TH_TABLE_DATA, "/w9/a/b", &rb);
+	pump(c, &rb, 3, false);
+	expect(&rb, 0, TH_EVENT_INITIAL, "/w9/a/b/k1", "v1b");
+	expect(&rb, 1, TH_EVENT_INITIAL, "/w9/a/b/k2", "v2");
+	expect(&rb, 2, TH_EVENT_SYNCED, NULL, NULL);
+	sql("UPDATE topo.topo_data SET data = 'v2b' WHERE path = '/w9/a/b/k2'");
+	pump(c, &rb, 4, false);
+	pump(c, &ra, 6, false);
+	expect(&rb, 3, TH_EVENT_PUT, "/w9/a/b/k2", "v2b");
+	expect(&ra, 5, TH_EVENT_PUT, "/w9/a/b/k2", "v2b");
+
+	/* An exact watch, then changes that alternate between two parents. */
+	watch(c, false, TH_TABLE_DATA, "/w9/a/b/k1", &rc);
+	pump(c, &rc, 1, false);
+	expect(&rc, 0, TH_EVENT_INITIAL, "/w9/a/b/k1", "v1b");
+	sql("UPDATE topo.topo_data SET data = 'v3b' WHERE path = '/w9/a/c/k3'");
+	sql("UPDATE topo.topo_data SET data = 'v1c' WHERE path = '/w9/a/b/k1'");
+	pump(c, &ra, 8, false);
+	pump(c, &rb, 5, false);
+	pump(c, &rc, 2, false);
+	expect(&ra, 6, TH_EVENT_PUT, "/w9/a/c/k3", "v3b");
+	expect(&ra, 7, TH_EVENT_PUT, "/w9/a/b/k1", "v1c");
+	expect(&rb, 4, TH_EVENT_PUT, "/w9/a/b/k1", "v1c");
+	expect(&rc, 1, TH_EVENT_PUT, "/w9/a/b/k1", "v1c");
+
+	/* Removed under the parent of the last change: silent from then on. */
+	assert_int_equal(api->unwatch(c, rb.id), 0);
+	sql("UPDATE topo.topo_data SET data = 'v2c' WHERE path = '/w9/a/b/k2'");
+	pump(c, &ra, 9, false);
+	expect(&ra, 8, TH_EVENT_PUT, "/w9/a/b/k2", "v2c");
+	pump_for(c, 50);
+	assert_int_equal(count(&rb), 5);
+	assert_int_equal(count(&rc), 2);
+	assert_int_equal(count(&ra), 9);
+	api->close(c);
+}
+
 static void test_plugin_live__transaction_is_one_revision(void **state)
 {
 	(void)state;
@@ -1167,6 +1225,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_live__watch_initial_changes_then_delete_ends),
 		cmocka_unit_test(test_plugin_live__watch_of_missing_path_is_not_found),
 		cmocka_unit_test(test_plugin_live__recursive_initial_changes_deletes_and_boundaries),
+		cmocka_unit_test(test_plugin_live__watches_added_and_removed_under_the_parent_of_the_last_change),
 		cmocka_unit_test(test_plugin_live__transaction_is_one_revision),
 		cmocka_unit_test(test_plugin_live__stitching_under_concurrent_writes),
 		cmocka_unit_test(test_plugin_live__unwatch_inside_callback),
