@@ -19,6 +19,7 @@ import json
 import mmap
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -382,7 +383,12 @@ def run_point(env, pt, fault=None):
         for i in range(n):
             # The victim of a fault run asks for the short timeout; the others keep 1 s.
             tmo = timeout_ms if i == 0 else 1000
-            subs.append(subprocess.Popen(sub_argv(env, system, path, i, tmo), env=penv,
+            argv = sub_argv(env, system, path, i, tmo)
+            if i == 0 and os.environ.get("TOPOHUB_BENCH_SUB0_WRAP"):
+                # A developer's knob: run subscriber 0 under a profiler, e.g.
+                # "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p".
+                argv = shlex.split(os.environ["TOPOHUB_BENCH_SUB0_WRAP"]) + argv
+            subs.append(subprocess.Popen(argv, env=penv,
                                          stdout=subprocess.DEVNULL, stderr=errlog))
         deadline = time.time() + 60 + n * 0.2
         while rf.ready() < n:
