@@ -42,6 +42,15 @@ def load(path):
     return out
 
 
+def latest_per_point(recs):
+    """A point run again (its first run lost too much CPU to the host) is
+    reported by its later record; the first is left out, its steal noted."""
+    def key(r):
+        return (r.get("system"), r.get("subs"), r.get("rate"), r.get("size"), r.get("fault"))
+    last = {key(r): i for i, r in enumerate(recs) if r.get("name") == "e2e"}
+    return [r for i, r in enumerate(recs) if r.get("name") != "e2e" or last[key(r)] == i]
+
+
 def us(ns):
     if ns is None:
         return "-"
@@ -59,6 +68,13 @@ def fmt(v, nd=2):
 
 def pct(v):
     return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def steal_cell(r):
+    s = pct(r.get("host_steal"))
+    if r.get("rerun_after_steal") is not None:
+        s += f" (re-run: {pct(r['rerun_after_steal'])} the first time)"
+    return s
 
 
 def size_name(b):
@@ -132,7 +148,7 @@ def e2e_tables(recs):
                 f"{r.get('out_of_order')} | {r.get('backlog')} | {fmt(r.get('deliveries_per_s'), 0)} | "
                 f"{fmt(w.get('achieved_rate'), 0)} | {fmt(r.get('cpu_hub_s'))} | {fmt(r.get('cpu_server_s'))} | "
                 f"{fmt(r.get('cpu_subs_s'))} | {fmt(r.get('cpu_total_s'))} | {fmt(r.get('cpu_us_per_update'), 0)} | {cratio} | {fmt(r.get('dump_threads'))} | "
-                f"{fmt(r.get('rss_kb_per_sub'))} | {fmt(r.get('pss_kb_per_sub'))} | {pct(r.get('host_steal'))} | "
+                f"{fmt(r.get('rss_kb_per_sub'))} | {fmt(r.get('pss_kb_per_sub'))} | {steal_cell(r)} | "
                 f"{flags} |")
     return out
 
@@ -412,7 +428,7 @@ def main():
              for k, v in (("ring", ring), ("decode", dec))}
     ring = [r for r in ring if r.get("name") != "host"]
     dec = [r for r in dec if r.get("name") != "host"]
-    e2e = load(os.path.join(args.results, "e2e-latest.jsonl"))
+    e2e = latest_per_point(load(os.path.join(args.results, "e2e-latest.jsonl")))
     m = machine()
     run = next((r for r in e2e if r.get("name") == "e2e_run"), {})
     done = next((r for r in e2e if r.get("name") == "e2e_done"), {})
@@ -437,7 +453,9 @@ def main():
          f"- host steal (CPU time this VM wanted and the hypervisor gave to others, /proc/stat) over the end-to-end "
          f"suite: {pct(done.get('host_steal'))}, ring benchmark: {pct(steal['ring'])}, decode: "
          f"{pct(steal['decode'])}; per end-to-end point in the tables' `host steal` column. Latency at a point with "
-         f"more than a few percent is the host's as much as the systems'.", ""]
+         f"more than a few percent is the host's as much as the systems': `make bench` runs every point that lost more "
+         f"than 5% once more while its 10 minutes allow (the fault runs as a trio) and reports the later run "
+         f"(both are in the JSON lines).", ""]
     L += ["## Targets (DESIGN.md)", ""] + targets(e2e, ring, dec) + [""]
     L += ["## End to end", "",
           "Latency is from the return of the writer's COMMIT (an autocommit UPDATE, or an etcd PUT) to the "
@@ -484,7 +502,7 @@ def main():
             L.append(f"| {r['fault']} | {r['subs']} | {fmt(r.get('writer', {}).get('achieved_rate'), 0)} | "
                      f"{us(r.get('p50_ns'))} | {us(r.get('p99_ns'))} | {us(r.get('p999_ns'))} | {us(r.get('max_ns'))} | "
                      f"{r.get('ok')} | {ev} | {fmt(r.get('converge_ms'))} | {fmt(r.get('reclaim_ms'))} | "
-                     f"{pct(r.get('host_steal'))} |")
+                     f"{steal_cell(r)} |")
         L.append("")
     L += ["## Ring (`topohub-bench ring`)", "",
           "Each ring figure beside its floor, measured the same way in the same run: `spin` against the raw "

@@ -62,6 +62,10 @@ def cpu_busy_fraction(window_s=0.2):
     return 1.0 - (i1 - i0) / max(1, t1 - t0)
 
 
+# A point with more host steal than this is run once more (the variable: to try the re-runs).
+RERUN_STEAL = float(os.environ.get("TOPOHUB_BENCH_RERUN_STEAL", "0.05"))
+
+
 def cpu_times():
     """(all jiffies, steal jiffies) of the whole machine, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -649,12 +653,14 @@ def main():
             # one unreported point first, so that it is nobody's result.
             run_point(env, {"system": "topohub", "subs": 8, "rate": 1000, "size": 100, "keys": 100,
                             "seconds": 1, "group": "warmup"})
+        measured = []  # (point, fault, record), for the re-runs below
         for pt in pts:
             t = time.time()
             rec = run_point(env, pt)
             rec["group"] = pt["group"]
             rec["wall_s"] = round(time.time() - t, 2)
             emit(rec)
+            measured.append((pt, None, rec))
             if args.self_check:
                 # The harness itself must work: every update delivered to every
                 # subscriber (the mysqltopo-style peer may reorder and coalesce:
@@ -676,16 +682,44 @@ def main():
             secs = 3 if args.quick else 6
             base = {"system": "topohub", "subs": n, "rate": 1000, "size": 100, "keys": 100, "seconds": secs,
                     "timeout_ms": 100}
-            for fault in (None, "stop", "kill"):
-                t = time.time()
-                rec = run_point(env, base, fault=fault or "none")
-                rec["group"] = "faults"
-                rec["timeout_ms"] = 100
-                rec["wall_s"] = round(time.time() - t, 2)
-                emit(rec)
-                log(f"fault={fault or 'none':5} p99(others)={rec.get('p99_ns', 0) / 1e3:.1f} us "
-                    f"rate={rec.get('writer', {}).get('achieved_rate')} evict_age={rec.get('evict_age_ms')} ms "
-                    f"converge={rec.get('converge_ms')} ms reclaim={rec.get('reclaim_ms')} ms")
+            def fault_trio(first=None):
+                # The three runs compare with each other: they are re-run together.
+                for fault in (None, "stop", "kill"):
+                    t = time.time()
+                    rec = run_point(env, base, fault=fault or "none")
+                    rec["group"] = "faults"
+                    rec["timeout_ms"] = 100
+                    rec["wall_s"] = round(time.time() - t, 2)
+                    if first is not None:
+                        rec["rerun_after_steal"] = first
+                    emit(rec)
+                    measured.append((base, fault or "none", rec))
+                    log(f"fault={fault or 'none':5} p99(others)={rec.get('p99_ns', 0) / 1e3:.1f} us "
+                        f"rate={rec.get('writer', {}).get('achieved_rate')} evict_age={rec.get('evict_age_ms')} ms "
+                        f"converge={rec.get('converge_ms')} ms reclaim={rec.get('reclaim_ms')} ms "
+                        f"steal={rec.get('host_steal')}")
+            fault_trio()
+        if not args.self_check:
+            # Points the host took a lot of CPU from (steal) measured the host:
+            # run each once more while the time budget allows. Both records stay
+            # in the JSON lines; the report uses the later one and says so.
+            budget_s = 65 if args.quick else 510
+            trio = [m for m in measured if m[1]]
+            for pt, fault, rec in [m for m in measured if not m[1]]:
+                if time.time() - t_start > budget_s:
+                    break
+                if rec.get("host_steal", 0) > RERUN_STEAL:
+                    t = time.time()
+                    again = run_point(env, pt)
+                    again.update(group=pt["group"], wall_s=round(time.time() - t, 2),
+                                 rerun_after_steal=rec["host_steal"])
+                    emit(again)
+                    log(f"re-run (host steal {rec['host_steal']:.0%}): {pt['system']} n={pt['subs']} "
+                        f"rate={pt['rate']} size={pt['size']} p99={again.get('p99_ns', 0) / 1e3:.1f} us "
+                        f"steal={again.get('host_steal')}")
+            worst = max((m[2].get("host_steal", 0) for m in trio), default=0)
+            if worst > RERUN_STEAL and time.time() - t_start < budget_s:
+                fault_trio(first=worst)
     finally:
         env.close()
     emit({"name": "e2e_done", "wall_s": round(time.time() - t_start, 1), "points": len(pts), "loadavg": loadavg(),
