@@ -479,7 +479,7 @@ def main():
           "`lost`: updates a subscriber never received and was not told about; `out of order`: deliveries "
           "older than one already delivered; `backlog`: updates not yet delivered when the run stopped "
           f"({run.get('grace_s', 2)} s after the writer finished). A point is ok only when all three and the "
-          "errors are zero. CPU is utime+stime from /proc over the writer's run plus the catch-up; `CPU us / update` "
+          "errors are zero. CPU is from /proc (the scheduler's exact time per thread, or utime+stime where that is larger) over the writer's run plus the catch-up; `CPU us / update` "
           "divides hub + server + subscribers by the updates committed (a system that slows the writer down does "
           "less work in the same time, so ratios use this); "
           "`dump threads`: `Binlog Dump` threads in the server's PROCESSLIST mid-run; RSS/PSS: "
