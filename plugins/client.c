@@ -689,6 +689,7 @@ static void lose(struct th_conn *c, uint32_t table, uint32_t cause)
 			th__mirror_move_table(&c->mirror, NULL, t);
 	if (all && c->old.count == 0) {
 		/* The common case: swap, nothing to allocate. */
+		th__mirror_clear(&c->old); /* its (empty) table */
 		c->old = c->mirror;
 		c->mirror = (struct th__mirror){ 0 };
 	} else if (th__mirror_move_table(&c->mirror, &c->old, table) != 0) {

@@ -48,9 +48,16 @@ struct th__entry *th__entry_new(uint32_t table, const char *key, uint32_t key_le
 /* Same value, flags and version: a watcher would see no difference. */
 bool th__entry_same_value(const struct th__entry *a, const struct th__entry *b);
 
-/* An ordered set of entries keyed by (table, key). One owner thread. */
+/* A set of entries keyed by (table, key), listed in key order. One owner
+ * thread. A hash table; { 0 } is an empty one. */
+struct th__slot {
+	struct th__entry *e; /* NULL: empty */
+	uint64_t hash;
+};
+
 struct th__mirror {
-	void *root;     /* tsearch tree */
+	struct th__slot *slots;
+	size_t mask; /* capacity - 1 */
 	uint64_t count;
 };
 
@@ -58,7 +65,7 @@ struct th__entry *th__mirror_find(const struct th__mirror *m, uint32_t table, co
 				  uint32_t key_len);
 /* Where the entry of (table, key) is held, or NULL: replacing *slot with an
  * entry of the same key (freeing the old one) updates the mirror without a
- * second walk of the tree. */
+ * second lookup. Valid until the next insert or removal. */
 struct th__entry **th__mirror_slot(const struct th__mirror *m, uint32_t table, const char *key,
 				   uint32_t key_len);
 /* Inserts e, replacing (and freeing) an entry of the same key. 0 or -ENOMEM

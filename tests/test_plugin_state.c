@@ -198,14 +198,72 @@ static void test_plugin_state__move_table_sets_one_table_aside(void **state)
 	assert_int_equal(mi.count, 67);
 	assert_int_equal(th__mirror_move_table(&mi, NULL, UINT32_MAX), 0);
 	assert_int_equal(mi.count, 0);
-	assert_null(mi.root);
+	assert_null(th__mirror_find(&mi, 0, "/k/000", 6));
+	th__mirror_clear(&mi); /* its (empty) table */
 	th__mirror_clear(&aside);
+}
+
+/* Thousands of puts and removals in a pseudo-random order, checked against a
+ * plain array after each round: removals in the middle of probe runs must not
+ * lose the entries behind them. */
+static void test_plugin_state__mirror_keeps_every_entry_through_puts_and_removals(void **state)
+{
+	(void)state;
+	enum { N = 3000 };
+	static bool present[N];
+	static uint64_t revs[N];
+	memset(present, 0, sizeof present);
+	struct th__mirror mi = { 0 };
+	uint64_t x = 88172645463325252ull, rev = 0;
+	for (int round = 0; round < 6; round++) {
+		for (int k = 0; k < N; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			int i = (int)(x % N);
+			char key[32];
+			snprintf(key, sizeof key, "/r/%d/k%d", i % 7, i);
+			if (present[i] && (x >> 32) % 3 == 0) {
+				assert_true(th__mirror_remove(&mi, (uint32_t)(i % 2), key, (uint32_t)strlen(key)));
+				present[i] = false;
+			} else {
+				revs[i] = ++rev;
+				assert_int_equal(th__mirror_put(&mi, ent((uint32_t)(i % 2), key, "v", revs[i])), 0);
+				present[i] = true;
+			}
+		}
+		uint64_t want = 0;
+		for (int i = 0; i < N; i++) {
+			char key[32];
+			snprintf(key, sizeof key, "/r/%d/k%d", i % 7, i);
+			struct th__entry *e = th__mirror_find(&mi, (uint32_t)(i % 2), key, (uint32_t)strlen(key));
+			if (present[i]) {
+				assert_non_null(e);
+				assert_int_equal(e->revision, revs[i]);
+				want++;
+			} else {
+				assert_null(e);
+			}
+			/* The other table never holds it. */
+			assert_null(th__mirror_find(&mi, (uint32_t)(i % 2) ^ 1, key, (uint32_t)strlen(key)));
+		}
+		assert_int_equal(mi.count, want);
+		struct th__entry **v;
+		size_t n;
+		assert_int_equal(th__mirror_list(&mi, true, 0, "", 0, false, &v, &n), 0);
+		assert_int_equal(n, want);
+		for (size_t j = 1; j < n; j++)
+			assert_true(v[j - 1]->table < v[j]->table ||
+				    (v[j - 1]->table == v[j]->table && strcmp(v[j - 1]->key, v[j]->key) < 0));
+		free(v);
+	}
+	th__mirror_clear(&mi);
+	assert_int_equal(mi.count, 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plugin_state__prefix_matches_on_component_boundaries),
+		cmocka_unit_test(test_plugin_state__mirror_keeps_every_entry_through_puts_and_removals),
 		cmocka_unit_test(test_plugin_state__stitching_applies_only_newer_changes),
 		cmocka_unit_test(test_plugin_state__list_is_in_key_order_under_prefix),
 		cmocka_unit_test(test_plugin_state__resync_diff_puts_changes_and_deletes_vanished),
