@@ -287,21 +287,6 @@ static void drain_fd(int fd)
 	}
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 /* ---- delivering ---------------------------------------------------------- */
 
 static void call(struct th_conn *c, struct watcher *w, struct th_event *ev)
@@ -394,7 +379,7 @@ static int lookup_path(struct th_conn *c, bool recursive, uint32_t table, const 
 	cds_lfht_lookup(c->paths, path_hash(recursive, table, key, cut), match_path, &k, &it);
 	for (struct cds_lfht_node *nd = cds_lfht_iter_get_node(&it); nd;
 	     cds_lfht_next_duplicate(c->paths, match_path, &k, &it), nd = cds_lfht_iter_get_node(&it)) {
-		if (grow((void **)v, cap, *n + 1, sizeof **v))
+		if (th__grow((void **)v, cap, *n + 1, sizeof **v))
 			return -ENOMEM;
 		(*v)[(*n)++] = caa_container_of(nd, struct watcher, path_node);
 	}
@@ -436,7 +421,7 @@ static int collect_matches(struct th_conn *c, uint32_t table, const char *key, u
 	if (gen != c->memo_gen || table != c->memo_table || plen != c->memo_len ||
 	    (plen && memcmp(key, c->memo_parent, plen) != 0)) {
 		c->memo_gen = UINT64_MAX; /* invalid until filled */
-		if (grow((void **)&c->memo_parent, &c->memo_cap, plen + 1, 1) == 0 &&
+		if (th__grow((void **)&c->memo_parent, &c->memo_cap, plen + 1, 1) == 0 &&
 		    fill_memo(c, table, key, plen) == 0) {
 			memcpy(c->memo_parent, key, plen);
 			c->memo_len = plen;
@@ -448,7 +433,7 @@ static int collect_matches(struct th_conn *c, uint32_t table, const char *key, u
 	}
 	if (!rc)
 		rc = lookup_path(c, false, table, key, klen, &c->match, &c->nmatch, &c->capmatch);
-	if (!rc && grow((void **)&c->match, &c->capmatch, c->nmatch + c->nmemo, sizeof *c->match))
+	if (!rc && th__grow((void **)&c->match, &c->capmatch, c->nmatch + c->nmemo, sizeof *c->match))
 		rc = -ENOMEM;
 	if (!rc) {
 		if (c->nmemo) /* both may still be NULL */
@@ -944,7 +929,7 @@ static void finish_pending(struct th_conn *c)
 
 static int scratch_fit(struct th_conn *c, size_t n)
 {
-	return grow((void **)&c->scratch, &c->scratchlen, n, 1);
+	return th__grow((void **)&c->scratch, &c->scratchlen, n, 1);
 }
 
 static void handle_change(struct th_conn *c, const struct th_ring_record *rec, const char *p)
@@ -996,7 +981,7 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 			return;
 		}
 		if (slot)
-			*slot = e; /* the same key: the tree's order holds; old is freed below */
+			*slot = e; /* the same key, the same slot; old is freed below */
 		ev.key = e->key;
 		ev.value = e->value;
 		ev.value_len = e->value_len;

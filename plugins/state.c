@@ -14,6 +14,21 @@
 
 #include "client_int.h"
 
+int th__grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 16;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
 uint32_t th__path_trim(const char *path, uint32_t len)
 {
 	while (len > 0 && path[len - 1] == '/')
@@ -264,15 +279,9 @@ static int list_entries(const struct th__mirror *m, bool all_tables, uint32_t ta
 		struct th__entry *e = m->slots[i].e;
 		if (!e || (!all_tables && (e->table != table || !th__prefix_matches(prefix, plen, e->key, e->key_len))))
 			continue;
-		if (cnt == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct th__entry **nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-			cap = ncap;
+		if (th__grow((void **)&v, &cap, cnt + 1, sizeof *v)) {
+			free(v);
+			return -ENOMEM;
 		}
 		v[cnt++] = e;
 	}
