@@ -49,16 +49,19 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def cpu_times():
+    """(all, idle + iowait, steal) jiffies of the whole machine, from the
+    first line of /proc/stat (user .. steal; guest time is inside user)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]] + [0] * 8
+    return sum(v[:8]), v[3] + v[4], v[7]
+
+
 def cpu_busy_fraction(window_s=0.2):
-    """Share of all CPUs busy over a short window (from /proc/stat)."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0)
-        return sum(v), idle
-    t0, i0 = sample()
+    """Share of all CPUs busy over a short window."""
+    t0, i0, _ = cpu_times()
     time.sleep(window_s)
-    t1, i1 = sample()
+    t1, i1, _ = cpu_times()
     return 1.0 - (i1 - i0) / max(1, t1 - t0)
 
 
@@ -66,18 +69,11 @@ def cpu_busy_fraction(window_s=0.2):
 RERUN_STEAL = float(os.environ.get("TOPOHUB_BENCH_RERUN_STEAL", "0.05"))
 
 
-def cpu_times():
-    """(all jiffies, steal jiffies) of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v[:8]), (v[7] if len(v) > 7 else 0)
-
-
 def steal_share(a, b):
     """Share of CPU time the hypervisor gave to other guests between two
     cpu_times() samples: time this VM wanted to run and could not. A point
     measured under a lot of it measured the host, not the systems."""
-    return round((b[1] - a[1]) / max(1, b[0] - a[0]), 3)
+    return round((b[2] - a[2]) / max(1, b[0] - a[0]), 3)
 
 
 def settle(max_s=20.0, busy=0.15):
@@ -660,6 +656,13 @@ def main():
         out.write(json.dumps(rec) + "\n")
         out.flush()
 
+    def timed_point(pt, group, fault=None, **extra):
+        t = time.time()
+        rec = run_point(env, pt, fault=fault)
+        rec.update(group=group, **extra)
+        rec["wall_s"] = round(time.time() - t, 2)
+        return rec
+
     run_cpu0 = cpu_times()
     try:
         emit({"name": "e2e_run", "quick": args.quick, "server": env.db.info["version"], "loadavg": loadavg(),
@@ -672,10 +675,7 @@ def main():
                             "seconds": 1, "group": "warmup"})
         measured = []  # (point, fault, record), for the re-runs below
         for pt in pts:
-            t = time.time()
-            rec = run_point(env, pt)
-            rec["group"] = pt["group"]
-            rec["wall_s"] = round(time.time() - t, 2)
+            rec = timed_point(pt, pt["group"])
             emit(rec)
             measured.append((pt, None, rec))
             if args.self_check:
@@ -710,14 +710,10 @@ def main():
                 # The fault runs compare with each other: they are re-run together.
                 seen = {}
                 for fault in order:
-                    t = time.time()
-                    rec = run_point(env, base, fault=fault or "none")
-                    rec["group"] = "faults"
-                    rec["repeat"] = seen[fault] = seen.get(fault, -1) + 1
-                    rec["timeout_ms"] = 100
-                    rec["wall_s"] = round(time.time() - t, 2)
-                    if first is not None:
-                        rec["rerun_after_steal"] = first
+                    seen[fault] = seen.get(fault, -1) + 1
+                    again = {} if first is None else {"rerun_after_steal": first}
+                    rec = timed_point(base, "faults", fault=fault or "none", repeat=seen[fault], timeout_ms=100,
+                                      **again)
                     emit(rec)
                     measured.append((base, fault or "none", rec))
                     log(f"fault={fault or 'none':5} p99(others)={rec.get('p99_ns', 0) / 1e3:.1f} us "
@@ -735,10 +731,7 @@ def main():
                 if time.time() - t_start > budget_s:
                     break
                 if rec.get("host_steal", 0) > RERUN_STEAL:
-                    t = time.time()
-                    again = run_point(env, pt)
-                    again.update(group=pt["group"], wall_s=round(time.time() - t, 2),
-                                 rerun_after_steal=rec["host_steal"])
+                    again = timed_point(pt, pt["group"], rerun_after_steal=rec["host_steal"])
                     emit(again)
                     log(f"re-run (host steal {rec['host_steal']:.0%}): {pt['system']} n={pt['subs']} "
                         f"rate={pt['rate']} size={pt['size']} p99={again.get('p99_ns', 0) / 1e3:.1f} us "
