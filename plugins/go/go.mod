@@ -1,0 +1,3 @@
+module github.com/topohub/topohub/plugins/go
+
+go 1.26

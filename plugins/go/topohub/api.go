@@ -1,0 +1,183 @@
+// Package topohub is a pure-Go client of topohubd (no cgo): it speaks the
+// hub's control protocol (hub/protocol.h) and reads the hub's shared-memory
+// ring (shm/ring.h) itself, with the semantics of the C library
+// (plugins/topohub.h): Watch and WatchRecursive with snapshot stitching at one
+// revision, component-boundary prefixes, RESYNC and convergence after an
+// eviction, a lap or a hub restart, reconnection with backoff.
+//
+// Lifetimes are contexts: a watch ends when its context is cancelled (its
+// channel is closed after a last event, if any), a client when Close is
+// called. No goroutine outlives the Client that started it.
+package topohub
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Tables as the hub numbers them by default (the hub's TABLES query lists them).
+const (
+	TableData      uint32 = 0 // topo_data: key path, value data, version
+	TableLocks     uint32 = 1 // topo_locks
+	TableElections uint32 = 2 // topo_elections: key name, value leader_id + contents
+)
+
+// DefaultSocket is the hub's socket when Options.Socket is empty.
+const DefaultSocket = "/run/topohub/topohub.sock"
+
+// WaitMode says how the client's reader waits for the ring.
+type WaitMode int
+
+const (
+	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex (default)
+	WaitSpin                  // spin: lowest latency, burns a core
+	WaitFD                    // sleep on the reader's eventfd through Go's poller
+)
+
+// Options for Open. The zero value is usable.
+type Options struct {
+	Socket  string        // "" = DefaultSocket
+	Timeout time.Duration // slow-consumer timeout asked of the hub (it clamps); 0 = 1 s
+	Name    string        // shown by `topohubctl readers`; "" = "topohub-go"
+	Wait    WaitMode
+	Spin    time.Duration // WaitFutex: spin at most this long before sleeping; 0 = 20 us
+	// Buffer is each watch channel's capacity (0 = 256). A consumer that
+	// leaves its channel full holds up the client's reader; past Timeout the
+	// hub evicts it and every watch of the client gets EventResync.
+	Buffer int
+}
+
+// EventKind is what an Event says (the values of enum th_event_kind).
+type EventKind uint16
+
+const (
+	EventInitial  EventKind = 1 // an entry as it is when the watch starts
+	EventPut      EventKind = 2 // created or updated
+	EventDelete   EventKind = 3 // deleted
+	EventNotFound EventKind = 4 // Watch on a path with no entry; EventEnded follows
+	EventResync   EventKind = 5 // continuity lost (Reason: ResyncCause); changes follow, then EventSynced
+	EventSynced   EventKind = 6 // the watch's view is the hub's state at Revision
+	EventEnded    EventKind = 7 // the watch ended by itself (Reason: EndReason); its last event
+)
+
+// Resync causes (enum th_resync_cause) and end reasons (enum th_end_reason),
+// carried in Event.Reason.
+const (
+	ResyncEvicted = 1 // this client was too slow; the hub evicted it
+	ResyncLapped  = 2 // the ring overtook this client
+	ResyncHubLost = 3 // the hub stopped or restarted
+	ResyncHub     = 4 // the hub itself resynced its tables (DDL, reload)
+	ResyncNoMem   = 5 // the client ran out of memory and dropped a change
+
+	EndDeleted  = 1 // the watched path was deleted
+	EndNotFound = 2 // the watched path did not exist
+)
+
+// Event is one thing a watch is told. Value is the client's own copy.
+type Event struct {
+	Kind      EventKind
+	Reason    uint32 // EventResync: Resync*; EventEnded: End*
+	Table     uint32
+	Key       string // "" for Resync, Synced, Ended
+	Value     []byte
+	ValueNull bool   // the value column is SQL NULL
+	Version   int64  // the row's version column (0 when the table has none)
+	Revision  uint64 // hub revision of this change (INITIAL: of the entry's last change; SYNCED: the state's)
+	Commit    time.Time
+	Published time.Time     // when the hub published it; zero if not from the ring
+	Latency   time.Duration // hub publish to delivery on CLOCK_MONOTONIC; 0 if not from the ring
+	GTID      string
+}
+
+// Entry is one row of the hub's state, as Get and List return it.
+type Entry struct {
+	Table     uint32
+	Key       string
+	Value     []byte
+	ValueNull bool
+	Version   int64
+	Revision  uint64
+}
+
+// Stats are the client's counters (struct th_stats).
+type Stats struct {
+	Revision   uint64 // last revision dispatched
+	Events     uint64
+	Records    uint64
+	Resyncs    uint64
+	Evictions  uint64
+	Laps       uint64
+	Reconnects uint64
+	Watches    uint64
+	Entries    uint64
+	Generation uint64
+}
+
+// Sentinel errors, for errors.Is. Errors from the hub wrap the matching
+// sentinel or syscall.Errno.
+var (
+	ErrClosed         = errors.New("topohub: client closed")
+	ErrNotFound       = errors.New("topohub: no such entry")
+	ErrProto          = errors.New("topohub: malformed or unexpected message from the hub")
+	ErrVersion        = errors.New("topohub: incompatible protocol or ring version")
+	ErrFormat         = errors.New("topohub: shared memory of an incompatible format")
+	ErrGTID           = errors.New("topohub: malformed GTID set")
+	ErrHubLost        = errors.New("topohub: connection to the hub lost")
+	ErrEvicted        = errors.New("topohub: evicted by the hub as a slow consumer")
+	ErrLapped         = errors.New("topohub: overtaken by the ring's writer")
+	ErrNotImplemented = errors.New("topohub: not implemented yet")
+)
+
+// Client is a connection to the host's hub: one ring reader, one control
+// socket, any number of watches. Its methods may be called from any goroutine.
+type Client struct {
+	opts Options
+}
+
+// Open connects to the hub and attaches as a reader of its ring.
+func Open(ctx context.Context, opts Options) (*Client, error) { return nil, ErrNotImplemented }
+
+// Close ends every watch (their channels close), detaches and disconnects.
+// It waits for the client's goroutines to end.
+func (c *Client) Close() error { return ErrNotImplemented }
+
+// Watch follows one key: first EventInitial (or EventNotFound then
+// EventEnded, and the channel closes), then every change in revision order;
+// a delete delivers EventDelete, EventEnded, and the channel closes. The
+// channel also closes after ctx is cancelled or the client is closed.
+func (c *Client) Watch(ctx context.Context, table uint32, key string) (<-chan Event, error) {
+	return nil, ErrNotImplemented
+}
+
+// WatchRecursive follows every key under prefix (on path-component
+// boundaries): the current entries in key order (EventInitial each), then
+// EventSynced, then every change, deletes included, until ctx is cancelled.
+func (c *Client) WatchRecursive(ctx context.Context, table uint32, prefix string) (<-chan Event, error) {
+	return nil, ErrNotImplemented
+}
+
+// Get reads one entry from the hub's state (a round trip). ErrNotFound when absent.
+func (c *Client) Get(ctx context.Context, table uint32, key string) (Entry, error) {
+	return Entry{}, ErrNotImplemented
+}
+
+// List reads every entry under prefix (component boundaries), in key order,
+// and the revision the list is exact at.
+func (c *Client) List(ctx context.Context, table uint32, prefix string) ([]Entry, uint64, error) {
+	return nil, 0, ErrNotImplemented
+}
+
+// Sync waits until the hub has published every transaction of gtidSet (as its
+// source speaks: MySQL "uuid:1-5" or MariaDB "0-1-100") and returns the hub's
+// revision then. With ctx's deadline as the timeout.
+func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
+	return 0, ErrNotImplemented
+}
+
+// WaitRevision returns once this client has dispatched every change up to
+// rev (what Sync returned) to its watches: read-your-writes.
+func (c *Client) WaitRevision(ctx context.Context, rev uint64) error { return ErrNotImplemented }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats { return Stats{} }
