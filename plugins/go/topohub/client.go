@@ -384,8 +384,9 @@ func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
 		var cancel context.CancelFunc
 		callCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), dl.Add(5*time.Second))
 		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(ctx.Err(), context.Canceled) {
+		parent := ctx
+		stop := context.AfterFunc(parent, func() {
+			if errors.Is(parent.Err(), context.Canceled) {
 				cancel()
 			}
 		})
@@ -513,8 +514,8 @@ func (c *Client) shutdown() {
 		if !w.ended {
 			w.ended = true
 			w.stopAfter()
-			close(w.ch)
 			c.stWatches.Add(^uint64(0))
+			close(w.ch)
 		}
 	}
 	c.list = nil
@@ -549,8 +550,8 @@ func (c *Client) takeRegistrations() {
 		if w.ctx.Err() != nil {
 			w.ended = true
 			w.stopAfter()
-			close(w.ch)
 			c.stWatches.Add(^uint64(0))
+			close(w.ch)
 			continue
 		}
 		c.adopt(w)
@@ -609,8 +610,8 @@ func (c *Client) removeWatch(w *watch) {
 		delete(idx, k)
 	}
 	c.list = without(c.list, w)
+	c.stWatches.Add(^uint64(0)) // before the close: whoever sees it closed sees the count
 	close(w.ch)
-	c.stWatches.Add(^uint64(0))
 	c.prune(w)
 }
 
