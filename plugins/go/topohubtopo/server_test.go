@@ -2,6 +2,8 @@ package topohubtopo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
@@ -12,33 +14,38 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/topo/test"
+
+	"github.com/topohub/topohub/plugins/go/internal/testenv"
 )
 
 // testDB is the database and hub the tests run against.
 type testDB struct {
+	env  *testenv.Env
 	addr string // server address as a cell's ServerAddress
 	cfg  Config
 }
 
 var rootSeq atomic.Int64
 
-// openTestDB gives the tests a server. TOPOHUBTOPO_TEST_ADDR (a server
-// address, see doc.go), TOPOHUBTOPO_TEST_USER, TOPOHUBTOPO_TEST_PASSWORD and
-// TOPOHUBTOPO_TEST_SOCKET point them at a running one.
+// openTestDB starts a private MariaDB with the topo schema and a real
+// topohubd on it (testenv; the test skips with the reason when a binary is
+// missing), and an account that may write the topo tables (testenv's own
+// account only reads).
 func openTestDB(t *testing.T) *testDB {
 	t.Helper()
-	addr := os.Getenv("TOPOHUBTOPO_TEST_ADDR")
-	if addr == "" {
-		t.Skip("no MariaDB for the topohubtopo tests: set TOPOHUBTOPO_TEST_ADDR")
-	}
-	return &testDB{addr: addr, cfg: Config{
-		User:         os.Getenv("TOPOHUBTOPO_TEST_USER"),
-		Password:     os.Getenv("TOPOHUBTOPO_TEST_PASSWORD"),
-		Socket:       os.Getenv("TOPOHUBTOPO_TEST_SOCKET"),
+	env := testenv.Start(t, testenv.HubOptions{})
+	var pw [12]byte
+	rand.Read(pw[:])
+	password := hex.EncodeToString(pw[:])
+	env.DB.MustExec(t, "CREATE USER 'vt'@'%' IDENTIFIED BY '"+password+"'; GRANT ALL ON topo.* TO 'vt'@'%'")
+	return &testDB{env: env, addr: fmt.Sprintf("%s:%d/topo", env.DB.Host, env.DB.Port), cfg: Config{
+		User:         "vt",
+		Password:     password,
+		Socket:       env.Hub.Socket,
 		LockTTL:      3 * time.Second,
 		ElectionTTL:  3 * time.Second,
-		PollInterval: 200 * time.Millisecond,
-		SyncTimeout:  5 * time.Second,
+		PollInterval: 500 * time.Millisecond,
+		SyncTimeout:  10 * time.Second,
 	}}
 }
 
