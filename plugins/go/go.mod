@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/go-sql-driver/mysql v1.9.3
 	github.com/spf13/pflag v1.0.10
+	go.uber.org/goleak v1.3.0
 	vitess.io/vitess v0.24.4
 )
 

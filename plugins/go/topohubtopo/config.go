@@ -34,6 +34,9 @@ type Config struct {
 	ElectionTTL  time.Duration // leadership rows
 	PollInterval time.Duration // lock / election waiters without a hub notification
 	SyncTimeout  time.Duration // read-your-writes: longest wait for the hub before a watch
+	// InitialTimeout bounds how long Watch waits for its initial value from
+	// the hub (a hub that is down: the client reconnects meanwhile).
+	InitialTimeout time.Duration
 }
 
 var (
@@ -102,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SyncTimeout <= 0 {
 		c.SyncTimeout = 10 * time.Second
+	}
+	if c.InitialTimeout <= 0 {
+		c.InitialTimeout = 10 * time.Second
 	}
 	return c
 }

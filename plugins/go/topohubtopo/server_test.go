@@ -46,6 +46,8 @@ func openTestDB(t *testing.T) *testDB {
 		ElectionTTL:  3 * time.Second,
 		PollInterval: 500 * time.Millisecond,
 		SyncTimeout:  10 * time.Second,
+		// Watch with the hub down waits this long for an initial value.
+		InitialTimeout: 3 * time.Second,
 	}}
 }
 

@@ -2,7 +2,9 @@ package topohubtopo
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"time"
 
 	"vitess.io/vitess/go/vt/topo"
 
@@ -12,6 +14,10 @@ import (
 // watchBuffer is the capacity of the channels Watch and WatchRecursive
 // return (etcd2topo uses 10). The consumer must drain them (topo.Conn).
 const watchBuffer = 16
+
+// errNoInitial: the hub did not deliver a watch's initial state in time (it
+// is down and the client is reconnecting, or far behind).
+var errNoInitial = errors.New("no initial value from the hub in time")
 
 // startWatch is what Watch and WatchRecursive share: a client of the hub,
 // read-your-writes, and a context the translation goroutine cancels.
@@ -64,6 +70,8 @@ func (s *Server) Watch(ctx context.Context, filePath string) (*topo.WatchData, <
 
 	// The initial value: EventInitial, or EventNotFound. After a resync
 	// before it, a put or a delete says the same.
+	deadline := time.NewTimer(s.cfg.InitialTimeout)
+	defer deadline.Stop()
 	var current *topo.WatchData
 	for current == nil {
 		var ev topohub.Event
@@ -73,6 +81,9 @@ func (s *Server) Watch(ctx context.Context, filePath string) (*topo.WatchData, <
 		case <-s.closed:
 			cancel()
 			return nil, nil, s.errClosed(key)
+		case <-deadline.C:
+			cancel()
+			return nil, nil, hubError(key, errNoInitial)
 		}
 		if !ok {
 			cancel()
@@ -179,6 +190,8 @@ func (s *Server) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Wa
 
 	// The initial entries, up to EventSynced. Changes seen before it (after
 	// a resync) update the map of current values.
+	deadline := time.NewTimer(s.cfg.InitialTimeout)
+	defer deadline.Stop()
 	current := map[string]*topo.WatchDataRecursive{}
 	var order []string
 	for synced := false; !synced; {
@@ -189,6 +202,9 @@ func (s *Server) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Wa
 		case <-s.closed:
 			cancel()
 			return nil, nil, s.errClosed(prefix)
+		case <-deadline.C:
+			cancel()
+			return nil, nil, hubError(prefix, errNoInitial)
 		}
 		if !ok {
 			cancel()
