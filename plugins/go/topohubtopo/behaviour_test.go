@@ -456,3 +456,116 @@ func TestLikePrefix__escapes_LIKEs_wildcards(t *testing.T) {
 		t.Fatalf("likePrefix: %q", got)
 	}
 }
+
+func TestWatch__a_consumer_evicted_by_the_hub_converges_to_the_current_values(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	const keys = 10
+	for i := 0; i < keys; i++ {
+		if _, err := s.Create(ctx, fmt.Sprintf("r/k%d", i), []byte("0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, rch, err := s.WatchRecursive(wctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ch, err := s.Watch(wctx, "r/k9")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Read nothing while far more changes come than the channels hold: the
+	// client's reader stalls behind them and the hub evicts it (its timeout
+	// is the client's default, 1 s).
+	want := map[string]string{}
+	for n := 1; n <= 60; n++ {
+		for i := 0; i < keys; i++ {
+			v := fmt.Sprint(n)
+			if _, err := s.Update(ctx, fmt.Sprintf("r/k%d", i), []byte(v), nil); err != nil {
+				t.Fatal(err)
+			}
+			want[s.fullPath(fmt.Sprintf("r/k%d", i))] = v
+		}
+	}
+	if err := s.Delete(ctx, "r/k9", nil); err != nil {
+		t.Fatal(err)
+	}
+	want[s.fullPath("r/k9")] = "deleted"
+	time.Sleep(3 * time.Second)
+
+	got := map[string]string{}
+	deadline := time.After(30 * time.Second)
+	for !equalMaps(got, want) {
+		select {
+		case wd, ok := <-rch:
+			if !ok {
+				t.Fatal("the recursive watch ended")
+			}
+			switch {
+			case topo.IsErrType(wd.Err, topo.NoNode):
+				got[wd.Path] = "deleted"
+			case wd.Err != nil:
+				t.Fatalf("the recursive watch ended with %v", wd.Err)
+			default:
+				got[wd.Path] = string(wd.Contents)
+			}
+		case <-deadline:
+			t.Fatalf("after the eviction the recursive watch shows %v, want %v", got, want)
+		}
+	}
+	if err := drainToEnd(t, ch); !topo.IsErrType(err, topo.NoNode) {
+		t.Fatalf("the exact watch of the deleted file ended with %v, want NoNode", err)
+	}
+	st := s.hub.client.Stats()
+	if st.Evictions == 0 && st.Resyncs == 0 {
+		t.Fatalf("the client was never evicted (%+v): this test did not test a resync", st)
+	}
+	t.Logf("client stats: %+v", st)
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestLock__a_dead_holders_lock_expires_after_its_TTL(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	dead := db.newServer(t)
+	if _, err := dead.Create(ctx, "keyspaces/ks/Keyspace", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.LockWithTTL(ctx, "keyspaces/ks", "dies", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // the holder's renewals stop; its row stays until it expires
+
+	alive, err := NewServer(db.addr, dead.root, db.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alive.Close()
+	if _, err := alive.TryLock(ctx, "keyspaces/ks", "me"); !topo.IsErrType(err, topo.NodeExists) {
+		t.Fatalf("TryLock of a held lock: %v, want NodeExists", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ld, err := alive.Lock(lctx, "keyspaces/ks", "me")
+	if err != nil {
+		t.Fatalf("Lock after the holder died: %v", err)
+	}
+	if err := ld.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
