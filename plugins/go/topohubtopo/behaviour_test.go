@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -567,5 +568,26 @@ func TestLock__a_dead_holders_lock_expires_after_its_TTL(t *testing.T) {
 	}
 	if err := ld.Unlock(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFlags__the_password_comes_from_its_file_without_the_newline(t *testing.T) {
+	saved := [...]string{flagUser, flagPasswordFile}
+	defer func() { flagUser, flagPasswordFile = saved[0], saved[1] }()
+	f := t.TempDir() + "/pw"
+	if err := os.WriteFile(f, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flagUser, flagPasswordFile = "vt", f
+	c, err := configFromFlags()
+	if err != nil || c.User != "vt" || c.Password != "s3cret" {
+		t.Fatalf("configFromFlags: %+v %v", c, err)
+	}
+	flagPasswordFile = f + ".missing"
+	if _, err := configFromFlags(); err == nil || !strings.Contains(err.Error(), "password-file") {
+		t.Fatalf("a missing password file: %v", err)
+	}
+	if _, err := (Factory{}).Create("cell", "db1:3306", "/vt"); err == nil {
+		t.Fatal("Factory.Create with an unreadable password file worked")
 	}
 }
