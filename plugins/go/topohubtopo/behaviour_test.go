@@ -591,3 +591,68 @@ func TestFlags__the_password_comes_from_its_file_without_the_newline(t *testing.
 		t.Fatal("Factory.Create with an unreadable password file worked")
 	}
 }
+
+// With a poll interval of an hour, only the hub's notification of the row's
+// delete can wake the waiters (the bound is generous: not a speed test).
+func TestLock__and_elections_waiters_wake_on_the_hubs_notification(t *testing.T) {
+	db := openTestDB(t)
+	db.cfg.PollInterval = time.Hour
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "keyspaces/ks/Keyspace", nil); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := s.Lock(ctx, "keyspaces/ks", "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() {
+		l2, err := s.Lock(ctx, "keyspaces/ks", "second")
+		if err == nil {
+			err = l2.Unlock(ctx)
+		}
+		locked <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // let it wait
+	if err := ld.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting Lock was not woken by the unlock")
+	}
+
+	mp1, _ := s.NewLeaderParticipation("e", "1")
+	mp2, _ := s.NewLeaderParticipation("e", "2")
+	defer mp2.Stop()
+	if _, err := mp1.WaitForLeadership(); err != nil {
+		t.Fatal(err)
+	}
+	leaders, err := mp2.WaitForNewLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := next(t, leaders, 30*time.Second); id != "1" {
+		t.Fatalf("WaitForNewLeader first said %q, want the current leader 1", id)
+	}
+	won := make(chan error, 1)
+	go func() { _, err := mp2.WaitForLeadership(); won <- err }()
+	time.Sleep(300 * time.Millisecond)
+	mp1.Stop()
+	select {
+	case err := <-won:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting candidate was not woken when the leader stopped")
+	}
+	if id, _ := next(t, leaders, 30*time.Second); id != "2" {
+		t.Fatalf("WaitForNewLeader then said %q, want 2", id)
+	}
+}

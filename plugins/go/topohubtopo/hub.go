@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"vitess.io/vitess/go/vt/log"
+
 	"github.com/topohub/topohub/plugins/go/topohub"
 )
 
@@ -98,6 +100,9 @@ func (s *Server) readYourWrites(ctx context.Context, c *topohub.Client) error {
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if err != nil {
+		log.Warn(fmt.Sprintf("topohubtopo: the hub did not confirm this process's writes up to %s (%v); the watch starts with what the hub has", pos, err))
 	}
 	return err
 }
