@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -654,5 +655,87 @@ func TestLock__and_elections_waiters_wake_on_the_hubs_notification(t *testing.T)
 	}
 	if id, _ := next(t, leaders, 30*time.Second); id != "2" {
 		t.Fatalf("WaitForNewLeader then said %q, want 2", id)
+	}
+}
+
+func TestFile__concurrent_writers_get_one_create_and_every_update_counted(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	const n = 8
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := s.Create(ctx, "c/once", []byte("x"))
+			errs <- err
+		}()
+	}
+	created := 0
+	for i := 0; i < n; i++ {
+		switch err := <-errs; {
+		case err == nil:
+			created++
+		case !topo.IsErrType(err, topo.NodeExists):
+			t.Fatalf("concurrent Create: %v", err)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d of %d concurrent Creates succeeded", created, n)
+	}
+	// Unconditional updates of a row that does not exist yet: they race to
+	// insert it; every one of them must count.
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := s.Update(ctx, "c/counted", []byte("x"), nil)
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent unconditional Update: %v", err)
+		}
+	}
+	if _, v, err := s.Get(ctx, "c/counted"); err != nil || v.String() != fmt.Sprint(n) {
+		t.Fatalf("after %d updates: version %v, %v", n, v, err)
+	}
+}
+
+func TestLock__excludes_concurrent_holders(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "keyspaces/ks/Keyspace", nil); err != nil {
+		t.Fatal(err)
+	}
+	var inside, overlaps atomic.Int32
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			for j := 0; j < 3; j++ {
+				ld, err := s.Lock(ctx, "keyspaces/ks", fmt.Sprintf("holder %d/%d", i, j))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				time.Sleep(5 * time.Millisecond)
+				inside.Add(-1)
+				if err := ld.Unlock(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 6; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if overlaps.Load() != 0 {
+		t.Fatalf("%d times two holders held the lock at once", overlaps.Load())
 	}
 }

@@ -89,6 +89,9 @@ func (mp *leaderParticipation) WaitForLeadership() (context.Context, error) {
 			mp.calls.Done()
 			return nil, topo.NewError(topo.Interrupted, mp.name)
 		}
+		if isContention(err) {
+			continue
+		}
 		if !isDup(err) {
 			// A database error: say so; the caller retries (see topo.LeaderParticipation).
 			mp.calls.Done()

@@ -42,7 +42,7 @@ func (s *Server) write(ctx context.Context, p string, fn func(tx *sql.Tx) error)
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		err = s.writeOnce(ctx, fn)
-		if n := mysqlErrno(err); (n == erLockDeadlock || n == erLockWait) && ctx.Err() == nil {
+		if isContention(err) && ctx.Err() == nil {
 			continue
 		}
 		break
@@ -159,6 +159,13 @@ func (s *Server) Update(ctx context.Context, filePath string, contents []byte, v
 }
 
 func isDup(err error) bool { return mysqlErrno(err) == erDupEntry }
+
+// isContention: InnoDB gave up on a row lock (deadlock, lock wait timeout);
+// the statement is safe to run again.
+func isContention(err error) bool {
+	n := mysqlErrno(err)
+	return n == erLockDeadlock || n == erLockWait
+}
 
 // Get is part of topo.Conn.
 func (s *Server) Get(ctx context.Context, filePath string) ([]byte, topo.Version, error) {

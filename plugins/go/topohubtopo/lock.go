@@ -62,11 +62,17 @@ func (s *Server) lock(ctx context.Context, dirPath, contents string, ttl time.Du
 		if err == nil {
 			return s.newLockDescriptor(key, contents, created, secs), nil
 		}
+		if isContention(err) && ctx.Err() == nil {
+			continue
+		}
 		if !isDup(err) {
 			return nil, ctxError(ctx, err, key)
 		}
 		// Held. Take it over if it expired.
 		res, err := s.db.ExecContext(ctx, s.q.lockExpire, key)
+		if isContention(err) && ctx.Err() == nil {
+			continue
+		}
 		if err != nil {
 			return nil, ctxError(ctx, err, key)
 		}
