@@ -326,5 +326,9 @@ func (r *ringReader) setTimeout(d time.Duration) {
 	if d < 0 {
 		ns = math.MaxUint64
 	}
+	r.setTimeoutNs(ns)
+}
+
+func (r *ringReader) setTimeoutNs(ns uint64) {
 	atomic.StoreUint64(u64(r.slot, slotTimeout), ns) // relaxed in th_ring_reader_set_timeout
 }

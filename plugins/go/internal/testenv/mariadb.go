@@ -124,8 +124,8 @@ func removeStale(prefix string) {
 			continue
 		}
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if pid > 0 && (syscall.Kill(pid, 0) == nil || syscall.Kill(pid, 0) == syscall.EPERM) {
-			continue
+		if pid <= 0 || syscall.Kill(pid, 0) == nil || syscall.Kill(pid, 0) == syscall.EPERM {
+			continue // alive, or not ours to judge
 		}
 		os.RemoveAll(dir)
 	}
@@ -136,7 +136,10 @@ func makeTempDir(t testing.TB, prefix string) string {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	// Written whole (rename): another test binary's removeStale never reads a half-written pid.
+	tmp := filepath.Join(dir, ".owner.pid")
+	os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "owner.pid"))
 	return dir
 }
 
