@@ -47,6 +47,9 @@ func (s *Server) write(ctx context.Context, p string, fn func(tx *sql.Tx) error)
 		}
 		break
 	}
+	if err == nil {
+		return nil // committed, even if ctx ended since
+	}
 	return ctxError(ctx, err, p)
 }
 

@@ -240,8 +240,12 @@ func convertError(err error, p string) error {
 	return fmt.Errorf("topohubtopo: %s: %w", p, err)
 }
 
-// ctxError is convertError for ctx's own error when ctx is done, or err.
+// ctxError is convertError of a failure: ctx's own error when ctx is done
+// (the driver's error is then only its consequence), else err.
 func ctxError(ctx context.Context, err error, p string) error {
+	if err == nil {
+		return nil
+	}
 	if ctx.Err() != nil {
 		return convertError(ctx.Err(), p)
 	}
