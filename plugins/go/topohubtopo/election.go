@@ -118,9 +118,13 @@ func (mp *leaderParticipation) WaitForLeadership() (context.Context, error) {
 	lctx, lcancel := context.WithCancel(context.Background())
 	leading := func() {
 		defer mp.calls.Done()
-		defer lcancel()
-		mp.renew()
-		// Give the leadership up (Stop, Close, or lost: then this deletes nothing).
+		lost := mp.renew()
+		// The leader's work stops before anyone else may lead.
+		lcancel()
+		if lost {
+			return
+		}
+		// Give the leadership up (Stop, Close).
 		ctx, cancel := context.WithTimeout(context.Background(), topo.RemoteOperationTimeout)
 		defer cancel()
 		err := mp.s.writeOnce(ctx, func(tx *sql.Tx) error {
@@ -138,8 +142,8 @@ func (mp *leaderParticipation) WaitForLeadership() (context.Context, error) {
 	return lctx, nil
 }
 
-// renew keeps the row alive until Stop, Close, or its loss.
-func (mp *leaderParticipation) renew() {
+// renew keeps the row alive until Stop or Close (false), or its loss (true).
+func (mp *leaderParticipation) renew() (lost bool) {
 	every := time.Duration(mp.secs()) * time.Second / 3
 	lastOK := time.Now()
 	t := time.NewTicker(every)
@@ -147,25 +151,26 @@ func (mp *leaderParticipation) renew() {
 	for {
 		select {
 		case <-mp.stop:
-			return
+			return false
 		case <-mp.s.closed:
-			return
+			return false
 		case <-t.C:
 		}
+		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		res, err := mp.s.db.ExecContext(ctx, mp.s.q.elecRenew, mp.secs(), mp.name, mp.id)
 		cancel()
 		if err == nil {
 			if n, _ := res.RowsAffected(); n == 0 {
 				log.Error(fmt.Sprintf("topohubtopo: leadership of %s lost: its row was removed or taken over", mp.name))
-				return
+				return true
 			}
-			lastOK = time.Now()
+			lastOK = sent
 			continue
 		}
-		if time.Since(lastOK) > time.Duration(mp.secs())*time.Second {
+		if time.Since(lastOK) > safeTTL(mp.secs()) {
 			log.Error(fmt.Sprintf("topohubtopo: leadership of %s lost: not renewed for its TTL: %v", mp.name, err))
-			return
+			return true
 		}
 	}
 }

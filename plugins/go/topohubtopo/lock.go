@@ -150,6 +150,7 @@ func (ld *lockDescriptor) renew() {
 			return
 		case <-t.C:
 		}
+		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		res, err := ld.s.db.ExecContext(ctx, ld.s.q.lockRenew, ld.secs, ld.key, ld.contents, ld.created)
 		cancel()
@@ -158,10 +159,10 @@ func (ld *lockDescriptor) renew() {
 				ld.setLost(fmt.Errorf("topohubtopo: lock %s lost: its row was removed or taken over", ld.key))
 				return
 			}
-			lastOK = time.Now()
+			lastOK = sent
 			continue
 		}
-		if time.Since(lastOK) > time.Duration(ld.secs)*time.Second {
+		if time.Since(lastOK) > safeTTL(ld.secs) {
 			ld.setLost(fmt.Errorf("topohubtopo: lock %s lost: not renewed for its TTL: %w", ld.key, err))
 			return
 		}

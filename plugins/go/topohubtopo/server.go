@@ -206,6 +206,13 @@ func ttlSeconds(d time.Duration) int64 {
 	return s
 }
 
+// safeTTL is how long a holder may count on a row it last renewed: the server
+// truncates NOW() to the second of the TIMESTAMP, so the row may expire up to
+// a second before secs have passed since the renewal was sent.
+func safeTTL(secs int64) time.Duration {
+	return time.Duration(secs)*time.Second - time.Second
+}
+
 // MySQL error numbers this package tells apart.
 const (
 	erDupEntry     = 1062
