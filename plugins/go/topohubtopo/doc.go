@@ -61,6 +61,10 @@
 // past it (Sync, then WaitRevision) before it reads its initial value, so a
 // process always watches its own writes.
 //
+// The hub must watch the same schema with its default tables (topo_data,
+// topo_locks, topo_elections as tables 0, 1, 2: topohub.TableData and
+// friends), on this database or a replica of it.
+//
 // When the hub is unreachable, Watch fails with an error that wraps
 // topohub.ErrHubLost, and a running watch that loses the hub ends with that
 // error: never topo.Interrupted, which srvtopo takes as "do not re-watch".
