@@ -19,8 +19,11 @@ func (s *Server) Lock(ctx context.Context, dirPath, contents string) (topo.LockD
 	return s.lock(ctx, dirPath, contents, s.cfg.LockTTL, true, false)
 }
 
-// LockWithTTL is part of topo.Conn.
+// LockWithTTL is part of topo.Conn. A TTL of zero or less is the default's.
 func (s *Server) LockWithTTL(ctx context.Context, dirPath, contents string, ttl time.Duration) (topo.LockDescriptor, error) {
+	if ttl <= 0 {
+		ttl = s.cfg.LockTTL
+	}
 	return s.lock(ctx, dirPath, contents, ttl, true, false)
 }
 
