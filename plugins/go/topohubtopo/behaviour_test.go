@@ -739,3 +739,18 @@ func TestLock__excludes_concurrent_holders(t *testing.T) {
 		t.Fatalf("%d times two holders held the lock at once", overlaps.Load())
 	}
 }
+
+func TestFile__a_path_too_long_for_its_column_fails_and_is_not_truncated(t *testing.T) {
+	db := openTestDB(t)
+	// Even on a server whose default sql_mode is not strict.
+	db.env.DB.MustExec(t, "SET GLOBAL sql_mode = ''")
+	ctx := t.Context()
+	s := db.newServer(t)
+	long := strings.Repeat("x", 600)
+	if _, err := s.Create(ctx, long, []byte("a")); err == nil || topo.IsErrType(err, topo.NodeExists) {
+		t.Fatalf("Create of a 600-byte path: %v, want an error about its length", err)
+	}
+	if _, err := s.List(ctx, "x"); !topo.IsErrType(err, topo.NoNode) {
+		t.Fatalf("something was stored: %v", err)
+	}
+}
