@@ -33,6 +33,10 @@
 //
 // # Paths
 //
+// Sessions add STRICT_ALL_TABLES to the server's sql_mode: a path longer
+// than the column (512 characters) or a value larger than MEDIUMBLOB is an
+// error, never a truncated row.
+//
 // A Vitess path is relative to the cell's root; the row's key is
 // path.Join(root, path) ("/vitess/global" + "keyspaces/ks/Keyspace" is
 // "/vitess/global/keyspaces/ks/Keyspace"), in topo_data.path and
