@@ -33,16 +33,18 @@
 //
 // # Paths
 //
-// Sessions add STRICT_ALL_TABLES to the server's sql_mode: a path longer
-// than the column (512 characters) or a value larger than MEDIUMBLOB is an
-// error, never a truncated row.
-//
 // A Vitess path is relative to the cell's root; the row's key is
 // path.Join(root, path) ("/vitess/global" + "keyspaces/ks/Keyspace" is
 // "/vitess/global/keyspaces/ks/Keyspace"), in topo_data.path and
 // topo_locks.path. An election's row is topo_elections.name =
 // path.Join(root, "elections", name). List and WatchRecursive report the
-// whole key, as etcd2topo does.
+// whole key, as etcd2topo does. The path column compares with the server's
+// collation (case-insensitive by default): lookups here match exact bytes,
+// but two paths that differ only in case cannot both exist.
+//
+// Sessions add STRICT_ALL_TABLES to the server's sql_mode: a path longer
+// than the column (512 characters) or a value larger than MEDIUMBLOB is an
+// error, never a truncated row.
 //
 // # Versions, locks, elections
 //
