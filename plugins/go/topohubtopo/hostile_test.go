@@ -3,6 +3,9 @@ package topohubtopo
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // These are tables of hostile inputs, not Fuzz targets: run-tests.sh fuzzes
@@ -42,5 +45,22 @@ func TestGTIDTracker__hostile_GTIDs_are_ignored_or_read_back(t *testing.T) {
 		if again.position() != p {
 			t.Errorf("%q: position %q does not read back (%q)", g, p, again.position())
 		}
+	}
+}
+
+func TestFlags__are_registered_under_their_documented_names(t *testing.T) {
+	saved := [...]any{flagUser, flagPasswordFile, flagSocket, flagLockTTL, flagElectionTTL}
+	defer func() {
+		flagUser, flagPasswordFile, flagSocket = saved[0].(string), saved[1].(string), saved[2].(string)
+		flagLockTTL, flagElectionTTL = saved[3].(time.Duration), saved[4].(time.Duration)
+	}()
+	fs := pflag.NewFlagSet("vtgate", pflag.ContinueOnError)
+	registerFlags(fs)
+	if err := fs.Parse([]string{"--topo-topohub-mysql-user=vt", "--topo-topohub-mysql-password-file=/pw",
+		"--topo-topohub-socket=/s.sock", "--topo-topohub-lock-ttl=7s", "--topo-topohub-election-ttl=4s"}); err != nil {
+		t.Fatal(err)
+	}
+	if flagUser != "vt" || flagPasswordFile != "/pw" || flagSocket != "/s.sock" || flagLockTTL != 7*time.Second || flagElectionTTL != 4*time.Second {
+		t.Fatalf("flags read as %q %q %q %v %v", flagUser, flagPasswordFile, flagSocket, flagLockTTL, flagElectionTTL)
 	}
 }
