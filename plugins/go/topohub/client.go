@@ -239,22 +239,24 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 		return nil, err
 	}
 	w := &watch{ctx: ctx, table: table, path: path, recursive: recursive, ch: make(chan Event, c.opts.Buffer)}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	w.id = c.nextID
-	c.nextID++
-	c.incoming = append(c.incoming, w)
-	c.mu.Unlock()
-	c.stWatches.Add(1)
+	// Before w is published: the reader may end it (and stop this) at once.
 	w.stopAfter = context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cancelled = append(c.cancelled, w)
 		c.mu.Unlock()
 		c.kick()
 	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		w.stopAfter()
+		return nil, ErrClosed
+	}
+	w.id = c.nextID
+	c.nextID++
+	c.stWatches.Add(1) // before the reader can see it, and so end it
+	c.incoming = append(c.incoming, w)
+	c.mu.Unlock()
 	c.kick()
 	return w.ch, nil
 }
@@ -1201,7 +1203,7 @@ func (c *Client) wait() {
 	case WaitSpin:
 		ready = c.spin(sliceSpin)
 	default:
-		if ready = c.spin(c.opts.Spin); !ready {
+		if ready = c.spin(c.opts.Spin); !ready && !c.kicked() {
 			ready = r.waitFutex(sliceFutex)
 		}
 	}

@@ -287,3 +287,27 @@ func TestStitching_under_concurrent_writes_misses_nothing_and_repeats_nothing(t 
 		}
 	}
 }
+
+func TestDDL_on_a_watched_table_resyncs_its_watches_and_converges(t *testing.T) {
+	checkGoroutines(t)
+	e := startEnv(t, testenv.HubOptions{})
+	put(t, e, "/d/a", "1")
+	c := openClient(t, e, Options{})
+	ch, _ := c.WatchRecursive(context.Background(), TableData, "/d")
+	k := collect(ch, true)
+	locks, _ := c.WatchRecursive(context.Background(), TableLocks, "")
+	kl := collect(locks, true)
+	k.waitFor(t, "initial", func(evs []Event) bool { return len(evs) == 2 })
+	kl.waitFor(t, "initial", func(evs []Event) bool { return len(evs) == 1 })
+	e.DB.MustExec(t, "ALTER TABLE topo.topo_data ADD COLUMN extra INT NULL")
+	put(t, e, "/d/b", "2")
+	k.waitFor(t, "RESYNC (the hub's) then SYNCED", resyncedBy(ResyncHub))
+	converges(t, e, c, k, "/d")
+	// The locks table was not touched: its watch was not disturbed... unless
+	// the hub resynced every table, which it may; either way it converges.
+	for _, ev := range kl.snapshot() {
+		if ev.Kind == EventResync && ev.Reason != ResyncHub {
+			t.Fatalf("locks watch: %s", describeAll(kl.snapshot()))
+		}
+	}
+}
