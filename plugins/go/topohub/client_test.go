@@ -29,6 +29,12 @@ func TestWatch_exact_gets_initial_then_changes_and_a_delete_ends_it(t *testing.T
 	if evs[0].Version != 2 || evs[0].GTID == "" || evs[0].Published.IsZero() || evs[0].Commit.IsZero() {
 		t.Fatalf("put event: %+v", evs[0])
 	}
+	// Clocks, not speed: the latency is measured on the hub's CLOCK_MONOTONIC,
+	// the times are wall clock.
+	if ev := evs[0]; ev.Latency <= 0 || ev.Latency > time.Minute || time.Since(ev.Published).Abs() > time.Minute ||
+		time.Since(ev.Commit).Abs() > time.Minute {
+		t.Fatalf("put event clocks: latency %v, published %v, commit %v", ev.Latency, ev.Published, ev.Commit)
+	}
 	put(t, e, "/ks/ab", "other") // not this key
 	del(t, e, "/ks/a")
 	expect(t, ch, "DELETE /ks/a", "ENDED")
