@@ -316,7 +316,7 @@ func (r *ringReader) waitFutex(timeout time.Duration) bool {
 func (r *ringReader) rejoin() uint64 {
 	pos := r.loadHead()
 	r.pos, r.head, r.sticky = pos, pos, readRecord
-	atomic.StoreUint64(u64(r.slot, slotReadPos), pos) // relaxed in rejoin_at: the writer's lag reports
+	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)   // relaxed in rejoin_at: the writer's lag reports
 	seq := atomic.LoadUint32(u32(r.slot, slotEvictSeq)) // pairs with the store-release in th_ring_evict()
 	r.evictAck = seq
 	// Relaxed in rejoin_at: the hub reads it (th_ring_reader_lag) as untrusted.
