@@ -103,6 +103,7 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(SUPPORT_SRC)) $(HUB_LIB)
 test: all
 	@scripts/install-deps.sh test
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
+	@BUILD=$(BUILD) plugins/go/run-tests.sh
 
 demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@scripts/install-deps.sh test

@@ -136,7 +136,10 @@ type Client struct {
 	list        []*watch // adopted, in adoption order
 	exact       map[mkey][]*watch
 	rec         map[mkey][]*watch
-	revision    uint64 // of the last transaction read, snapshot or attach
+	revision    uint64        // of the last transaction read, snapshot or attach
+	spinCur     time.Duration // this wait's spin (adaptive, at most Options.Spin)
+	lastBatchNs uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read
+	batchGapNs  uint64        // ... and the gap between it and the one before
 }
 
 // Open connects to the hub and attaches as a reader of its ring.
@@ -162,6 +165,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	c := &Client{opts: opts, done: make(chan struct{}), kickCh: make(chan struct{}, 1), revCh: make(chan struct{}),
 		mirror: map[mkey]*entry{}, old: map[mkey]*entry{}, exact: map[mkey][]*watch{}, rec: map[mkey][]*watch{},
 		readyPos: math.MaxUint64, nextID: 1}
+	c.spinCur = opts.Spin
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.monoBase, c.timeBase = monotonicNow(), time.Now()
 	if err := c.attach(ctx); err != nil {
@@ -239,22 +243,24 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 		return nil, err
 	}
 	w := &watch{ctx: ctx, table: table, path: path, recursive: recursive, ch: make(chan Event, c.opts.Buffer)}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	w.id = c.nextID
-	c.nextID++
-	c.incoming = append(c.incoming, w)
-	c.mu.Unlock()
-	c.stWatches.Add(1)
+	// Before w is published: the reader may end it (and stop this) at once.
 	w.stopAfter = context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cancelled = append(c.cancelled, w)
 		c.mu.Unlock()
 		c.kick()
 	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		w.stopAfter()
+		return nil, ErrClosed
+	}
+	w.id = c.nextID
+	c.nextID++
+	c.stWatches.Add(1) // before the reader can see it, and so end it
+	c.incoming = append(c.incoming, w)
+	c.mu.Unlock()
 	c.kick()
 	return w.ch, nil
 }
@@ -1000,6 +1006,13 @@ func (c *Client) readRing() int {
 		}
 		n++
 		c.stRecords.Add(1)
+		if rec.PublishNs != c.lastBatchNs { // a transaction's records share its time
+			c.batchGapNs = 0
+			if rec.PublishNs > c.lastBatchNs {
+				c.batchGapNs = rec.PublishNs - c.lastBatchNs
+			}
+			c.lastBatchNs = rec.PublishNs
+		}
 		switch rec.Type {
 		case recChange:
 			if ch, err := decodeChange(rec.Payload); err == nil {
@@ -1201,8 +1214,18 @@ func (c *Client) wait() {
 	case WaitSpin:
 		ready = c.spin(sliceSpin)
 	default:
-		if ready = c.spin(c.opts.Spin); !ready {
+		if ready = c.spin(c.spinCur); !ready && !c.kicked() {
 			ready = r.waitFutex(sliceFutex)
+		}
+		// Adaptive spin, as client.c's: spinning pays only while the hub
+		// publishes transactions closer together than Options.Spin, judged
+		// by the stream's own pace (not by how long this wait took, which on
+		// a busy host says nothing of the pace); halved after each slower gap
+		// or empty wait.
+		if ready && c.batchGapNs <= uint64(c.opts.Spin) {
+			c.spinCur = c.opts.Spin
+		} else {
+			c.spinCur /= 2
 		}
 	}
 	if !ready && c.ctl.dead() {
@@ -1211,6 +1234,9 @@ func (c *Client) wait() {
 }
 
 func (c *Client) spin(d time.Duration) bool {
+	if d <= 0 {
+		return c.ring.ready()
+	}
 	start := time.Now()
 	for i := 0; ; i++ {
 		if c.ring.ready() {

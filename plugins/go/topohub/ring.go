@@ -179,6 +179,8 @@ func newRingReader(ring, slot []byte) (*ringReader, error) {
 	}
 	r := &ringReader{ring: ring, slot: slot, data: ring[pageSize : pageSize+c], capacity: c, maskWords: c/8 - 1,
 		maxRecord: le.Uint32(ring[offMaxRecord:]), generation: gen, sticky: readRecord}
+	// The reader's own words, as th_ring_reader_open loads them (relaxed):
+	// the hub set read_pos to the head before handing the slot over.
 	r.pos = atomic.LoadUint64(u64(slot, slotReadPos))
 	// Pairs with the store-release of head in create/commit.
 	r.head = atomic.LoadUint64(u64(ring, offHead))
@@ -314,9 +316,10 @@ func (r *ringReader) waitFutex(timeout time.Duration) bool {
 func (r *ringReader) rejoin() uint64 {
 	pos := r.loadHead()
 	r.pos, r.head, r.sticky = pos, pos, readRecord
-	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)
+	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)   // relaxed in rejoin_at: the writer's lag reports
 	seq := atomic.LoadUint32(u32(r.slot, slotEvictSeq)) // pairs with the store-release in th_ring_evict()
 	r.evictAck = seq
+	// Relaxed in rejoin_at: the hub reads it (th_ring_reader_lag) as untrusted.
 	atomic.StoreUint32(u32(r.slot, slotEvictAck), seq)
 	return pos
 }
