@@ -206,9 +206,12 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 		return nil, mp.s.errClosed(mp.name)
 	}
 	out := make(chan string, 8)
+	// Close must not wait for a query stuck on an unreachable server.
+	ctx, cancel := mp.s.untilClosed(ctx)
 	w := mp.s.newRowWaiter(ctx, topohub.TableElections, mp.name)
 	ok := mp.s.goTracked(func() {
 		defer close(out)
+		defer cancel()
 		defer w.stop()
 		last := ""
 		for {
@@ -230,6 +233,7 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 	})
 	if !ok {
 		w.stop()
+		cancel()
 		return nil, mp.s.errClosed(mp.name)
 	}
 	return out, nil

@@ -121,6 +121,19 @@ func (s *Server) goTracked(f func()) bool {
 	return true
 }
 
+// untilClosed is ctx, also cancelled when the Server closes.
+func (s *Server) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() { // ends with ctx: the caller's cancel, or this one
+		select {
+		case <-s.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (s *Server) isClosed() bool {
 	select {
 	case <-s.closed:
