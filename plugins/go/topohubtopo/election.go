@@ -157,7 +157,7 @@ func (mp *leaderParticipation) renew() (lost bool) {
 		case <-t.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(context.Background(), min(every, renewTimeout))
 		res, err := mp.s.db.ExecContext(ctx, mp.s.q.elecRenew, mp.secs(), mp.name, mp.id)
 		cancel()
 		if err == nil {

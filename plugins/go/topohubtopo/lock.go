@@ -154,7 +154,7 @@ func (ld *lockDescriptor) renew() {
 		case <-t.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(context.Background(), min(every, renewTimeout))
 		res, err := ld.s.db.ExecContext(ctx, ld.s.q.lockRenew, ld.secs, ld.key, ld.contents, ld.created)
 		cancel()
 		if err == nil {

@@ -219,6 +219,9 @@ func ttlSeconds(d time.Duration) int64 {
 	return s
 }
 
+// renewTimeout bounds one renewal statement (Close waits for the renewer).
+const renewTimeout = 5 * time.Second
+
 // safeTTL is how long a holder may count on a row it last renewed: the server
 // truncates NOW() to the second of the TIMESTAMP, so the row may expire up to
 // a second before secs have passed since the renewal was sent.
