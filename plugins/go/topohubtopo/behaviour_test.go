@@ -754,3 +754,50 @@ func TestFile__a_path_too_long_for_its_column_fails_and_is_not_truncated(t *test
 		t.Fatalf("something was stored: %v", err)
 	}
 }
+
+// DDL on a watched table makes the hub reload it and its readers resync
+// (ResyncHub): that is not a lost hub, the watches go on.
+func TestWatch__goes_on_through_the_hubs_own_resync_after_DDL(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "d/f", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, ch, err := s.Watch(wctx, "d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rch, err := s.WatchRecursive(wctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resyncs := s.hub.client.Stats().Resyncs
+	db.env.DB.MustExec(t, "ALTER TABLE topo.topo_data COMMENT 'touched'")
+	if _, err := s.Update(ctx, "d/f", []byte("after"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		wd, ok := next(t, ch, 15*time.Second)
+		if !ok || wd.Err != nil {
+			t.Fatalf("the watch ended through the DDL: %v", wd)
+		}
+		if string(wd.Contents) == "after" {
+			break
+		}
+	}
+	for {
+		wd, ok := next(t, rch, 15*time.Second)
+		if !ok || wd.Err != nil {
+			t.Fatalf("the recursive watch ended through the DDL: %v", wd)
+		}
+		if string(wd.Contents) == "after" {
+			break
+		}
+	}
+	if s.hub.client.Stats().Resyncs == resyncs {
+		t.Fatal("the hub did not resync on this DDL: this test did not test a resync")
+	}
+}
