@@ -801,3 +801,46 @@ func TestWatch__goes_on_through_the_hubs_own_resync_after_DDL(t *testing.T) {
 		t.Fatal("the hub did not resync on this DDL: this test did not test a resync")
 	}
 }
+
+// A daemon may start before its host's hub: watches fail with the hub error
+// (srvtopo retries) and work once the hub is up; locks need no hub.
+func TestWatch__before_the_hub_starts_is_a_hub_error_and_works_once_it_runs(t *testing.T) {
+	db := openTestDB(t)
+	db.env.Hub.Stop()
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "keyspaces/ks/Keyspace", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Watch(ctx, "keyspaces/ks/Keyspace")
+	if err == nil || topo.IsErrType(err, topo.Interrupted) || topo.IsErrType(err, topo.NoNode) || !errors.Is(err, topohub.ErrHubLost) {
+		t.Fatalf("Watch with no hub: %v; want an error wrapping topohub.ErrHubLost", err)
+	}
+	if _, _, err := s.WatchRecursive(ctx, "keyspaces"); !errors.Is(err, topohub.ErrHubLost) {
+		t.Fatalf("WatchRecursive with no hub: %v", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ld, err := s.Lock(lctx, "keyspaces/ks", "no hub")
+	if err != nil {
+		t.Fatalf("Lock with no hub: %v", err)
+	}
+	if err := ld.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	db.env.Hub.Restart(t)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	cur, ch, err := s.Watch(wctx, "keyspaces/ks/Keyspace")
+	if err != nil {
+		t.Fatalf("Watch once the hub runs: %v", err)
+	}
+	if string(cur.Contents) != "k" {
+		t.Fatalf("Watch once the hub runs: %q", cur.Contents)
+	}
+	wcancel()
+	if err := drainToEnd(t, ch); !topo.IsErrType(err, topo.Interrupted) {
+		t.Fatalf("cancelled watch ended with %v", err)
+	}
+}
