@@ -135,6 +135,13 @@ func (mp *leaderParticipation) WaitForLeadership() (context.Context, error) {
 			log.Warn(fmt.Sprintf("topohubtopo: giving up leadership of %s: %v (it expires by itself)", mp.name, err))
 		}
 	}
+	select {
+	case <-mp.stop:
+		// Stop came as the row went in: give it back, say Interrupted.
+		leading()
+		return nil, topo.NewError(topo.Interrupted, mp.name)
+	default:
+	}
 	if !mp.s.goTracked(leading) {
 		lcancel()
 		mp.calls.Done()
