@@ -173,7 +173,7 @@ func parseServerAddr(addr string, c Config) (*mysql.Config, string, error) {
 		cfg.Params = map[string]string{}
 	}
 	if _, set := cfg.Params["sql_mode"]; !set {
-		cfg.Params["sql_mode"] = "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"
+		cfg.Params["sql_mode"] = "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
