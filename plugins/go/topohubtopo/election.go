@@ -216,12 +216,25 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 	// Close must not wait for a query stuck on an unreachable server.
 	ctx, cancel := mp.s.untilClosed(ctx)
 	w := mp.s.newRowWaiter(ctx, topohub.TableElections, mp.name)
+	// The leader at the time of the call is read here, not by the goroutine:
+	// it is the first thing the caller is told, even if it stops at once.
+	last, err := mp.GetCurrentLeaderID(ctx)
+	if err != nil {
+		w.stop()
+		cancel()
+		return nil, err
+	}
+	if last != "" {
+		out <- last
+	}
 	ok := mp.s.goTracked(func() {
 		defer close(out)
 		defer cancel()
 		defer w.stop()
-		last := ""
 		for {
+			if w.wait(ctx, mp.s.closed) != nil {
+				return
+			}
 			id, err := mp.GetCurrentLeaderID(ctx)
 			if err == nil && id != "" && id != last {
 				last = id
@@ -232,9 +245,6 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 				case <-mp.s.closed:
 					return
 				}
-			}
-			if w.wait(ctx, mp.s.closed) != nil {
-				return
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package topohubtopo
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -30,7 +31,8 @@ func TestSrvtopo__watches_again_after_the_hub_is_lost_and_sees_the_change_made_m
 		}
 	}
 	put("before")
-	counts := stats.NewCountersWithSingleLabel("TopohubtopoTestSrvtopo", "srvtopo test", "type")
+	// stats names are process-wide and may be exported once (go test -count).
+	counts := stats.NewCountersWithSingleLabel(fmt.Sprintf("TopohubtopoTestSrvtopo%d", rootSeq.Add(1)), "srvtopo test", "type")
 	w := srvtopo.NewSrvVSchemaWatcher(ctx, ts, counts, 200*time.Millisecond, 200*time.Millisecond)
 	seen := make(chan string, 64)
 	w.WatchSrvVSchema(ctx, test.LocalCellName, func(v *vschemapb.SrvVSchema, err error) bool {
