@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The client: one goroutine (run) per Client reads the ring, adopts and ends

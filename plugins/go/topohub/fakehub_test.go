@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // A fake hub on a real SOCK_SEQPACKET socket that answers ATTACH with what

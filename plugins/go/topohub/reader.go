@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The reader goroutine (one per Client): adoption, fetches, the ring,
