@@ -101,6 +101,7 @@ type Client struct {
 
 	stRevision, stEvents, stRecords, stResyncs, stEvictions, stLaps atomic.Uint64
 	stReconnects, stWatches, stEntries, stGeneration                atomic.Uint64
+	wantRev                                                         atomic.Uint64 // the highest revision a WaitRevision waits for
 
 	monoBase int64 // CLOCK_MONOTONIC at timeBase: latencies against the ring's clock
 	timeBase time.Time
@@ -127,6 +128,8 @@ type Client struct {
 	spinCur     time.Duration // this wait's spin (adaptive, at most Options.Spin)
 	lastBatchNs uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read
 	batchGapNs  uint64        // ... and the gap between it and the one before
+	askedRev    uint64        // the wantRev the hub was last asked about
+	hubRev      uint64        // the hub's published revision as last asked, to count after a drain
 }
 
 // Open connects to the hub and attaches as a reader of its ring.
@@ -402,6 +405,17 @@ func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
 // WaitRevision returns once this client has dispatched every change up to
 // rev (what Sync returned) to its watches: read-your-writes.
 func (c *Client) WaitRevision(ctx context.Context, rev uint64) error {
+	if c.stRevision.Load() >= rev {
+		return nil
+	}
+	// Tell the reader what is waited for (it may ask the hub: askHubRevision).
+	for {
+		w := c.wantRev.Load()
+		if w >= rev || c.wantRev.CompareAndSwap(w, rev) {
+			break
+		}
+	}
+	c.kick()
 	for {
 		c.revMu.Lock()
 		ch := c.revCh

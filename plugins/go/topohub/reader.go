@@ -413,7 +413,36 @@ func (c *Client) lose(table uint32, cause uint32) {
 	c.stEntries.Store(uint64(len(c.mirror)))
 }
 
+// askHubRevision: a WaitRevision waits for more than this client has
+// dispatched while its ring is drained. The revision the client knows may
+// lag the hub's: the hub stores its published revision after committing to
+// the ring, so the revision told at ATTACH or by a snapshot can miss a
+// transaction whose record lies before this reader's start, and no later
+// record may come to say more. Ask the hub (REJOIN only answers its
+// published revision; protocol.h), once per revision wanted. true when
+// asked: the caller drains the ring again, then counts c.hubRev.
+func (c *Client) askHubRevision() bool {
+	want := c.wantRev.Load()
+	if want <= c.stRevision.Load() || want <= c.askedRev {
+		return false
+	}
+	c.askedRev = want
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	body, _, err := c.ctl.call(ctx, msgRejoin, nil, 0)
+	if err == nil {
+		c.hubRev, err = decodeRevisionReply(body)
+	}
+	if err != nil {
+		c.hubLost()
+		return false
+	}
+	return true
+}
+
 func (c *Client) hubLost() {
+	c.hubRev = 0
+	c.askedRev = 0 // a new hub: ask it again
 	if !c.connected {
 		return
 	}
@@ -531,8 +560,18 @@ func (c *Client) readRing() int {
 		switch st {
 		case readEmpty:
 			c.finishPending()
-			if !c.pending {
-				c.publishRevision()
+			if c.pending {
+				return n
+			}
+			// Every record up to hubRev was committed before the hub
+			// answered it (ring, then revision), so this drain read them.
+			if c.hubRev > c.revision {
+				c.revision = c.hubRev
+			}
+			c.hubRev = 0
+			c.publishRevision()
+			if c.askHubRevision() {
+				continue // drain again, then hubRev counts
 			}
 			return n
 		case readEvicted, readLapped:
@@ -584,6 +623,13 @@ func (c *Client) readRing() int {
 				table := rs.Table
 				if table >= ntablesMax {
 					table = math.MaxUint32
+				}
+				// The state at rs.Revision is the hub's before this record
+				// is visible; a snapshot may still say the revision before
+				// (published after the ring): the fetch below makes the copy
+				// exact at rs.Revision at least.
+				if rs.Revision > c.revision {
+					c.revision = rs.Revision
 				}
 				c.lose(table, ResyncHub)
 				if c.fetch() != nil {
