@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Golden vectors: one truth for the wire and the ring, shared with the Go
  * client (plugins/go/topohub). This program builds them from the real C code

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // A fake hub on a real SOCK_SEQPACKET socket that answers ATTACH with what
@@ -35,9 +37,14 @@ func fakeHub(t *testing.T, reply func(req []byte) fakeReply) string {
 			if err != nil {
 				return
 			}
+			// Every request until the client closes (or 10 s of silence).
 			buf := make([]byte, msgMax)
-			n, _, _, _, err := c.ReadMsgUnix(buf, nil)
-			if err == nil {
+			for {
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, _, _, _, err := c.ReadMsgUnix(buf, nil)
+				if err != nil || n == 0 {
+					break
+				}
 				r := reply(buf[:n])
 				var fds []int
 				for _, f := range r.fds {
@@ -49,9 +56,6 @@ func fakeHub(t *testing.T, reply func(req []byte) fakeReply) string {
 				}
 				c.WriteMsgUnix(r.msg, oob, nil)
 			}
-			// Keep the connection until the client closes it (as a hub does).
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			c.ReadMsgUnix(buf, nil)
 			c.Close()
 		}
 	}()
@@ -207,5 +211,44 @@ func TestOpen_maps_a_golden_ring_from_a_fake_hub_and_closes_cleanly(t *testing.T
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The revision told at ATTACH may lag the hub's (it stores its published
+// revision after committing to the ring): a transaction just before this
+// reader's start is then in no record it will read. WaitRevision of what
+// Sync said must not wait for traffic that may never come: the client asks.
+func TestWaitRevision_asks_the_hub_when_the_ring_has_nothing_more_to_say(t *testing.T) {
+	checkGoroutines(t)
+	fds := []*os.File{tempFile(t, readGolden(t, "ring.bin")), tempFile(t, readGolden(t, "slot.bin")), tempFile(t, nil)}
+	body := goldenAttachBody(t)
+	told := le.Uint64(body[16:]) // the attach reply's revision
+	path := fakeHub(t, func(req []byte) fakeReply {
+		h, _ := parseHeader(req)
+		switch h.Type {
+		case msgAttach:
+			return fakeReply{msg: replyTo(req, msgAttach|msgReply, body), fds: fds}
+		case msgRejoin:
+			b := make([]byte, rejoinReplySize)
+			le.PutUint64(b, told+1)
+			return fakeReply{msg: replyTo(req, msgRejoin|msgReply, b)}
+		}
+		return fakeReply{msg: replyTo(req, msgError, make([]byte, errorSize))}
+	})
+	c, err := Open(context.Background(), Options{Socket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitRevision(ctx, told+1); err != nil {
+		t.Fatalf("WaitRevision(%d) with revision %d told: %v (stats %+v)", told+1, told, err, c.Stats())
+	}
+	// Past what the hub has published: it waits (for traffic), asking once.
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := c.WaitRevision(short, told+2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitRevision of the future: %v", err)
 	}
 }

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The layouts of hub/protocol.h, little-endian, pinned by the golden vectors

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The reader side of shm/ring.c, over the same mappings: the ring memfd
