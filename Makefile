@@ -25,7 +25,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fno-omit-frame-pointer \
-	-I. -Icommon -Ishm -Ireaders -Ihub -Iplugins -Ibench $(PKG_CFLAGS)
+	-I. -Icommon -Ishm -Iprotocol -Ireaders -Ihub -Iplugins -Ibench $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -41,15 +41,17 @@ endif
 # (files named *_main.c), which become one program each.
 COMMON_SRC  := $(wildcard common/*.c)
 SHM_SRC     := $(wildcard shm/*.c)
+PROTO_SRC   := $(wildcard protocol/*.c)
 READERS_SRC := $(filter-out %_main.c,$(wildcard readers/*.c))
 HUB_SRC     := $(filter-out %_main.c,$(wildcard hub/*.c))
 BENCH_SRC   := $(filter-out %_main.c,$(wildcard bench/*.c))
 PLUGIN_SRC  := $(filter-out %_main.c,$(wildcard plugins/*.c))
+CTL_SRC     := $(wildcard ctl/*.c)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-CORE_OBJ := $(call obj,$(COMMON_SRC) $(SHM_SRC) $(READERS_SRC))
+CORE_OBJ := $(call obj,$(COMMON_SRC) $(SHM_SRC) $(PROTO_SRC) $(READERS_SRC))
 CORE_LIB := $(BUILD)/libth_core.a
 HUB_LIB  := $(BUILD)/libth_hub.a
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -81,7 +83,8 @@ $(HUB_LIB): $(call obj,$(HUB_SRC)) $(CORE_OBJ)
 $(BUILD)/topohubd: $(call obj,hub/topohubd_main.c) $(HUB_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/topohubctl: $(call obj,hub/topohubctl_main.c) $(HUB_LIB)
+# topohubctl is a client: the protocol and the decoder, never the hub.
+$(BUILD)/topohubctl: $(call obj,$(CTL_SRC)) $(CORE_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # The end-to-end benchmark starts its private MariaDB through the test harness

@@ -1,6 +1,7 @@
 /*
- * The control socket (one epoll thread) and the monitor thread; see hub.h
- * and protocol.h.
+ * The control socket (one epoll thread): connections, credentials, the
+ * requests of protocol.h and their replies; see hub.h. The monitor thread
+ * is hub_monitor.c.
  *
  * Every message is checked before use: size (at most TH_MSG_MAX; a longer
  * one is cut by the kernel and answered -EMSGSIZE), header magic, version,
@@ -36,7 +37,6 @@
 #include "th_time.h"
 #include "th_trace.h"
 
-#define MAX_FDS_IN 8
 #define BATCH_PER_WAKE 64
 
 struct conn {
@@ -134,33 +134,10 @@ static void conn_close(struct ctl *x, struct conn *cn);
 static int send_msg(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req, const void *body, size_t len,
 		    const int *fds, int nfds)
 {
-	struct th_msg_hdr hdr = {
-		.magic = TH_PROTO_MAGIC, .version = TH_PROTO_VERSION, .type = type,
-		.len = (uint32_t)(sizeof hdr + len), .request_id = req,
-	};
-	struct iovec iov[2] = { { &hdr, sizeof hdr }, { (void *)body, len } };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
-	if (nfds > 0) {
-		memset(&u, 0, sizeof u);
-		m.msg_control = u.buf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-	}
-	ssize_t n;
-	do
-		n = sendmsg(cn->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)(sizeof hdr + len)) {
+	int rc = th_proto_send(cn->fd, type, req, body, len, fds, nfds, MSG_DONTWAIT);
+	if (rc < 0) {
 		th_log_debug("client %u (pid %d): reply not sent (%s): disconnecting", cn->cid, (int)cn->pid,
-			     n < 0 ? strerror(errno) : "short");
+			     rc == -EAGAIN ? "would block" : strerror(-rc));
 		conn_close(x, cn);
 		return -1;
 	}
@@ -328,17 +305,6 @@ static void accept_all(struct ctl *x)
 
 /* ---- requests -------------------------------------------------------------- */
 
-static uint64_t clamp_timeout(const struct th_hub_config *c, uint64_t t)
-{
-	if (t == 0)
-		return c->reader_timeout_default_ns;
-	if (t < c->reader_timeout_min_ns)
-		return c->reader_timeout_min_ns;
-	if (t > c->reader_timeout_max_ns)
-		return c->reader_timeout_max_ns;
-	return t;
-}
-
 static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_t *body, size_t len)
 {
 	struct th_hub *h = x->h;
@@ -367,7 +333,7 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 		.start_pos = lag.read_pos,
 		/* Pairs with the publisher's release of (c). */
 		.revision = th_load_acquire(&h->published_revision),
-		.timeout_ns = clamp_timeout(h->cfg, a.timeout_ns),
+		.timeout_ns = th__hub_clamp_timeout(h->cfg, a.timeout_ns),
 		.reader_id = id,
 		.ntables = (uint32_t)h->cfg->ntables,
 	};
@@ -488,13 +454,7 @@ static void put_entry(struct th_buf *b, const struct th_state_entry *e)
 		.revision = e->revision, .version = e->version, .key_len = e->key_len,
 		.value_len = e->value_len, .flags = e->flags,
 	};
-	static const uint8_t pad[8];
-	th_buf_append(b, &se, sizeof se);
-	th_buf_append(b, th_state_key(e), e->key_len);
-	th_buf_append(b, th_state_value(e), e->value_len);
-	size_t n = (sizeof se + e->key_len + e->value_len) & 7;
-	if (n)
-		th_buf_append(b, pad, 8 - n);
+	th_snap_put(b, &se, th_state_key(e), th_state_value(e));
 }
 
 /* SNAPSHOT and GET: same reply form (protocol.h). */
@@ -803,7 +763,7 @@ static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, ui
 			*max_lag_bytes = lag.lag_bytes;
 		if (!b)
 			continue;
-		uint64_t tmo = lag.timeout_ns ? clamp_timeout(h->cfg, lag.timeout_ns) : copy[i].timeout_ns;
+		uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(h->cfg, lag.timeout_ns) : copy[i].timeout_ns;
 		th_buf_printf(b,
 			      "%s{\"id\":%u,\"pid\":%d,\"uid\":%u,\"gid\":%u,\"name\":\"%s\",\"attached_ns\":%" PRIu64
 			      ",\"read_pos\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_ns\":%" PRIu64
@@ -945,33 +905,17 @@ static int handle(struct ctl *x, struct conn *cn, const uint8_t *m, size_t n, bo
 static void conn_read(struct ctl *x, struct conn *cn)
 {
 	for (int i = 0; i < BATCH_PER_WAKE; i++) {
-		struct iovec iov = { x->buf, TH_MSG_MAX };
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * MAX_FDS_IN)];
-			struct cmsghdr align;
-		} u;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = sizeof u.buf };
-		ssize_t n = recvmsg(cn->fd, &mh, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				conn_close(x, cn);
+		/* Descriptors from a client are never used: all closed here. */
+		size_t n = 0;
+		int none = 0;
+		int rc = th_proto_recv(cn->fd, x->buf, TH_MSG_MAX, &n, NULL, 0, &none, MSG_DONTWAIT | MSG_TRUNC);
+		if (rc == -EAGAIN)
+			return;
+		if (rc < 0 && rc != -EMSGSIZE && rc != -ECONNRESET) {
+			conn_close(x, cn);
 			return;
 		}
-		/* Descriptors from a client are never used: close them. */
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-				size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (size_t j = 0; j < k; j++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(c) + j * sizeof(int), sizeof fd);
-					close(fd);
-				}
-			}
-		}
-		if (n == 0 || cn->stream) {
+		if (rc == -ECONNRESET || cn->stream) {
 			/* SOCK_SEQPACKET: 0 is the peer's end (an empty message cannot
 			 * be told apart; none of ours is empty). A stream connection
 			 * carries nothing from the client after STREAM (protocol.h):
@@ -979,8 +923,8 @@ static void conn_read(struct ctl *x, struct conn *cn)
 			conn_close(x, cn);
 			return;
 		}
-		bool truncated = (size_t)n > TH_MSG_MAX || (mh.msg_flags & MSG_TRUNC);
-		if (handle(x, cn, x->buf, truncated ? TH_MSG_MAX : (size_t)n, truncated) < 0)
+		bool truncated = rc == -EMSGSIZE || n > TH_MSG_MAX;
+		if (handle(x, cn, x->buf, truncated ? TH_MSG_MAX : n, truncated) < 0)
 			return;
 		if (cn->fd < 0)
 			return;
@@ -1057,59 +1001,5 @@ out:
 	free(x.buf);
 	th_buf_free(&x.out);
 	rcu_unregister_thread();
-	return NULL;
-}
-
-/* ---- monitor ------------------------------------------------------------- */
-
-void *th__hub_monitor_main(void *arg)
-{
-	struct th_hub *h = arg;
-	const struct th_hub_config *c = h->cfg;
-	struct timespec ts = th_ns_to_timespec(c->monitor_interval_ns);
-	struct pollfd pfd = { .fd = h->stop_fd, .events = POLLIN };
-	if (c->monitor_realtime) {
-		/* A late monitor is a late eviction: on a busy host a normal thread
-		 * can wait tens of milliseconds for a CPU. The lowest real-time
-		 * priority; it sleeps between rounds of microseconds. Needs
-		 * CAP_SYS_NICE or RLIMIT_RTPRIO >= 1 (LimitRTPRIO=1 in the unit). */
-		struct sched_param sp = { .sched_priority = 1 };
-		int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-		if (rc)
-			th_log_info("monitor: no real-time priority (%s); evictions may be late on a busy host",
-				    strerror(rc));
-	}
-	while (!th__hub_stopping(h)) {
-		/* ppoll: sub-millisecond intervals, and stop wakes it. */
-		ppoll(&pfd, 1, &ts, NULL);
-		pthread_mutex_lock(&h->readers_lock);
-		for (size_t i = 0; i < h->readers_cap; i++) {
-			struct th__hub_reader *r = &h->readers[i];
-			if (!r->used)
-				continue;
-			struct th_ring_lag lag;
-			if (th_ring_reader_lag(h->ring, r->id, &lag) < 0 || lag.evicted)
-				continue;
-			/* The slot's timeout is the reader's current wish; clamp it. */
-			uint64_t tmo = lag.timeout_ns ? clamp_timeout(c, lag.timeout_ns) : r->timeout_ns;
-			if (!lag.lapped && lag.age_ns <= tmo)
-				continue;
-			enum th_ring_evict_reason why = lag.lapped ? TH_RING_EVICT_LAPPED : TH_RING_EVICT_SLOW;
-			if (th_ring_evict(h->ring, r->id, why) == 0) {
-				r->evictions++;
-				TH_TRACE_HUB_READER_EVICTED(r->pid, r->id, why);
-				th_fetch_add_relaxed(&h->st_evictions, 1);
-				if (lag.lapped)
-					th_log_warn("evicted reader %u (pid %d, %s): lapped by the writer", r->id,
-						    (int)r->pid, r->name);
-				else
-					th_log_warn("evicted reader %u (pid %d, %s): oldest unread record is %.1f ms "
-						    "old, timeout %.1f ms, %" PRIu64 " bytes behind",
-						    r->id, (int)r->pid, r->name, (double)lag.age_ns / 1e6,
-						    (double)tmo / 1e6, lag.lag_bytes);
-			}
-		}
-		pthread_mutex_unlock(&h->readers_lock);
-	}
 	return NULL;
 }

@@ -1,6 +1,7 @@
 /*
- * hub_internal.h: what the hub's threads share (hub.c, hub_db.c,
- * hub_control.c). Not for other components.
+ * hub_internal.h: what the hub's threads share (hub.c, hub_publisher.c,
+ * hub_load.c, hub_source.c, hub_control.c, hub_monitor.c, hub_fanout.c). Not
+ * for other components.
  *
  * Sharing, field by field:
  *
@@ -160,13 +161,13 @@ static inline bool th__hub_stopping(const struct th_hub *h)
 	return th_load_acquire(&h->stopping) != 0;
 }
 
-/* The publisher thread (hub_db.c). */
+/* The publisher thread (hub_publisher.c). */
 void *th__hub_publisher_main(void *arg);
 /* Shut down (not close) every MySQL connection of this process so that a
- * blocked read returns; see hub_db.c. Any thread. */
+ * blocked read returns; see hub_source.c. Any thread. */
 void th__hub_interrupt_mysql(void);
 
-/* The control socket (hub_control.c). */
+/* The control socket (hub_control.c) and the monitor (hub_monitor.c). */
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
@@ -190,5 +191,9 @@ struct th__hub_control_arg {
 	struct th_hub *h;
 	int listen_fd;
 };
+
+/* A reader's slow-consumer timeout wish (0: none) within the configured
+ * bounds (hub_monitor.c). Any thread. */
+uint64_t th__hub_clamp_timeout(const struct th_hub_config *c, uint64_t t);
 
 #endif

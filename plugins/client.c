@@ -134,18 +134,16 @@ struct th_conn {
 	th_atomic_u32 stop;        /* the library's thread should return */
 	int wake_fd;               /* eventfd: new registrations, stop */
 	th_atomic_u32 wake_pending; /* set after each write to wake_fd: drain only then */
-	int epoll_fd;              /* TH_WAIT_FD: wake_fd, ring event fd, ctl_fd, timer_fd */
+	int epoll_fd;              /* TH_WAIT_FD: wake_fd, ring event fd, ctl's socket, timer_fd */
 	int timer_fd;              /* TH_WAIT_FD: reconnect backoff */
 	char tsan_rcu;             /* TSan's name for "a grace period" */
 
 	/* the query connection, for get() */
 	pthread_mutex_t qlock;
-	int qfd;
-	uint32_t qreq;
+	struct th_ctl *q;
 
 	/* dispatcher only */
-	int ctl_fd;
-	uint32_t req_id;
+	struct th_ctl *ctl;        /* the attached connection; NULL when not connected */
 	struct th_ring_reader *ring;
 	uint64_t generation;
 	bool connected;
@@ -591,10 +589,10 @@ static void disconnect(struct th_conn *c)
 		th_ring_reader_close(c->ring);
 		c->ring = NULL;
 	}
-	if (c->ctl_fd >= 0) {
-		epoll_set(c, c->ctl_fd, false);
-		close(c->ctl_fd);
-		c->ctl_fd = -1;
+	if (c->ctl) {
+		epoll_set(c, th_ctl_fd(c->ctl), false);
+		th_ctl_close(c->ctl);
+		c->ctl = NULL;
 	}
 	c->connected = false;
 }
@@ -602,30 +600,28 @@ static void disconnect(struct th_conn *c)
 /* Connect and attach. 0, or a negative code with nothing left open. */
 static int attach(struct th_conn *c)
 {
-	int fd = th__wire_connect(c->socket_path);
-	if (fd < 0)
-		return fd;
-	struct th_msg_attach req = { .timeout_ns = c->timeout_ns, .pid = (uint32_t)getpid() };
-	memcpy(req.name, c->name, sizeof req.name);
+	struct th_ctl *ctl;
+	int rc = th_ctl_connect(c->socket_path, &ctl);
+	if (rc)
+		return rc;
 	struct th_msg_attach_reply rep;
-	uint32_t replen = sizeof rep;
-	int fds[3] = { -1, -1, -1 }, got = 0;
-	int rc = th__wire_call(fd, TH_MSG_ATTACH, ++c->req_id, &req, sizeof req, &rep, &replen, fds, 3, &got, 10000);
-	if (rc == 0 && (replen < sizeof rep || got != 3))
-		rc = -TH_EPROTO;
+	struct th_ring_reader_fds rf = { -1, -1, -1 };
+	char name[sizeof ((struct th_msg_attach *)0)->name + 1] = { 0 };
+	memcpy(name, c->name, sizeof name - 1);
+	rc = th_ctl_attach(ctl, c->timeout_ns, (uint32_t)getpid(), name, &rep, &rf, 10000);
 	struct th_ring_reader *r = NULL;
 	if (rc == 0) {
-		struct th_ring_reader_fds rf = { fds[0], fds[1], fds[2] };
 		rc = th_ring_reader_open(&rf, &r, NULL, 0);
+		close(rf.ring_fd);
+		close(rf.slot_fd);
+		close(rf.event_fd);
 	}
-	for (int i = 0; i < got; i++)
-		close(fds[i]);
 	if (rc) {
-		close(fd);
+		th_ctl_close(ctl);
 		return rc;
 	}
 	th_ring_reader_set_timeout(r, c->timeout_ns);
-	c->ctl_fd = fd;
+	c->ctl = ctl;
 	c->ring = r;
 	c->generation = rep.generation;
 	c->connected = true;
@@ -634,7 +630,7 @@ static int attach(struct th_conn *c)
 	if (rep.revision > c->revision)
 		c->revision = rep.revision;
 	epoll_set(c, th_ring_reader_event_fd(r), true);
-	epoll_set(c, fd, true);
+	epoll_set(c, th_ctl_fd(ctl), true);
 	return 0;
 }
 
@@ -728,20 +724,22 @@ static bool covered_before(struct th_conn *c, uint32_t table, const char *key, u
  * ring brings their changes). */
 static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const char *path, uint32_t plen, bool fresh)
 {
-	struct th__snapshot s;
-	int rc = th__wire_snapshot(c->ctl_fd, ++c->req_id, !recursive, table, path, plen, &s);
+	struct th_ctl_snapshot s;
+	int rc = th_ctl_snapshot(c->ctl, recursive ? TH_MSG_SNAPSHOT : TH_MSG_GET, table, path, plen, &s, 30000);
 	if (rc)
 		return rc;
-	uint64_t off = 0, idx = 0;
-	struct th__snap_item it;
-	while ((rc = th__snapshot_next(&s, &off, &idx, &it)) == 1) {
-		if (recursive ? !th__prefix_matches(path, plen, it.key, it.key_len)
-			      : (it.key_len != plen || memcmp(it.key, path, plen) != 0))
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
+	struct th_snap_entry se;
+	const uint8_t *k, *v;
+	while ((rc = th_snap_next(&it, &se, &k, &v)) == 1) {
+		const char *key = (const char *)k;
+		if (recursive ? !th__prefix_matches(path, plen, key, se.key_len)
+			      : (se.key_len != plen || memcmp(key, path, plen) != 0))
 			continue; /* the hub matches bytes; we match components */
-		if (!fresh && covered_before(c, table, it.key, it.key_len))
+		if (!fresh && covered_before(c, table, key, se.key_len))
 			continue; /* exact already: the ring from here brings its changes */
-		struct th__entry *e = th__entry_new(table, it.key, it.key_len, it.value, it.value_len, it.flags,
-						    it.version, it.revision, 0, "", 0);
+		struct th__entry *e = th__entry_new(table, key, se.key_len, (const char *)v, se.value_len, se.flags,
+						    se.version, se.revision, 0, "", 0);
 		if (!e) {
 			rc = -ENOMEM;
 			break;
@@ -750,9 +748,9 @@ static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const ch
 		if (rc < 0)
 			break;
 	}
-	if (s.revision > c->revision)
-		c->revision = s.revision;
-	th__snapshot_free(&s);
+	if (s.reply.revision > c->revision)
+		c->revision = s.reply.revision;
+	th_ctl_snapshot_free(&s);
 	return rc < 0 ? rc : 0;
 }
 
@@ -1035,10 +1033,10 @@ static int read_ring(struct th_conn *c)
 			lose(c, UINT32_MAX, lapped ? TH_RESYNC_LAPPED : TH_RESYNC_EVICTED);
 			uint64_t pos;
 			th_ring_reader_rejoin(c->ring, &pos);
-			struct th_msg_rejoin_reply rep;
-			uint32_t replen = sizeof rep;
-			int got;
-			int wr = th__wire_call(c->ctl_fd, TH_MSG_REJOIN, ++c->req_id, NULL, 0, &rep, &replen, NULL, 0, &got, 10000);
+			struct th_ctl_reply rep;
+			int wr = th_ctl_call(c->ctl, TH_MSG_REJOIN, NULL, 0, &rep, 10000);
+			if (wr == 0)
+				th_ctl_reply_free(&rep);
 			if (wr == -ECONNRESET || wr == -EPIPE || wr == -ETIMEDOUT) {
 				hub_lost(c);
 				return -ECONNRESET;
@@ -1091,7 +1089,7 @@ static bool ctl_dead(struct th_conn *c)
 {
 	for (;;) {
 		char b[256];
-		ssize_t n = recv(c->ctl_fd, b, sizeof b, MSG_DONTWAIT);
+		ssize_t n = recv(th_ctl_fd(c->ctl), b, sizeof b, MSG_DONTWAIT);
 		if (n > 0)
 			continue;
 		if (n == 0)
@@ -1134,7 +1132,7 @@ static void poll_events(struct th_conn *c, int timeout_ms)
 	for (int i = 0; i < n; i++) {
 		if (evs[i].data.fd == c->timer_fd)
 			drain_fd(c->timer_fd);
-		else if (c->connected && evs[i].data.fd == c->ctl_fd && ctl_dead(c))
+		else if (c->connected && evs[i].data.fd == th_ctl_fd(c->ctl) && ctl_dead(c))
 			hub_lost(c);
 	}
 }
@@ -1157,7 +1155,7 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.fd == c->timer_fd)
 				drain_fd(c->timer_fd);
-			else if (c->connected && evs[i].data.fd == c->ctl_fd && ctl_dead(c))
+			else if (c->connected && evs[i].data.fd == th_ctl_fd(c->ctl) && ctl_dead(c))
 				hub_lost(c);
 		}
 		return n > 0;
@@ -1256,7 +1254,7 @@ static int api_open(const struct th_open_opts *uopts, struct th_conn **out)
 	struct th_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
-	c->wake_fd = c->epoll_fd = c->timer_fd = c->ctl_fd = c->qfd = -1;
+	c->wake_fd = c->epoll_fd = c->timer_fd = -1;
 	c->ready_pos = UINT64_MAX;
 	c->wait_mode = o.wait_mode;
 	c->flags = o.flags;
@@ -1369,8 +1367,7 @@ static void api_close(struct th_conn *c)
 	if (c->ids)
 		cds_lfht_destroy(c->ids, NULL);
 	disconnect(c);
-	if (c->qfd >= 0)
-		close(c->qfd);
+	th_ctl_close(c->q);
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
 	if (c->epoll_fd >= 0)
@@ -1485,50 +1482,48 @@ static int api_get(struct th_conn *c, uint32_t table, const char *key, struct th
 	if (klen > TH_KEY_MAX)
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&c->qlock);
-	struct th__snapshot s;
+	struct th_ctl_snapshot s;
 	int rc = -ECONNRESET;
 	for (int attempt = 0; attempt < 2 && rc == -ECONNRESET; attempt++) {
-		if (c->qfd < 0) {
-			c->qfd = th__wire_connect(c->socket_path);
-			if (c->qfd < 0) {
-				rc = c->qfd;
-				c->qfd = -1;
+		if (!c->q) {
+			rc = th_ctl_connect(c->socket_path, &c->q);
+			if (rc)
 				break;
-			}
 		}
-		rc = th__wire_snapshot(c->qfd, ++c->qreq, true, table, key, (uint32_t)klen, &s);
+		rc = th_ctl_snapshot(c->q, TH_MSG_GET, table, key, (uint32_t)klen, &s, 30000);
 		if (rc == -ECONNRESET || rc == -EPIPE || rc == -TH_EPROTO) {
-			close(c->qfd);
-			c->qfd = -1;
+			th_ctl_close(c->q);
+			c->q = NULL;
 			rc = rc == -TH_EPROTO ? rc : -ECONNRESET;
 		}
 	}
 	pthread_mutex_unlock(&c->qlock);
 	if (rc)
 		return rc;
-	uint64_t off = 0, idx = 0;
-	struct th__snap_item it;
-	rc = th__snapshot_next(&s, &off, &idx, &it);
-	if (rc == 1 && (it.key_len != klen || memcmp(it.key, key, klen) != 0))
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
+	struct th_snap_entry se;
+	const uint8_t *k, *v;
+	rc = th_snap_next(&it, &se, &k, &v);
+	if (rc == 1 && (se.key_len != klen || memcmp(k, key, klen) != 0))
 		rc = -TH_EPROTO;
 	if (rc <= 0) {
-		th__snapshot_free(&s);
+		th_ctl_snapshot_free(&s);
 		return rc == 0 ? -TH_ENOTFOUND : rc;
 	}
-	struct th_entry *e = malloc(sizeof *e + it.key_len + 1 + it.value_len + 1);
+	struct th_entry *e = malloc(sizeof *e + se.key_len + 1 + se.value_len + 1);
 	if (!e) {
-		th__snapshot_free(&s);
+		th_ctl_snapshot_free(&s);
 		return -ENOMEM;
 	}
-	char *k = (char *)(e + 1), *v = k + it.key_len + 1;
-	memcpy(k, it.key, it.key_len);
-	k[it.key_len] = 0;
-	memcpy(v, it.value, it.value_len);
-	v[it.value_len] = 0;
-	*e = (struct th_entry){ .size = sizeof *e, .flags = (it.flags & TH_CHANGE_F_VALUE_NULL) ? TH_EVENT_F_VALUE_NULL : 0,
-				.table = table, .key_len = it.key_len, .value_len = it.value_len, .key = k, .value = v,
-				.version = it.version, .revision = it.revision };
-	th__snapshot_free(&s);
+	char *ek = (char *)(e + 1), *ev = ek + se.key_len + 1;
+	memcpy(ek, k, se.key_len);
+	ek[se.key_len] = 0;
+	memcpy(ev, v, se.value_len);
+	ev[se.value_len] = 0;
+	*e = (struct th_entry){ .size = sizeof *e, .flags = (se.flags & TH_CHANGE_F_VALUE_NULL) ? TH_EVENT_F_VALUE_NULL : 0,
+				.table = table, .key_len = se.key_len, .value_len = se.value_len, .key = ek, .value = ev,
+				.version = se.version, .revision = se.revision };
+	th_ctl_snapshot_free(&s);
 	*out = e;
 	return 0;
 }
@@ -1547,31 +1542,12 @@ static int api_sync(struct th_conn *c, const char *gtid_set, int64_t timeout_ns,
 		return -E2BIG;
 	/* A connection of its own: a sync may wait long, and get() must not
 	 * queue behind it. */
-	int fd = th__wire_connect(c->socket_path);
-	if (fd < 0)
-		return fd;
-	char *body = malloc(sizeof(struct th_msg_sync) + n);
-	if (!body) {
-		close(fd);
-		return -ENOMEM;
-	}
-	struct th_msg_sync req = { .timeout_ns = timeout_ns < 0 ? UINT64_MAX : (uint64_t)timeout_ns,
-				   .gtid_len = (uint32_t)n };
-	memcpy(body, &req, sizeof req);
-	memcpy(body + sizeof req, gtid_set, n);
-	struct th_msg_sync_reply rep;
-	uint32_t replen = sizeof rep;
-	int got;
-	/* The hub answers at its deadline; wait a little longer for the answer. */
-	int64_t ms64 = timeout_ns < 0 ? -1 : timeout_ns / 1000000 + 5000;
-	int ms = ms64 > INT_MAX ? -1 : (int)ms64;
-	int rc = th__wire_call(fd, TH_MSG_SYNC, 1, body, (uint32_t)(sizeof req + n), &rep, &replen, NULL, 0, &got, ms);
-	free(body);
-	close(fd);
-	if (rc == 0 && replen < sizeof rep)
-		rc = -TH_EPROTO;
-	if (rc == 0 && revision)
-		*revision = rep.revision;
+	struct th_ctl *q;
+	int rc = th_ctl_connect(c->socket_path, &q);
+	if (rc)
+		return rc;
+	rc = th_ctl_sync(q, gtid_set, timeout_ns, revision);
+	th_ctl_close(q);
 	return rc;
 }
 

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hub_client.h"
+#include "protocol/protocol.h"
 #include "protocol.h"
 #include "ring.h"
 #include "tests/support/mariadb.h"
@@ -42,7 +42,7 @@ struct th_test_rec {
 };
 
 struct th_test_reader {
-	struct th_hubc *c;
+	struct th_ctl *c;
 	struct th_ring_reader *r;
 	struct th_msg_attach_reply att;
 	uint8_t *buf;

@@ -1,176 +1,35 @@
-/*
- * topohubctl: the operator's tool. Each subcommand is one function and one
- * row in the table below; add yours there.
- *
- * Global options (before the command): --socket PATH (default
- * $TOPOHUB_SOCKET, else /run/topohub/topohub.sock), --json, --table NAME or
- * index (default 0: topo_data), --timeout MS (sync; default 10000).
- * Exit status: 0 done, 1 failed or not found, 2 usage.
- */
+/* topohubctl's questions to the hub: status, readers, tables, get, list,
+ * sync, metrics; see ctl.h. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-#include "binlog.h"
-#include "hub_client.h"
-#include "protocol.h"
-#include "th_buf.h"
-#include "th_error.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "ctl/ctl.h"
+#include "protocol/protocol.h"
 
-/* Global options, set once by main() before any command runs. */
-struct options {
-	const char *socket;
-	bool json;
-	const char *table;
-	unsigned timeout_ms;
-};
-static struct options opt;
-
-struct command {
-	const char *name;
-	const char *args;
-	const char *summary;
-	int (*run)(int argc, char **argv); /* argv[0] is the command name */
-};
-
-static int cmd_help(int argc, char **argv);
-static int cmd_decode(int argc, char **argv);
-static int cmd_status(int argc, char **argv);
-static int cmd_readers(int argc, char **argv);
-static int cmd_get(int argc, char **argv);
-static int cmd_list(int argc, char **argv);
-static int cmd_sync(int argc, char **argv);
-static int cmd_metrics(int argc, char **argv);
-static int cmd_tables(int argc, char **argv);
-int th__ctl_watch(int argc, char **argv); /* hub/topohubctl_watch.c */
-
-static const struct command commands[] = {
-	{ "help", "", "this text", cmd_help },
-	{ "decode", "[--json] [--follow-rotate] FILE...",
-	  "print each binlog event as one JSON object per line", cmd_decode },
-	{ "status", "", "the hub's state: revision, source, GTID position, counters", cmd_status },
-	{ "readers", "", "attached readers: pid, uid, lag in bytes and time, timeout, evictions", cmd_readers },
-	{ "get", "KEY", "one entry of --table (value, revision, version)", cmd_get },
-	{ "list", "[PREFIX]", "the entries of --table whose keys start with PREFIX", cmd_list },
-	{ "sync", "GTIDSET", "wait until the hub published past GTIDSET; print that revision", cmd_sync },
-	{ "metrics", "", "Prometheus text format metrics", cmd_metrics },
-	{ "tables", "", "the watched tables and their indexes (JSON)", cmd_tables },
-	{ "watch", "[-r] [--json] [--count N] PATH", "print each change with its revision and latency", th__ctl_watch },
-};
-
-#define NCOMMANDS (sizeof commands / sizeof commands[0])
-
-static void usage(FILE *f)
+struct th_ctl *ctl_connect(const struct ctl_options *opt)
 {
-	fprintf(f, "usage: topohubctl [--socket PATH] [--json] [--table NAME|INDEX] [--timeout MS] COMMAND [ARGS]\n"
-		   "commands:\n");
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].summary);
-}
-
-static int cmd_help(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	usage(stdout);
-	return 0;
-}
-
-/* Decode one file; 0, or 1 after printing why to stderr. */
-static int decode_file(const char *path, bool follow)
-{
-	struct th_binlog_file_opts opts = { .size = sizeof opts, .follow_rotate = follow };
-	opts.decoder.size = sizeof opts.decoder;
-	struct th_binlog_file *f;
-	int rc = th_binlog_file_open(&f, path, &opts);
-	if (rc) {
-		fprintf(stderr, "topohubctl decode: %s: %s\n", path, th_strerror(rc));
-		return 1;
-	}
-	struct th_buf out = TH_BUF_INIT;
-	struct th_binlog_event ev;
-	int status = 0;
-	while ((rc = th_binlog_file_next(f, &ev)) == 1) {
-		th_buf_reset(&out);
-		int jr = th_binlog_event_to_json(&ev, &out);
-		th_buf_putc(&out, '\n');
-		if (th_buf_failed(&out)) {
-			fprintf(stderr, "topohubctl decode: out of memory\n");
-			status = 1;
-			break;
-		}
-		fwrite(out.data, 1, out.len, stdout);
-		if (jr) {
-			fprintf(stderr, "topohubctl decode: %s at %llu: rows: %s\n", th_binlog_file_path(f),
-				(unsigned long long)ev.pos, th_strerror(jr));
-			status = 1;
-		}
-	}
+	struct th_ctl *c;
+	int rc = th_ctl_connect(opt->socket, &c);
 	if (rc < 0) {
-		fflush(stdout);
-		fprintf(stderr, "topohubctl decode: %s (%s)\n", th_binlog_file_error(f), th_errname(rc));
-		status = 1;
-	}
-	th_buf_free(&out);
-	th_binlog_file_close(f);
-	return status;
-}
-
-static int cmd_decode(int argc, char **argv)
-{
-	bool follow = false;
-	int i = 1, status = 0;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "--json"))
-			continue; /* the default, and for now the only format */
-		if (!strcmp(argv[i], "--follow-rotate")) {
-			follow = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--"))  {
-			i++;
-			break;
-		}
-		fprintf(stderr, "topohubctl decode: unknown option '%s'\n", argv[i]);
-		return 2;
-	}
-	if (i == argc) {
-		fprintf(stderr, "usage: topohubctl decode %s\n", commands[1].args);
-		return 2;
-	}
-	for (; i < argc; i++)
-		status |= decode_file(argv[i], follow);
-	if (fflush(stdout) != 0) {
-		perror("topohubctl decode: stdout");
-		status = 1;
-	}
-	return status;
-}
-
-/* ---- operator commands: talk to the hub's control socket ---------------- */
-
-static struct th_hubc *connect_hub(void)
-{
-	struct th_hubc *c;
-	int rc = th_hubc_connect(opt.socket, &c);
-	if (rc < 0) {
-		fprintf(stderr, "topohubctl: %s: %s\n", opt.socket, th_strerror(rc));
+		fprintf(stderr, "topohubctl: %s: %s\n", opt->socket, th_strerror(rc));
 		return NULL;
 	}
 	return c;
 }
 
-static int hub_json(uint16_t type, char **json)
+static int hub_json(const struct ctl_options *opt, uint16_t type, char **json)
 {
-	struct th_hubc *c = connect_hub();
+	struct th_ctl *c = ctl_connect(opt);
 	if (!c)
 		return 1;
-	int rc = th_hubc_json(c, type, json);
+	int rc = th_ctl_json(c, type, json);
 	if (rc < 0)
-		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_hubc_error(c));
-	th_hubc_close(c);
+		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_ctl_error(c));
+	th_ctl_close(c);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -210,13 +69,13 @@ static const char *status_fields[] = {
 	"clients", "refused", "bad_messages", "last_error",
 };
 
-static int cmd_status(int argc, char **argv)
+int ctl_cmd_status(const struct ctl_options *opt, int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	(void)opt, (void)argc, (void)argv;
 	char *json;
-	if (hub_json(TH_MSG_STATS, &json))
+	if (hub_json(opt, TH_MSG_STATS, &json))
 		return 1;
-	if (opt.json) {
+	if (opt->json) {
 		printf("%s\n", json);
 	} else {
 		const char *end = json + strlen(json);
@@ -230,11 +89,11 @@ static int cmd_status(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_tables(int argc, char **argv)
+int ctl_cmd_tables(const struct ctl_options *opt, int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	(void)opt, (void)argc, (void)argv;
 	char *json;
-	if (hub_json(TH_MSG_TABLES, &json))
+	if (hub_json(opt, TH_MSG_TABLES, &json))
 		return 1;
 	printf("%s\n", json);
 	free(json);
@@ -278,13 +137,13 @@ static void print_reader(const char *b, const char *e, void *arg)
 	       strtod(lagns, NULL) / 1e6, strtod(tmo, NULL) / 1e6, ev, !strcmp(evicted, "true") ? "evicted" : "");
 }
 
-static int cmd_readers(int argc, char **argv)
+int ctl_cmd_readers(const struct ctl_options *opt, int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	(void)opt, (void)argc, (void)argv;
 	char *json;
-	if (hub_json(TH_MSG_READERS, &json))
+	if (hub_json(opt, TH_MSG_READERS, &json))
 		return 1;
-	if (opt.json) {
+	if (opt->json) {
 		printf("%s\n", json);
 	} else {
 		printf("%-6s %-8s %-6s %-16s %12s %10s %10s %9s\n", "id", "pid", "uid", "name", "lag_bytes", "lag_ms",
@@ -295,18 +154,17 @@ static int cmd_readers(int argc, char **argv)
 	return 0;
 }
 
-/* --table NAME or index -> index, through TABLES; also the number of value columns. */
-static int table_index(struct th_hubc *c, uint32_t *index, int *nvalues)
+int ctl_table_index(const struct ctl_options *opt, struct th_ctl *c, uint32_t *index, int *nvalues)
 {
 	char *json;
-	int rc = th_hubc_json(c, TH_MSG_TABLES, &json);
+	int rc = th_ctl_json(c, TH_MSG_TABLES, &json);
 	if (rc < 0) {
 		fprintf(stderr, "topohubctl: TABLES: %s\n", th_strerror(rc));
 		return -1;
 	}
 	char *endp;
-	unsigned long want = strtoul(opt.table, &endp, 10);
-	bool by_index = *opt.table && !*endp;
+	unsigned long want = strtoul(opt->table, &endp, 10);
+	bool by_index = *opt->table && !*endp;
 	int found = -1;
 	const char *p = json;
 	for (int i = 0; (p = strstr(p, "{\"index\":")) != NULL; i++) {
@@ -317,7 +175,7 @@ static int table_index(struct th_hubc *c, uint32_t *index, int *nvalues)
 		char name[256], idx[16];
 		json_field(p, e, "name", name, sizeof name);
 		json_field(p, e, "index", idx, sizeof idx);
-		if ((by_index && strtoul(idx, NULL, 10) == want) || (!by_index && !strcmp(name, opt.table))) {
+		if ((by_index && strtoul(idx, NULL, 10) == want) || (!by_index && !strcmp(name, opt->table))) {
 			found = (int)strtoul(idx, NULL, 10);
 			const char *v = strstr(p, "\"value\":[");
 			*nvalues = 0;
@@ -331,7 +189,7 @@ static int table_index(struct th_hubc *c, uint32_t *index, int *nvalues)
 	}
 	free(json);
 	if (found < 0) {
-		fprintf(stderr, "topohubctl: no table '%s' (see topohubctl tables)\n", opt.table);
+		fprintf(stderr, "topohubctl: no table '%s' (see topohubctl tables)\n", opt->table);
 		return -1;
 	}
 	*index = (uint32_t)found;
@@ -384,11 +242,11 @@ static void put_columns(struct th_buf *b, const uint8_t *v, size_t n, bool json)
 	th_buf_puts(b, json ? "]" : "");
 }
 
-static void put_entry(struct th_buf *b, const struct th_snap_entry *e, const uint8_t *k, const uint8_t *v,
+static void put_entry(const struct ctl_options *opt, struct th_buf *b, const struct th_snap_entry *e, const uint8_t *k, const uint8_t *v,
 		      int nvalues, bool first)
 {
 	bool null = e->flags & TH_CHANGE_F_VALUE_NULL;
-	if (opt.json) {
+	if (opt->json) {
 		th_buf_puts(b, first ? "" : ",");
 		th_buf_puts(b, "{\"key\":");
 		put_value(b, k, e->key_len, true);
@@ -413,40 +271,37 @@ static void put_entry(struct th_buf *b, const struct th_snap_entry *e, const uin
 	}
 }
 
-static int snapshot_cmd(uint16_t type, const char *key)
+static int snapshot_cmd(const struct ctl_options *opt, uint16_t type, const char *key)
 {
-	struct th_hubc *c = connect_hub();
+	struct th_ctl *c = ctl_connect(opt);
 	if (!c)
 		return 1;
 	uint32_t table;
 	int nvalues = 1;
-	if (table_index(c, &table, &nvalues) < 0) {
-		th_hubc_close(c);
+	if (ctl_table_index(opt, c, &table, &nvalues) < 0) {
+		th_ctl_close(c);
 		return 1;
 	}
-	struct th_msg_snapshot_reply rep;
-	const uint8_t *map;
-	size_t len;
-	int rc = th_hubc_snapshot(c, type, table, key, (uint32_t)strlen(key), &rep, &map, &len);
+	struct th_ctl_snapshot s;
+	int rc = th_ctl_snapshot(c, type, table, key, (uint32_t)strlen(key), &s, 30000);
 	if (rc < 0) {
-		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_hubc_error(c));
-		th_hubc_close(c);
+		fprintf(stderr, "topohubctl: %s: %s\n", th_strerror(rc), th_ctl_error(c));
+		th_ctl_close(c);
 		return 1;
 	}
-	th_hubc_close(c);
+	th_ctl_close(c);
 	struct th_buf out = TH_BUF_INIT;
-	if (opt.json)
-		th_buf_printf(&out, "{\"revision\":%" PRIu64 ",\"entries\":[", rep.revision);
-	size_t off = 0;
+	if (opt->json)
+		th_buf_printf(&out, "{\"revision\":%" PRIu64 ",\"entries\":[", s.reply.revision);
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
 	struct th_snap_entry e;
 	const uint8_t *k, *v;
 	uint64_t n = 0;
-	while ((rc = th_hubc_snap_next(map, len, &off, &e, &k, &v)) == 1)
-		put_entry(&out, &e, k, v, nvalues, n++ == 0);
-	if (opt.json)
+	while ((rc = th_snap_next(&it, &e, &k, &v)) == 1)
+		put_entry(opt, &out, &e, k, v, nvalues, n++ == 0);
+	if (opt->json)
 		th_buf_puts(&out, "]}\n");
-	if (len)
-		munmap((void *)map, len);
+	th_ctl_snapshot_free(&s);
 	fwrite(out.data ? out.data : "", 1, out.len, stdout);
 	th_buf_free(&out);
 	if (rc < 0) {
@@ -460,42 +315,42 @@ static int snapshot_cmd(uint16_t type, const char *key)
 	return 0;
 }
 
-static int cmd_get(int argc, char **argv)
+int ctl_cmd_get(const struct ctl_options *opt, int argc, char **argv)
 {
 	if (argc != 2) {
 		fprintf(stderr, "usage: topohubctl [--table T] get KEY\n");
 		return 2;
 	}
-	return snapshot_cmd(TH_MSG_GET, argv[1]);
+	return snapshot_cmd(opt, TH_MSG_GET, argv[1]);
 }
 
-static int cmd_list(int argc, char **argv)
+int ctl_cmd_list(const struct ctl_options *opt, int argc, char **argv)
 {
 	if (argc > 2) {
 		fprintf(stderr, "usage: topohubctl [--table T] list [PREFIX]\n");
 		return 2;
 	}
-	return snapshot_cmd(TH_MSG_SNAPSHOT, argc == 2 ? argv[1] : "");
+	return snapshot_cmd(opt, TH_MSG_SNAPSHOT, argc == 2 ? argv[1] : "");
 }
 
-static int cmd_sync(int argc, char **argv)
+int ctl_cmd_sync(const struct ctl_options *opt, int argc, char **argv)
 {
 	if (argc != 2) {
 		fprintf(stderr, "usage: topohubctl [--timeout MS] sync GTIDSET\n");
 		return 2;
 	}
-	struct th_hubc *c = connect_hub();
+	struct th_ctl *c = ctl_connect(opt);
 	if (!c)
 		return 1;
 	uint64_t rev;
-	int rc = th_hubc_sync(c, argv[1], (uint64_t)opt.timeout_ms * 1000000u, &rev);
+	int rc = th_ctl_sync(c, argv[1], (uint64_t)opt->timeout_ms * 1000000u, &rev);
 	if (rc < 0)
-		fprintf(stderr, "topohubctl: sync: %s: %s\n", th_strerror(rc), th_hubc_error(c));
-	else if (opt.json)
+		fprintf(stderr, "topohubctl: sync: %s: %s\n", th_strerror(rc), th_ctl_error(c));
+	else if (opt->json)
 		printf("{\"revision\":%" PRIu64 "}\n", rev);
 	else
 		printf("%" PRIu64 "\n", rev);
-	th_hubc_close(c);
+	th_ctl_close(c);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -547,13 +402,13 @@ static void metric_reader(const char *b, const char *e, void *arg)
 	th_buf_printf(out, "topohub_reader_evictions_total{pid=\"%s\",name=\"%s\"} %s\n", pid, name, ev);
 }
 
-static int cmd_metrics(int argc, char **argv)
+int ctl_cmd_metrics(const struct ctl_options *opt, int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	(void)opt, (void)argc, (void)argv;
 	char *stats, *readers;
-	if (hub_json(TH_MSG_STATS, &stats))
+	if (hub_json(opt, TH_MSG_STATS, &stats))
 		return 1;
-	if (hub_json(TH_MSG_READERS, &readers)) {
+	if (hub_json(opt, TH_MSG_READERS, &readers)) {
 		free(stats);
 		return 1;
 	}
@@ -592,48 +447,4 @@ static int cmd_metrics(int argc, char **argv)
 	free(stats);
 	free(readers);
 	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	const char *env = getenv("TOPOHUB_SOCKET");
-	opt.socket = env && *env ? env : "/run/topohub/topohub.sock";
-	opt.table = "0";
-	opt.timeout_ms = 10000;
-	int i = 1;
-	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help"))
-			return cmd_help(argc - i, argv + i);
-		if (!strcmp(a, "--json")) {
-			opt.json = true;
-			continue;
-		}
-		const char **dst = NULL;
-		const char *t = NULL;
-		if (!strcmp(a, "--socket"))
-			dst = &opt.socket;
-		else if (!strcmp(a, "--table"))
-			dst = &opt.table;
-		else if (!strcmp(a, "--timeout"))
-			dst = &t;
-		if (!dst || i + 1 >= argc) {
-			fprintf(stderr, "topohubctl: unknown option or missing value: %s\n", a);
-			usage(stderr);
-			return 2;
-		}
-		*dst = argv[++i];
-		if (t)
-			opt.timeout_ms = (unsigned)strtoul(t, NULL, 10);
-	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
-	}
-	for (size_t k = 0; k < NCOMMANDS; k++)
-		if (!strcmp(argv[i], commands[k].name))
-			return commands[k].run(argc - i, argv + i);
-	fprintf(stderr, "topohubctl: unknown command '%s'\n", argv[i]);
-	usage(stderr);
-	return 2;
 }
