@@ -1,7 +1,8 @@
 # topohub build. GNU make; flags from pkg-config.
 #
-#   make                 build everything into build/
-#   make test            build and run the whole suite
+#   make deps            install the Debian packages (as root, apt-get)
+#   make                 build everything into build/ (installs nothing)
+#   make test            install what is missing, build and run the whole suite
 #   make test SAN=address   the same suite under ASan+UBSan (build in build/address)
 #   make test SAN=thread    the same suite under TSan (build in build/thread)
 #   make CC=clang        any of the above with clang
@@ -12,12 +13,19 @@ CC := gcc
 endif
 SAN     ?=
 BUILD   ?= build$(if $(SAN),/$(SAN))
-DEPS    := $(shell scripts/install-deps.sh build >&2 || echo missing)
-ifneq ($(DEPS),)
-$(error Debian packages are missing; see the message above)
-endif
 
 PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih libisal
+
+# Building never installs anything: `make deps` does (as root, apt-get), and
+# the README's two commands, `make test` and `make demo` (and `make bench`),
+# install what is missing first and then build in a second make that sees
+# the packages. Any other goal stops here when a package is missing.
+INSTALLING_GOALS := deps test demo bench clean
+ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell pkg-config --exists $(PKGS) cmocka libcurl && echo ok),ok)
+$(error Debian packages are missing: run `make deps` as root (or `make test`, which installs them first))
+endif
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
@@ -25,7 +33,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fno-omit-frame-pointer \
-	-I. -Icommon -Ishm -Iprotocol -Ireaders -Ihub -Iplugins -Ibench $(PKG_CFLAGS)
+	-I. $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -64,7 +72,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all test bench clean demo fuzz trace
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -103,16 +111,30 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(SUPPORT_SRC)) $(HUB_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(HUB_LIB) $(LDLIBS) $(CMOCKA_LIBS) -o $@
 
-test: all
-	@scripts/install-deps.sh test
+deps:
+	@scripts/install-deps.sh build test
+
+test:
+	@scripts/install-deps.sh build test
+	@$(MAKE) --no-print-directory run-tests
+
+demo:
+	@scripts/install-deps.sh build test
+	@$(MAKE) --no-print-directory run-demo
+
+bench:
+	@scripts/install-deps.sh build test bench
+	@$(MAKE) --no-print-directory run-bench
+
+run-tests: all
+	@scripts/check-layers.py --self-test
+	@scripts/check-layers.py
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 
-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
-	@scripts/install-deps.sh test
+run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh
 
-bench: all
-	@scripts/install-deps.sh bench
+run-bench: all
 	@bench/run.sh $(BUILD)
 
 clean:

@@ -15,7 +15,7 @@
  *
  * The MySQL password travels in TOPOHUB_MYSQL_PASSWORD, never on a command line.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +33,8 @@
 
 #include <mysql.h>
 
-#include "bench.h"
-#include "th_time.h"
+#include "bench/bench.h"
+#include "common/th_time.h"
 #include "tests/support/mariadb.h"
 
 /* ---- run file ----------------------------------------------------------- */

@@ -11,7 +11,7 @@
  *            "events": [{"kv": {..., "value": b64}}, ...] in revision order.
  *            Every value is base64-decoded whole, as a real client would.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <stdio.h>

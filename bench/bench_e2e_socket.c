@@ -9,7 +9,7 @@
  * a client (the setup values are in the table before it connects, and the
  * writer starts after every subscriber has its STREAM reply).
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "protocol/protocol.h"
-#include "protocol.h"
-#include "th_error.h"
+#include "protocol/protocol.h"
+#include "common/th_error.h"
 
 /* The largest record: the hub's records are at most a quarter of its ring
  * (64 MiB by default); the buffer is touched only as far as records reach. */

@@ -5,13 +5,13 @@
  * default wait mode (spin briefly, then sleep on the futex) unless --wait says
  * otherwise.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "topohub.h"
+#include "plugins/topohub.h"
 
 static void on_event(const struct th_event *ev, void *arg)
 {

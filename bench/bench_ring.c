@@ -33,11 +33,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench.h"
-#include "ring.h"
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "bench/bench.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 struct opts {
 	bool json;

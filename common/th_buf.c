@@ -1,4 +1,4 @@
-#include "th_buf.h"
+#include "common/th_buf.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-#include "th_error.h"
+#include "common/th_error.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* topohubd's life cycle: start-up, readiness, signals, orderly stop; see hub.h. */
-#include "hub.h"
+#include "hub/hub.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,10 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "hub_internal.h"
-#include "hub_log.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "hub/hub_internal.h"
+#include "hub/hub_log.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 /*
  * sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path,

@@ -32,7 +32,7 @@
 #ifndef TH_HUB_H
 #define TH_HUB_H
 
-#include "hub_config.h"
+#include "hub/hub_config.h"
 
 /* Exit statuses of topohubd. */
 enum th_hub_exit {

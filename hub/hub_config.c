@@ -1,5 +1,5 @@
 /* topohubd's configuration; see hub_config.h. */
-#include "hub_config.h"
+#include "hub/hub_config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include <ini.h>
 
-#include "hub_log.h"
+#include "hub/hub_log.h"
 
 enum ktype {
 	K_STR,      /* char * */

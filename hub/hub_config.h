@@ -36,7 +36,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "txn.h"
+#include "readers/txn.h"
 
 #define TH_HUB_MAX_SOURCES 16
 #define TH_HUB_MAX_TABLES 64

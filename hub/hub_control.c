@@ -28,14 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gtid.h"
-#include "hub_internal.h"
-#include "hub_log.h"
-#include "protocol.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "th_time.h"
-#include "th_trace.h"
+#include "readers/gtid.h"
+#include "hub/hub_internal.h"
+#include "hub/hub_log.h"
+#include "protocol/protocol.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
 
 #define BATCH_PER_WAKE 64
 

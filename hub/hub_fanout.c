@@ -45,9 +45,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "hub_internal.h"
-#include "hub_log.h"
-#include "th_tsan.h"
+#include "hub/hub_internal.h"
+#include "hub/hub_log.h"
+#include "common/th_tsan.h"
 
 /* What each subscriber's socket asks for; see the opening comment. */
 #define TH__HUB_STREAM_SNDBUF (1 << 20)

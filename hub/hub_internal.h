@@ -30,11 +30,11 @@
 
 #include <urcu.h>
 
-#include "binlog.h"
-#include "hub.h"
-#include "hub_state.h"
-#include "ring.h"
-#include "th_atomic.h"
+#include "readers/binlog.h"
+#include "hub/hub.h"
+#include "hub/hub_state.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
 
 /* The position the hub has published through: replaced whole per transaction. */
 struct th__hub_pos {

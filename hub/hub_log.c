@@ -1,5 +1,5 @@
 /* The daemon's log; see hub_log.h. */
-#include "hub_log.h"
+#include "hub/hub_log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "th_atomic.h"
+#include "common/th_atomic.h"
 
 /*
  * The one mutable global of the hub besides its signal handling: the log

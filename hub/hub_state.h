@@ -35,7 +35,7 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
-#include "th_atomic.h"
+#include "common/th_atomic.h"
 
 /* One row's current value. Read-only once visible; key then value in bytes[]. */
 struct th_state_entry {

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hub.h"
-#include "hub_config.h"
+#include "hub/hub.h"
+#include "hub/hub_config.h"
 
 int main(int argc, char **argv)
 {

@@ -54,15 +54,15 @@
 #include <urcu/rculfhash.h>
 #include <urcu/wfcqueue.h>
 
-#include "th_error.h"
-#include "topohub.h"
-#include "client_int.h"
-#include "protocol.h"
-#include "ring.h"
-#include "th_atomic.h"
-#include "th_tsan.h"
-#include "th_time.h"
-#include "th_trace.h"
+#include "common/th_error.h"
+#include "plugins/topohub.h"
+#include "plugins/client_int.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
+#include "common/th_tsan.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
 
 #define PUBLIC __attribute__((visibility("default")))
 

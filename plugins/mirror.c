@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_int.h"
+#include "plugins/client_int.h"
 
 int th__grow(void **p, size_t *cap, size_t need, size_t elem)
 {

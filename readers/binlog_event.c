@@ -15,9 +15,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "binlog.h"
-#include "th_crc32.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_crc32.h"
+#include "common/th_error.h"
 
 /* ---- byte cursor ------------------------------------------------------- */
 

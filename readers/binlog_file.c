@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_error.h"
 
 struct th_binlog_file {
 	char *path;

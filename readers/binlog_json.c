@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_error.h"
 
 /* Text that may not be UTF-8 (queries in latin1, file names): a string or {"base64":...}. */
 static void text(struct th_buf *o, const void *p, size_t n)

@@ -1,5 +1,5 @@
 /* GTID sets (MySQL) and GTID positions (MariaDB); see gtid.h. */
-#include "gtid.h"
+#include "readers/gtid.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_error.h"
 
 /* One uuid and its intervals [start, end), sorted, disjoint, non-adjacent. */
 struct gtid_sid {

@@ -11,7 +11,7 @@
  * stdio. Text renderings (DECIMAL, temporals) are written digit by digit into
  * the value's own text[] so that the caller's bytes are the only input.
  */
-#include "rows.h"
+#include "readers/rows.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_error.h"
 
 /* ---- byte assembly: no unaligned loads, no signed shifts ---- */
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "th_buf.h"
+#include "common/th_buf.h"
 
 /* Column types as they appear in TABLE_MAP (enum_field_types). */
 enum th_coltype {

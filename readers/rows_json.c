@@ -14,12 +14,12 @@
  * multiple of the input: offsets can be made to share a subtree, and a
  * corrupt document must not turn a few bytes into gigabytes of text.
  */
-#include "rows.h"
+#include "readers/rows.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_error.h"
 
 enum {
 	JB_SMALL_OBJECT = 0x0, JB_LARGE_OBJECT = 0x1, JB_SMALL_ARRAY = 0x2, JB_LARGE_ARRAY = 0x3,

@@ -1,5 +1,5 @@
 /* The live binlog source: a replica connection to MySQL or MariaDB; see source.h. */
-#include "source.h"
+#include "readers/source.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,10 +14,10 @@
 #include <errmsg.h>
 #include <mysql.h>
 
-#include "gtid.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "readers/gtid.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 /* Replication commands (enum_server_command) and their flags. */
 #define CMD_BINLOG_DUMP        0x12

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "th_error.h"
-#include "txn.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 #define MAX_TABLES 64
 #define FILE_MAX 512

@@ -92,9 +92,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "binlog.h"
-#include "gtid.h"
-#include "th_buf.h"
+#include "readers/binlog.h"
+#include "readers/gtid.h"
+#include "common/th_buf.h"
 
 #define TH_TXN_MAX_VALUE_COLS 4
 

@@ -27,7 +27,7 @@
  * Lines are separate so that the reader's frequent read_pos stores do not
  * disturb the lines the writer polls on every commit (sleep_word).
  */
-#include "ring.h"
+#include "shm/ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,9 +44,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the ring's futex watches the low half of the 64-bit head: little-endian only"

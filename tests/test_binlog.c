@@ -21,9 +21,9 @@
 #include <zlib.h>
 
 #include "tests/support/binlog_build.h"
-#include "binlog.h"
-#include "th_buf.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
 
 /* Events are built with tests/support/binlog_build.h and fed to a tb_stream. */
 

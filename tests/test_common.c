@@ -8,8 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "th_buf.h"
-#include "th_error.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
 
 static void test_error__names_and_messages_cover_errno_and_th_codes(void **state)
 {

@@ -27,10 +27,10 @@
 #include <unistd.h>
 
 #include "protocol/protocol.h"
-#include "protocol.h"
-#include "ring.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/hub_check.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"

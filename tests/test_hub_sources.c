@@ -21,10 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "protocol.h"
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "protocol/protocol.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/hub_check.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "topohub.h"
+#include "plugins/topohub.h"
 
 /* The layout is part of the ABI: these numbers never change (LP64). */
 _Static_assert(sizeof(struct th_open_opts) == 48, "open opts");

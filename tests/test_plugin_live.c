@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "topohub.h"
+#include "plugins/topohub.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../plugins/mirror.c"
+#include "plugins/mirror.c"
 
 static bool m(const char *prefix, const char *key)
 {

@@ -26,10 +26,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ring.h"
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1

@@ -22,9 +22,9 @@
 
 #include "tests/support/every_type.h"
 #include "tests/support/mariadb.h"
-#include "rows.h"
-#include "th_buf.h"
-#include "th_error.h"
+#include "readers/rows.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
 
 /* ---- helpers ---- */
 

@@ -16,10 +16,10 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "source.h"
-#include "gtid.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "readers/source.h"
+#include "readers/gtid.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/replay_server.h"
 

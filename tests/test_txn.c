@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 
 #include "tests/support/binlog_build.h"
-#include "binlog.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "txn.h"
+#include "readers/binlog.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 /* ---- a stream of built events (tests/support/binlog_build.h) ---------------- */
 

@@ -45,7 +45,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "topohub_trace.h"
+#include "bench/trace/topohub_trace.h"
 #include "topohub_trace.skel.h"
 
 enum {

@@ -21,8 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "th_time.h"
-#include "th_trace.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
 #include "tests/support/trace_synth.h"
 
 /*

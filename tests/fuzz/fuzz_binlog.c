@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

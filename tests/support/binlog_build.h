@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "binlog.h"
+#include "readers/binlog.h"
 
 #define TB_TIMESTAMP 1700000100u
 

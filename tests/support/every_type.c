@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "every_type.h"
-#include "th_buf.h"
+#include "tests/support/every_type.h"
+#include "common/th_buf.h"
 
 const struct te_col te_cols[] = {
 	{ "ti", "TINYINT", TE_NUM, false, false },

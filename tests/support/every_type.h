@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mariadb.h"
-#include "rows.h"
+#include "tests/support/mariadb.h"
+#include "readers/rows.h"
 
 /* How the server's text for a column compares with the decoded value. */
 enum te_cmp {

@@ -1,6 +1,6 @@
 /* Test helpers around a running hub; see hub_check.h. */
-#include "hub_check.h"
-#include "support.h"
+#include "tests/support/hub_check.h"
+#include "tests/support/support.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,9 +11,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "th_buf.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 struct row {
 	uint8_t *key;

@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #include "protocol/protocol.h"
-#include "protocol.h"
-#include "ring.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
 #include "tests/support/mariadb.h"
 
 /*

@@ -1,6 +1,6 @@
 /* topohubd as a child process for tests; see hub_proc.h. */
-#include "hub_proc.h"
-#include "support.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 extern char **environ;
 
