@@ -129,6 +129,7 @@ bench:
 run-tests: all
 	@scripts/check-layers.py --self-test
 	@scripts/check-layers.py
+	@scripts/gen-abi.py --check
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so

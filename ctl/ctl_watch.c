@@ -66,6 +66,7 @@ static const char *resync_name(uint32_t r)
 	case TH_RESYNC_LAPPED: return "lapped";
 	case TH_RESYNC_HUB_LOST: return "hub lost";
 	case TH_RESYNC_HUB: return "hub resync";
+	case TH_RESYNC_NOMEM: return "out of memory";
 	default: return "other";
 	}
 }

@@ -54,7 +54,7 @@ static void initial_events(struct th_conn *c, struct watcher *w)
 	size_t n;
 	if (th__mirror_list(&c->mirror, false, w->table, w->path, w->path_len, false, &v, &n)) {
 		/* Cannot list them: say so the only way that is never silent. */
-		th__deliver_marker(c, w, TH_EVENT_RESYNC, RESYNC_NOMEM);
+		th__deliver_marker(c, w, TH_EVENT_RESYNC, TH_RESYNC_NOMEM);
 		w->phase = PH_RESYNC;
 		return;
 	}
@@ -124,7 +124,7 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 	int err;
 	if (!th__covered(c, ch.table, key, ch.key_len, &err)) {
 		if (err)
-			th__lose(c, ch.table, RESYNC_NOMEM);
+			th__lose(c, ch.table, TH_RESYNC_NOMEM);
 		return;
 	}
 	struct th_event ev = { .kind = ch.op == TH_OP_DELETE ? TH_EVENT_DELETE : TH_EVENT_PUT,
@@ -155,7 +155,7 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 		struct th__entry *e = th__entry_new(ch.table, key, ch.key_len, value, ch.value_len, ch.flags, ch.version,
 						    ch.revision, ch.commit_us, gtid, ch.gtid_len);
 		if (!e || (!slot && th__mirror_put(&c->mirror, e))) {
-			th__lose(c, ch.table, RESYNC_NOMEM);
+			th__lose(c, ch.table, TH_RESYNC_NOMEM);
 			return;
 		}
 		if (slot)
@@ -194,7 +194,7 @@ static int read_ring(struct th_conn *c)
 		if (rc == -ENOBUFS) {
 			void *nb = realloc(c->buf, rec.len);
 			if (!nb) {
-				th__lose(c, UINT32_MAX, RESYNC_NOMEM);
+				th__lose(c, UINT32_MAX, TH_RESYNC_NOMEM);
 				uint64_t pos;
 				th_ring_reader_rejoin(c->ring, &pos);
 				return nrec;

@@ -225,7 +225,7 @@ int th__fetch(struct th_conn *c)
 			continue; /* a recursive watch fetched this round covers it */
 		int rc = fetch_one(c, w->table, w->recursive, w->path, w->path_len, fresh);
 		if (rc == -ENOMEM) {
-			th__lose(c, w->table, RESYNC_NOMEM);
+			th__lose(c, w->table, TH_RESYNC_NOMEM);
 			return rc;
 		}
 		if (rc) {
