@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/th_buf.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
 #include "ctl/ctl.h"
 #include "protocol/protocol.h"
@@ -225,8 +226,7 @@ static void put_columns(struct th_buf *b, const uint8_t *v, size_t n, bool json)
 	size_t off = 0;
 	th_buf_puts(b, json ? "[" : "");
 	for (int i = 0; off + 4 <= n; i++) {
-		uint32_t l = (uint32_t)v[off] | (uint32_t)v[off + 1] << 8 | (uint32_t)v[off + 2] << 16 |
-			     (uint32_t)v[off + 3] << 24;
+		uint32_t l = th_le32(v + off);
 		off += 4;
 		if (i)
 			th_buf_puts(b, json ? "," : " | ");

@@ -12,9 +12,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Make *p (an array of *cap elements of elem bytes) hold at least need,
- * doubling from 16. 0, or -ENOMEM with *p unchanged. */
-int th__grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- keys and prefixes (mirror.c) ----------------------------------------- */
 

@@ -69,6 +69,7 @@
 #include "protocol/protocol.h"
 #include "shm/ring.h"
 #include "common/th_atomic.h"
+#include "common/th_buf.h"
 #include "common/th_tsan.h"
 #include "common/th_time.h"
 #include "common/th_trace.h"

@@ -107,7 +107,7 @@ static void finish_pending(struct th_conn *c)
 
 static int scratch_fit(struct th_conn *c, size_t n)
 {
-	return th__grow((void **)&c->scratch, &c->scratchlen, n, 1);
+	return th_grow((void **)&c->scratch, &c->scratchlen, n, 1);
 }
 
 static void handle_change(struct th_conn *c, const struct th_ring_record *rec, const char *p)

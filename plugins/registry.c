@@ -96,7 +96,7 @@ static int lookup_path(struct th_conn *c, bool recursive, uint32_t table, const 
 	cds_lfht_lookup(c->paths, th__path_hash(recursive, table, key, cut), th__match_path, &k, &it);
 	for (struct cds_lfht_node *nd = cds_lfht_iter_get_node(&it); nd;
 	     cds_lfht_next_duplicate(c->paths, th__match_path, &k, &it), nd = cds_lfht_iter_get_node(&it)) {
-		if (th__grow((void **)v, cap, *n + 1, sizeof **v))
+		if (th_grow((void **)v, cap, *n + 1, sizeof **v))
 			return -ENOMEM;
 		(*v)[(*n)++] = caa_container_of(nd, struct watcher, path_node);
 	}
@@ -138,7 +138,7 @@ int th__collect_matches(struct th_conn *c, uint32_t table, const char *key, uint
 	if (gen != c->memo_gen || table != c->memo_table || plen != c->memo_len ||
 	    (plen && memcmp(key, c->memo_parent, plen) != 0)) {
 		c->memo_gen = UINT64_MAX; /* invalid until filled */
-		if (th__grow((void **)&c->memo_parent, &c->memo_cap, plen + 1, 1) == 0 &&
+		if (th_grow((void **)&c->memo_parent, &c->memo_cap, plen + 1, 1) == 0 &&
 		    fill_memo(c, table, key, plen) == 0) {
 			memcpy(c->memo_parent, key, plen);
 			c->memo_len = plen;
@@ -150,7 +150,7 @@ int th__collect_matches(struct th_conn *c, uint32_t table, const char *key, uint
 	}
 	if (!rc)
 		rc = lookup_path(c, false, table, key, klen, &c->match, &c->nmatch, &c->capmatch);
-	if (!rc && th__grow((void **)&c->match, &c->capmatch, c->nmatch + c->nmemo, sizeof *c->match))
+	if (!rc && th_grow((void **)&c->match, &c->capmatch, c->nmatch + c->nmemo, sizeof *c->match))
 		rc = -ENOMEM;
 	if (!rc) {
 		if (c->nmemo) /* both may still be NULL */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "readers/binlog.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
 
 struct th_binlog_file {
@@ -187,8 +188,7 @@ int th_binlog_file_next(struct th_binlog_file *f, struct th_binlog_event *ev)
 				 f->path, (unsigned long long)f->pos, left);
 			return set_error(f, -TH_ETRUNCATED, msg);
 		}
-		uint32_t size = (uint32_t)p[9] | (uint32_t)p[10] << 8 | (uint32_t)p[11] << 16 |
-				(uint32_t)p[12] << 24;
+		uint32_t size = th_le32(p + 9);
 		if (size > left) {
 			snprintf(msg, sizeof msg, "%s at %llu: event of %u bytes, but the file ends %zu bytes on",
 				 f->path, (unsigned long long)f->pos, size, left);
