@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # topohub build. GNU make; flags from pkg-config.
 #
 #   make deps            install the Debian packages (as root, apt-get)
@@ -15,6 +16,10 @@ SAN     ?=
 BUILD   ?= build$(if $(SAN),/$(SAN))
 
 PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih libisal
+
+VERSION   := 0.3.0
+ABI_MAJOR := $(shell sed -n 's/^\#define TH_ABI_MAJOR \([0-9]*\)$$/\1/p' plugins/topohub.h)
+ABI_MINOR := $(shell sed -n 's/^\#define TH_ABI_MINOR \([0-9]*\)$$/\1/p' plugins/topohub.h)
 
 # Building never installs anything: `make deps` does (as root, apt-get), and
 # the README's two commands, `make test` and `make demo` (and `make bench`),
@@ -72,7 +77,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -104,7 +109,7 @@ $(BUILD)/topohub-bench: $(call obj,bench/bench_main.c $(BENCH_SRC) $(BENCH_SUPPO
 
 $(call obj,$(PLUGIN_SRC)): ALL_CFLAGS += -fvisibility=hidden
 $(BUILD)/libtopohub.so: $(call obj,$(PLUGIN_SRC)) $(CORE_LIB) plugins/topohub.map
-	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugins/topohub.map \
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugins/topohub.map -Wl,-soname,libtopohub.so.$(ABI_MAJOR) \
 		$(call obj,$(PLUGIN_SRC)) $(CORE_LIB) $(shell pkg-config --libs liburcu-bp) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(SUPPORT_SRC)) $(HUB_LIB)
@@ -130,6 +135,9 @@ run-tests: all
 	@scripts/check-layers.py --self-test
 	@scripts/check-layers.py
 	@scripts/gen-abi.py --check
+	@scripts/spdx.py --check
+	@# The install check loads the library into python3: a sanitizer build's cannot be.
+	@$(if $(SAN),echo "check-install: skipped under SAN=$(SAN) (python3 cannot load a sanitized library)",CC=$(CC) scripts/check-install.sh $(BUILD))
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
@@ -140,6 +148,56 @@ run-bench: all
 
 clean:
 	rm -rf build
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: what an operator needs, where
+# the system looks for it. The library is installed under its SONAME
+# (libtopohub.so.MAJOR) with the development symlink beside it.
+PREFIX      ?= /usr/local
+bindir      ?= $(PREFIX)/bin
+sbindir     ?= $(PREFIX)/sbin
+libdir      ?= $(PREFIX)/lib
+includedir  ?= $(PREFIX)/include
+mandir      ?= $(PREFIX)/share/man
+docdir      ?= $(PREFIX)/share/doc/topohub
+sysconfdir  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+unitdir     ?= $(PREFIX)/lib/systemd/system
+sysusersdir ?= $(PREFIX)/lib/sysusers.d
+tmpfilesdir ?= $(PREFIX)/lib/tmpfiles.d
+pythondir   ?= $(PREFIX)/lib/python3/dist-packages
+LIBFILE     := libtopohub.so.$(ABI_MAJOR).$(ABI_MINOR).0
+INSTALLED := $(sbindir)/topohubd $(bindir)/topohubctl $(libdir)/$(LIBFILE) $(libdir)/libtopohub.so.$(ABI_MAJOR) \
+	$(libdir)/libtopohub.so $(includedir)/topohub.h $(libdir)/pkgconfig/topohub.pc $(pythondir)/topohub.py \
+	$(mandir)/man8/topohubd.8 $(mandir)/man1/topohubctl.1 $(mandir)/man3/libtopohub.3 \
+	$(unitdir)/topohubd.service $(sysusersdir)/topohub.conf $(tmpfilesdir)/topohub.conf \
+	$(sysconfdir)/topohub/topohubd.ini.example $(docdir)/README.md $(docdir)/DESIGN.md
+
+install: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir) \
+		$(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(docdir) \
+		$(DESTDIR)$(unitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir) $(DESTDIR)$(pythondir) \
+		$(DESTDIR)$(sysconfdir)/topohub
+	install -m 0755 $(BUILD)/topohubd $(DESTDIR)$(sbindir)/topohubd
+	install -m 0755 $(BUILD)/topohubctl $(DESTDIR)$(bindir)/topohubctl
+	install -m 0755 $(BUILD)/libtopohub.so $(DESTDIR)$(libdir)/$(LIBFILE)
+	ln -sf $(LIBFILE) $(DESTDIR)$(libdir)/libtopohub.so.$(ABI_MAJOR)
+	ln -sf libtopohub.so.$(ABI_MAJOR) $(DESTDIR)$(libdir)/libtopohub.so
+	install -m 0644 plugins/topohub.h $(DESTDIR)$(includedir)/topohub.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(libdir)|; s|@INCLUDEDIR@|$(includedir)|; s|@VERSION@|$(VERSION)|' \
+		plugins/topohub.pc.in > $(DESTDIR)$(libdir)/pkgconfig/topohub.pc
+	install -m 0644 plugins/python/topohub.py $(DESTDIR)$(pythondir)/topohub.py
+	install -m 0644 doc/topohubd.8 $(DESTDIR)$(mandir)/man8/topohubd.8
+	install -m 0644 doc/topohubctl.1 $(DESTDIR)$(mandir)/man1/topohubctl.1
+	install -m 0644 doc/libtopohub.3 $(DESTDIR)$(mandir)/man3/libtopohub.3
+	sed -e 's|^ExecStart=/usr/local/bin/topohubd|ExecStart=$(sbindir)/topohubd|' hub/topohubd.service \
+		> $(DESTDIR)$(unitdir)/topohubd.service
+	install -m 0644 doc/topohub.sysusers $(DESTDIR)$(sysusersdir)/topohub.conf
+	install -m 0644 doc/topohub.tmpfiles $(DESTDIR)$(tmpfilesdir)/topohub.conf
+	install -m 0644 doc/topohubd.ini.example $(DESTDIR)$(sysconfdir)/topohub/topohubd.ini.example
+	install -m 0644 README.md doc/DESIGN.md $(DESTDIR)$(docdir)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/topohub 2>/dev/null
 
 # make trace: the libbpf tracer (optional; nothing else depends on it).
 include bench/trace/trace.mk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-bench decode: binlog decoding speed, against mariadb-binlog.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-bench e2e: the programs of the end-to-end benchmark. The driver
  * (bench/e2e/run.py) runs them as separate processes; see bench_e2e.h for the

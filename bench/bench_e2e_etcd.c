@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The etcd peer of the end-to-end benchmark: Debian's etcd-server on loopback,
  * spoken to through its v3 JSON gateway with libcurl (bench/README.md says why

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The per-process peers of the end-to-end benchmark: each subscriber process
  * opens its own binlog dump connection to the server.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The `socket` subscriber of the end-to-end benchmark: what the ring is
  * worth. The same hub, started in its benchmark mode (bench_socket_fanout),

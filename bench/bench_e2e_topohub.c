@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The topohub subscriber of the end-to-end benchmark: a process that loads
  * libtopohub.so with dlopen (as the daemons that host the plugin do), watches

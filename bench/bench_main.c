@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohub-bench: benchmarks. See bench/README.md. */
 #include <stdio.h>
 #include <string.h>

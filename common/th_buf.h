@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_buf.h: a growable byte buffer, for building text (JSON, messages) and
  * binary messages. Not thread-safe; one owner at a time.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_bytes.h: integers from and to byte strings (binlog events, protocol
  * values), one copy for the whole tree. No unaligned loads, no signed shifts,

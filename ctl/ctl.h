@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ctl.h: what the files of topohubctl share. One options struct, set once by
  * main() from the global options and handed to every command; one way to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubctl decode: binlog files as JSON, one event per line; see ctl.h. */
 #include <stdio.h>
 #include <string.h>

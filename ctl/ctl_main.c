@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohubctl: the operator's tool, a client of the hub's control socket
  * (protocol/) and of libtopohub.so (watch). Each subcommand is one function

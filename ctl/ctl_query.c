@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubctl's questions to the hub: status, readers, tables, get, list,
  * sync, metrics; see ctl.h. */
 #include <inttypes.h>

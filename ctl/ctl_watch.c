@@ -1,11 +1,12 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohubctl watch: print each change of a path (or, with -r, of every path
  * under a prefix) as the client library delivers it, with its revision and
  * two latencies: hub publish to callback, and binlog commit to callback.
  *
  * It loads libtopohub.so with dlopen, as any host does (from $TOPOHUB_LIB,
- * else next to the topohubctl binary), so it also checks the ABI in the
- * field. --table is resolved by asking the hub, as every command does.
+ * else next to the topohubctl binary, else libtopohub.so.1 where the system
+ * looks), so it also checks the ABI in the field. --table is resolved by asking the hub, as every command does.
  *
  *   topohubctl [--socket PATH] [--json] [--table NAME|N] watch [-r] [--json]
  *              [--count N] [--socket PATH] [--table NAME|N] [--mode futex|spin|fd] PATH
@@ -168,6 +169,7 @@ static void on_event(const struct th_event *ev, void *arg)
 
 static void *load_library(char *why, size_t len)
 {
+	why[0] = '\0';
 	char path[PATH_MAX];
 	const char *env = getenv("TOPOHUB_LIB");
 	if (env && *env) {
@@ -182,8 +184,15 @@ static void *load_library(char *why, size_t len)
 		snprintf(path, sizeof path, "%s/libtopohub.so", exe);
 	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		snprintf(why, len, "%s (set TOPOHUB_LIB to the library)", dlerror());
+	if (!h && !(env && *env)) {
+		/* Installed: the library is where the system looks, by its SONAME. */
+		snprintf(why, len, "%s", dlerror());
+		h = dlopen("libtopohub.so.1", RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!h) {
+		size_t n = strlen(why);
+		snprintf(why + n, len - n, "%s%s (set TOPOHUB_LIB to the library)", n ? "; " : "", dlerror());
+	}
 	return h;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubd's life cycle: start-up, readiness, signals, orderly stop; see hub.h. */
 #include "hub/hub.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub.h: topohubd, the one process per host that reads the binlog and feeds
  * the ring. The contract with clients is protocol.h; this header is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubd's configuration; see hub_config.h. */
 #include "hub/hub_config.h"
 

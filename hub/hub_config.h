@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_config.h: topohubd's configuration: an INI file (libinih) and a
  * command-line flag for every key.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The control socket (one epoll thread): connections, credentials, the
  * requests of protocol.h and their replies; see hub.h. The monitor thread

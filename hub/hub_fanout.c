@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Benchmark mode (bench_socket_fanout): the hub sends every record it
  * publishes over the socket of each client that asked with STREAM

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_internal.h: what the hub's threads share (hub.c, hub_publisher.c,
  * hub_load.c, hub_source.c, hub_control.c, hub_monitor.c, hub_fanout.c). Not

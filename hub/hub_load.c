@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The consistent load of the watched tables (publisher thread; see
  * hub_publisher.h, and README "The hub").

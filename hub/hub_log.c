@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The daemon's log; see hub_log.h. */
 #include "hub/hub_log.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_log.h: the daemon's log: one line per event on stderr, with a UTC
  * timestamp, the pid and a level ("2026-11-21T03:11:35.123456Z topohubd[42]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The monitor thread: reads every reader's lag each monitor_interval and
  * evicts the ones past their slow-consumer timeout or lapped; see hub.h.

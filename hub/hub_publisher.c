@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The publisher thread: MySQL in, state table and ring out. See hub.h for
  * the threads, hub_load.c for the consistent load, hub_source.c for the

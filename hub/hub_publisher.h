@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_publisher.h: what the publisher thread's files share. Not for the
  * other threads (hub_internal.h is what all of them share).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Connecting to a source server and checking that it can be streamed from:
  * the settings topohub needs, the grants, and that it holds every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The hub's state table; see hub_state.h. */
 #include "hub/hub_state.h"
 #include "common/th_tsan.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_state.h: the current value of every watched row, in a liburcu
  * lock-free hash table (cds_lfht), keyed by (table index, key bytes).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubd: the hub daemon (hub.h). `topohubd --help` lists every key. */
 #include <signal.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * api.c: The function table of topohub.h and its argument checks. See conn.h.
  */

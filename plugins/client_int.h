@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * client_int.h: what the files of libtopohub.so share with each other (and
  * with their unit tests). Nothing here crosses the ABI; every name is th__.

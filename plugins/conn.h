@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * conn.h: what the files of a connection share: struct th_conn, its watchers,
  * and the functions that cross files. Nothing here crosses the ABI.

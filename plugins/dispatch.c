@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * dispatch.c: Reading the ring: records to changes to callbacks, waiting in each
  * wait mode, the dispatch round. See conn.h.

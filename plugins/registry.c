@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * registry.c: The watch registry: delivering events, which watches cover which keys,
  * adopting new watches and reclaiming ended ones. See conn.h.

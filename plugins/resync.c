@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * resync.c: Connecting to the hub and losing and regaining continuity: RESYNC, the
  * fetch, the difference each watch is owed. See conn.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one client of the control socket; see protocol.h. */
 #include <errno.h>
 #include <limits.h>

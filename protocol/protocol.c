@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the hub and its clients both do with protocol.h's bytes; see protocol.h. */
 #include "protocol/protocol.h"
 

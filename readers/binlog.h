@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog.h: the binlog event layer. Bytes in, decoded events out.
  *

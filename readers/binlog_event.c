@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_event.c: one event's bytes -> struct th_binlog_event (binlog.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_file.c: a binlog file as a source of events (binlog.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_json.c: one decoded event as one JSON object (th_binlog_event_to_json,
  * the format of `topohubctl decode`). Not on the hot path: clarity first.

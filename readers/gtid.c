@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* GTID sets (MySQL) and GTID positions (MariaDB); see gtid.h. */
 #include "readers/gtid.h"
 

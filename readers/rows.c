@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rows.c: row images to values (th_row_decode) and values to JSON
  * (th_value_to_json). Binary JSON documents are in rows_json.c.

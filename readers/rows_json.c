@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rows_json.c: MySQL binary JSON (json_binary.cc's format) to JSON text.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * source.h: a live binlog stream from a MySQL or MariaDB server, as a replica.
  *

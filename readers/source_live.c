@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The live binlog source: a replica connection to MySQL or MariaDB; see source.h. */
 #include "readers/source.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * txn.c: the transaction assembler and the topo mapping (txn.h).
  *

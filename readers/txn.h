@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * txn.h: decoded binlog events in, whole transactions of topo changes out.
  *

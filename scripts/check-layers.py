@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Fails on an #include that points up the layers (run by `make test`).
 
 Layers, lowest first; a file may include headers of its own component and of

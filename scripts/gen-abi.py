@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """One source for what crosses the ABI: writes the generated blocks of the
 public header and of the bindings from the project's own tables.
 

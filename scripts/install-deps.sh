@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages topohub needs, when any is missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 # Usage: scripts/install-deps.sh [build|test|bench|trace]...   (default: build test)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ring.c: the shared-memory ring. Read ring.h first for what is promised.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ring.h: a single-writer, many-reader ring of records in shared memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the binlog event layer (readers/binlog.h): hand-built events of
  * every type we decode, the real binlogs of ../shared/fixtures/binlog and of

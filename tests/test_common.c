@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for common/: error table, byte buffer, UTF-8 and base64. */
 #include <setjmp.h>
 #include <stdarg.h>

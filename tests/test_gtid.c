@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for readers/gtid.h: MySQL GTID sets and MariaDB GTID positions. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for topohubd (hub/): the real binary against a private MariaDB, a
  * minimal reader attached through the control socket, and topohubctl.

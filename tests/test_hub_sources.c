@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohubd against MariaDB misfortunes: the server killed mid-stream and
  * restarted, a hub started while a writer runs flat out, failover to a GTID

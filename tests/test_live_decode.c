@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * End-to-end decoding against a private MariaDB (tests/support/mariadb.h):
  * a table with every column type and the mysqltopo tables, written with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for the private-MariaDB test harness (tests/support/mariadb.h). */
 #include <setjmp.h>
 #include <stdarg.h>

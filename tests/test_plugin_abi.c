@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the ABI of libtopohub.so (plugins/topohub.h), through dlopen as
  * real hosts load it: one exported symbol, the version handshake, layouts,

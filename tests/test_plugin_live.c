@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests of libtopohub.so against the real topohubd and a private MariaDB:
  * the semantics of Watch and WatchRecursive (initial state, changes, deletes,

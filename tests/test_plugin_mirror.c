@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the client library's local state (plugins/mirror.c), on synthetic
  * entries: path-component prefix matching, the stitching rule (a change

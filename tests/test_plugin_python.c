@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Runs the Python binding's tests (plugins/python/test_topohub.py) against
  * the real topohubd and a private MariaDB, so that `make test` covers them.

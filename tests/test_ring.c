@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for shm/ring.h: framing, wrap-around, positions past 2^32, batch
  * visibility, laps, eviction, format checks, waiting, and real reader

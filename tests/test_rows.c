@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for readers/rows.c and rows_json.c: row images and binary JSON.
  *

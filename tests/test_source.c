@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for readers/source.h: the live binlog source, against a private MariaDB
  * (tests/support/mariadb.h) and against the MySQL 8 replay server
  * (tests/support/replay_server.h). */

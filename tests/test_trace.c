@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the USDT probes (common/th_trace.h) and the tracer
  * build/topohub-trace (bench/trace/, built by `make trace`).

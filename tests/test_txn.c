@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the transaction assembler and topo mapping (readers/txn.h):
  * hand-built event sequences of both flavours fed through the real decoder,

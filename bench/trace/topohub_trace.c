@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-trace: where does the time of a change go? Attaches BPF programs to
  * the USDT probes of common/th_trace.h in a running topohubd and in every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-trace-emit: fires topohub's USDT probes without a hub, to try the
  * tracer and to measure what a probe costs.

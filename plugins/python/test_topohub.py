@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tests of the Python binding through the real hub and MariaDB.
 
 Run by tests/test_plugin_python.c (make test), which starts a private

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """topohub: Python binding (ctypes) of libtopohub.so, the topohub client ABI.
 
     import topohub
@@ -210,7 +211,7 @@ def _find_library():
         return env
     here = os.path.dirname(os.path.abspath(__file__))
     cand = os.path.join(here, "..", "..", "build", "libtopohub.so")
-    return cand if os.path.exists(cand) else "libtopohub.so"
+    return cand if os.path.exists(cand) else "libtopohub.so.1"
 
 
 _lock = threading.Lock()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target for the binlog event layer: the input is a binlog file
  * (the magic is optional: it is prepended when absent, so that the fuzzer

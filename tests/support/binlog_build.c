@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hand-built binlog events for tests; see binlog_build.h. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_build.h: hand-built binlog events, for the tests of the event decoder
  * (test_binlog.c) and the transaction assembler (test_txn.c).

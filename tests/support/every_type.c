@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The every-type table for server cross-checks; see every_type.h. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * every_type.h: a MariaDB table with a column of every type, rows of edge
  * values for it, and the text the server's SELECT gives for a value, to check

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Test helpers around a running hub; see hub_check.h. */
 #include "tests/support/hub_check.h"
 #include "tests/support/support.h"

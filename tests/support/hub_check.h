@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_check.h: test helpers around a running hub: compare its state with
  * the tables of a MariaDB instance, and a minimal ring reader that attaches

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubd as a child process for tests; see hub_proc.h. */
 #include "tests/support/hub_proc.h"
 #include "tests/support/support.h"

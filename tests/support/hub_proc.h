@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_proc.h: the real topohubd as a child process, for tests.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A private MariaDB server for tests; see mariadb.h. */
 #include "tests/support/mariadb.h"
 #include "tests/support/support.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny MySQL-protocol server that replays a binlog file; see replay_server.h. */
 #include "tests/support/replay_server.h"
 #include "tests/support/support.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trace_synth.c: see trace_synth.h. */
 #include "tests/support/trace_synth.h"
 
