@@ -55,9 +55,7 @@ struct th__hub_reader {
 	gid_t gid;
 	uint64_t timeout_ns;          /* granted (clamped) */
 	uint64_t attached_ns;         /* CLOCK_REALTIME */
-	uint64_t evictions;           /* by the monitor */
-	bool evicted_seen;            /* monitor already counted the current eviction */
-	char name[33];
+	char name[33];                /* (evictions: the ring's own count, th_ring_lag) */
 };
 
 /*
