@@ -93,6 +93,10 @@ struct th__hub_source_info {
 
 struct th_hub {
 	const struct th_hub_config *cfg;
+	/* Effective limits (main, before any thread): cfg's, clamped to what
+	 * the open-file limit allows (hub.c, fd_budget()). */
+	uint32_t max_clients;
+	uint32_t max_readers;
 	struct th_ring_writer *ring;
 	struct th_state *state;
 	uint64_t start_ns;            /* CLOCK_REALTIME at start */
