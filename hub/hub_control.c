@@ -998,7 +998,7 @@ static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, ui
 			      ",\"invalid\":%s}",
 			      i ? "," : "", copy[i].id, (int)copy[i].pid, (unsigned)copy[i].uid, (unsigned)copy[i].gid,
 			      copy[i].name, copy[i].attached_ns, lag.read_pos, lag.lag_bytes,
-			      lag.age_ns == UINT64_MAX ? 0 : lag.age_ns, tmo, lag.evictions, lag.evicted ? "true" : "false",
+			      lag.age_ns == UINT64_MAX || lag.invalid ? 0 : lag.age_ns, tmo, lag.evictions, lag.evicted ? "true" : "false",
 			      lag.lapped ? "true" : "false", lag.sleeping ? "true" : "false", lag.invalid ? "true" : "false");
 	}
 	if (b)

@@ -89,7 +89,9 @@ void *th__hub_monitor_main(void *arg)
 				continue;
 			/* The slot's timeout is the reader's current wish; clamp it. */
 			uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(c, lag.timeout_ns) : r->timeout_ns;
-			if (!lag.lapped && !lag.invalid && lag.age_ns <= tmo)
+			/* An invalid position counts as lag from when it was first
+			 * seen (ring.c): evicted after the timeout, like a stall. */
+			if (!lag.lapped && lag.age_ns <= tmo)
 				continue;
 			enum th_ring_evict_reason why = lag.invalid  ? TH_RING_EVICT_INVALID
 							: lag.lapped ? TH_RING_EVICT_LAPPED
@@ -101,9 +103,10 @@ void *th__hub_monitor_main(void *arg)
 			th_fetch_add_relaxed(&h->st_evictions, 1);
 			if (lag.invalid)
 				th_log_limited(&evict_log, TH_LOG_WARN,
-					       "evicted reader %u (pid %d, %s): its slot shows position %" PRIu64
-					       ", which is no record start",
-					       r->id, (int)r->pid, r->name, lag.read_pos);
+					       "evicted reader %u (pid %d, %s): its slot has shown a position that is no "
+					       "record start (%" PRIu64 ") for %.1f ms, timeout %.1f ms",
+					       r->id, (int)r->pid, r->name, lag.read_pos, (double)lag.age_ns / 1e6,
+					       (double)tmo / 1e6);
 			else if (lag.lapped)
 				th_log_limited(&evict_log, TH_LOG_WARN, "evicted reader %u (pid %d, %s): lapped by the writer",
 					       r->id, (int)r->pid, r->name);

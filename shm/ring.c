@@ -201,6 +201,7 @@ struct slot {
 	uint32_t evictions;
 	bool evicted;           /* evicted and the rejoin not yet seen */
 	uint64_t floor;         /* the reader is at least here: head when added or when its rejoin was seen */
+	uint64_t invalid_since; /* CLOCK_MONOTONIC ns since its position is invalid; 0 while valid */
 	uint32_t refs;          /* evictions waking it with ctl_lock released */
 	bool removed;           /* removed while refs > 0: the last waker frees it */
 };
@@ -779,6 +780,17 @@ int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag
 			uint64_t now = th_now_ns();
 			lag->age_ns = now > t ? now - t : 0;
 		}
+	}
+	/* An invalid position ages from when the writer first saw it: evicted
+	 * after the reader's timeout like a stalled reader, never at once, so
+	 * that showing garbage costs no more evictions than stalling does. */
+	if (lag->invalid) {
+		uint64_t now = th_now_ns();
+		if (!s->invalid_since)
+			s->invalid_since = now;
+		lag->age_ns = now - s->invalid_since;
+	} else {
+		s->invalid_since = 0;
 	}
 	pthread_mutex_unlock(&w->ctl_lock);
 	return 0;

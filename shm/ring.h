@@ -135,7 +135,8 @@ struct th_ring_record {
 struct th_ring_lag {
 	uint64_t read_pos;    /* the reader's position as it last stored it (at least its floor) */
 	uint64_t lag_bytes;   /* head - read_pos (0 when caught up or invalid) */
-	uint64_t age_ns;      /* age of the oldest unread record; 0 when caught up or invalid; UINT64_MAX when lapped */
+	uint64_t age_ns;      /* age of the oldest unread record; 0 when caught up; UINT64_MAX when lapped;
+			       * when invalid: how long its position has been invalid */
 	uint64_t timeout_ns;  /* the slow-consumer timeout the reader asked for (0 = none given) */
 	uint32_t evictions;   /* times evicted (the writer's count) */
 	bool lapped;          /* its position is older than the oldest record still intact */
