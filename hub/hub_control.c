@@ -190,7 +190,8 @@ static int send_msg(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req,
 {
 	int rc = th_proto_send(cn->fd, type, req, body, len, fds, nfds, MSG_DONTWAIT);
 	if (rc < 0) {
-		th_log_debug("client %u (pid %d): reply not sent (%s): disconnecting", cn->cid, (int)cn->pid,
+		th_log_limited(&lim_misc, TH_LOG_DEBUG,
+			       "client %u (pid %d): reply not sent (%s): disconnecting", cn->cid, (int)cn->pid,
 			     rc == -EAGAIN ? "would block" : strerror(-rc));
 		conn_close(x, cn);
 		return -1;
@@ -448,7 +449,8 @@ static void accept_all(struct ctl *x)
 		uint64_t limit = (uint64_t)h->max_clients + (operator ? OPERATOR_RESERVE : 0);
 		if (!u || th_load_relaxed(&h->st_clients) >= limit || u->conns >= h->cfg->max_clients_per_uid) {
 			bool per_uid = u && u->conns >= h->cfg->max_clients_per_uid;
-			th_log_limited(&lim_full, TH_LOG_WARN, "refused control connection from pid %d uid %u: %s (%u) reached",
+			th_log_limited(&lim_full, TH_LOG_WARN,
+				       "refused control connection from pid %d uid %u: %s (%u) reached",
 				       (int)cr.pid, (unsigned)cr.uid, per_uid ? "max_clients_per_uid" : "max_clients",
 				       per_uid ? h->cfg->max_clients_per_uid : h->max_clients);
 			refuse_fd(fd, -EMFILE, "too many connections (%s)", per_uid ? "max_clients_per_uid" : "max_clients");
@@ -500,7 +502,8 @@ static void scan(struct ctl *x)
 			if (now >= cn->last_ns)
 				conn_close(x, cn);
 		} else if (idle && cn->reader < 0 && !cn->stream && !cn->sync && now - cn->last_ns >= idle) {
-			th_log_limited(&lim_misc, TH_LOG_INFO, "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
+			th_log_limited(&lim_misc, TH_LOG_INFO,
+				       "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
 				       (int)cn->pid, (unsigned)cn->uid, x->h->cfg->idle_timeout_ms);
 			conn_close(x, cn);
 		}
@@ -618,12 +621,14 @@ static void do_stream(struct ctl *x, struct conn *cn, uint32_t req)
 	if (send_msg(x, cn, TH_MSG_STREAM | TH_MSG_REPLY, req, &rep, sizeof rep, NULL, 0) < 0)
 		return;
 	if (th__hub_stream_add(h, cn->fd, cn->pid, cn->cid, &cn->stream) < 0) {
-		th_log_limited(&lim_misc, TH_LOG_WARN, "client %u (pid %d): out of memory adding a stream subscriber: disconnecting", cn->cid,
+		th_log_limited(&lim_misc, TH_LOG_WARN,
+			       "client %u (pid %d): out of memory adding a stream subscriber: disconnecting", cn->cid,
 			    (int)cn->pid);
 		conn_close(x, cn);
 		return;
 	}
-	th_log_limited(&lim_attach, TH_LOG_INFO, "stream subscriber %u added: pid %d uid %u, send buffer %" PRIu64 " bytes, %zu streaming",
+	th_log_limited(&lim_attach, TH_LOG_INFO,
+		       "stream subscriber %u added: pid %d uid %u, send buffer %" PRIu64 " bytes, %zu streaming",
 		    cn->cid, (int)cn->pid, (unsigned)cn->uid, rep.sndbuf, h->nstreams);
 }
 

@@ -639,7 +639,9 @@ static void fake_one(struct fake_server *fs, int fd)
 	memset(p, 0, 4), p += 4;                    /* connection id */
 	memcpy(p, "abcdefgh", 8), p += 8;           /* scramble part 1 */
 	*p++ = 0;
-	uint32_t caps = 0x0001 | 0x0004 | 0x0200 | 0x8000 | 0x00080000 | 0x00200000; /* LONG_PASSWORD FLAG PROTO41 SECURE PLUGIN_AUTH LENENC */
+	/* LONG_PASSWORD, LONG_FLAG, PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH,
+	 * PLUGIN_AUTH_LENENC_CLIENT_DATA */
+	uint32_t caps = 0x0001 | 0x0004 | 0x0200 | 0x8000 | 0x00080000 | 0x00200000;
 	*p++ = (uint8_t)caps, *p++ = (uint8_t)(caps >> 8);
 	*p++ = 33;                                  /* charset */
 	*p++ = 2, *p++ = 0;                         /* status */
