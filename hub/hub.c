@@ -99,7 +99,8 @@ static int wait_signal_or(int sfd, int fd)
 
 /*
  * The open-file budget. Every control connection holds one descriptor and
- * every attached reader one more (the writer's end of its wake-up socket);
+ * every attached reader two more (the write end and a read end of its
+ * wake-up pipe, shm/ring.c);
  * with max_clients above the open-file limit, accept() failed with EMFILE
  * while the listen socket stayed readable. So: raise the soft limit to the
  * hard one, and if that is still short of max_clients + max_readers plus a
@@ -120,15 +121,16 @@ static void fd_budget(struct th_hub *h)
 		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
 			rl = up;
 	}
-	uint64_t need = (uint64_t)c->max_clients + c->max_readers + FD_RESERVE;
+	uint64_t need = (uint64_t)c->max_clients + 2ull * c->max_readers + FD_RESERVE;
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return;
 	uint64_t room = rl.rlim_cur > FD_RESERVE + 32 ? rl.rlim_cur - FD_RESERVE : 32;
-	/* A reader is a client too: at most half the room for readers. */
-	if (h->max_readers > room / 2)
-		h->max_readers = (uint32_t)(room / 2);
-	if (h->max_clients > room - h->max_readers)
-		h->max_clients = (uint32_t)(room - h->max_readers);
+	/* A reader is a client too (its connection) plus two: at most a quarter
+	 * of the clients' room each for readers. */
+	if (h->max_readers > room / 4)
+		h->max_readers = (uint32_t)(room / 4);
+	if (h->max_clients > room - 2ull * h->max_readers)
+		h->max_clients = (uint32_t)(room - 2ull * h->max_readers);
 	th_log_warn("open-file limit is %llu (hard): max_clients clamped from %u to %u and max_readers from %u to "
 		    "%u; raise the limit (LimitNOFILE= in the unit) for more",
 		    (unsigned long long)rl.rlim_cur, c->max_clients, h->max_clients, c->max_readers, h->max_readers);

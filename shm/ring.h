@@ -36,16 +36,15 @@
  * burnt), spin briefly then sleep on a futex on the head word (the default),
  * or sleep in its own event loop on an eventfd (th_ring_reader_event_fd()).
  * The writer makes a system call on commit only when some reader sleeps: one
- * FUTEX_WAKE for all futex sleepers, one datagram per fd sleeper. The fd is
- * the reader's end of a Unix datagram socket pair, not an eventfd: an eventfd
- * has one open file description, so a reader holding a dup of the writer's
- * could clear O_NONBLOCK on it, fill the counter and make the writer's
- * write() block for good. The writer sends on its own end with MSG_DONTWAIT:
- * non-blocking per call, whatever the reader does (ring.c, "What a reader can
- * never do"). Level-triggered until the reader drains it (disarm). An
- * eviction wakes only the reader concerned (a futex sleeper waits on its
- * slot's word too, with futex_waitv). bench/ measures the fd mode's cost
- * against the futex mode.
+ * FUTEX_WAKE for all futex sleepers, one byte into a pipe per fd sleeper.
+ * The fd is the read end of a pipe, not an eventfd: an eventfd has one open
+ * file description, so a reader holding a dup of the writer's could clear
+ * O_NONBLOCK on it, fill the counter and make the writer's write() block for
+ * good. A pipe's write end is a description of its own, non-blocking and
+ * the writer's alone (ring.c, "What a reader can never do"). Level-triggered
+ * until the reader drains it (disarm). An eviction wakes only the reader
+ * concerned (a futex sleeper waits on its slot's word too, with
+ * futex_waitv). bench/ measures the fd mode's cost against the futex mode.
  *
  * Hostile readers. Nothing a reader writes into its slot page or does with
  * its descriptors blocks or slows the writer or the control side, or changes
@@ -117,7 +116,7 @@ struct th_ring_config {
 struct th_ring_reader_fds {
 	int ring_fd;  /* the ring, read-only */
 	int slot_fd;  /* this reader's slot page, read-write */
-	int event_fd; /* readable when the writer wakes this reader in fd mode (a socket; see Waiting) */
+	int event_fd; /* readable when the writer wakes this reader in fd mode (a pipe's read end; see Waiting) */
 };
 
 /* One record as read: header fields; the payload went to the caller's buffer. */
@@ -203,7 +202,7 @@ uint64_t th_ring_capacity(const struct th_ring_writer *w);
 uint32_t th_ring_max_record(const struct th_ring_writer *w);
 
 /*
- * Add a reader: creates its slot page and wake-up socket, starting it at the
+ * Add a reader: creates its slot page and wake-up pipe, starting it at the
  * current head. On success *id names it for the calls below and *fds holds
  * three new descriptors (close-on-exec) that the caller owns and passes to
  * the reader process, then closes. Errors: -ENOSPC (max_readers reached),
