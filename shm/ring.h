@@ -34,7 +34,7 @@
  *
  * Waiting. A reader with nothing to read can spin (lowest latency, one core
  * burnt), spin briefly then sleep on a futex on the head word (the default),
- * or sleep in its own event loop on an eventfd (th_ring_reader_event_fd()).
+ * or sleep in its own event loop on a descriptor (th_ring_reader_event_fd()).
  * The writer makes a system call on commit only when some reader sleeps: one
  * FUTEX_WAKE for all futex sleepers, one byte into a pipe per fd sleeper.
  * The fd is the read end of a pipe, not an eventfd: an eventfd has one open

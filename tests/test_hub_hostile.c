@@ -277,6 +277,9 @@ static void test_hostile__a_reader_that_blocks_its_wakeup_fd_stops_nothing(void 
 	assert_int_equal(th_ctl_json(c, TH_MSG_READERS, &json), 0);
 	assert_non_null(strstr(json, "\"attacker\""));
 	free(json);
+	assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
+	assert_true(json_u64(json, "records") >= 5);
+	free(json);
 	th_ctl_close(c);
 	th_test_reader_close(&honest);
 	hub_stop_checked(h);
