@@ -32,7 +32,7 @@ type WaitMode int
 const (
 	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex (default)
 	WaitSpin                  // spin: lowest latency, burns a core
-	WaitFD                    // sleep on the reader's eventfd through Go's poller
+	WaitFD                    // sleep on the reader's wake-up fd (a pipe's read end; shm/ring.h) through Go's poller
 )
 
 // Options for Open. The zero value is usable.
