@@ -14,6 +14,7 @@
 
 #include <ini.h>
 
+#include "common/th_buf.h"
 #include "hub/hub_log.h"
 
 enum ktype {
@@ -106,14 +107,8 @@ static const struct key keys[] = {
 
 static char *own(struct th_hub_config *cfg, const char *s, size_t n)
 {
-	if (cfg->nowned == cfg->cap_owned) {
-		size_t cap = cfg->cap_owned ? cfg->cap_owned * 2 : 32;
-		char **p = realloc(cfg->owned, cap * sizeof *p);
-		if (!p)
-			return NULL;
-		cfg->owned = p;
-		cfg->cap_owned = cap;
-	}
+	if (th_grow((void **)&cfg->owned, &cfg->cap_owned, cfg->nowned + 1, sizeof *cfg->owned))
+		return NULL;
 	char *c = malloc(n + 1);
 	if (!c)
 		return NULL;

@@ -554,15 +554,11 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 			break;
 		}
 	if (slot == h->readers_cap) {
-		size_t cap = h->readers_cap ? h->readers_cap * 2 : 64;
-		struct th__hub_reader *nr = realloc(h->readers, cap * sizeof *nr);
-		if (nr) {
-			memset(nr + h->readers_cap, 0, (cap - h->readers_cap) * sizeof *nr);
-			h->readers = nr;
-			h->readers_cap = cap;
-		} else {
+		size_t old = h->readers_cap;
+		if (th_grow((void **)&h->readers, &h->readers_cap, old + 1, sizeof *h->readers) == 0)
+			memset(h->readers + old, 0, (h->readers_cap - old) * sizeof *h->readers);
+		else
 			slot = SIZE_MAX;
-		}
 	}
 	if (slot != SIZE_MAX) {
 		struct th__hub_reader *r = &h->readers[slot];
