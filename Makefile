@@ -139,6 +139,7 @@ run-tests: all
 	@# The install check loads the library into python3: a sanitizer build's cannot be.
 	@$(if $(SAN),echo "check-install: skipped under SAN=$(SAN) (python3 cannot load a sanitized library)",CC=$(CC) scripts/check-install.sh $(BUILD))
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
+	@BUILD=$(BUILD) plugins/go/run-tests.sh
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package topohub is a pure-Go client of topohubd (no cgo): it speaks the
 // hub's control protocol (hub/protocol.h) and reads the hub's shared-memory
 // ring (shm/ring.h) itself, with the semantics of the C library
@@ -8,10 +10,34 @@
 // Lifetimes are contexts: a watch ends when its context is cancelled (its
 // channel is closed after a last event, if any), a client when Close is
 // called. No goroutine outlives the Client that started it.
+//
+// Guarantees:
+//   - Each watch's events come in revision order, nothing missing, nothing
+//     twice; continuity lost (evicted, lapped, hub gone) is never silent:
+//     EventResync, the puts and deletes to the current state, EventSynced.
+//   - One goroutine per Client reads the ring and sends on the watch
+//     channels; nothing runs on a thread the caller did not start, no signal
+//     is used, nothing is logged. A full channel holds that goroutine up:
+//     past Options.Timeout the hub evicts the client (every watch resyncs).
+//   - Everything from the hub (messages, descriptors, the ring and slot) is
+//     checked before use: bad input is an error (ErrProto, ErrFormat,
+//     ErrVersion), never a panic.
+//   - WaitRevision(Sync(gtid)) returns once every change of those
+//     transactions was sent to the watches, with or without later traffic.
+//
+// Caveats:
+//   - In WaitFutex and WaitSpin modes a new watch (or a cancelled one) is
+//     taken in within 10 ms (1 ms spinning): the futex is the hub's, and
+//     waking it would wake every other reader on the host. WaitFD takes it
+//     in at once.
+//   - The client keeps a copy of every entry under its watches (for
+//     stitching and for the differences after a resync).
+//   - Event.Value is the receiver's own copy; Entry.Value too.
+//   - A hub that hangs without closing its socket (SIGSTOP) is waited for:
+//     the client sees no change until it runs again or dies.
 package topohub
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -117,67 +143,15 @@ type Stats struct {
 // Sentinel errors, for errors.Is. Errors from the hub wrap the matching
 // sentinel or syscall.Errno.
 var (
-	ErrClosed         = errors.New("topohub: client closed")
-	ErrNotFound       = errors.New("topohub: no such entry")
-	ErrProto          = errors.New("topohub: malformed or unexpected message from the hub")
-	ErrVersion        = errors.New("topohub: incompatible protocol or ring version")
-	ErrFormat         = errors.New("topohub: shared memory of an incompatible format")
-	ErrGTID           = errors.New("topohub: malformed GTID set")
-	ErrHubLost        = errors.New("topohub: connection to the hub lost")
-	ErrEvicted        = errors.New("topohub: evicted by the hub as a slow consumer")
-	ErrLapped         = errors.New("topohub: overtaken by the ring's writer")
+	ErrClosed   = errors.New("topohub: client closed")
+	ErrNotFound = errors.New("topohub: no such entry")
+	ErrProto    = errors.New("topohub: malformed or unexpected message from the hub")
+	ErrVersion  = errors.New("topohub: incompatible protocol or ring version")
+	ErrFormat   = errors.New("topohub: shared memory of an incompatible format")
+	ErrGTID     = errors.New("topohub: malformed GTID set")
+	ErrHubLost  = errors.New("topohub: connection to the hub lost")
+	ErrEvicted  = errors.New("topohub: evicted by the hub as a slow consumer")
+	ErrLapped   = errors.New("topohub: overtaken by the ring's writer")
+	// ErrNotImplemented was the skeleton's answer; kept for callers that name it, never returned.
 	ErrNotImplemented = errors.New("topohub: not implemented yet")
 )
-
-// Client is a connection to the host's hub: one ring reader, one control
-// socket, any number of watches. Its methods may be called from any goroutine.
-type Client struct {
-	opts Options
-}
-
-// Open connects to the hub and attaches as a reader of its ring.
-func Open(ctx context.Context, opts Options) (*Client, error) { return nil, ErrNotImplemented }
-
-// Close ends every watch (their channels close), detaches and disconnects.
-// It waits for the client's goroutines to end.
-func (c *Client) Close() error { return ErrNotImplemented }
-
-// Watch follows one key: first EventInitial (or EventNotFound then
-// EventEnded, and the channel closes), then every change in revision order;
-// a delete delivers EventDelete, EventEnded, and the channel closes. The
-// channel also closes after ctx is cancelled or the client is closed.
-func (c *Client) Watch(ctx context.Context, table uint32, key string) (<-chan Event, error) {
-	return nil, ErrNotImplemented
-}
-
-// WatchRecursive follows every key under prefix (on path-component
-// boundaries): the current entries in key order (EventInitial each), then
-// EventSynced, then every change, deletes included, until ctx is cancelled.
-func (c *Client) WatchRecursive(ctx context.Context, table uint32, prefix string) (<-chan Event, error) {
-	return nil, ErrNotImplemented
-}
-
-// Get reads one entry from the hub's state (a round trip). ErrNotFound when absent.
-func (c *Client) Get(ctx context.Context, table uint32, key string) (Entry, error) {
-	return Entry{}, ErrNotImplemented
-}
-
-// List reads every entry under prefix (component boundaries), in key order,
-// and the revision the list is exact at.
-func (c *Client) List(ctx context.Context, table uint32, prefix string) ([]Entry, uint64, error) {
-	return nil, 0, ErrNotImplemented
-}
-
-// Sync waits until the hub has published every transaction of gtidSet (as its
-// source speaks: MySQL "uuid:1-5" or MariaDB "0-1-100") and returns the hub's
-// revision then. With ctx's deadline as the timeout.
-func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
-	return 0, ErrNotImplemented
-}
-
-// WaitRevision returns once this client has dispatched every change up to
-// rev (what Sync returned) to its watches: read-your-writes.
-func (c *Client) WaitRevision(ctx context.Context, rev uint64) error { return ErrNotImplemented }
-
-// Stats returns the client's counters.
-func (c *Client) Stats() Stats { return Stats{} }
