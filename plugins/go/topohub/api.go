@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package topohub is a pure-Go client of topohubd (no cgo): it speaks the
-// hub's control protocol (hub/protocol.h) and reads the hub's shared-memory
+// hub's control protocol (protocol/protocol.h) and reads the hub's shared-memory
 // ring (shm/ring.h) itself, with the semantics of the C library
 // (plugins/topohub.h): Watch and WatchRecursive with snapshot stitching at one
 // revision, component-boundary prefixes, RESYNC and convergence after an
