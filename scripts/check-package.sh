@@ -34,6 +34,10 @@ for p in $PKGS; do
 	esac
 done
 
+version=$(sed -n 's/^VERSION *:= *//p' Makefile)
+[ "$(dpkg-parsechangelog -S Version)" = "$version" ] ||
+	fail "debian/changelog is at $(dpkg-parsechangelog -S Version), the Makefile's VERSION at $version: add a changelog entry (dch -v $version)"
+
 dir=$(mktemp -d "${TMPDIR:-/tmp}/topohub-pkg-XXXXXX")
 chmod 0755 "$dir" # the topohub user reaches MariaDB's socket and the configuration here
 db_pid="" hub_pid="" installed=""
@@ -60,7 +64,7 @@ step() { echo "check-package: $*"; }
 
 # ---- build, from a copy: dpkg-buildpackage writes its results into ../ -------
 step "building the packages in $dir"
-src="$dir/topohub-0.3.0"
+src="$dir/topohub-$version"
 mkdir "$src"
 { git ls-files; git ls-files --others --exclude-standard; } | sort -u |
 	while read -r f; do [ -e "$f" ] && printf '%s\n' "$f"; done | tar -cf - -T - | tar -xf - -C "$src"
