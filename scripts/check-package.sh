@@ -95,6 +95,8 @@ for p in $PKGS; do dpkg -L "$p" >"$dir/$p.list"; done
 getent passwd topohub >/dev/null || fail "no user topohub after install (sysusers entry)"
 [ "$(stat -c %U:%G "/run/topohub" 2>/dev/null)" = topohub:topohub ] || fail "no /run/topohub owned by topohub (tmpfiles entry)"
 [ -x /usr/sbin/topohubd ] && [ -x /usr/bin/topohubctl ] || fail "topohubd or topohubctl not installed"
+doc=$(sed -n 's|^Documentation=file://||p' /lib/systemd/system/topohubd.service)
+[ -f "$doc" ] || fail "the unit's Documentation= names $doc, which is not installed"
 case "$(systemctl is-enabled topohubd.service 2>/dev/null || true)" in
 enabled) fail "topohubd.service was enabled on install (it cannot run before it is configured)" ;;
 esac
