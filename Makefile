@@ -25,7 +25,7 @@ ABI_MINOR := $(shell sed -n 's/^\#define TH_ABI_MINOR \([0-9]*\)$$/\1/p' plugins
 # the README's two commands, `make test` and `make demo` (and `make bench`),
 # install what is missing first and then build in a second make that sees
 # the packages. Any other goal stops here when a package is missing.
-INSTALLING_GOALS := deps test demo bench clean
+INSTALLING_GOALS := deps test demo bench clean package-test
 ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) cmocka libcurl && echo ok),ok)
 $(error Debian packages are missing: run `make deps` as root (or `make test`, which installs them first))
@@ -77,7 +77,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall package-test
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -150,6 +150,12 @@ run-bench: all
 
 clean:
 	rm -rf build
+
+# make package-test: build the Debian packages in a temporary folder, lintian,
+# install, run and purge them (root; about 1.5 min; see scripts/check-package.sh).
+package-test:
+	@scripts/install-deps.sh build test package
+	@scripts/check-package.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]: what an operator needs, where
 # the system looks for it. The library is installed under its SONAME
