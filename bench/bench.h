@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench.h: the pieces of topohub-bench shared between its subcommands:
  * latency histograms with log-linear buckets, and JSON-lines output.

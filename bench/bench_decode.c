@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-bench decode: binlog decoding speed, against mariadb-binlog.
  *
@@ -32,11 +33,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench.h"
-#include "binlog.h"
-#include "th_error.h"
-#include "th_time.h"
-#include "txn.h"
+#include "bench/bench.h"
+#include "readers/binlog.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
+#include "readers/txn.h"
 
 extern char **environ;
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-bench e2e: the programs of the end-to-end benchmark. The driver
  * (bench/e2e/run.py) runs them as separate processes; see bench_e2e.h for the
@@ -15,7 +16,7 @@
  *
  * The MySQL password travels in TOPOHUB_MYSQL_PASSWORD, never on a command line.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +34,8 @@
 
 #include <mysql.h>
 
-#include "bench.h"
-#include "th_time.h"
+#include "bench/bench.h"
+#include "common/th_time.h"
 #include "tests/support/mariadb.h"
 
 /* ---- run file ----------------------------------------------------------- */

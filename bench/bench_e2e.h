@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_e2e.h: the pieces shared by the programs of the end-to-end benchmark
  * (`topohub-bench e2e ...`, driven by bench/e2e/run.py; see bench/README.md).

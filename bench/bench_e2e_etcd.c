@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The etcd peer of the end-to-end benchmark: Debian's etcd-server on loopback,
  * spoken to through its v3 JSON gateway with libcurl (bench/README.md says why
@@ -11,7 +12,7 @@
  *            "events": [{"kv": {..., "value": b64}}, ...] in revision order.
  *            Every value is base64-decoded whole, as a real client would.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The per-process peers of the end-to-end benchmark: each subscriber process
  * opens its own binlog dump connection to the server.
@@ -16,7 +17,7 @@
  * setup is before it), with the hub's 1 s heartbeat (they see the stop flag at
  * least once a second).
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,10 +26,10 @@
 
 #include <mysql.h>
 
-#include "binlog.h"
-#include "source.h"
-#include "th_error.h"
-#include "txn.h"
+#include "readers/binlog.h"
+#include "readers/source.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 struct dump {
 	MYSQL *sql;

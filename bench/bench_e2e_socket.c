@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The `socket` subscriber of the end-to-end benchmark: what the ring is
  * worth. The same hub, started in its benchmark mode (bench_socket_fanout),
@@ -9,7 +10,7 @@
  * a client (the setup values are in the table before it connects, and the
  * writer starts after every subscriber has its STREAM reply).
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -19,9 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "hub_client.h"
-#include "protocol.h"
-#include "th_error.h"
+#include "protocol/protocol.h"
+#include "protocol/protocol.h"
+#include "common/th_error.h"
 
 /* The largest record: the hub's records are at most a quarter of its ring
  * (64 MiB by default); the buffer is touched only as far as records reach. */
@@ -58,31 +59,31 @@ int th__e2e_sub_socket(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		th__e2e_error(s, "--hub-socket is needed");
 		return 1;
 	}
-	struct th_hubc *c;
-	int rc = th_hubc_connect(o->hub_socket, &c);
+	struct th_ctl *c;
+	int rc = th_ctl_connect(o->hub_socket, &c);
 	if (rc) {
 		th__e2e_error(s, "connect %s: %s", o->hub_socket, th_strerror(rc));
 		return 1;
 	}
 	struct th_msg_attach a = { .pid = (uint32_t)getpid() };
 	snprintf(a.name, sizeof a.name, "e2e-sock-%u", s->idx);
-	struct th_hubc_reply rep;
-	rc = th_hubc_call(c, TH_MSG_STREAM, &a, sizeof a, &rep, 10000);
+	struct th_ctl_reply rep;
+	rc = th_ctl_call(c, TH_MSG_STREAM, &a, sizeof a, &rep, 10000);
 	if (rc) {
-		th__e2e_error(s, "STREAM: %s (%s)%s", th_strerror(rc), th_hubc_error(c),
+		th__e2e_error(s, "STREAM: %s (%s)%s", th_strerror(rc), th_ctl_error(c),
 			      rc == -ENOTSUP ? ": start the hub with --bench-socket-fanout true" : "");
-		th_hubc_close(c);
+		th_ctl_close(c);
 		return 1;
 	}
-	th_hubc_reply_free(&rep);
+	th_ctl_reply_free(&rep);
 	uint8_t *buf = malloc(SOCK_REC_MAX);
 	if (!buf) {
 		th__e2e_error(s, "out of memory");
-		th_hubc_close(c);
+		th_ctl_close(c);
 		return 1;
 	}
 	th__e2e_ready(s);
-	int fd = th_hubc_fd(c);
+	int fd = th_ctl_fd(c);
 	int ret = 0;
 	while (!th__e2e_stopping(s)) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -115,6 +116,6 @@ int th__e2e_sub_socket(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		}
 	}
 	free(buf);
-	th_hubc_close(c);
+	th_ctl_close(c);
 	return ret;
 }

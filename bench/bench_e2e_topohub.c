@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The topohub subscriber of the end-to-end benchmark: a process that loads
  * libtopohub.so with dlopen (as the daemons that host the plugin do), watches
@@ -5,13 +6,13 @@
  * default wait mode (spin briefly, then sleep on the futex) unless --wait says
  * otherwise.
  */
-#include "bench_e2e.h"
+#include "bench/bench_e2e.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "topohub.h"
+#include "plugins/topohub.h"
 
 static void on_event(const struct th_event *ev, void *arg)
 {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-bench ring: the ring against the physical floor, in one run.
  *
@@ -33,11 +34,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench.h"
-#include "ring.h"
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "bench/bench.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 struct opts {
 	bool json;

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # gen-topo-binlog.sh: make a large binlog of topo row events for
 # `topohub-bench decode`, written by a real MariaDB server.
 #

@@ -1,4 +1,5 @@
-#include "bench.h"
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "bench/bench.h"
 
 #include <string.h>
 

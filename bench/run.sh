@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make bench: runs every benchmark and writes JSON lines to bench/results/.
 # Usage: bench/run.sh BUILD_DIR     (QUICK=1 for a short run)
 set -eu

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_atomic.h: the only place topohub spells memory ordering.
  *

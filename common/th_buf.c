@@ -1,7 +1,9 @@
-#include "th_buf.h"
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/th_buf.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +191,35 @@ bool th_utf8_valid(const void *p, size_t n)
 const char *th_buf_cstr(struct th_buf *b)
 {
 	return b->data && !b->oom ? b->data : "";
+}
+
+int th_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 16;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return -ENOMEM;
+		n *= 2;
+	}
+	if (elem && n > SIZE_MAX / elem)
+		return -ENOMEM;
+	void *q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+int th_grow32(void **p, uint32_t *cap, size_t need, size_t elem)
+{
+	if (need > UINT32_MAX)
+		return -ENOMEM;
+	size_t c = *cap;
+	int rc = th_grow(p, &c, need, elem);
+	if (rc == 0)
+		*cap = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+	return rc;
 }

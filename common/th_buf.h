@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_buf.h: a growable byte buffer, for building text (JSON, messages) and
  * binary messages. Not thread-safe; one owner at a time.
@@ -35,6 +36,12 @@ void th_buf_json_string(struct th_buf *b, const void *p, size_t n);
 void th_buf_base64(struct th_buf *b, const void *p, size_t n);
 /* True when p[0..n) is valid UTF-8 (no overlongs, no surrogates). */
 bool th_utf8_valid(const void *p, size_t n);
+/* Make *p (an array of *cap elements of elem bytes) hold at least need,
+ * doubling from 16. 0, or -ENOMEM with *p and *cap unchanged. The one
+ * growing array of the tree. */
+int th_grow(void **p, size_t *cap, size_t need, size_t elem);
+/* The same for a 32-bit capacity; -ENOMEM when need exceeds UINT32_MAX. */
+int th_grow32(void **p, uint32_t *cap, size_t need, size_t elem);
 /* The contents as a C string ("" when empty); valid until the next append. */
 const char *th_buf_cstr(struct th_buf *b);
 

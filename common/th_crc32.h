@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_crc32.h: CRC-32 (the IEEE/zlib polynomial, as binlog checksums use it).
  *

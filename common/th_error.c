@@ -1,4 +1,5 @@
-#include "th_error.h"
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/th_error.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* th_time.h: CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
 #ifndef TH_TIME_H
 #define TH_TIME_H

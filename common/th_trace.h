@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_trace.h: topohub's USDT probes, the one place they are defined.
  *

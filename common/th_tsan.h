@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * th_tsan.h: telling ThreadSanitizer about orderings it cannot see.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub.h: topohubd, the one process per host that reads the binlog and feeds
  * the ring. The contract with clients is protocol.h; this header is the
@@ -32,7 +33,7 @@
 #ifndef TH_HUB_H
 #define TH_HUB_H
 
-#include "hub_config.h"
+#include "hub/hub_config.h"
 
 /* Exit statuses of topohubd. */
 enum th_hub_exit {

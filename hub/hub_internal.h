@@ -1,6 +1,8 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
- * hub_internal.h: what the hub's threads share (hub.c, hub_db.c,
- * hub_control.c). Not for other components.
+ * hub_internal.h: what the hub's threads share (hub.c, hub_publisher.c,
+ * hub_load.c, hub_source.c, hub_control.c, hub_monitor.c, hub_fanout.c). Not
+ * for other components.
  *
  * Sharing, field by field:
  *
@@ -29,11 +31,11 @@
 
 #include <urcu.h>
 
-#include "binlog.h"
-#include "hub.h"
-#include "hub_state.h"
-#include "ring.h"
-#include "th_atomic.h"
+#include "readers/binlog.h"
+#include "hub/hub.h"
+#include "hub/hub_state.h"
+#include "shm/ring.h"
+#include "common/th_atomic.h"
 
 /* The position the hub has published through: replaced whole per transaction. */
 struct th__hub_pos {
@@ -54,9 +56,7 @@ struct th__hub_reader {
 	gid_t gid;
 	uint64_t timeout_ns;          /* granted (clamped) */
 	uint64_t attached_ns;         /* CLOCK_REALTIME */
-	uint64_t evictions;           /* by the monitor */
-	bool evicted_seen;            /* monitor already counted the current eviction */
-	char name[33];
+	char name[33];                /* (evictions: the ring's own count, th_ring_lag) */
 };
 
 /*
@@ -94,6 +94,10 @@ struct th__hub_source_info {
 
 struct th_hub {
 	const struct th_hub_config *cfg;
+	/* Effective limits (main, before any thread): cfg's, clamped to what
+	 * the open-file limit allows (hub.c, fd_budget()). */
+	uint32_t max_clients;
+	uint32_t max_readers;
 	struct th_ring_writer *ring;
 	struct th_state *state;
 	uint64_t start_ns;            /* CLOCK_REALTIME at start */
@@ -160,13 +164,13 @@ static inline bool th__hub_stopping(const struct th_hub *h)
 	return th_load_acquire(&h->stopping) != 0;
 }
 
-/* The publisher thread (hub_db.c). */
+/* The publisher thread (hub_publisher.c). */
 void *th__hub_publisher_main(void *arg);
 /* Shut down (not close) every MySQL connection of this process so that a
- * blocked read returns; see hub_db.c. Any thread. */
+ * blocked read returns; see hub_source.c. Any thread. */
 void th__hub_interrupt_mysql(void);
 
-/* The control socket (hub_control.c). */
+/* The control socket (hub_control.c) and the monitor (hub_monitor.c). */
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
@@ -190,5 +194,9 @@ struct th__hub_control_arg {
 	struct th_hub *h;
 	int listen_fd;
 };
+
+/* A reader's slow-consumer timeout wish (0: none) within the configured
+ * bounds (hub_monitor.c). Any thread. */
+uint64_t th__hub_clamp_timeout(const struct th_hub_config *c, uint64_t t);
 
 #endif

@@ -1,14 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The daemon's log; see hub_log.h. */
-#include "hub_log.h"
+#include "hub/hub_log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "th_atomic.h"
+#include "common/th_atomic.h"
 
 /*
  * The one mutable global of the hub besides its signal handling: the log
@@ -39,10 +41,47 @@ int th_hub_log_enabled(enum th_log_level level)
 	return (uint32_t)level <= th_load_relaxed(&log_level);
 }
 
+static void log_v(enum th_log_level level, const char *suffix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
 void th_hub_log(enum th_log_level level, const char *fmt, ...)
 {
 	if (!th_hub_log_enabled(level))
 		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_v(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void th_log_limited(struct th_log_limit *lim, enum th_log_level level, const char *fmt, ...)
+{
+	if (!th_hub_log_enabled(level))
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+	unsigned long long start = atomic_load_explicit(&lim->window_ns, memory_order_relaxed);
+	if (start == 0 || now - start >= (unsigned long long)lim->interval_ms * 1000000ull) {
+		atomic_store_explicit(&lim->window_ns, now, memory_order_relaxed);
+		atomic_store_explicit(&lim->lines, 0, memory_order_relaxed);
+	}
+	if (atomic_fetch_add_explicit(&lim->lines, 1, memory_order_relaxed) >= lim->burst) {
+		atomic_fetch_add_explicit(&lim->dropped, 1, memory_order_relaxed);
+		return;
+	}
+	unsigned long long dropped = atomic_exchange_explicit(&lim->dropped, 0, memory_order_relaxed);
+	char suffix[80] = "";
+	if (dropped)
+		snprintf(suffix, sizeof suffix, " (%llu similar lines suppressed)", dropped);
+	va_list ap;
+	va_start(ap, fmt);
+	log_v(level, suffix, fmt, ap);
+	va_end(ap);
+}
+
+static void log_v(enum th_log_level level, const char *suffix, const char *fmt, va_list ap)
+{
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
@@ -53,13 +92,17 @@ void th_hub_log(enum th_log_level level, const char *fmt, ...)
 			 ts.tv_nsec / 1000, (long)getpid(), level_names[level & 3]);
 	if (n < 0)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
 	if (len > sizeof line - 2)
 		len = sizeof line - 2;
+	if (suffix && *suffix) {
+		size_t sl = strlen(suffix);
+		if (len + sl > sizeof line - 2)
+			len = sizeof line - 2 - sl;
+		memcpy(line + len, suffix, sl);
+		len += sl;
+	}
 	line[len++] = '\n';
 	/* One write per line: lines of different threads never interleave. */
 	ssize_t w;

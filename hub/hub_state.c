@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The hub's state table; see hub_state.h. */
-#include "hub_state.h"
-#include "th_tsan.h"
+#include "hub/hub_state.h"
+#include "common/th_tsan.h"
 
 #include <errno.h>
 #include <stdlib.h>

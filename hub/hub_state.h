@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_state.h: the current value of every watched row, in a liburcu
  * lock-free hash table (cds_lfht), keyed by (table index, key bytes).
@@ -35,7 +36,7 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
-#include "th_atomic.h"
+#include "common/th_atomic.h"
 
 /* One row's current value. Read-only once visible; key then value in bytes[]. */
 struct th_state_entry {

@@ -1,9 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * client_int.h: what the files of libtopohub.so share with each other (and
  * with their unit tests). Nothing here crosses the ABI; every name is th__.
  *
- * state.c   keys and prefixes; the local copy of entries (struct th__mirror)
- * wire.c    the control-socket client (protocol.h messages)
+ * mirror.c  keys and prefixes; the local copy of entries (struct th__mirror)
  * client.c  connections, the watch registry, dispatch, resync, the API table
  */
 #ifndef TH_CLIENT_INT_H
@@ -13,11 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Make *p (an array of *cap elements of elem bytes) hold at least need,
- * doubling from 16. 0, or -ENOMEM with *p unchanged. */
-int th__grow(void **p, size_t *cap, size_t need, size_t elem);
 
-/* ---- keys and prefixes (state.c) ----------------------------------------- */
+/* ---- keys and prefixes (mirror.c) ----------------------------------------- */
 
 /* Length of path without its trailing '/'s ("/a/b/" -> "/a/b", "/" -> ""). */
 uint32_t th__path_trim(const char *path, uint32_t len);
@@ -27,7 +24,7 @@ uint32_t th__path_trim(const char *path, uint32_t len);
  * be trimmed (th__path_trim). */
 bool th__prefix_matches(const char *prefix, uint32_t plen, const char *key, uint32_t klen);
 
-/* ---- the local copy (state.c) -------------------------------------------- */
+/* ---- the local copy (mirror.c) -------------------------------------------- */
 
 /* One entry: the newest state of (table, key) the library knows. Immutable
  * once in a mirror except through th__mirror_apply(), which replaces it. */
@@ -127,46 +124,5 @@ int th__mirror_diff(const struct th__mirror *old, const struct th__mirror *new_,
 		    const char *path, uint32_t plen, bool exact,
 		    void (*put)(void *ctx, const struct th__entry *e),
 		    void (*del)(void *ctx, const struct th__entry *e), void *ctx);
-
-/* ---- control socket (wire.c) --------------------------------------------- */
-
-struct th__snapshot {
-	uint64_t revision;       /* R of protocol.h */
-	uint64_t count;
-	void *map;               /* the memfd's contents, read-only */
-	uint64_t bytes;
-};
-
-/* A parsed snapshot entry; pointers into the map. */
-struct th__snap_item {
-	uint64_t revision;
-	int64_t version;
-	uint32_t flags;
-	uint32_t key_len;
-	uint32_t value_len;
-	const char *key;
-	const char *value;
-};
-
-/* Connect to the hub's socket (SOCK_SEQPACKET, close-on-exec). fd or -errno. */
-int th__wire_connect(const char *path);
-/*
- * One request and its reply. body/len is the request body after the header;
- * the reply body (after the header) goes to reply (replen in: its size, out:
- * bytes received), descriptors to fds (up to nfds; *got says how many; extra
- * ones are closed). ERROR replies become their code. timeout_ms < 0: none.
- * Errors: -ECONNRESET (the hub went away), -TH_EPROTO, -ETIMEDOUT, the hub's
- * code. Descriptors are closed on every error.
- */
-int th__wire_call(int fd, uint16_t type, uint32_t request_id, const void *body, uint32_t len,
-		  void *reply, uint32_t *replen, int *fds, int nfds, int *got, int timeout_ms);
-/* SNAPSHOT (get=false; key is a prefix) or GET (get=true). The result is
- * mapped; release with th__snapshot_free. */
-int th__wire_snapshot(int fd, uint32_t request_id, bool get, uint32_t table, const char *key,
-		      uint32_t key_len, struct th__snapshot *out);
-/* Iterates: *off starts at 0; returns 1 with *it filled, 0 at the end,
- * -TH_EPROTO on a malformed entry. */
-int th__snapshot_next(const struct th__snapshot *s, uint64_t *off, uint64_t *index, struct th__snap_item *it);
-void th__snapshot_free(struct th__snapshot *s);
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog.h: the binlog event layer. Bytes in, decoded events out.
  *
@@ -54,8 +55,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rows.h"
-#include "th_buf.h"
+#include "readers/rows.h"
+#include "common/th_buf.h"
 
 /* Event types as written in the common header (Log_event_type). */
 enum th_binlog_type {

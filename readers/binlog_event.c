@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_event.c: one event's bytes -> struct th_binlog_event (binlog.h).
  *
@@ -15,9 +16,11 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "binlog.h"
-#include "th_crc32.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_buf.h"
+#include "common/th_bytes.h"
+#include "common/th_crc32.h"
+#include "common/th_error.h"
 
 /* ---- byte cursor ------------------------------------------------------- */
 
@@ -47,18 +50,10 @@ static inline const uint8_t *rd_take(struct rd *r, size_t n)
 	return q;
 }
 
-static inline uint64_t le(const uint8_t *q, unsigned n)
-{
-	uint64_t v = 0;
-	for (unsigned i = n; i-- > 0;)
-		v = (v << 8) | q[i];
-	return v;
-}
-
 static inline uint64_t rd_uint(struct rd *r, unsigned n)
 {
 	const uint8_t *q = rd_take(r, n);
-	return q ? le(q, n) : 0;
+	return q ? th_le(q, n) : 0;
 }
 
 static inline uint8_t rd_u8(struct rd *r) { return (uint8_t)rd_uint(r, 1); }
@@ -314,31 +309,6 @@ static int tm_slot(struct th_binlog_decoder *dec, uint64_t id, struct tm_entry *
 	return 0;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
-static int grow32(void **p, uint32_t *cap, size_t need, size_t elem)
-{
-	size_t c = *cap;
-	if (need > UINT32_MAX)
-		return -ENOMEM;
-	int rc = grow(p, &c, need, elem);
-	*cap = (uint32_t)c;
-	return rc;
-}
-
 /* ---- TABLE_MAP --------------------------------------------------------- */
 
 enum {
@@ -412,7 +382,7 @@ static int meta_bytes(unsigned type)
 static int category_list(struct th_binlog_decoder *dec, const struct th_table_map *tm,
 			 bool (*pred)(unsigned), uint32_t **list, uint32_t *n)
 {
-	if (grow((void **)&dec->scratch, &dec->scratch_cap, tm->ncols + 1, sizeof *dec->scratch))
+	if (th_grow((void **)&dec->scratch, &dec->scratch_cap, tm->ncols + 1, sizeof *dec->scratch))
 		return -ENOMEM;
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < tm->ncols; i++)
@@ -520,8 +490,8 @@ static int parse_optional_metadata(struct th_binlog_decoder *dec, struct tm_entr
 	*what = "optional metadata framing";
 	if (count_strs(p, n, &nstrs))
 		return -TH_EBINLOG;
-	if (grow32((void **)&e->strs, &e->strs_cap, nstrs, sizeof *e->strs) ||
-	    grow32((void **)&e->str_lens, &e->lens_cap, nstrs, sizeof *e->str_lens))
+	if (th_grow32((void **)&e->strs, &e->strs_cap, nstrs, sizeof *e->strs) ||
+	    th_grow32((void **)&e->str_lens, &e->lens_cap, nstrs, sizeof *e->str_lens))
 		return -ENOMEM;
 	uint32_t next_str = 0;
 	struct rd r = rd_make(p, n);
@@ -629,8 +599,8 @@ static int decode_table_map(struct th_binlog_decoder *dec, struct th_binlog_even
 		return fail(dec, ev->pos, TH_EBINLOG, "TABLE_MAP post-header length %u (want 6 or 8)", ph);
 	if (n < ph)
 		return fail(dec, ev->pos, TH_EBINLOG, "TABLE_MAP shorter than its post-header");
-	uint64_t id = ph == 6 ? le(b, 4) : le(b, 6);
-	ev->u.table_map.flags = (uint16_t)le(b + ph - 2, 2);
+	uint64_t id = ph == 6 ? th_le(b, 4) : th_le(b, 6);
+	ev->u.table_map.flags = (uint16_t)th_le(b + ph - 2, 2);
 
 	struct tm_entry *e = tm_find(dec, id);
 	if (e && e->raw_len == n && !memcmp(e->raw, b, n)) {
@@ -642,7 +612,7 @@ static int decode_table_map(struct th_binlog_decoder *dec, struct th_binlog_even
 	int rc = tm_slot(dec, id, &e);
 	if (rc)
 		return fail(dec, ev->pos, -rc, "out of memory caching TABLE_MAP");
-	if (grow((void **)&e->raw, &e->raw_cap, n ? n : 1, 1)) {
+	if (th_grow((void **)&e->raw, &e->raw_cap, n ? n : 1, 1)) {
 		e->raw_len = 0; /* never matches: the next TABLE_MAP parses again */
 		return fail(dec, ev->pos, ENOMEM, "out of memory caching TABLE_MAP");
 	}
@@ -674,7 +644,7 @@ static int decode_table_map(struct th_binlog_decoder *dec, struct th_binlog_even
 	const uint8_t *nulls = rd_take(&r, (size_t)(ncols + 7) / 8);
 	if (r.bad)
 		goto bad;
-	if (grow32((void **)&e->cols, &e->cols_cap, ncols ? ncols : 1, sizeof *e->cols)) {
+	if (th_grow32((void **)&e->cols, &e->cols_cap, ncols ? ncols : 1, sizeof *e->cols)) {
 		e->tm.ncols = 0;
 		return fail(dec, ev->pos, ENOMEM, "out of memory caching TABLE_MAP");
 	}
@@ -760,7 +730,7 @@ static int maria_inflate(struct th_binlog_decoder *dec, uint64_t pos, const uint
 	}
 	/* grow as the data proves itself: a lying length costs no memory */
 	size_t first = want < 65536 + 8 * n ? (size_t)want : 65536 + 8 * n;
-	if (grow((void **)&dec->unz, &dec->unz_cap, first ? first : 1, 1))
+	if (th_grow((void **)&dec->unz, &dec->unz_cap, first ? first : 1, 1))
 		return fail(dec, pos, ENOMEM, "out of memory inflating");
 	z_stream *zs = &dec->zs;
 	zs->next_in = (Bytef *)(p + 1 + lenlen);
@@ -789,7 +759,7 @@ static int maria_inflate(struct th_binlog_decoder *dec, uint64_t pos, const uint
 				    (unsigned long long)want);
 		}
 		if (zs->avail_out == 0 && done < want &&
-		    grow((void **)&dec->unz, &dec->unz_cap, dec->unz_cap * 2 < want ? dec->unz_cap * 2 : (size_t)want, 1))
+		    th_grow((void **)&dec->unz, &dec->unz_cap, dec->unz_cap * 2 < want ? dec->unz_cap * 2 : (size_t)want, 1))
 			return fail(dec, pos, ENOMEM, "out of memory inflating");
 	}
 	if (done != want || zs->avail_in != 0)
@@ -852,10 +822,10 @@ static int decode_fde(struct th_binlog_decoder *dec, struct th_binlog_event *ev,
 	size_t n = len - TH_BINLOG_HEADER_LEN;
 	struct th_ev_format_description f;
 	memset(&f, 0, sizeof f);
-	f.binlog_version = (uint16_t)le(b, 2);
+	f.binlog_version = (uint16_t)th_le(b, 2);
 	memcpy(f.server_version, b + 2, 50);
 	f.server_version[50] = 0;
-	f.create_timestamp = (uint32_t)le(b + 52, 4);
+	f.create_timestamp = (uint32_t)th_le(b + 52, 4);
 	f.header_len = b[56];
 	f.flavor = strstr(f.server_version, "MariaDB") ? TH_BINLOG_FLAVOR_MARIADB : TH_BINLOG_FLAVOR_MYSQL;
 	if (f.binlog_version != 4)
@@ -879,7 +849,7 @@ static int decode_fde(struct th_binlog_decoder *dec, struct th_binlog_event *ev,
 			/* The server sets the in-use flag after checksumming and clears it
 			   at close: the checksum is over the event with the flag clear. */
 			uint8_t flags[2] = { (uint8_t)(p[17] & ~TH_BINLOG_F_IN_USE), p[18] };
-			uint32_t want = (uint32_t)le(p + len - 4, 4);
+			uint32_t want = (uint32_t)th_le(p + len - 4, 4);
 			uint32_t got = th_crc32(0, p, 17);
 			got = th_crc32(got, flags, 2);
 			got = th_crc32(got, p + 19, len - 4 - 19);
@@ -918,9 +888,9 @@ static int decode_start_v3(struct th_binlog_decoder *dec, struct th_binlog_event
 		return fail(dec, ev->pos, TH_EBINLOG, "malformed START_V3");
 	struct th_ev_format_description f;
 	memset(&f, 0, sizeof f);
-	f.binlog_version = (uint16_t)le(ev->body, 2);
+	f.binlog_version = (uint16_t)th_le(ev->body, 2);
 	memcpy(f.server_version, ev->body + 2, 50);
-	f.create_timestamp = (uint32_t)le(ev->body + 52, 4);
+	f.create_timestamp = (uint32_t)th_le(ev->body + 52, 4);
 	f.header_len = TH_BINLOG_HEADER_LEN;
 	f.flavor = TH_BINLOG_FLAVOR_MYSQL;
 	if (f.binlog_version != 2 && f.binlog_version != 3)
@@ -1217,7 +1187,7 @@ static int decode_payload(struct th_binlog_decoder *dec, struct th_binlog_event 
 
 	size_t done = 0;
 	if (pl->compression == 255) {
-		if (grow((void **)&dec->pl, &dec->pl_cap, pl->len ? pl->len : 1, 1))
+		if (th_grow((void **)&dec->pl, &dec->pl_cap, pl->len ? pl->len : 1, 1))
 			return fail(dec, ev->pos, ENOMEM, "out of memory for TRANSACTION_PAYLOAD");
 		memcpy(dec->pl, pl->data, pl->len);
 		done = pl->len;
@@ -1226,7 +1196,7 @@ static int decode_payload(struct th_binlog_decoder *dec, struct th_binlog_event 
 			return fail(dec, ev->pos, ENOMEM, "zstd: cannot create a context");
 		ZSTD_DCtx_reset(dec->zd, ZSTD_reset_session_only);
 		size_t first = limit < 65536 + 8 * (uint64_t)pl->len ? (size_t)limit : 65536 + 8 * pl->len;
-		if (grow((void **)&dec->pl, &dec->pl_cap, first ? first : 1, 1))
+		if (th_grow((void **)&dec->pl, &dec->pl_cap, first ? first : 1, 1))
 			return fail(dec, ev->pos, ENOMEM, "out of memory for TRANSACTION_PAYLOAD");
 		ZSTD_inBuffer in = { pl->data, pl->len, 0 };
 		size_t zr = 1;
@@ -1238,7 +1208,7 @@ static int decode_payload(struct th_binlog_decoder *dec, struct th_binlog_event 
 						    "TRANSACTION_PAYLOAD inflates past its stated %llu bytes",
 						    (unsigned long long)limit);
 				size_t want = dec->pl_cap * 2 < limit ? dec->pl_cap * 2 : (size_t)limit;
-				if (grow((void **)&dec->pl, &dec->pl_cap, want, 1))
+				if (th_grow((void **)&dec->pl, &dec->pl_cap, want, 1))
 					return fail(dec, ev->pos, ENOMEM, "out of memory for TRANSACTION_PAYLOAD");
 				cap = dec->pl_cap < limit ? dec->pl_cap : (size_t)limit;
 			}
@@ -1348,7 +1318,7 @@ static int decode_body(struct th_binlog_decoder *dec, struct th_binlog_event *ev
 				    type_name_for_msg(t));
 		if (t == TH_BINLOG_ROTATE) {
 			ev->kind = TH_EVK_ROTATE;
-			ev->u.rotate.position = le(b, 8);
+			ev->u.rotate.position = th_le(b, 8);
 			ev->u.rotate.name = (const char *)b + 8;
 			ev->u.rotate.name_len = (uint32_t)(n - 8);
 			ev->u.rotate.fake = ev->log_pos == 0 || (ev->flags & TH_BINLOG_F_ARTIFICIAL);
@@ -1436,7 +1406,7 @@ static int decode_body(struct th_binlog_decoder *dec, struct th_binlog_event *ev
 		ev->kind = TH_EVK_INCIDENT;
 		if (ph < 2)
 			return fail(dec, ev->pos, TH_EBINLOG, "INCIDENT post-header length %u (want 2)", ph);
-		ev->u.text.incident = (uint16_t)le(b, 2);
+		ev->u.text.incident = (uint16_t)th_le(b, 2);
 		uint8_t ml = rd_u8(&r);
 		ev->u.text.text = (const char *)rd_take(&r, ml);
 		ev->u.text.len = ml;
@@ -1507,12 +1477,12 @@ static int decode_framed(struct th_binlog_decoder *dec, const uint8_t *p, size_t
 	ev->data = p;
 	if (len < TH_BINLOG_HEADER_LEN)
 		return fail(dec, pos, TH_ETRUNCATED, "%zu bytes, less than an event header", len);
-	ev->timestamp = (uint32_t)le(p, 4);
+	ev->timestamp = (uint32_t)th_le(p, 4);
 	ev->type = p[4];
-	ev->server_id = (uint32_t)le(p + 5, 4);
-	ev->size = (uint32_t)le(p + 9, 4);
-	ev->log_pos = (uint32_t)le(p + 13, 4);
-	ev->flags = (uint16_t)le(p + 17, 2);
+	ev->server_id = (uint32_t)th_le(p + 5, 4);
+	ev->size = (uint32_t)th_le(p + 9, 4);
+	ev->log_pos = (uint32_t)th_le(p + 13, 4);
+	ev->flags = (uint16_t)th_le(p + 17, 2);
 	if (ev->size > len)
 		return fail(dec, pos, TH_ETRUNCATED, "%s event of %u bytes, only %zu there",
 			    type_name_for_msg(ev->type), ev->size, len);
@@ -1531,7 +1501,7 @@ static int decode_framed(struct th_binlog_decoder *dec, const uint8_t *p, size_t
 			return fail(dec, pos, TH_EBINLOG, "%s event too short for its checksum",
 				    type_name_for_msg(ev->type));
 		n -= 4;
-		uint32_t want = (uint32_t)le(p + len - 4, 4);
+		uint32_t want = (uint32_t)th_le(p + len - 4, 4);
 		uint32_t got = th_crc32(0, p, len - 4);
 		if (want != got)
 			return fail(dec, pos, TH_ECHECKSUM, "%s event CRC32 is %08x, computed %08x",
@@ -1569,7 +1539,7 @@ int th_binlog_payload_next(struct th_binlog_decoder *dec, struct th_binlog_event
 		rc = fail(dec, dec->pl_pos, TH_EBINLOG, "TRANSACTION_PAYLOAD: %zu stray bytes at offset %u",
 			  left, off);
 	} else {
-		size_t size = (size_t)le(p + 9, 4);
+		size_t size = (size_t)th_le(p + 9, 4);
 		if (size > left)
 			rc = fail(dec, dec->pl_pos, TH_EBINLOG,
 				  "TRANSACTION_PAYLOAD: event at offset %u of %zu bytes overruns the payload",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_file.c: a binlog file as a source of events (binlog.h).
  *
@@ -15,8 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
 struct th_binlog_file {
 	char *path;
@@ -187,8 +189,7 @@ int th_binlog_file_next(struct th_binlog_file *f, struct th_binlog_event *ev)
 				 f->path, (unsigned long long)f->pos, left);
 			return set_error(f, -TH_ETRUNCATED, msg);
 		}
-		uint32_t size = (uint32_t)p[9] | (uint32_t)p[10] << 8 | (uint32_t)p[11] << 16 |
-				(uint32_t)p[12] << 24;
+		uint32_t size = th_le32(p + 9);
 		if (size > left) {
 			snprintf(msg, sizeof msg, "%s at %llu: event of %u bytes, but the file ends %zu bytes on",
 				 f->path, (unsigned long long)f->pos, size, left);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_json.c: one decoded event as one JSON object (th_binlog_event_to_json,
  * the format of `topohubctl decode`). Not on the hot path: clarity first.
@@ -6,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
 /* Text that may not be UTF-8 (queries in latin1, file names): a string or {"base64":...}. */
 static void text(struct th_buf *o, const void *p, size_t n)
@@ -50,14 +52,6 @@ static void uuid_text(struct th_buf *o, const uint8_t *u)
 		      u[13], u[14], u[15]);
 }
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* PREVIOUS_GTIDS as MySQL prints a GTID set: uuid:1-5:7,uuid2:3 (intervals are [start, end)). */
 static void prev_gtids(struct th_buf *o, const struct th_ev_previous_gtids *pg)
 {
@@ -67,10 +61,10 @@ static void prev_gtids(struct th_buf *o, const struct th_ev_previous_gtids *pg)
 		if (i)
 			th_buf_putc(o, ',');
 		uuid_text(o, p);
-		uint64_t n = le64(p + 16);
+		uint64_t n = th_le64(p + 16);
 		p += 24;
 		for (uint64_t j = 0; j < n; j++, p += 16) {
-			uint64_t a = le64(p), b = le64(p + 8) - 1;
+			uint64_t a = th_le64(p), b = th_le64(p + 8) - 1;
 			if (a == b)
 				th_buf_printf(o, ":%llu", (unsigned long long)a);
 			else
@@ -270,8 +264,8 @@ int th_binlog_event_to_json(const struct th_binlog_event *ev, struct th_buf *o)
 		th_buf_putc(o, '[');
 		const uint8_t *p = ev->u.gtid_list.data;
 		for (uint32_t i = 0; i < ev->u.gtid_list.count; i++, p += 16) {
-			uint32_t d = (uint32_t)(le64(p) & 0xffffffffu), s = (uint32_t)(le64(p) >> 32);
-			th_buf_printf(o, "%s\"%u-%u-%llu\"", i ? "," : "", d, s, (unsigned long long)le64(p + 8));
+			uint32_t d = (uint32_t)(th_le64(p) & 0xffffffffu), s = (uint32_t)(th_le64(p) >> 32);
+			th_buf_printf(o, "%s\"%u-%u-%llu\"", i ? "," : "", d, s, (unsigned long long)th_le64(p + 8));
 		}
 		th_buf_putc(o, ']');
 		break;

@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* GTID sets (MySQL) and GTID positions (MariaDB); see gtid.h. */
-#include "gtid.h"
+#include "readers/gtid.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_buf.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
 /* One uuid and its intervals [start, end), sorted, disjoint, non-adjacent. */
 struct gtid_sid {
@@ -146,14 +149,8 @@ static struct gtid_sid *sid_get(struct th_gtid_set *set, const uint8_t uuid[16])
 	uint32_t i = sid_find(set, uuid, &found);
 	if (found)
 		return &set->sids[i];
-	if (set->n == set->cap) {
-		uint32_t cap = set->cap ? set->cap * 2 : 4;
-		struct gtid_sid *s = realloc(set->sids, cap * sizeof *s);
-		if (!s)
-			return NULL;
-		set->sids = s;
-		set->cap = cap;
-	}
+	if (th_grow32((void **)&set->sids, &set->cap, (size_t)set->n + 1, sizeof *set->sids))
+		return NULL;
 	memmove(&set->sids[i + 1], &set->sids[i], (set->n - i) * sizeof *set->sids);
 	memset(&set->sids[i], 0, sizeof set->sids[i]);
 	memcpy(set->sids[i].uuid, uuid, 16);
@@ -187,14 +184,8 @@ static int sid_add(struct gtid_sid *s, uint64_t start, uint64_t end)
 		s->n -= last - first - 1;
 		return 0;
 	}
-	if (s->n == s->cap) {
-		uint32_t cap = s->cap ? s->cap * 2 : 2;
-		struct gtid_iv *iv = realloc(s->iv, cap * sizeof *iv);
-		if (!iv)
-			return -ENOMEM;
-		s->iv = iv;
-		s->cap = cap;
-	}
+	if (th_grow32((void **)&s->iv, &s->cap, (size_t)s->n + 1, sizeof *s->iv))
+		return -ENOMEM;
 	memmove(&s->iv[first + 1], &s->iv[first], (s->n - first) * sizeof *s->iv);
 	s->iv[first].start = start;
 	s->iv[first].end = end;
@@ -479,20 +470,6 @@ int th_gtid_set_parse(struct th_gtid_set *set, const char *text, char *why, size
 	return rc;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 size_t th_gtid_set_encoded_size(const struct th_gtid_set *set)
 {
 	size_t n = 8;
@@ -506,15 +483,15 @@ int th_gtid_set_encode(const struct th_gtid_set *set, struct th_buf *out)
 	if (th_buf_reserve(out, th_gtid_set_encoded_size(set)) != 0)
 		return -ENOMEM;
 	uint8_t b[16];
-	put_u64(b, set->n);
+	th_put_le64(b, set->n);
 	th_buf_append(out, b, 8);
 	for (uint32_t i = 0; i < set->n; i++) {
 		th_buf_append(out, set->sids[i].uuid, 16);
-		put_u64(b, set->sids[i].n);
+		th_put_le64(b, set->sids[i].n);
 		th_buf_append(out, b, 8);
 		for (uint32_t k = 0; k < set->sids[i].n; k++) {
-			put_u64(b, set->sids[i].iv[k].start);
-			put_u64(b + 8, set->sids[i].iv[k].end);
+			th_put_le64(b, set->sids[i].iv[k].start);
+			th_put_le64(b + 8, set->sids[i].iv[k].end);
 			th_buf_append(out, b, 16);
 		}
 	}
@@ -525,7 +502,7 @@ int th_gtid_set_decode(struct th_gtid_set *set, const uint8_t *p, size_t len, si
 {
 	if (len < 8)
 		return -TH_EGTID;
-	uint64_t n_sids = get_u64(p);
+	uint64_t n_sids = th_le64(p);
 	/* MySQL 8.3+ marks the tagged format in the top byte; no real set has
 	 * 2^56 uuids. */
 	if (n_sids >> 56)
@@ -541,14 +518,14 @@ int th_gtid_set_decode(struct th_gtid_set *set, const uint8_t *p, size_t len, si
 			break;
 		}
 		const uint8_t *uuid = p + off;
-		uint64_t n_iv = get_u64(p + off + 16);
+		uint64_t n_iv = th_le64(p + off + 16);
 		off += 24;
 		if (n_iv > (len - off) / 16) {
 			rc = -TH_EGTID;
 			break;
 		}
 		for (uint64_t k = 0; k < n_iv && rc == 0; k++) {
-			uint64_t start = get_u64(p + off), end = get_u64(p + off + 8);
+			uint64_t start = th_le64(p + off), end = th_le64(p + off + 8);
 			off += 16;
 			if (start == 0 || end <= start || end - 1 > TH_GTID_GNO_MAX)
 				rc = -TH_EGTID;
@@ -593,17 +570,7 @@ void th_gtid_pos_clear(struct th_gtid_pos *pos)
 
 static int pos_reserve(struct th_gtid_pos *pos, uint32_t n)
 {
-	if (n <= pos->cap)
-		return 0;
-	uint32_t cap = pos->cap ? pos->cap : 4;
-	while (cap < n)
-		cap *= 2;
-	struct th_maria_gtid *g = realloc(pos->g, cap * sizeof *g);
-	if (!g)
-		return -ENOMEM;
-	pos->g = g;
-	pos->cap = cap;
-	return 0;
+	return th_grow32((void **)&pos->g, &pos->cap, n, sizeof *pos->g);
 }
 
 int th_gtid_pos_copy(struct th_gtid_pos *dst, const struct th_gtid_pos *src)

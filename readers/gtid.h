@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gtid.h: GTID sets (MySQL) and GTID positions (MariaDB).
  *
@@ -39,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "th_buf.h"
+#include "common/th_buf.h"
 
 /* Largest transaction number (MySQL's GNO_END - 1). */
 #define TH_GTID_GNO_MAX ((uint64_t)INT64_MAX - 1)

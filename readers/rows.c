@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rows.c: row images to values (th_row_decode) and values to JSON
  * (th_value_to_json). Binary JSON documents are in rows_json.c.
@@ -11,7 +12,7 @@
  * stdio. Text renderings (DECIMAL, temporals) are written digit by digit into
  * the value's own text[] so that the caller's bytes are the only input.
  */
-#include "rows.h"
+#include "readers/rows.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,43 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
-/* ---- byte assembly: no unaligned loads, no signed shifts ---- */
-
-static inline uint32_t rd_le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static inline uint32_t rd_le24(const uint8_t *p) { return rd_le16(p) | (uint32_t)p[2] << 16; }
-static inline uint32_t rd_le32(const uint8_t *p) { return rd_le24(p) | (uint32_t)p[3] << 24; }
-static inline uint64_t rd_le64(const uint8_t *p) { return rd_le32(p) | (uint64_t)rd_le32(p + 4) << 32; }
-
-static inline uint64_t rd_be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static inline uint64_t rd_le(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = n; i > 0; i--)
-		v = v << 8 | p[i - 1];
-	return v;
-}
-
-/* Two's complement of the low `bits` bits, without implementation-defined casts. */
-static inline int64_t sext(uint64_t v, unsigned bits)
-{
-	if (bits < 64) {
-		uint64_t sign = (uint64_t)1 << (bits - 1);
-		v &= (sign << 1) - 1;
-		return (int64_t)(v ^ sign) - (int64_t)sign;
-	}
-	int64_t r;
-	memcpy(&r, &v, sizeof r);
-	return r;
-}
+/* ---- byte assembly: common/th_bytes.h ---- */
 
 /* ---- text ---- */
 
@@ -184,7 +152,7 @@ int th__decimal_to_text(const uint8_t *p, size_t len, unsigned precision, unsign
 	bool zero = true, leading = true;
 	size_t pos = 0;
 	if (intg0x) {
-		uint32_t x = (uint32_t)rd_be(b, dig2bytes[intg0x]);
+		uint32_t x = (uint32_t)th_be(b, dig2bytes[intg0x]);
 		pos += dig2bytes[intg0x];
 		if (x >= pow10_u32[intg0x])
 			return -TH_EBINLOG;
@@ -194,7 +162,7 @@ int th__decimal_to_text(const uint8_t *p, size_t len, unsigned precision, unsign
 		}
 	}
 	for (unsigned g = 0; g < intg0; g++, pos += 4) {
-		uint32_t x = (uint32_t)rd_be(b + pos, 4);
+		uint32_t x = (uint32_t)th_be(b + pos, 4);
 		if (x >= 1000000000u)
 			return -TH_EBINLOG;
 		if (leading) {
@@ -211,14 +179,14 @@ int th__decimal_to_text(const uint8_t *p, size_t len, unsigned precision, unsign
 	if (scale)
 		*o++ = '.';
 	for (unsigned g = 0; g < frac0; g++, pos += 4) {
-		uint32_t x = (uint32_t)rd_be(b + pos, 4);
+		uint32_t x = (uint32_t)th_be(b + pos, 4);
 		if (x >= 1000000000u)
 			return -TH_EBINLOG;
 		zero = zero && !x;
 		o = put_digits(o, x, 9);
 	}
 	if (frac0x) {
-		uint32_t x = (uint32_t)rd_be(b + pos, dig2bytes[frac0x]);
+		uint32_t x = (uint32_t)th_be(b + pos, dig2bytes[frac0x]);
 		if (x >= pow10_u32[frac0x])
 			return -TH_EBINLOG;
 		zero = zero && !x;
@@ -274,7 +242,7 @@ static inline size_t frac_bytes(unsigned fsp) { return (fsp + 1) / 2; }
 static int read_frac(const uint8_t *p, unsigned fsp, uint32_t *usec)
 {
 	size_t n = frac_bytes(fsp);
-	uint32_t x = (uint32_t)rd_be(p, n);
+	uint32_t x = (uint32_t)th_be(p, n);
 	static const uint32_t unit[4] = { 0, 10000, 100, 1 };
 	if (x >= pow10_u32[2 * n])
 		return -TH_EBINLOG;
@@ -323,7 +291,7 @@ int th__time_packed_to_text(int64_t packed, char *out, unsigned fsp)
 /* TIME2: 3 bytes of int part offset by 2^23, then the fraction (my_time_packed_from_binary). */
 static int decode_time2(const uint8_t *p, unsigned fsp, struct th_value *v)
 {
-	int64_t intpart = (int64_t)rd_be(p, 3) - 0x800000;
+	int64_t intpart = (int64_t)th_be(p, 3) - 0x800000;
 	int64_t frac = 0;
 	switch (fsp) {
 	case 0:
@@ -340,7 +308,7 @@ static int decode_time2(const uint8_t *p, unsigned fsp, struct th_value *v)
 		break;
 	case 3:
 	case 4:
-		frac = (int64_t)rd_be(p + 3, 2);
+		frac = (int64_t)th_be(p + 3, 2);
 		if (intpart < 0 && frac) {
 			intpart++;
 			frac -= 0x10000;
@@ -349,7 +317,7 @@ static int decode_time2(const uint8_t *p, unsigned fsp, struct th_value *v)
 		break;
 	default: {
 		/* 6 bytes as one number offset by 2^47: int part and fraction together. */
-		int64_t packed = (int64_t)rd_be(p, 6) - ((int64_t)1 << 47);
+		int64_t packed = (int64_t)th_be(p, 6) - ((int64_t)1 << 47);
 		v->kind = TH_VAL_TEXT;
 		return th__time_packed_to_text(packed, v->text, fsp);
 	}
@@ -365,7 +333,7 @@ static int decode_time2(const uint8_t *p, unsigned fsp, struct th_value *v)
 /* DATETIME2: 5 bytes offset by 2^39: sign, year*13+month (17), day (5), h (5), m (6), s (6). */
 static int decode_datetime2(const uint8_t *p, unsigned fsp, struct th_value *v)
 {
-	uint64_t raw = rd_be(p, 5);
+	uint64_t raw = th_be(p, 5);
 	if (raw < 0x8000000000ull)
 		return -TH_EBINLOG; /* negative DATETIME: no server writes one */
 	uint64_t x = raw - 0x8000000000ull;
@@ -399,7 +367,7 @@ static inline int take_prefixed(const uint8_t *p, size_t avail, size_t nprefix, 
 {
 	if (avail < nprefix)
 		return -TH_EBINLOG;
-	uint64_t l = rd_le(p, nprefix);
+	uint64_t l = th_le(p, nprefix);
 	if (l > max || l > avail - nprefix)
 		return -TH_EBINLOG;
 	v->kind = kind;
@@ -440,7 +408,7 @@ static int decode_enum_set(unsigned type, unsigned size, const uint8_t *p, size_
 	if (avail < size)
 		return -TH_EBINLOG;
 	v->kind = type == TH_COL_ENUM ? TH_VAL_ENUM : TH_VAL_SET;
-	v->u = rd_le(p, size);
+	v->u = th_le(p, size);
 	*n = size;
 	return 0;
 }
@@ -480,13 +448,13 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 		size_t w = width[c->type];
 		if (avail < w)
 			return -TH_EBINLOG;
-		uint64_t x = w == 8 ? rd_le64(p) : w == 4 ? rd_le32(p) : rd_le(p, w);
+		uint64_t x = w == 8 ? th_le64(p) : w == 4 ? th_le32(p) : th_le(p, w);
 		if (c->is_unsigned) {
 			v->kind = TH_VAL_UINT;
 			v->u = x;
 		} else {
 			v->kind = TH_VAL_INT;
-			v->i = sext(x, (unsigned)w * 8);
+			v->i = th_sext(x, (unsigned)w * 8);
 		}
 		*n = w;
 		return 0;
@@ -494,7 +462,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 	case TH_COL_FLOAT: {
 		if (avail < 4)
 			return -TH_EBINLOG;
-		uint32_t x = rd_le32(p);
+		uint32_t x = th_le32(p);
 		float f;
 		memcpy(&f, &x, sizeof f);
 		v->kind = TH_VAL_DOUBLE;
@@ -505,7 +473,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 	case TH_COL_DOUBLE: {
 		if (avail < 8)
 			return -TH_EBINLOG;
-		uint64_t x = rd_le64(p);
+		uint64_t x = th_le64(p);
 		memcpy(&v->d, &x, sizeof v->d);
 		v->kind = TH_VAL_DOUBLE;
 		*n = 8;
@@ -526,7 +494,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 	case TH_COL_NEWDATE: {
 		if (avail < 3)
 			return -TH_EBINLOG;
-		uint32_t x = rd_le24(p);
+		uint32_t x = th_le24(p);
 		unsigned month = (x >> 5) & 15;
 		if (month > 12)
 			return -TH_EBINLOG;
@@ -541,7 +509,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 			return -TH_EUNSUPPORTED;
 		if (avail < 3)
 			return -TH_EBINLOG;
-		int64_t x = sext(rd_le24(p), 24);
+		int64_t x = th_sext(th_le24(p), 24);
 		bool neg = x < 0;
 		uint32_t a = (uint32_t)(neg ? -x : x);
 		unsigned h = a / 10000, m = a / 100 % 100, s = a % 100;
@@ -558,7 +526,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 		if (avail < 8)
 			return -TH_EBINLOG;
 		/* YYYYMMDDhhmmss as a decimal number. */
-		uint64_t x = rd_le64(p);
+		uint64_t x = th_le64(p);
 		uint64_t d = x / 1000000, t = x % 1000000;
 		unsigned mo = (unsigned)(d / 100 % 100), dd = (unsigned)(d % 100);
 		unsigned h = (unsigned)(t / 10000), mi = (unsigned)(t / 100 % 100), s = (unsigned)(t % 100);
@@ -574,7 +542,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 			return -TH_EUNSUPPORTED;
 		if (avail < 4)
 			return -TH_EBINLOG;
-		format_timestamp(v, rd_le32(p), 0, 0);
+		format_timestamp(v, th_le32(p), 0, 0);
 		*n = 4;
 		return 0;
 	case TH_COL_TIMESTAMP2: {
@@ -589,7 +557,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 			if (r)
 				return r;
 		}
-		format_timestamp(v, (uint32_t)rd_be(p, 4), usec, meta);
+		format_timestamp(v, (uint32_t)th_be(p, 4), usec, meta);
 		*n = w;
 		return 0;
 	}
@@ -625,7 +593,7 @@ static int decode_column(const struct th_column *c, const uint8_t *p, size_t ava
 		if (avail < w)
 			return -TH_EBINLOG;
 		v->kind = TH_VAL_BIT;
-		v->u = rd_be(p, w);
+		v->u = th_be(p, w);
 		v->bytes = p;
 		v->len = (uint32_t)w;
 		*n = w;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rows.h: MySQL row images, decoded.
  *
@@ -21,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "th_buf.h"
+#include "common/th_buf.h"
 
 /* Column types as they appear in TABLE_MAP (enum_field_types). */
 enum th_coltype {

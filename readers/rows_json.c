@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rows_json.c: MySQL binary JSON (json_binary.cc's format) to JSON text.
  *
@@ -14,12 +15,13 @@
  * multiple of the input: offsets can be made to share a subtree, and a
  * corrupt document must not turn a few bytes into gigabytes of text.
  */
-#include "rows.h"
+#include "readers/rows.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "th_error.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
 enum {
 	JB_SMALL_OBJECT = 0x0, JB_LARGE_OBJECT = 0x1, JB_SMALL_ARRAY = 0x2, JB_LARGE_ARRAY = 0x3,
@@ -34,25 +36,6 @@ struct jb {
 	struct th_buf *out;
 	size_t limit; /* out->len may not pass this */
 };
-
-static inline uint64_t rd_le(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = n; i > 0; i--)
-		v = v << 8 | p[i - 1];
-	return v;
-}
-
-static inline int64_t as_signed(uint64_t v, unsigned bits)
-{
-	if (bits < 64) {
-		uint64_t sign = (uint64_t)1 << (bits - 1);
-		return (int64_t)(v ^ sign) - (int64_t)sign;
-	}
-	int64_t r;
-	memcpy(&r, &v, sizeof r);
-	return r;
-}
 
 /* read_variable_length(): at most 5 bytes, the value must fit 32 bits. */
 static int varlen(const uint8_t *p, size_t len, uint32_t *val, size_t *n)
@@ -129,7 +112,7 @@ static int jb_opaque(struct jb *c, const uint8_t *p, size_t len)
 		/* The 8-byte packed longlong (Json_datetime::PACKED_SIZE), little-endian. */
 		if (dlen != 8)
 			return -TH_EBINLOG;
-		int64_t packed = as_signed(rd_le(d, 8), 64);
+		int64_t packed = th_sext(th_le(d, 8), 64);
 		r = type == TH_COL_TIME ? th__time_packed_to_text(packed, text, 6)
 			: th__datetime_packed_to_text(packed, text, type == TH_COL_DATE, 6);
 		if (r)
@@ -155,7 +138,7 @@ static int jb_inline(struct jb *c, unsigned type, const uint8_t *p, bool large)
 {
 	switch (type) {
 	case JB_LITERAL: {
-		uint64_t v = rd_le(p, large ? 4 : 2);
+		uint64_t v = th_le(p, large ? 4 : 2);
 		if (v == 0)
 			th_buf_puts(c->out, "null");
 		else if (v == 1)
@@ -167,16 +150,16 @@ static int jb_inline(struct jb *c, unsigned type, const uint8_t *p, bool large)
 		return 0;
 	}
 	case JB_INT16:
-		th__json_number_i64(c->out, as_signed(rd_le(p, 2), 16));
+		th__json_number_i64(c->out, th_sext(th_le(p, 2), 16));
 		return 0;
 	case JB_UINT16:
-		th__json_number_u64(c->out, rd_le(p, 2));
+		th__json_number_u64(c->out, th_le(p, 2));
 		return 0;
 	case JB_INT32:
-		th__json_number_i64(c->out, as_signed(rd_le(p, 4), 32));
+		th__json_number_i64(c->out, th_sext(th_le(p, 4), 32));
 		return 0;
 	case JB_UINT32:
-		th__json_number_u64(c->out, rd_le(p, 4));
+		th__json_number_u64(c->out, th_le(p, 4));
 		return 0;
 	default:
 		return -TH_EBINLOG;
@@ -196,7 +179,7 @@ static int jb_container(struct jb *c, const uint8_t *p, size_t len, bool large, 
 	size_t osz = large ? 4 : 2;
 	if (len < 2 * osz)
 		return -TH_EBINLOG;
-	uint64_t count = rd_le(p, osz), size = rd_le(p + osz, osz);
+	uint64_t count = th_le(p, osz), size = th_le(p + osz, osz);
 	if (size > len || size < 2 * osz)
 		return -TH_EBINLOG;
 	size_t kent = object ? osz + 2 : 0, vent = 1 + osz;
@@ -213,7 +196,7 @@ static int jb_container(struct jb *c, const uint8_t *p, size_t len, bool large, 
 			th_buf_puts(c->out, ", ");
 		if (object) {
 			const uint8_t *ke = p + 2 * osz + i * kent;
-			uint64_t koff = rd_le(ke, osz), klen = rd_le(ke + osz, 2);
+			uint64_t koff = th_le(ke, osz), klen = th_le(ke + osz, 2);
 			if (koff > size || klen > size - koff)
 				return -TH_EBINLOG;
 			int r = jb_string(c, p + koff, (size_t)klen);
@@ -227,7 +210,7 @@ static int jb_container(struct jb *c, const uint8_t *p, size_t len, bool large, 
 		if (jb_inlined(t, large)) {
 			r = jb_inline(c, t, ve + 1, large);
 		} else {
-			uint64_t off = rd_le(ve + 1, osz);
+			uint64_t off = th_le(ve + 1, osz);
 			if (off >= size)
 				return -TH_EBINLOG;
 			r = jb_value(c, t, p + off, (size_t)(size - off), depth + 1);
@@ -269,14 +252,14 @@ static int jb_value(struct jb *c, unsigned type, const uint8_t *p, size_t len, i
 		if (len < 8)
 			return -TH_EBINLOG;
 		if (type == JB_INT64)
-			th__json_number_i64(c->out, as_signed(rd_le(p, 8), 64));
+			th__json_number_i64(c->out, th_sext(th_le(p, 8), 64));
 		else
-			th__json_number_u64(c->out, rd_le(p, 8));
+			th__json_number_u64(c->out, th_le(p, 8));
 		return 0;
 	case JB_DOUBLE: {
 		if (len < 8)
 			return -TH_EBINLOG;
-		uint64_t x = rd_le(p, 8);
+		uint64_t x = th_le(p, 8);
 		double d;
 		memcpy(&d, &x, sizeof d);
 		return th__json_number_double(c->out, d, false, true);

@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The live binlog source: a replica connection to MySQL or MariaDB; see source.h. */
-#include "source.h"
+#include "readers/source.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,10 +15,11 @@
 #include <errmsg.h>
 #include <mysql.h>
 
-#include "gtid.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "readers/gtid.h"
+#include "common/th_buf.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 /* Replication commands (enum_server_command) and their flags. */
 #define CMD_BINLOG_DUMP        0x12
@@ -61,11 +63,6 @@ static void set_err(char *buf, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void put16(uint8_t *p, uint16_t v)
@@ -156,6 +153,9 @@ static int set_options(struct th_source *src, const struct th_source_config *cfg
 	rc |= mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
 	unsigned proto = cfg->socket && *cfg->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 	rc |= mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+	bool verified_tls = cfg->tls && cfg->tls_verify && !(cfg->socket && *cfg->socket);
+	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH,
+			     verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS);
 	if (cfg->tls) {
 		rc |= mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
 		if (cfg->tls_ca)
@@ -396,10 +396,10 @@ static void track_position(struct th_source *src, const uint8_t *ev, size_t len)
 			name_len = sizeof src->file - 1;
 		memcpy(src->file, ev + EV_HEADER_LEN + 8, name_len);
 		src->file[name_len] = '\0';
-		src->pos = (uint64_t)le32(ev + EV_HEADER_LEN) | (uint64_t)le32(ev + EV_HEADER_LEN + 4) << 32;
+		src->pos = (uint64_t)th_le32(ev + EV_HEADER_LEN) | (uint64_t)th_le32(ev + EV_HEADER_LEN + 4) << 32;
 		return;
 	}
-	uint32_t log_pos = le32(ev + 13);
+	uint32_t log_pos = th_le32(ev + 13);
 	if (log_pos)
 		src->pos = log_pos;
 }
@@ -445,10 +445,10 @@ static int next_event(struct th_source *src, const uint8_t **bytes, size_t *len)
 		}
 		const uint8_t *ev = p + 1;
 		size_t ev_len = n - 1;
-		if (le32(ev + 9) != ev_len) {
+		if (th_le32(ev + 9) != ev_len) {
 			set_err(src->err, sizeof src->err,
 				"%s: packet of %zu bytes holds an event whose header says %u bytes", src->name,
-				ev_len, le32(ev + 9));
+				ev_len, th_le32(ev + 9));
 			return fail_with(src, -TH_EPROTO);
 		}
 		src->stats.bytes += ev_len;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * txn.c: the transaction assembler and the topo mapping (txn.h).
  *
@@ -17,8 +18,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "th_error.h"
-#include "txn.h"
+#include "common/th_buf.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 #define MAX_TABLES 64
 #define FILE_MAX 512
@@ -526,21 +529,6 @@ static bool query_is(const char *q, size_t len, const char *word)
 
 /* ---- building the transaction --------------------------------------------- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 static void begin_txn(struct th_txn_asm *a)
 {
 	if (a->in_txn)
@@ -590,7 +578,7 @@ static int put_value_bytes(struct th_txn_asm *a, const struct th_value *v)
 		p = tmp;
 		break;
 	}
-	if (grow((void **)&a->arena, &a->arena_cap, a->arena_len + n, 1))
+	if (th_grow((void **)&a->arena, &a->arena_cap, a->arena_len + n, 1))
 		return -ENOMEM;
 	memcpy(a->arena + a->arena_len, p, n);
 	a->arena_len += n;
@@ -599,7 +587,7 @@ static int put_value_bytes(struct th_txn_asm *a, const struct th_value *v)
 
 static int put_u32(struct th_txn_asm *a, uint32_t x)
 {
-	if (grow((void **)&a->arena, &a->arena_cap, a->arena_len + 4, 1))
+	if (th_grow((void **)&a->arena, &a->arena_cap, a->arena_len + 4, 1))
 		return -ENOMEM;
 	uint8_t *o = a->arena + a->arena_len;
 	o[0] = (uint8_t)x;
@@ -637,7 +625,7 @@ static bool value_is_data(const struct th_value *v)
 static int add_change(struct th_txn_asm *a, const struct mapping *m, const struct th_value *row,
 		      bool with_value)
 {
-	if (grow((void **)&a->changes, &a->changes_cap, a->nchanges + 1, sizeof *a->changes))
+	if (th_grow((void **)&a->changes, &a->changes_cap, a->nchanges + 1, sizeof *a->changes))
 		return -ENOMEM;
 	struct th_txn_change *c = &a->changes[a->nchanges];
 	c->table = (uint32_t)m->table;
@@ -783,7 +771,7 @@ static int lookup(struct th_txn_asm *a, const struct th_table_map *tm, struct ma
 			slot = &a->maps[i];
 	if (m.table >= 0) {
 		if (!slot) {
-			if (grow((void **)&a->maps, &a->maps_cap, a->nmaps + 1, sizeof *a->maps))
+			if (th_grow((void **)&a->maps, &a->maps_cap, a->nmaps + 1, sizeof *a->maps))
 				return -ENOMEM;
 			slot = &a->maps[a->nmaps++];
 		}
@@ -1011,11 +999,10 @@ static void merge_gtid_list(struct th_txn_asm *a, const struct th_ev_gtid_list *
 	const uint8_t *p = gl->data;
 	for (uint32_t i = 0; i < gl->count; i++, p += 16) {
 		struct th_maria_gtid g = {
-			.domain_id = (uint32_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24),
-			.server_id = (uint32_t)(p[4] | p[5] << 8 | p[6] << 16 | (uint32_t)p[7] << 24),
+			.domain_id = th_le32(p),
+			.server_id = th_le32(p + 4),
+			.seq_no = th_le64(p + 8),
 		};
-		for (int k = 7; k >= 0; k--)
-			g.seq_no = g.seq_no << 8 | p[8 + k];
 		if (!th_gtid_pos_contains(a->gpos, &g))
 			(void)th_gtid_pos_update(a->gpos, &g); /* best effort: only widens */
 	}

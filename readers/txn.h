@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * txn.h: decoded binlog events in, whole transactions of topo changes out.
  *
@@ -92,9 +93,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "binlog.h"
-#include "gtid.h"
-#include "th_buf.h"
+#include "readers/binlog.h"
+#include "readers/gtid.h"
+#include "common/th_buf.h"
 
 #define TH_TXN_MAX_VALUE_COLS 4
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make demo: a private MariaDB with the mysqltopo schema, topohubd reading its
 # binlog, three watcher processes (an exact watch in topohubctl, a recursive
 # watch in the C example host, a recursive watch of the elections in Python),

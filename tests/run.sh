@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Runs the test programs given as arguments, each under a time limit, and prints
 # one closing line: "N passed, N failed, N skipped" counted over all cmocka tests.
 # Environment: TH_SHARED (default ../shared) locates the fixtures; SAN names the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The end-to-end benchmark harness, in a configuration of a few seconds:
  * every available system (topohub, the per-process peers, etcd when it is

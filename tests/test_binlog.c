@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the binlog event layer (readers/binlog.h): hand-built events of
  * every type we decode, the real binlogs of ../shared/fixtures/binlog and of
@@ -21,9 +22,9 @@
 #include <zlib.h>
 
 #include "tests/support/binlog_build.h"
-#include "binlog.h"
-#include "th_buf.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
 
 /* Events are built with tests/support/binlog_build.h and fed to a tb_stream. */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for common/: error table, byte buffer, UTF-8 and base64. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -5,11 +6,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
+
 #include <errno.h>
 #include <string.h>
 
-#include "th_buf.h"
-#include "th_error.h"
+#include "common/th_buf.h"
+#include "common/th_bytes.h"
+#include "common/th_error.h"
 
 static void test_error__names_and_messages_cover_errno_and_th_codes(void **state)
 {
@@ -67,6 +71,49 @@ static void test_buf__printf_grows_past_the_stack_buffer(void **state)
 	th_buf_free(&b);
 }
 
+static void test_bytes__sign_extension_ignores_bits_above_the_width(void **state)
+{
+	(void)state;
+	assert_int_equal(th_sext(0x7f, 8), 127);
+	assert_int_equal(th_sext(0x80, 8), -128);
+	assert_int_equal(th_sext(0xffffff, 24), -1);
+	/* Garbage above the width (a wider read) changes nothing. */
+	assert_int_equal(th_sext(0xab7f, 8), 127);
+	assert_int_equal(th_sext(0xab80, 8), -128);
+	assert_true(th_sext(UINT64_MAX, 64) == -1);
+	assert_true(th_sext((uint64_t)1 << 63, 64) == INT64_MIN);
+	const uint8_t le[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	assert_int_equal(th_le16(le), 0x0201);
+	assert_int_equal(th_le24(le), 0x030201);
+	assert_int_equal(th_le32(le), 0x04030201);
+	assert_true(th_le64(le) == 0x0807060504030201ull);
+	assert_true(th_le(le, 5) == 0x0504030201ull);
+	assert_true(th_be(le, 3) == 0x010203);
+	uint8_t out[8];
+	th_put_le64(out, 0x0807060504030201ull);
+	assert_memory_equal(out, le, 8);
+}
+
+static void test_buf__grow_doubles_and_refuses_overflow(void **state)
+{
+	(void)state;
+	int *a = NULL;
+	size_t cap = 0;
+	assert_int_equal(th_grow((void **)&a, &cap, 1, sizeof *a), 0);
+	assert_int_equal(cap, 16);
+	assert_int_equal(th_grow((void **)&a, &cap, 17, sizeof *a), 0);
+	assert_int_equal(cap, 32);
+	assert_int_equal(th_grow((void **)&a, &cap, 20, sizeof *a), 0); /* enough already */
+	assert_int_equal(cap, 32);
+	assert_int_equal(th_grow((void **)&a, &cap, SIZE_MAX / 2, sizeof *a), -ENOMEM);
+	assert_int_equal(cap, 32);
+	uint32_t c32 = 0;
+	assert_int_equal(th_grow32((void **)&a, &c32, (size_t)UINT32_MAX + 1, 1), -ENOMEM);
+	assert_int_equal(th_grow32((void **)&a, &c32, 100, sizeof *a), 0);
+	assert_int_equal(c32, 128);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -75,6 +122,8 @@ int main(void)
 		cmocka_unit_test(test_buf__base64_matches_rfc4648_vectors),
 		cmocka_unit_test(test_buf__utf8_validation_rejects_overlong_and_surrogates),
 		cmocka_unit_test(test_buf__printf_grows_past_the_stack_buffer),
+		cmocka_unit_test(test_bytes__sign_extension_ignores_bits_above_the_width),
+		cmocka_unit_test(test_buf__grow_doubles_and_refuses_overflow),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for readers/gtid.h: MySQL GTID sets and MariaDB GTID positions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +11,8 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "gtid.h"
-#include "th_error.h"
+#include "readers/gtid.h"
+#include "common/th_error.h"
 
 #define U1 "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 #define U2 "5a1f0000-0000-4000-8000-000000000001"

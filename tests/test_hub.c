@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for topohubd (hub/): the real binary against a private MariaDB, a
  * minimal reader attached through the control socket, and topohubctl.
@@ -26,11 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hub_client.h"
-#include "protocol.h"
-#include "ring.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "protocol/protocol.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/hub_check.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
@@ -214,39 +215,37 @@ static void test_hub__snapshot_and_get(void **state)
 	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/s/x/1', 'a'), ('/s/x/2', 'b'), ('/s/xy', 'c'),"
 		" ('/s/y', 'd')");
 	check_state(sh); /* syncs too */
-	struct th_hubc *c;
-	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
-	struct th_msg_snapshot_reply rep;
-	const uint8_t *map;
-	size_t len;
-	assert_int_equal(th_hubc_snapshot(c, TH_MSG_SNAPSHOT, 0, "/s/x", 4, &rep, &map, &len), 0);
-	assert_int_equal(rep.count, 3); /* byte prefix: /s/x/1, /s/x/2, /s/xy */
-	assert_true(rep.revision >= rep.start_revision);
-	munmap((void *)map, len);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(sh->hub->socket, &c), 0);
+	struct th_ctl_snapshot s;
+	assert_int_equal(th_ctl_snapshot(c, TH_MSG_SNAPSHOT, 0, "/s/x", 4, &s, 30000), 0);
+	assert_int_equal(s.reply.count, 3); /* byte prefix: /s/x/1, /s/x/2, /s/xy */
+	assert_true(s.reply.revision >= s.reply.start_revision);
+	th_ctl_snapshot_free(&s);
 	/* The memfd is sealed: the client can trust it. */
-	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/s/y", 4, &rep, &map, &len), 0);
-	assert_int_equal(rep.count, 1);
-	size_t off = 0;
+	assert_int_equal(th_ctl_snapshot(c, TH_MSG_GET, 0, "/s/y", 4, &s, 30000), 0);
+	assert_int_equal(s.reply.count, 1);
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
 	struct th_snap_entry e;
 	const uint8_t *k, *v;
-	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_int_equal(th_snap_next(&it, &e, &k, &v), 1);
 	assert_int_equal(e.key_len, 4);
 	assert_memory_equal(k, "/s/y", 4);
 	assert_int_equal(e.value_len, 1);
 	assert_memory_equal(v, "d", 1);
 	assert_int_equal(e.version, 1);
-	munmap((void *)map, len);
-	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/s/none", 7, &rep, &map, &len), 0);
-	assert_int_equal(rep.count, 0);
+	th_ctl_snapshot_free(&s);
+	assert_int_equal(th_ctl_snapshot(c, TH_MSG_GET, 0, "/s/none", 7, &s, 30000), 0);
+	assert_int_equal(s.reply.count, 0);
 	/* NULL value and a bad table. */
-	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 0, "/pre/b", 6, &rep, &map, &len), 0);
-	assert_int_equal(rep.count, 1);
-	off = 0;
-	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_int_equal(th_ctl_snapshot(c, TH_MSG_GET, 0, "/pre/b", 6, &s, 30000), 0);
+	assert_int_equal(s.reply.count, 1);
+	it = th_ctl_snapshot_iter(&s);
+	assert_int_equal(th_snap_next(&it, &e, &k, &v), 1);
 	assert_true(e.flags & TH_CHANGE_F_VALUE_NULL);
-	munmap((void *)map, len);
-	assert_int_equal(th_hubc_snapshot(c, TH_MSG_GET, 7, "/x", 2, &rep, &map, &len), -EINVAL);
-	th_hubc_close(c);
+	th_ctl_snapshot_free(&s);
+	assert_int_equal(th_ctl_snapshot(c, TH_MSG_GET, 7, "/x", 2, &s, 30000), -EINVAL);
+	th_ctl_close(c);
 }
 
 static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
@@ -258,7 +257,7 @@ static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
 	char gtid[256];
 	assert_int_equal(th_mariadb_query_value(sh->db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
 	uint64_t rev;
-	assert_int_equal(th_hubc_sync(tr.c, gtid, 5000000000ull, &rev), 0);
+	assert_int_equal(th_ctl_sync(tr.c, gtid, 5000000000ull, &rev), 0);
 	struct th_test_rec r;
 	next_rec(&tr, &r);
 	assert_string_equal(r.key, "/sync/1");
@@ -271,7 +270,7 @@ static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
 	assert_int_equal(sscanf(gtid, "%u-%u-%llu", &d, &s, &n), 3);
 	snprintf(far, sizeof far, "%u-%u-%llu", d, s, n + 1000);
 	uint64_t t0 = th_now_ns();
-	assert_int_equal(th_hubc_sync(tr.c, far, 50000000ull, &rev), -ETIMEDOUT);
+	assert_int_equal(th_ctl_sync(tr.c, far, 50000000ull, &rev), -ETIMEDOUT);
 	assert_true(th_now_ns() - t0 >= 45000000ull);
 	/* A SYNC waits for a commit that comes later (made by a child, 100 ms on). */
 	snprintf(far, sizeof far, "%u-%u-%llu", d, s, n + 1);
@@ -283,7 +282,7 @@ static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
 		_exit(127);
 	}
 	t0 = th_now_ns();
-	int rc = th_hubc_sync(tr.c, far, 5000000000ull, &rev);
+	int rc = th_ctl_sync(tr.c, far, 5000000000ull, &rev);
 	uint64_t waited = th_now_ns() - t0;
 	int st;
 	waitpid(child, &st, 0);
@@ -294,7 +293,7 @@ static void test_hub__sync_answers_the_revision_after_a_gtid(void **state)
 	assert_string_equal(r.key, "/sync/2");
 	assert_int_equal(rev, r.ch.revision);
 	th_test_rec_free(&r);
-	assert_int_equal(th_hubc_sync(tr.c, "not-a-gtid", 1000000ull, &rev), -TH_EGTID);
+	assert_int_equal(th_ctl_sync(tr.c, "not-a-gtid", 1000000ull, &rev), -TH_EGTID);
 	th_test_reader_close(&tr);
 }
 
@@ -312,13 +311,13 @@ static void test_hub__refuses_a_uid_that_is_not_allowed(void **state)
 		close(pipefd[0]);
 		int code = 1;
 		if (setgid(65534) == 0 && setuid(65534) == 0) {
-			struct th_hubc *c;
-			int rc = th_hubc_connect(sh->hub->socket, &c);
+			struct th_ctl *c;
+			int rc = th_ctl_connect(sh->hub->socket, &c);
 			if (rc == 0) {
 				struct th_msg_attach_reply rep;
 				struct th_ring_reader_fds fds;
-				rc = th_hubc_attach(c, 0, "intruder", &rep, &fds);
-				th_hubc_close(c);
+				rc = th_ctl_attach(c, 0, (uint32_t)getpid(), "intruder", &rep, &fds, 5000);
+				th_ctl_close(c);
 			}
 			code = rc == -EACCES ? 0 : 2;
 			if (write(pipefd[1], &rc, sizeof rc) != sizeof rc)
@@ -476,22 +475,22 @@ static void test_hub__survives_garbage_oversized_and_100k_fuzz_messages(void **s
 	free(buf);
 	/* Still serving, still correct. */
 	assert_int_equal(kill(sh->hub->pid, 0), 0);
-	struct th_hubc *c;
-	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(sh->hub->socket, &c), 0);
 	char *json;
-	assert_int_equal(th_hubc_json(c, TH_MSG_STATS, &json), 0);
+	assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
 	assert_non_null(strstr(json, "\"bad_messages\":"));
 	free(json);
-	th_hubc_close(c);
+	th_ctl_close(c);
 	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/after/fuzz', 'ok')");
 	check_state(sh);
 }
 
-static uint64_t stat_u64(struct th_hubc *c, const char *key)
+static uint64_t stat_u64(struct th_ctl *c, const char *key)
 {
 	char *json;
-	if (th_hubc_json(c, TH_MSG_STATS, &json) != 0)
-		fail_msg("STATS: %s", th_hubc_error(c));
+	if (th_ctl_json(c, TH_MSG_STATS, &json) != 0)
+		fail_msg("STATS: %s", th_ctl_error(c));
 	char pat[64];
 	snprintf(pat, sizeof pat, "\"%s\":", key);
 	const char *p = strstr(json, pat);
@@ -602,8 +601,8 @@ static void test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms(void 
 static void test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms(void **state)
 {
 	struct shared *sh = need(state);
-	struct th_hubc *c;
-	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(sh->hub->socket, &c), 0);
 	uint64_t before = stat_u64(c, "readers");
 	int pipefd[2];
 	assert_int_equal(pipe(pipefd), 0);
@@ -637,7 +636,7 @@ static void test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms(void **s
 	assert_true(t1 != 0);
 	print_message("slot reclaimed %.2f ms after SIGKILL\n", (double)(t1 - t0) / 1e6);
 	assert_true(t1 - t0 <= 100000000ull);
-	th_hubc_close(c);
+	th_ctl_close(c);
 }
 
 static void test_hub__ddl_on_a_watched_table_publishes_a_resync(void **state)
@@ -703,23 +702,21 @@ static void test_hub__a_transaction_too_big_for_the_ring_is_a_resync(void **stat
 	next_rec(&tr, &r);
 	assert_int_equal(r.type, TH_REC_RESYNC);
 	assert_int_equal(r.rs.reason, TH_RESYNC_TOO_BIG);
-	struct th_msg_snapshot_reply rep;
-	const uint8_t *map;
-	size_t len;
-	assert_int_equal(th_hubc_snapshot(tr.c, TH_MSG_GET, 0, "/big", 4, &rep, &map, &len), 0);
-	assert_int_equal(rep.count, 1);
+	struct th_ctl_snapshot s;
+	assert_int_equal(th_ctl_snapshot(tr.c, TH_MSG_GET, 0, "/big", 4, &s, 30000), 0);
+	assert_int_equal(s.reply.count, 1);
 	/* The state has it at the resync's revision; the reply's revision may
 	 * still be the one before: a reader can see the record (b) before the
 	 * revision advances (c), and stitching allows for that. */
-	assert_true(rep.revision + 1 >= r.rs.revision);
-	size_t off = 0;
+	assert_true(s.reply.revision + 1 >= r.rs.revision);
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
 	struct th_snap_entry e;
 	const uint8_t *k, *v;
-	assert_int_equal(th_hubc_snap_next(map, len, &off, &e, &k, &v), 1);
+	assert_int_equal(th_snap_next(&it, &e, &k, &v), 1);
 	assert_int_equal(e.revision, r.rs.revision);
 	assert_int_equal(e.value_len, 2000000);
 	assert_int_equal(v[1999999], 'z');
-	munmap((void *)map, len);
+	th_ctl_snapshot_free(&s);
 	sql(sh, "DELETE FROM topo.topo_data WHERE path = '/big'");
 	next_rec(&tr, &r);
 	assert_int_equal(r.type, TH_REC_CHANGE);
@@ -733,12 +730,12 @@ static void test_hub__a_transaction_too_big_for_the_ring_is_a_resync(void **stat
 static void test_hub__stream_is_refused_when_the_fanout_mode_is_off(void **state)
 {
 	struct shared *sh = need(state);
-	struct th_hubc *c;
-	assert_int_equal(th_hubc_connect(sh->hub->socket, &c), 0);
-	struct th_hubc_reply rep;
-	assert_int_equal(th_hubc_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000), -ENOTSUP);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(sh->hub->socket, &c), 0);
+	struct th_ctl_reply rep;
+	assert_int_equal(th_ctl_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000), -ENOTSUP);
 	stat_u64(c, "evictions"); /* the connection stays usable */
-	th_hubc_close(c);
+	th_ctl_close(c);
 }
 
 /* The next message of a stream subscriber: its length, 0 at the end of the
@@ -777,18 +774,18 @@ static struct th_rec_change stream_change(int fd, uint8_t *buf, size_t cap, cons
 
 static int stream_open(const char *socket, struct th_msg_stream_reply *out)
 {
-	struct th_hubc *c;
-	assert_int_equal(th_hubc_connect(socket, &c), 0);
-	struct th_hubc_reply rep;
-	int rc = th_hubc_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(socket, &c), 0);
+	struct th_ctl_reply rep;
+	int rc = th_ctl_call(c, TH_MSG_STREAM, NULL, 0, &rep, 5000);
 	if (rc)
-		fail_msg("STREAM: %s (%s)", th_strerror(rc), th_hubc_error(c));
+		fail_msg("STREAM: %s (%s)", th_strerror(rc), th_ctl_error(c));
 	assert_true(rep.len >= sizeof *out);
 	memcpy(out, rep.body, sizeof *out);
-	th_hubc_reply_free(&rep);
+	th_ctl_reply_free(&rep);
 	/* Keep the socket, drop the client's bookkeeping. */
-	int fd = dup(th_hubc_fd(c));
-	th_hubc_close(c);
+	int fd = dup(th_ctl_fd(c));
+	th_ctl_close(c);
 	assert_true(fd >= 0);
 	return fd;
 }
@@ -804,8 +801,8 @@ static void test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_i
 	char why[2048];
 	if (th_hub_proc_start(&o, &hub, why, sizeof why) < 0)
 		fail_msg("fan-out hub: %s", why);
-	struct th_hubc *ctl_c;
-	assert_int_equal(th_hubc_connect(hub->socket, &ctl_c), 0);
+	struct th_ctl *ctl_c;
+	assert_int_equal(th_ctl_connect(hub->socket, &ctl_c), 0);
 	struct th_msg_stream_reply ra, rb;
 	int a = stream_open(hub->socket, &ra);
 	int b = stream_open(hub->socket, &rb); /* never read until the end */
@@ -888,7 +885,7 @@ static void test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_i
 	while (stat_u64(ctl_c, "streams") != 0 && th_now_ns() - t0 < 2000000000ull)
 		usleep(1000);
 	assert_int_equal(stat_u64(ctl_c, "streams"), 0);
-	th_hubc_close(ctl_c);
+	th_ctl_close(ctl_c);
 	free(buf);
 	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/fan/%'");
 	int st = th_hub_proc_stop(hub);

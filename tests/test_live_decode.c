@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * End-to-end decoding against a private MariaDB (tests/support/mariadb.h):
  * a table with every column type and the mysqltopo tables, written with
@@ -30,12 +31,12 @@
 
 #include "tests/support/every_type.h"
 #include "tests/support/mariadb.h"
-#include "binlog.h"
-#include "rows.h"
-#include "source.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "txn.h"
+#include "readers/binlog.h"
+#include "readers/rows.h"
+#include "readers/source.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 /* ---- what is written: the every-type table (tests/support/every_type.h), topo rows ---- */
 

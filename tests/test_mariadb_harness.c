@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for the private-MariaDB test harness (tests/support/mariadb.h). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,8 +18,8 @@
 #include <unistd.h>
 
 #include "tests/support/mariadb.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 /* Starts an instance or skips the test with the harness's reason. */
 static struct th_mariadb *start_or_skip(const struct th_mariadb_options *o)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the ABI of libtopohub.so (plugins/topohub.h), through dlopen as
  * real hosts load it: one exported symbol, the version handshake, layouts,
@@ -18,7 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "topohub.h"
+/* The project's table first: the public header then skips its copy of the
+ * enum, and the test compares its generated table with the source. */
+#include "common/th_error.h"
+#include "plugins/topohub.h"
 
 /* The layout is part of the ABI: these numbers never change (LP64). */
 _Static_assert(sizeof(struct th_open_opts) == 48, "open opts");
@@ -150,18 +154,24 @@ static void test_plugin_abi__error_names_match_the_header(void **state)
 	(void)state;
 	struct lib l;
 	lib_open(&l);
-	static const struct {
+	struct code {
 		int code;
 		const char *name;
-	} codes[] = {
-		{ TH_ELAPPED, "TH_ELAPPED" }, { TH_EEVICTED, "TH_EEVICTED" }, { TH_EFORMAT, "TH_EFORMAT" },
-		{ TH_ECLOSED, "TH_ECLOSED" }, { TH_ECORRUPT, "TH_ECORRUPT" }, { TH_ETOOBIG, "TH_ETOOBIG" },
-		{ TH_EPROTO, "TH_EPROTO" }, { TH_ERESYNC, "TH_ERESYNC" }, { TH_ENOTFOUND, "TH_ENOTFOUND" },
-		{ TH_EVERSION, "TH_EVERSION" }, { TH_EGTID, "TH_EGTID" }, { TH_ESCHEMA, "TH_ESCHEMA" },
+		const char *msg;
 	};
-	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-		assert_string_equal(l.api->errname(-codes[i].code), codes[i].name);
-		assert_string_not_equal(l.api->strerror(-codes[i].code), "unknown error");
+#define AS_CODE(name, value, msg) { (value), #name, (msg) },
+	static const struct code abi[] = { TH_ABI_ERROR_TABLE(AS_CODE) };
+	static const struct code source[] = { TH_ERROR_TABLE(AS_CODE) };
+#undef AS_CODE
+	/* The public header's table is the project's, code for code. */
+	assert_int_equal(sizeof abi / sizeof abi[0], sizeof source / sizeof source[0]);
+	for (size_t i = 0; i < sizeof abi / sizeof abi[0]; i++) {
+		assert_int_equal(abi[i].code, source[i].code);
+		assert_string_equal(abi[i].name, source[i].name);
+		assert_string_equal(abi[i].msg, source[i].msg);
+		/* And the library names and describes every one of them. */
+		assert_string_equal(l.api->errname(-abi[i].code), abi[i].name);
+		assert_string_equal(l.api->strerror(-abi[i].code), abi[i].msg);
 	}
 	assert_string_equal(l.api->errname(-ENOMEM), "ENOMEM");
 	assert_non_null(l.api->strerror(-123456));

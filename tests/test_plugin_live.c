@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests of libtopohub.so against the real topohubd and a private MariaDB:
  * the semantics of Watch and WatchRecursive (initial state, changes, deletes,
@@ -32,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "topohub.h"
+#include "plugins/topohub.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
 

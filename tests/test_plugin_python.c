@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Runs the Python binding's tests (plugins/python/test_topohub.py) against
  * the real topohubd and a private MariaDB, so that `make test` covers them.
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "plugins/topohub.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
 
@@ -41,6 +43,42 @@ static int have(const char *cmd)
 	char line[256];
 	snprintf(line, sizeof line, "command -v %s >/dev/null 2>&1", cmd);
 	return system(line) == 0;
+}
+
+/* Every field of every struct that crosses the ABI, for the binding's test
+ * to compare its ctypes layouts with (TOPOHUB_C_LAYOUT: "struct=size" and
+ * "struct.field=offset", comma-separated). */
+#define ABI_FIELDS(X)                                                                                   \
+	X(th_open_opts, size) X(th_open_opts, flags) X(th_open_opts, socket_path) X(th_open_opts, timeout_ns) \
+	X(th_open_opts, spin_ns) X(th_open_opts, wait_mode) X(th_open_opts, reserved) X(th_open_opts, name)   \
+	X(th_event, size) X(th_event, kind) X(th_event, flags) X(th_event, watch) X(th_event, table)          \
+	X(th_event, reason) X(th_event, key) X(th_event, value) X(th_event, key_len) X(th_event, value_len)   \
+	X(th_event, version) X(th_event, revision) X(th_event, commit_us) X(th_event, publish_ns)             \
+	X(th_event, deliver_ns) X(th_event, latency_ns) X(th_event, gtid) X(th_event, gtid_len)              \
+	X(th_event, reserved)                                                                                \
+	X(th_watch_opts, size) X(th_watch_opts, flags) X(th_watch_opts, table) X(th_watch_opts, reserved)     \
+	X(th_watch_opts, path) X(th_watch_opts, callback) X(th_watch_opts, arg) X(th_watch_opts, free_arg)    \
+	X(th_entry, size) X(th_entry, flags) X(th_entry, table) X(th_entry, key_len) X(th_entry, value_len)   \
+	X(th_entry, reserved) X(th_entry, key) X(th_entry, value) X(th_entry, version) X(th_entry, revision)  \
+	X(th_stats, size) X(th_stats, reserved) X(th_stats, revision) X(th_stats, events) X(th_stats, records) \
+	X(th_stats, resyncs) X(th_stats, evictions) X(th_stats, laps) X(th_stats, reconnects)                \
+	X(th_stats, watches) X(th_stats, entries) X(th_stats, generation)                                    \
+	X(th_api, size) X(th_api, major) X(th_api, minor) X(th_api, strerror) X(th_api, errname)              \
+	X(th_api, open) X(th_api, close) X(th_api, watch) X(th_api, watch_recursive) X(th_api, unwatch)       \
+	X(th_api, get) X(th_api, entry_free) X(th_api, sync) X(th_api, fd) X(th_api, dispatch) X(th_api, stats)
+#define ABI_STRUCTS(X) X(th_open_opts) X(th_event) X(th_watch_opts) X(th_entry) X(th_stats) X(th_api)
+
+static void c_layout(char *out, size_t len)
+{
+	size_t n = 0;
+#define FIELD(s, f) n += (size_t)snprintf(out + n, len - n, "%s." #f "=%zu,", #s, offsetof(struct s, f));
+#define STRUCT(s) n += (size_t)snprintf(out + n, len - n, "%s=%zu,", #s, sizeof(struct s));
+	ABI_FIELDS(FIELD)
+	ABI_STRUCTS(STRUCT)
+#undef FIELD
+#undef STRUCT
+	if (n && n < len)
+		out[n - 1] = '\0';
 }
 
 static void test_plugin_python__binding_tests_pass_against_the_hub(void **state)
@@ -83,6 +121,9 @@ static void test_plugin_python__binding_tests_pass_against_the_hub(void **state)
 	setenv("TOPOHUB_SOCKET", hub->socket, 1);
 	setenv("MARIADB_SOCKET", db->socket, 1);
 	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+	static char layout[8192];
+	c_layout(layout, sizeof layout);
+	setenv("TOPOHUB_C_LAYOUT", layout, 1);
 #ifdef UNDER_ASAN
 	FILE *p = popen("gcc -print-file-name=libasan.so 2>/dev/null", "r");
 	char asan[PATH_MAX] = "";

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for readers/rows.c and rows_json.c: row images and binary JSON.
  *
@@ -22,9 +23,9 @@
 
 #include "tests/support/every_type.h"
 #include "tests/support/mariadb.h"
-#include "rows.h"
-#include "th_buf.h"
-#include "th_error.h"
+#include "readers/rows.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
 
 /* ---- helpers ---- */
 

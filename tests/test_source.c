@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for readers/source.h: the live binlog source, against a private MariaDB
  * (tests/support/mariadb.h) and against the MySQL 8 replay server
  * (tests/support/replay_server.h). */
@@ -16,10 +17,10 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "source.h"
-#include "gtid.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "readers/source.h"
+#include "readers/gtid.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/replay_server.h"
 

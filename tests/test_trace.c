@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the USDT probes (common/th_trace.h) and the tracer
  * build/topohub-trace (bench/trace/, built by `make trace`).
@@ -33,9 +34,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "th_time.h"
-#include "th_trace.h"
-#include "topohub.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
+#include "plugins/topohub.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/trace_synth.h"
@@ -104,6 +105,35 @@ static int spawn(struct child *c, char *const argv[], uid_t as_uid)
 	c->out_fd = out[0];
 	c->err_fd = err[0];
 	return 0;
+}
+
+/* Copies a file (a program, a suppressions list) to `to` with mode. 0 or -errno. */
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (out < 0) {
+		int e = -errno;
+		close(in);
+		return e;
+	}
+	char buf[65536];
+	ssize_t n;
+	int rc = 0;
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			rc = -EIO;
+			break;
+		}
+	if (n < 0)
+		rc = -errno;
+	close(in);
+	if (fchmod(out, mode) != 0 && rc == 0)
+		rc = -errno;
+	close(out);
+	return rc;
 }
 
 /* Appends what fd has to buf (NUL-terminated) until `until` appears, EOF, or
@@ -233,15 +263,51 @@ static void test_trace__tracer_refuses_without_root_and_says_why(void **state)
 		print_message("skip: %s not built (run `make trace`)\n", path);
 		skip();
 	}
-	char *argv[] = { path, "--duration", "1", NULL };
+	/* As root, drop to nobody for the run; otherwise we are the unprivileged
+	 * user. nobody may not be able to read the checkout (a clone under
+	 * /root, a mktemp -d folder): run a copy from a folder it can read, with
+	 * the sanitizer's suppressions copied beside it. */
+	bool as_nobody = geteuid() == 0;
+	char dir[] = "/tmp/topohub-nobody.XXXXXX", copy[PATH_MAX] = "", supp[PATH_MAX] = "";
+	char *saved_tsan = NULL;
+	if (as_nobody) {
+		assert_non_null(mkdtemp(dir));
+		assert_int_equal(chmod(dir, 0755), 0);
+		snprintf(copy, sizeof copy, "%s/topohub-trace", dir);
+		assert_int_equal(copy_file(path, copy, 0755), 0);
+		const char *tsan = getenv("TSAN_OPTIONS");
+		const char *at = tsan ? strstr(tsan, "suppressions=") : NULL;
+		if (at) {
+			char from[PATH_MAX];
+			snprintf(from, sizeof from, "%.*s", (int)strcspn(at + 13, " :"), at + 13);
+			snprintf(supp, sizeof supp, "%s/tsan.supp", dir);
+			assert_int_equal(copy_file(from, supp, 0644), 0);
+			saved_tsan = strdup(tsan);
+			char opts[PATH_MAX * 2];
+			snprintf(opts, sizeof opts, "%.*ssuppressions=%s%s", (int)(at - tsan), tsan, supp,
+				 at + 13 + strcspn(at + 13, " :"));
+			setenv("TSAN_OPTIONS", opts, 1);
+		}
+	}
+	char *argv[] = { as_nobody ? copy : path, "--duration", "1", NULL };
 	struct child c;
-	/* As root, drop to nobody for the run; otherwise we are the unprivileged user. */
-	assert_int_equal(spawn(&c, argv, geteuid() == 0 ? 65534 : (uid_t)-1), 0);
+	int spawned = spawn(&c, argv, as_nobody ? 65534 : (uid_t)-1);
+	if (saved_tsan) {
+		setenv("TSAN_OPTIONS", saved_tsan, 1);
+		free(saved_tsan);
+	}
+	assert_int_equal(spawned, 0);
 	char err[4096] = "";
 	read_until(c.err_fd, err, sizeof err, NULL, 10000);
 	int rc = reap_status(c.pid);
 	close(c.out_fd);
 	close(c.err_fd);
+	if (as_nobody) {
+		unlink(copy);
+		if (*supp)
+			unlink(supp);
+		rmdir(dir);
+	}
 	assert_int_equal(rc, 3);
 	assert_non_null(strstr(err, "needs root"));
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the transaction assembler and topo mapping (readers/txn.h):
  * hand-built event sequences of both flavours fed through the real decoder,
@@ -16,10 +17,10 @@
 #include <sys/stat.h>
 
 #include "tests/support/binlog_build.h"
-#include "binlog.h"
-#include "th_buf.h"
-#include "th_error.h"
-#include "txn.h"
+#include "readers/binlog.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "readers/txn.h"
 
 /* ---- a stream of built events (tests/support/binlog_build.h) ---------------- */
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Latency CDF per system (one scenario). Called by bench/e2e/report.py:
 #   gnuplot -e "dir='DATA'; out='FILE.png'; systems='topohub decoder ...'; ttl='...'" cdf.gp
 # DATA/cdf_<system>.dat: latency in microseconds, cumulative fraction.

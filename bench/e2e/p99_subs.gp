@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # p99 latency against the number of subscribers, per system.
 #   gnuplot -e "dir='DATA'; out='FILE.png'; systems='...'; ttl='...'" p99_subs.gp
 # DATA/p99_<system>.dat: subscribers, p99 in microseconds.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Delivered events per second against the update rate, per system.
 #   gnuplot -e "dir='DATA'; out='FILE.png'; systems='...'; ttl='...'" rate.gp
 # DATA/rate_<system>.dat: updates per second asked, deliveries per second (all subscribers).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Generates bench/RESULTS.md and its plots from the JSON lines of the last run.
 
 Usage: bench/e2e/report.py [--results bench/results] [--out bench/RESULTS.md]

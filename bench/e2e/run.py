@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end benchmark driver: topohub against its peers, same workload, same run.
 
 Starts a private MariaDB (through `topohub-bench e2e mariadb`, the test harness),

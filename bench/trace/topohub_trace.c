@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-trace: where does the time of a change go? Attaches BPF programs to
  * the USDT probes of common/th_trace.h in a running topohubd and in every
@@ -45,7 +46,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "topohub_trace.h"
+#include "bench/trace/topohub_trace.h"
 #include "topohub_trace.skel.h"
 
 enum {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub_trace.h: what the BPF side of topohub-trace (topohub_trace.bpf.c)
  * and its loader (topohub_trace.c) share: stage and probe numbers, map keys

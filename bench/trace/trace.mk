@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bench/trace/trace.mk: `make trace` builds the tracer $(BUILD)/topohub-trace
 # (bench/trace/README.md) and the probe emitter used to try and measure it.
 # Included by the main Makefile; nothing else depends on these targets, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohub-trace-emit: fires topohub's USDT probes without a hub, to try the
  * tracer and to measure what a probe costs.
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "th_time.h"
-#include "th_trace.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
 #include "tests/support/trace_synth.h"
 
 /*

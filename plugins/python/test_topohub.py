@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tests of the Python binding through the real hub and MariaDB.
 
 Run by tests/test_plugin_python.c (make test), which starts a private
@@ -6,9 +7,11 @@ MariaDB and topohubd and sets:
   TOPOHUB_LIB      the libtopohub.so under test
   MARIADB_SOCKET   the server's Unix socket (root, no password)
   MARIADB_CLIENT   the mariadb command-line client
+  TOPOHUB_C_LAYOUT every ABI struct's size and field offsets, as C sees them
 Alone: python3 plugins/python/test_topohub.py (skips without those).
 """
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -203,6 +206,38 @@ class TestBinding(unittest.TestCase):
             self.assertTrue(all(e.reason == topohub.RESYNC_EVICTED for e in resync))
             self.assertEqual(r.view, table("/py7"))
             self.assertEqual(hub.stats()["evictions"], len(resync))
+
+
+class Layout(unittest.TestCase):
+    """The ctypes structs are the C structs, field for field (no hub needed)."""
+
+    CLASSES = {"th_open_opts": "_OpenOpts", "th_event": "_Event", "th_watch_opts": "_WatchOpts",
+               "th_entry": "_Entry", "th_stats": "_Stats", "th_api": "_Api"}
+
+    @unittest.skipUnless(os.environ.get("TOPOHUB_C_LAYOUT"), "TOPOHUB_C_LAYOUT is set by tests/test_plugin_python.c")
+    def test_ctypes_layouts_match_the_c_header(self):
+        seen = set()
+        for item in os.environ["TOPOHUB_C_LAYOUT"].split(","):
+            name, value = item.split("=")
+            struct, _, field = name.partition(".")
+            cls = getattr(topohub, self.CLASSES[struct])
+            if field:
+                self.assertEqual(getattr(cls, field).offset, int(value), name)
+                seen.add((struct, field))
+            else:
+                self.assertEqual(ctypes.sizeof(cls), int(value), struct)
+        # Every ctypes field is one the C side listed: nothing unchecked.
+        for struct, cname in self.CLASSES.items():
+            for field in getattr(topohub, cname)._fields_:
+                self.assertIn((struct, field[0]), seen, f"{cname}.{field[0]} is not in the C list")
+
+    def test_error_names_are_the_librarys(self):
+        if not os.environ.get("TOPOHUB_LIB"):
+            self.skipTest("TOPOHUB_LIB is set by tests/test_plugin_python.c")
+        for code, (name, message) in topohub.ERRORS.items():
+            self.assertEqual(topohub.errname(-code), name)
+            self.assertEqual(topohub.strerror(-code), message)
+        self.assertEqual(topohub.RESYNC_NAMES[topohub.RESYNC_NOMEM], "nomem")
 
 
 if __name__ == "__main__":

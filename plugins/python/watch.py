@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """watch.py: follow topology changes from Python through libtopohub.so.
 
     python3 plugins/python/watch.py [--socket PATH] [--table N] [--name NAME] [-r] PATH

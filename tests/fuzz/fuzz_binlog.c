@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target for the binlog event layer: the input is a binlog file
  * (the magic is optional: it is prepended when absent, so that the fuzzer
@@ -16,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "binlog.h"
-#include "th_error.h"
+#include "readers/binlog.h"
+#include "common/th_error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

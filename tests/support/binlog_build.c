@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hand-built binlog events for tests; see binlog_build.h. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +12,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "binlog_build.h"
+#include "tests/support/binlog_build.h"
 
 const uint8_t tb_uuid1[16] = { 0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1,
 			       0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62 };

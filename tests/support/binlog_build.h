@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * binlog_build.h: hand-built binlog events, for the tests of the event decoder
  * (test_binlog.c) and the transaction assembler (test_txn.c).
@@ -19,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "binlog.h"
+#include "readers/binlog.h"
 
 #define TB_TIMESTAMP 1700000100u
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The every-type table for server cross-checks; see every_type.h. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "every_type.h"
-#include "th_buf.h"
+#include "tests/support/every_type.h"
+#include "common/th_buf.h"
 
 const struct te_col te_cols[] = {
 	{ "ti", "TINYINT", TE_NUM, false, false },

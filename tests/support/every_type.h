@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * every_type.h: a MariaDB table with a column of every type, rows of edge
  * values for it, and the text the server's SELECT gives for a value, to check
@@ -18,8 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mariadb.h"
-#include "rows.h"
+#include "tests/support/mariadb.h"
+#include "readers/rows.h"
 
 /* How the server's text for a column compares with the decoded value. */
 enum te_cmp {

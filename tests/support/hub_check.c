@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Test helpers around a running hub; see hub_check.h. */
-#include "hub_check.h"
-#include "support.h"
+#include "tests/support/hub_check.h"
+#include "tests/support/support.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,9 +12,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "th_buf.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 struct row {
 	uint8_t *key;
@@ -109,23 +110,22 @@ static int sql_rows(MYSQL *m, const char *schema, int t, struct row **out, size_
 	return 0;
 }
 
-static int hub_rows(struct th_hubc *c, int t, struct row **out, size_t *n_out, uint64_t *rev, char *why,
+static int hub_rows(struct th_ctl *c, int t, struct row **out, size_t *n_out, uint64_t *rev, char *why,
 		    size_t why_len)
 {
-	struct th_msg_snapshot_reply rep;
-	const uint8_t *map;
-	size_t len;
-	int rc = th_hubc_snapshot(c, TH_MSG_SNAPSHOT, (uint32_t)t, "", 0, &rep, &map, &len);
+	struct th_ctl_snapshot s;
+	int rc = th_ctl_snapshot(c, TH_MSG_SNAPSHOT, (uint32_t)t, "", 0, &s, 30000);
 	if (rc < 0) {
-		th_test_say(why, why_len, "SNAPSHOT table %d: %s: %s", t, th_strerror(rc), th_hubc_error(c));
+		th_test_say(why, why_len, "SNAPSHOT table %d: %s: %s", t, th_strerror(rc), th_ctl_error(c));
 		return rc;
 	}
-	*rev = rep.revision;
-	struct row *rows = calloc(rep.count ? rep.count : 1, sizeof *rows);
-	size_t off = 0, n = 0;
+	*rev = s.reply.revision;
+	struct row *rows = calloc(s.reply.count ? s.reply.count : 1, sizeof *rows);
+	size_t n = 0;
+	struct th_snap_iter it = th_ctl_snapshot_iter(&s);
 	struct th_snap_entry e;
 	const uint8_t *k, *v;
-	while (rows && (rc = th_hubc_snap_next(map, len, &off, &e, &k, &v)) == 1 && n < rep.count) {
+	while (rows && (rc = th_snap_next(&it, &e, &k, &v)) == 1) {
 		struct row *x = &rows[n++];
 		x->key = dup_bytes(k, e.key_len);
 		x->key_len = e.key_len;
@@ -134,13 +134,12 @@ static int hub_rows(struct th_hubc *c, int t, struct row **out, size_t *n_out, u
 		x->null = e.flags & TH_CHANGE_F_VALUE_NULL;
 		x->version = e.version;
 	}
-	if (len)
-		munmap((void *)map, len);
+	th_ctl_snapshot_free(&s);
 	if (!rows)
 		return -ENOMEM;
-	if (rc < 0 || n != rep.count) {
+	if (rc < 0 || n != s.reply.count) {
 		free_rows(rows, n);
-		th_test_say(why, why_len, "snapshot memfd malformed (%zu of %" PRIu64 " entries)", n, rep.count);
+		th_test_say(why, why_len, "snapshot memfd malformed (%zu of %" PRIu64 " entries)", n, s.reply.count);
 		return -TH_EPROTO;
 	}
 	qsort(rows, n, sizeof *rows, cmp_row);
@@ -162,16 +161,16 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 		th_test_say(why, why_len, "gtid_binlog_pos: %s", db->err);
 		return rc;
 	}
-	struct th_hubc *c;
-	if ((rc = th_hubc_connect(socket, &c)) < 0) {
+	struct th_ctl *c;
+	if ((rc = th_ctl_connect(socket, &c)) < 0) {
 		th_test_say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
 		return rc;
 	}
 	uint64_t rev;
-	rc = th_hubc_sync(c, gtid, (uint64_t)timeout_ms * 1000000u, &rev);
+	rc = th_ctl_sync(c, gtid, (uint64_t)timeout_ms * 1000000u, &rev);
 	if (rc < 0) {
-		th_test_say(why, why_len, "SYNC '%s': %s: %s", gtid, th_strerror(rc), th_hubc_error(c));
-		th_hubc_close(c);
+		th_test_say(why, why_len, "SYNC '%s': %s: %s", gtid, th_strerror(rc), th_ctl_error(c));
+		th_ctl_close(c);
 		return rc;
 	}
 	/* As root over the Unix socket: tests may change the topohub account. */
@@ -181,7 +180,7 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 	if (!mysql_real_connect(m, "localhost", "root", "", NULL, 0, db->socket, 0)) {
 		th_test_say(why, why_len, "connect as root: %s", mysql_error(m));
 		mysql_close(m);
-		th_hubc_close(c);
+		th_ctl_close(c);
 		return -TH_EMYSQL;
 	}
 	mysql_query(m, "SET SESSION character_set_results = binary");
@@ -219,7 +218,7 @@ int th_hub_check_state(const char *socket, struct th_mariadb *db, const char *sc
 		free_rows(b, nb);
 	}
 	mysql_close(m);
-	th_hubc_close(c);
+	th_ctl_close(c);
 	return rc;
 }
 
@@ -229,16 +228,16 @@ int th_test_reader_open(struct th_test_reader *tr, const char *socket, uint64_t 
 			char *why, size_t why_len)
 {
 	memset(tr, 0, sizeof *tr);
-	int rc = th_hubc_connect(socket, &tr->c);
+	int rc = th_ctl_connect(socket, &tr->c);
 	if (rc < 0) {
 		th_test_say(why, why_len, "connect %s: %s", socket, th_strerror(rc));
 		return rc;
 	}
 	struct th_ring_reader_fds fds;
-	rc = th_hubc_attach(tr->c, timeout_ns, name, &tr->att, &fds);
+	rc = th_ctl_attach(tr->c, timeout_ns, (uint32_t)getpid(), name, &tr->att, &fds, 5000);
 	if (rc < 0) {
-		th_test_say(why, why_len, "ATTACH: %s: %s", th_strerror(rc), th_hubc_error(tr->c));
-		th_hubc_close(tr->c);
+		th_test_say(why, why_len, "ATTACH: %s: %s", th_strerror(rc), th_ctl_error(tr->c));
+		th_ctl_close(tr->c);
 		tr->c = NULL;
 		return rc;
 	}
@@ -249,7 +248,7 @@ int th_test_reader_open(struct th_test_reader *tr, const char *socket, uint64_t 
 	close(fds.event_fd);
 	if (rc < 0) {
 		th_test_say(why, why_len, "th_ring_reader_open: %s %s", th_strerror(rc), err);
-		th_hubc_close(tr->c);
+		th_ctl_close(tr->c);
 		tr->c = NULL;
 		return rc;
 	}
@@ -329,7 +328,7 @@ void th_test_reader_close(struct th_test_reader *tr)
 {
 	if (tr->r)
 		th_ring_reader_close(tr->r);
-	th_hubc_close(tr->c);
+	th_ctl_close(tr->c);
 	free(tr->buf);
 	memset(tr, 0, sizeof *tr);
 }

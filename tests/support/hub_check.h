@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_check.h: test helpers around a running hub: compare its state with
  * the tables of a MariaDB instance, and a minimal ring reader that attaches
@@ -14,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hub_client.h"
-#include "protocol.h"
-#include "ring.h"
+#include "protocol/protocol.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
 #include "tests/support/mariadb.h"
 
 /*
@@ -42,7 +43,7 @@ struct th_test_rec {
 };
 
 struct th_test_reader {
-	struct th_hubc *c;
+	struct th_ctl *c;
 	struct th_ring_reader *r;
 	struct th_msg_attach_reply att;
 	uint8_t *buf;

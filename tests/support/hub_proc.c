@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topohubd as a child process for tests; see hub_proc.h. */
-#include "hub_proc.h"
-#include "support.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 extern char **environ;
 
@@ -58,7 +60,7 @@ static void remove_stale(void)
 }
 
 /* fork + exec with the death signal; only async-signal-safe calls in the child. */
-static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd)
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, unsigned nofile)
 {
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -67,6 +69,12 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], int
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(127);
+	if (nofile) {
+		/* Soft and hard: the hub cannot raise it (prlimit --nofile=N). */
+		struct rlimit rl = { nofile, nofile };
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(126);
+	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null >= 0)
 		dup2(null, 0);
@@ -155,7 +163,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	while (recv(h->notify_fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
 		;
 	uint64_t t0 = th_now_ns();
-	pid_t pid = spawn(h->binary, argv, envp, out);
+	pid_t pid = spawn(h->binary, argv, envp, out, h->nofile_limit);
 	close(out);
 	free(argv);
 	free(envp);
@@ -266,6 +274,7 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 	if ((rc = write_config(h, o, why, why_len)) < 0)
 		goto fail;
 	h->ready_timeout_ms = o->ready_timeout_ms;
+	h->nofile_limit = o->nofile_limit;
 	rc = -ENOMEM;
 	if (o->extra_args) {
 		size_t k = 0;
@@ -449,7 +458,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		db->admin = NULL;
 	}
 	int out = open(db->error_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out) : -EIO;
+	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out, 0) : -EIO;
 	if (out >= 0)
 		close(out);
 	free(cmd);

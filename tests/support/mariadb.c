@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A private MariaDB server for tests; see mariadb.h. */
-#include "mariadb.h"
-#include "support.h"
+#include "tests/support/mariadb.h"
+#include "tests/support/support.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,8 +25,8 @@
 
 #include <arpa/inet.h>
 
-#include "th_error.h"
-#include "th_time.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 
 /* Bump when the template's install options change, so old templates are not reused. */
 #define TEMPLATE_FORMAT 1

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny MySQL-protocol server that replays a binlog file; see replay_server.h. */
-#include "replay_server.h"
-#include "support.h"
+#include "tests/support/replay_server.h"
+#include "tests/support/support.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +20,9 @@
 
 #include <arpa/inet.h>
 
-#include "gtid.h"
-#include "th_buf.h"
-#include "th_time.h"
+#include "readers/gtid.h"
+#include "common/th_buf.h"
+#include "common/th_time.h"
 
 /* Capability flags we offer: 4.1 protocol, plugin auth, no TLS, classic EOF. */
 #define CLIENT_LONG_PASSWORD      0x00000001u /* also tells Connector/C "MySQL, not MariaDB" */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * replay_server.h: a tiny MySQL-protocol server that replays a binlog file.
  *

@@ -1,4 +1,5 @@
-#include "support.h"
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "tests/support/support.h"
 
 #include <ftw.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support.h: small helpers shared by the test support code (the MariaDB
  * harness, the hub starter, the replay server, the hub checker).

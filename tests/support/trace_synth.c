@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trace_synth.c: see trace_synth.h. */
-#include "trace_synth.h"
+#include "tests/support/trace_synth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "protocol.h"
-#include "ring.h"
-#include "th_time.h"
-#include "th_trace.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_time.h"
+#include "common/th_trace.h"
 
 /* Stands in for work between probes, so that stages have non-zero lengths. */
 static void busy_ns(uint64_t ns)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * trace_synth.h: synthetic changes that fire topohub's USDT probes
  * (common/th_trace.h) in the order a real change does, from two processes, so

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package topohub is a pure-Go client of topohubd (no cgo): it speaks the
-// hub's control protocol (hub/protocol.h) and reads the hub's shared-memory
+// hub's control protocol (protocol/protocol.h) and reads the hub's shared-memory
 // ring (shm/ring.h) itself, with the semantics of the C library
 // (plugins/topohub.h): Watch and WatchRecursive with snapshot stitching at one
 // revision, component-boundary prefixes, RESYNC and convergence after an
@@ -58,7 +58,7 @@ type WaitMode int
 const (
 	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex (default)
 	WaitSpin                  // spin: lowest latency, burns a core
-	WaitFD                    // sleep on the reader's eventfd through Go's poller
+	WaitFD                    // sleep on the reader's wake-up fd (a pipe's read end; shm/ring.h) through Go's poller
 )
 
 // Options for Open. The zero value is usable.

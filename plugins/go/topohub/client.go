@@ -90,7 +90,7 @@ type Client struct {
 	incoming  []*watch
 	cancelled []*watch
 	nextID    uint64
-	evFile    *os.File // the eventfd in WaitFD mode, for kick(); under mu
+	evFile    *os.File // the wake-up pipe in WaitFD mode, for kick(); under mu
 	ntables   atomic.Uint32
 
 	qmu sync.Mutex // the query connection (Get, List)
@@ -255,7 +255,7 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 	return w.ch, nil
 }
 
-// kick wakes the reader: at once in WaitFD mode (the eventfd read is
+// kick wakes the reader: at once in WaitFD mode (the wake-up pipe's read is
 // interrupted), within a slice (10 ms) in futex mode.
 func (c *Client) kick() {
 	select {

@@ -5,7 +5,7 @@ package topohub
 // The reader goroutine (one per Client): adoption, fetches, the ring,
 // resyncs, waiting. Everything here runs on it alone.
 //
-// Stitching (hub/protocol.h): a new watch is adopted between two records at
+// Stitching (protocol/protocol.h): a new watch is adopted between two records at
 // ring position D. If adopted watches already cover its path, the local copy
 // is exact and its initial events come at the next boundary. Otherwise the
 // reader asks the hub for a snapshot (or a get), adds the entries whose keys
@@ -311,7 +311,7 @@ func (c *Client) attach(ctx context.Context) error {
 	if c.opts.Wait == WaitFD {
 		// Non-blocking (EFD_NONBLOCK, shared with the hub's end): os.NewFile
 		// gives it to Go's poller.
-		c.ev = os.NewFile(uintptr(fds[2]), "topohub-eventfd")
+		c.ev = os.NewFile(uintptr(fds[2]), "topohub-wakeup")
 		c.mu.Lock()
 		c.evFile = c.ev
 		c.mu.Unlock()
@@ -809,8 +809,8 @@ func (c *Client) wait() {
 		}
 		c.ev.SetReadDeadline(time.Now().Add(sliceFD))
 		if !c.kicked() {
-			var b [8]byte
-			c.ev.Read(b[:]) // drains the eventfd (th_ring_reader_disarm)
+			var b [256]byte
+			c.ev.Read(b[:]) // drains the wake-up pipe (th_ring_reader_disarm)
 		}
 		r.endSleep()
 		ready = r.ready()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohubd against MariaDB misfortunes: the server killed mid-stream and
  * restarted, a hub started while a writer runs flat out, failover to a GTID
@@ -21,10 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "protocol.h"
-#include "th_atomic.h"
-#include "th_error.h"
-#include "th_time.h"
+#include "protocol/protocol.h"
+#include "common/th_atomic.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
 #include "tests/support/hub_check.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"

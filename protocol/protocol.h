@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * protocol.h: what topohubd and its clients say to each other.
  *
@@ -22,6 +23,13 @@
  * key's last change in the transaction only: no other transaction could see
  * the values before it, and so (key, revision) names exactly one value.
  *
+ * One implementation of both ends. protocol.c holds what the hub and its
+ * clients both do with these bytes (framing a message, sending it with
+ * descriptors, laying out and walking snapshot entries); ctl_client.c is the
+ * one client of the control socket, used by libtopohub.so (plugins/), by
+ * topohubctl (ctl/) and by the tests. Neither depends on the hub or on the
+ * library: both sides depend on this component.
+ *
  * Stitching a snapshot to the stream (what the client library does):
  *   1. ATTACH: the reply says the ring position P at which this reader starts.
  *   2. SNAPSHOT(table, prefix): entries, each with the revision of its last
@@ -42,7 +50,11 @@
 #ifndef TH_PROTOCOL_H
 #define TH_PROTOCOL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "shm/ring.h"
 
 /* ---- ring records ------------------------------------------------------- */
 
@@ -223,5 +235,121 @@ struct th_msg_stream_reply {
 	uint64_t revision;    /* published revision when the subscriber was added */
 	uint64_t sndbuf;      /* the hub's send buffer for this socket, bytes (SO_SNDBUF as granted) */
 };
+
+/* ---- what both ends do (protocol.c) -------------------------------------- */
+
+struct th_buf;
+
+/*
+ * Send one message: a header made here (magic, version, type, length,
+ * request_id), then len bytes of body, with nfds descriptors (at most 4) by
+ * SCM_RIGHTS. flags go to sendmsg (MSG_NOSIGNAL is always added; the hub adds
+ * MSG_DONTWAIT). 0, -EMSGSIZE (body over TH_MSG_MAX), -EAGAIN (would block, or
+ * a short send), -ECONNRESET (the peer is gone), -errno. Retries on EINTR.
+ */
+int th_proto_send(int fd, uint16_t type, uint32_t request_id, const void *body, size_t len, const int *fds,
+		  int nfds, int flags);
+
+/*
+ * Receive one message into buf (cap bytes) with its descriptors: up to
+ * maxfds go to fds (close-on-exec; *nfds says how many), further ones are
+ * closed (maxfds 0: all of them, as the hub does with what clients send).
+ * 0 with *len set, -ECONNRESET (end of file), -EMSGSIZE (the message was
+ * longer than cap: its descriptors are closed; with MSG_TRUNC in flags *len
+ * is its real length), -errno. flags go to recvmsg. Retries on EINTR.
+ */
+int th_proto_recv(int fd, void *buf, size_t cap, size_t *len, int *fds, int maxfds, int *nfds, int flags);
+
+/* Snapshot entries (SNAPSHOT and GET replies): the hub lays them out with
+ * th_snap_put, clients walk them with th_snap_next. */
+void th_snap_put(struct th_buf *b, const struct th_snap_entry *e, const void *key, const void *value);
+
+struct th_snap_iter {
+	const uint8_t *map;  /* the memfd's contents */
+	uint64_t len;        /* its bytes (the reply's .bytes) */
+	uint64_t count;      /* entries the reply announced */
+	uint64_t off;        /* start at 0 */
+	uint64_t index;      /* start at 0 */
+};
+/* The next entry: 1 with *e, *key and *value (pointers into the map) set, 0
+ * after count entries, -TH_EPROTO when an entry does not fit the map or its
+ * key is longer than TH_KEY_MAX. */
+int th_snap_next(struct th_snap_iter *it, struct th_snap_entry *e, const uint8_t **key, const uint8_t **value);
+
+/* ---- the client of the control socket (ctl_client.c) --------------------- */
+
+/*
+ * One connection (struct th_ctl) carries one request at a time: send, then
+ * wait for the reply with the same request id (replies to earlier requests
+ * that timed out are skipped). Replies' descriptors are received
+ * close-on-exec and handed to the caller. No global state, nothing printed:
+ * the text of the last failure is kept in the handle (th_ctl_error()), so a
+ * library may use it in someone else's process.
+ *
+ * Errors: 0 or a negative code: -errno from the socket calls, -ECONNRESET
+ * (the hub went away), -ETIMEDOUT, -TH_EPROTO (a reply that does not parse),
+ * -TH_EVERSION (a hub of another protocol version), or the hub's own code
+ * from an ERROR reply.
+ *
+ * Threads: a connection is used by one thread at a time.
+ */
+struct th_ctl;
+
+/* A raw reply. body is malloc'ed and NUL-terminated (free with
+ * th_ctl_reply_free, which also closes the descriptors the caller did not
+ * take: set them to -1 to keep). */
+struct th_ctl_reply {
+	uint16_t type;
+	uint32_t request_id;
+	uint8_t *body;
+	size_t len;
+	int fds[4];
+	int nfds;
+};
+
+/* Connects to the socket at path. 0 and *out, or -errno (-ENAMETOOLONG,
+ * -ENOENT, -ECONNREFUSED, -EACCES, -ENOMEM). */
+int th_ctl_connect(const char *path, struct th_ctl **out);
+/* Closes the connection (an attached reader's slot is reclaimed by the hub). NULL: no-op. */
+void th_ctl_close(struct th_ctl *c);
+int th_ctl_fd(const struct th_ctl *c);
+/* Text of the last failure or ERROR reply ("" when none). */
+const char *th_ctl_error(const struct th_ctl *c);
+
+/*
+ * Sends one request (body of len bytes) and waits up to timeout_ms (< 0:
+ * forever) for its reply. An ERROR reply is returned as its code (the reply
+ * freed, its text in th_ctl_error()); a reply of the request's type fills
+ * *rep; any other type is -TH_EPROTO.
+ */
+int th_ctl_call(struct th_ctl *c, uint16_t type, const void *body, size_t len, struct th_ctl_reply *rep,
+		int timeout_ms);
+void th_ctl_reply_free(struct th_ctl_reply *rep);
+
+/* ATTACH: on success *out is the reply and *fds holds the three descriptors
+ * (the caller's). pid and name (NULL: none) are informational. */
+int th_ctl_attach(struct th_ctl *c, uint64_t timeout_ns, uint32_t pid, const char *name,
+		  struct th_msg_attach_reply *out, struct th_ring_reader_fds *fds, int timeout_ms);
+
+/* A snapshot's entries as received, mapped read-only. */
+struct th_ctl_snapshot {
+	struct th_msg_snapshot_reply reply;
+	const uint8_t *map;  /* NULL when reply.bytes is 0 */
+	size_t map_len;
+};
+/* SNAPSHOT (type TH_MSG_SNAPSHOT, key = prefix) or GET (TH_MSG_GET). Walk the
+ * entries with th_ctl_snapshot_iter() and th_snap_next(); release with
+ * th_ctl_snapshot_free(). */
+int th_ctl_snapshot(struct th_ctl *c, uint16_t type, uint32_t table, const void *key, uint32_t key_len,
+		    struct th_ctl_snapshot *out, int timeout_ms);
+struct th_snap_iter th_ctl_snapshot_iter(const struct th_ctl_snapshot *s);
+void th_ctl_snapshot_free(struct th_ctl_snapshot *s);
+
+/* SYNC: the revision at which the hub published past gtid. timeout_ns < 0:
+ * no limit (the hub's own limit is then the largest it has). */
+int th_ctl_sync(struct th_ctl *c, const char *gtid, int64_t timeout_ns, uint64_t *revision);
+
+/* STATS / READERS / TABLES: the JSON text, malloc'ed and NUL-terminated. */
+int th_ctl_json(struct th_ctl *c, uint16_t type, char **json);
 
 #endif

@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Tests for the client library's local state (plugins/state.c), on synthetic
+ * Tests for the client library's local state (plugins/mirror.c), on synthetic
  * entries: path-component prefix matching, the stitching rule (a change
  * applies only when newer than what is held), and the resync difference.
  * The file is compiled in here whole: its functions are internal to
@@ -15,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../plugins/state.c"
+#include "plugins/mirror.c"
 
 static bool m(const char *prefix, const char *key)
 {
@@ -23,7 +24,7 @@ static bool m(const char *prefix, const char *key)
 	return th__prefix_matches(prefix, plen, key, (uint32_t)strlen(key));
 }
 
-static void test_plugin_state__prefix_matches_on_component_boundaries(void **state)
+static void test_plugin_mirror__prefix_matches_on_component_boundaries(void **state)
 {
 	(void)state;
 	assert_true(m("/a/b", "/a/b"));
@@ -73,7 +74,7 @@ static const char *val(struct th__mirror *mi, uint32_t table, const char *key)
 
 /* protocol.h's stitching: snapshot at R, then ring changes; a change applies
  * only if newer than the key's snapshot revision. */
-static void test_plugin_state__stitching_applies_only_newer_changes(void **state)
+static void test_plugin_mirror__stitching_applies_only_newer_changes(void **state)
 {
 	(void)state;
 	struct th__mirror mi = { 0 };
@@ -111,7 +112,7 @@ static void test_plugin_state__stitching_applies_only_newer_changes(void **state
 	th__mirror_clear(&mi);
 }
 
-static void test_plugin_state__list_is_in_key_order_under_prefix(void **state)
+static void test_plugin_mirror__list_is_in_key_order_under_prefix(void **state)
 {
 	(void)state;
 	struct th__mirror mi = { 0 };
@@ -156,7 +157,7 @@ static void log_del(void *ctx, const struct th__entry *e)
 }
 
 /* Resync: what a watcher was told (old) against the state (new). */
-static void test_plugin_state__resync_diff_puts_changes_and_deletes_vanished(void **state)
+static void test_plugin_mirror__resync_diff_puts_changes_and_deletes_vanished(void **state)
 {
 	(void)state;
 	struct th__mirror old = { 0 }, cur = { 0 };
@@ -184,7 +185,7 @@ static void test_plugin_state__resync_diff_puts_changes_and_deletes_vanished(voi
 	th__mirror_clear(&cur);
 }
 
-static void test_plugin_state__move_table_sets_one_table_aside(void **state)
+static void test_plugin_mirror__move_table_sets_one_table_aside(void **state)
 {
 	(void)state;
 	struct th__mirror mi = { 0 }, aside = { 0 };
@@ -206,7 +207,7 @@ static void test_plugin_state__move_table_sets_one_table_aside(void **state)
 /* Thousands of puts and removals in a pseudo-random order, checked against a
  * plain array after each round: removals in the middle of probe runs must not
  * lose the entries behind them. */
-static void test_plugin_state__mirror_keeps_every_entry_through_puts_and_removals(void **state)
+static void test_plugin_mirror__mirror_keeps_every_entry_through_puts_and_removals(void **state)
 {
 	(void)state;
 	enum { N = 3000 };
@@ -262,12 +263,12 @@ static void test_plugin_state__mirror_keeps_every_entry_through_puts_and_removal
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plugin_state__prefix_matches_on_component_boundaries),
-		cmocka_unit_test(test_plugin_state__mirror_keeps_every_entry_through_puts_and_removals),
-		cmocka_unit_test(test_plugin_state__stitching_applies_only_newer_changes),
-		cmocka_unit_test(test_plugin_state__list_is_in_key_order_under_prefix),
-		cmocka_unit_test(test_plugin_state__resync_diff_puts_changes_and_deletes_vanished),
-		cmocka_unit_test(test_plugin_state__move_table_sets_one_table_aside),
+		cmocka_unit_test(test_plugin_mirror__prefix_matches_on_component_boundaries),
+		cmocka_unit_test(test_plugin_mirror__mirror_keeps_every_entry_through_puts_and_removals),
+		cmocka_unit_test(test_plugin_mirror__stitching_applies_only_newer_changes),
+		cmocka_unit_test(test_plugin_mirror__list_is_in_key_order_under_prefix),
+		cmocka_unit_test(test_plugin_mirror__resync_diff_puts_changes_and_deletes_vanished),
+		cmocka_unit_test(test_plugin_mirror__move_table_sets_one_table_aside),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

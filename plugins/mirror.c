@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * state.c: path-component matching and the library's local copy of entries.
  *
@@ -12,22 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_int.h"
-
-int th__grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
+#include "common/th_buf.h"
+#include "plugins/client_int.h"
 
 uint32_t th__path_trim(const char *path, uint32_t len)
 {
@@ -279,7 +266,7 @@ static int list_entries(const struct th__mirror *m, bool all_tables, uint32_t ta
 		struct th__entry *e = m->slots[i].e;
 		if (!e || (!all_tables && (e->table != table || !th__prefix_matches(prefix, plen, e->key, e->key_len))))
 			continue;
-		if (th__grow((void **)&v, &cap, cnt + 1, sizeof *v)) {
+		if (th_grow((void **)&v, &cap, cnt + 1, sizeof *v)) {
 			free(v);
 			return -ENOMEM;
 		}

@@ -1,14 +1,18 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * topohubctl watch: print each change of a path (or, with -r, of every path
  * under a prefix) as the client library delivers it, with its revision and
  * two latencies: hub publish to callback, and binlog commit to callback.
  *
  * It loads libtopohub.so with dlopen, as any host does (from $TOPOHUB_LIB,
- * else next to the topohubctl binary), so it also checks the ABI in the
- * field. Kept apart from topohubctl_main.c: one entry point, th__ctl_watch().
+ * else next to the topohubctl binary, else libtopohub.so.1 where the system
+ * looks), so it also checks the ABI in the field. --table is resolved by asking the hub, as every command does.
  *
  *   topohubctl [--socket PATH] [--json] [--table NAME|N] watch [-r] [--json]
  *              [--count N] [--socket PATH] [--table NAME|N] [--mode futex|spin|fd] PATH
+ *
+ * The options after `watch` are the global ones again, for scripts that put
+ * them there; they win.
  *
  * Exit: 0 when stopped by SIGINT/SIGTERM, after --count changes, or when an
  * exact watch ended; 1 on failure; 2 on usage errors.
@@ -25,12 +29,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "th_buf.h"
-#include "th_error.h"
-#include "topohub.h"
-#include "th_time.h"
-
-int th__ctl_watch(int argc, char **argv);
+#include "common/th_buf.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
+#include "ctl/ctl.h"
+#include "plugins/topohub.h"
+#include "protocol/protocol.h"
 
 struct watch_ctx {
 	const struct th_api *api;
@@ -63,6 +67,7 @@ static const char *resync_name(uint32_t r)
 	case TH_RESYNC_LAPPED: return "lapped";
 	case TH_RESYNC_HUB_LOST: return "hub lost";
 	case TH_RESYNC_HUB: return "hub resync";
+	case TH_RESYNC_NOMEM: return "out of memory";
 	default: return "other";
 	}
 }
@@ -162,53 +167,9 @@ static void on_event(const struct th_event *ev, void *arg)
 		w->done = true;
 }
 
-static int parse_table(const char *s, uint32_t *out)
-{
-	static const char *const names[] = { "topo_data", "topo_locks", "topo_elections" };
-	for (uint32_t i = 0; i < 3; i++)
-		if (!strcmp(s, names[i])) {
-			*out = i;
-			return 0;
-		}
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	if (!*s || *end || v > 255)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-/* The global options given before the command (topohubctl_main.c parsed
- * them for itself): read them back from our command line. */
-static void global_options(const char **socket, bool *json, const char **table)
-{
-	static char cmdline[8192];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	cmdline[n] = 0;
-	const char *args[128];
-	int na = 0;
-	for (char *p = cmdline; p < cmdline + n && na < 128; p += strlen(p) + 1)
-		args[na++] = p;
-	for (int i = 1; i < na && !strncmp(args[i], "--", 2); i++) {
-		if (!strcmp(args[i], "--json"))
-			*json = true;
-		else if (!strcmp(args[i], "--socket") && i + 1 < na)
-			*socket = args[++i];
-		else if (!strcmp(args[i], "--table") && i + 1 < na)
-			*table = args[++i];
-		else if (!strcmp(args[i], "--timeout") && i + 1 < na)
-			i++;
-	}
-}
-
 static void *load_library(char *why, size_t len)
 {
+	why[0] = '\0';
 	char path[PATH_MAX];
 	const char *env = getenv("TOPOHUB_LIB");
 	if (env && *env) {
@@ -223,19 +184,23 @@ static void *load_library(char *why, size_t len)
 		snprintf(path, sizeof path, "%s/libtopohub.so", exe);
 	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		snprintf(why, len, "%s (set TOPOHUB_LIB to the library)", dlerror());
+	if (!h && !(env && *env)) {
+		/* Installed: the library is where the system looks, by its SONAME. */
+		snprintf(why, len, "%s", dlerror());
+		h = dlopen("libtopohub.so.1", RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!h) {
+		size_t n = strlen(why);
+		snprintf(why + n, len - n, "%s%s (set TOPOHUB_LIB to the library)", n ? "; " : "", dlerror());
+	}
 	return h;
 }
 
-int th__ctl_watch(int argc, char **argv)
+int ctl_cmd_watch(const struct ctl_options *global, int argc, char **argv)
 {
-	const char *socket = getenv("TOPOHUB_SOCKET");
-	if (!socket || !*socket)
-		socket = TH_DEFAULT_SOCKET;
-	const char *table_s = "0", *mode_s = "futex";
-	struct watch_ctx w = { .count = -1, .out = TH_BUF_INIT };
-	global_options(&socket, &w.json, &table_s);
+	struct ctl_options opt = *global;
+	const char *mode_s = "futex";
+	struct watch_ctx w = { .count = -1, .out = TH_BUF_INIT, .json = opt.json };
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
@@ -246,9 +211,9 @@ int th__ctl_watch(int argc, char **argv)
 		else if (!strcmp(a, "--count") && i + 1 < argc)
 			w.count = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(a, "--socket") && i + 1 < argc)
-			socket = argv[++i];
+			opt.socket = argv[++i];
 		else if (!strcmp(a, "--table") && i + 1 < argc)
-			table_s = argv[++i];
+			opt.table = argv[++i];
 		else if (!strcmp(a, "--mode") && i + 1 < argc)
 			mode_s = argv[++i];
 		else {
@@ -257,7 +222,7 @@ int th__ctl_watch(int argc, char **argv)
 		}
 	}
 	uint32_t table, mode;
-	if (i + 1 != argc || parse_table(table_s, &table)) {
+	if (i + 1 != argc) {
 		fprintf(stderr, "usage: topohubctl watch [-r] [--json] [--count N] [--socket PATH] "
 				"[--table NAME|N] [--mode futex|spin|fd] PATH\n");
 		return 2;
@@ -272,6 +237,12 @@ int th__ctl_watch(int argc, char **argv)
 		fprintf(stderr, "topohubctl watch: --mode is futex, spin or fd\n");
 		return 2;
 	}
+	struct th_ctl *c = ctl_connect(&opt);
+	int nvalues;
+	int resolved = c ? ctl_table_index(&opt, c, &table, &nvalues) : -1;
+	th_ctl_close(c);
+	if (resolved < 0)
+		return 1;
 	char why[PATH_MAX + 128];
 	void *lib = load_library(why, sizeof why);
 	if (!lib) {
@@ -286,10 +257,10 @@ int th__ctl_watch(int argc, char **argv)
 		dlclose(lib);
 		return 1;
 	}
-	struct th_open_opts oo = { .size = sizeof oo, .socket_path = socket, .wait_mode = mode, .name = "topohubctl" };
+	struct th_open_opts oo = { .size = sizeof oo, .socket_path = opt.socket, .wait_mode = mode, .name = "topohubctl" };
 	rc = w.api->open(&oo, &w.conn);
 	if (rc) {
-		fprintf(stderr, "topohubctl watch: %s: %s\n", socket, w.api->strerror(rc));
+		fprintf(stderr, "topohubctl watch: %s: %s\n", opt.socket, w.api->strerror(rc));
 		dlclose(lib);
 		return 1;
 	}
