@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package topohubtopo is a Vitess topology backend (a topo.Factory named
 // "topohub") that keeps its data in MySQL or MariaDB, in the tables of the
 // mysqltopo backend (topo_data, topo_locks, topo_elections), and takes its

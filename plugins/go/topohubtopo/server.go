@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 // database/sql with github.com/go-sql-driver/mysql rather than Vitess's own
