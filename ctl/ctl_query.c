@@ -522,13 +522,6 @@ int ctl_cmd_metrics(const struct ctl_options *opt, int argc, char **argv)
 	label(&out, "source", src, true);
 	label(&out, "file", file, false);
 	th_buf_printf(&out, "} %s\n", pos);
-	/* Deprecated (0.3): the name before topohub_binlog_position_bytes, kept
-	 * while tests/test_hub.c asserts it. */
-	family(&out, "topohub_binlog_position", "gauge", "Deprecated: topohub_binlog_position_bytes.");
-	th_buf_puts(&out, "topohub_binlog_position{");
-	label(&out, "source", src, true);
-	label(&out, "file", file, false);
-	th_buf_printf(&out, "} %s\n", pos);
 	for (size_t i = 0; i < sizeof reader_families / sizeof reader_families[0]; i++) {
 		struct reader_family f = reader_families[i];
 		f.out = &out;
