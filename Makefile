@@ -139,6 +139,7 @@ run-tests: all
 	@# The install check loads the library into python3: a sanitizer build's cannot be.
 	@$(if $(SAN),echo "check-install and check-pip: skipped under SAN=$(SAN) (python3 cannot load a sanitized library)",CC=$(CC) scripts/check-install.sh $(BUILD) && scripts/check-pip.sh $(BUILD))
 	@scripts/check-monitoring.sh $(BUILD)
+	@scripts/check-unit.sh $(BUILD)
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 	@# Go's own race detector needs a plain hub build beside it: the Go suites run once, in the plain configuration.
 	@$(if $(SAN),echo "plugins/go: run in the plain configuration only (go test -race; the hub under SAN=$(SAN) is exercised by the C suites)",BUILD=$(BUILD) plugins/go/run-tests.sh)
