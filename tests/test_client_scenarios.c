@@ -443,6 +443,10 @@ int main(void)
 	}
 	qsort(tests, n, sizeof tests[0], by_name);
 	int failed = _cmocka_run_group_tests("test_client_scenarios", tests, n, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		free((void *)tests[i].name);
+		free(tests[i].initial_state);
+	}
 	dlclose(lib);
 	return failed;
 }

@@ -81,7 +81,8 @@ static void message(const struct out *o, const char *name, uint16_t type, uint32
 	struct th_msg_hdr h = { .magic = TH_PROTO_MAGIC, .version = TH_PROTO_VERSION, .type = type, .flags = 0,
 				.len = (uint32_t)(sizeof h + len), .request_id = req };
 	memcpy(buf, &h, sizeof h);
-	memcpy(buf + sizeof h, body, len);
+	if (len)
+		memcpy(buf + sizeof h, body, len);
 	char file[100], obj[100];
 	snprintf(file, sizeof file, "msg-%s.bin", name);
 	snprintf(obj, sizeof obj, "msg-%s", name);
