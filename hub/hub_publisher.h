@@ -45,7 +45,7 @@ struct th__pub {
 	int cur;                        /* source index */
 	bool ready;                     /* main was told we are streaming */
 	enum th_resync_reason reload_reason;
-	uint32_t reload_table;
+	uint32_t reload_table;          /* the table the cause named (the RESYNC names all: hub_load.c) */
 	char err[1024];
 	/* Benchmark mode only: one transaction's records as messages for
 	 * th__hub_fanout_send, grown as needed. */
