@@ -72,7 +72,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench chaos
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -130,6 +130,13 @@ run-tests: all
 	@scripts/check-layers.py --self-test
 	@scripts/check-layers.py
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
+	@SAN=$(SAN) tests/chaos/run.sh --duration 60 --build $(BUILD)
+
+# make chaos [DURATION=600]: servers, hubs, subscribers, workload and faults
+# checked against the binlog (tests/chaos/chaos.py); non-zero on any violation.
+DURATION ?= 120
+chaos: $(BUILD)/topohubd $(BUILD)/libtopohub.so
+	@SAN=$(SAN) tests/chaos/run.sh --duration $(DURATION) --build $(BUILD)
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh

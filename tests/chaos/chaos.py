@@ -565,6 +565,7 @@ class Run:
         for g in truth.disagree:
             self.viol("binlogs disagree on the rows of %s" % g)
         self.n_txns = len(order)
+        self.resync_causes = {}
         nsess = nchecked = 0
         online = 0
         for fn in sorted(os.listdir(self.out)):
@@ -596,8 +597,11 @@ class Run:
                 for m in json.load(open(os.path.join(self.out, fn))):
                     if not any(m in x for x in self.violations):
                         self.viol("online: " + m)
+        names = {1: "evicted", 2: "lapped", 3: "hub_lost", 4: "hub", 5: "nomem"}
+        causes = ", ".join("%s %d" % (names.get(c, c), n) for c, n in sorted(self.resync_causes.items()))
         self.summary = ("%d transactions in the binlogs, %d sessions gap-checked, %d changes matched, "
-                        "%d final views compared" % (self.n_txns, nsess, nchecked, nviews))
+                        "%d final views compared; RESYNC events by cause: %s" % (
+                            self.n_txns, nsess, nchecked, nviews, causes or "none"))
         log(self.summary)
 
     def check_file(self, path, truth, order, pos, chash):
@@ -636,6 +640,8 @@ class Run:
                 continue
             k = r["k"]
             key = r.get("key")
+            if k == 5:
+                self.resync_causes[r.get("rs", 0)] = self.resync_causes.get(r.get("rs", 0), 0) + 1
             # value checks: nothing delivered that did not commit
             if k in (1, 2):
                 hv = (r["h"], r["n"])
