@@ -237,7 +237,7 @@ class SubProc:
             [r.python, os.path.join(HERE, "subscriber.py"), "--socket", self.hub.socket, "--seed", str(seed),
              "--id", str(self.id), "--incarnation", str(self.inc), "--out", r.out,
              "--final", os.path.join(r.out, "final.json"), "--timeout-ms", str(SUB_TIMEOUT_MS),
-             "--keys", ",".join(make_keys())],
+             "--keys", ",".join(make_keys())] + (["--fd"] if self.id % 2 else []),
             stdout=errf, stderr=errf, env=dict(os.environ, TOPOHUB_LIB=os.path.join(r.build, "libtopohub.so")))
         errf.close()
 
@@ -565,6 +565,8 @@ class Run:
         for g in truth.disagree:
             self.viol("binlogs disagree on the rows of %s" % g)
         self.n_txns = len(order)
+        self.rev_of = {}
+        self.gtid_of = {}
         self.resync_causes = {}
         nsess = nchecked = 0
         online = 0
@@ -618,7 +620,11 @@ class Run:
                 recs.append(json.loads(ln))
             except ValueError:
                 pass  # the last line of a killed subscriber
+        hub = None
         for r in recs:
+            if r.get("hdr"):
+                hub = r["socket"]
+                continue
             if "viol" in r:
                 online += 1
                 if not any(r["viol"] in x for x in self.violations):
@@ -642,6 +648,16 @@ class Run:
             key = r.get("key")
             if k == 5:
                 self.resync_causes[r.get("rs", 0)] = self.resync_causes.get(r.get("rs", 0), 0) + 1
+            # one hub publishes a transaction once, at one revision
+            g = r.get("g")
+            if g and hub and (k in (1, 2) or (k == 3 and ws["state"] == "live")):
+                rv = self.rev_of.setdefault((hub, g), r["r"])
+                if rv != r["r"]:
+                    self.viol("%s watch %d: GTID %s at revision %d, and at %d before (the hub at %s "
+                              "published it twice)" % (name, w, g, r["r"], rv, hub))
+                gv = self.gtid_of.setdefault((hub, r["r"]), g)
+                if gv != g:
+                    self.viol("%s watch %d: revision %d names GTID %s and %s" % (name, w, r["r"], g, gv))
             # value checks: nothing delivered that did not commit
             if k in (1, 2):
                 hv = (r["h"], r["n"])

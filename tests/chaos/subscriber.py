@@ -78,6 +78,7 @@ class Sub:
         self.in_cb = 0
         self.rewatch = []
         self.events = 0
+        self.write({"hdr": 1, "socket": a.socket, "id": a.id, "inc": a.incarnation})
 
     def v(self, w, msg):
         s = "sub %d.%d watch %s (%s%s t%d): %s" % (self.a.id, self.a.incarnation, w.id if w else "-",
@@ -97,7 +98,7 @@ class Sub:
         while True:
             try:
                 hub = SubHub(self, self.a.socket, timeout=self.a.timeout_ms / 1000.0,
-                             name="chaos-%d" % self.a.id)
+                             name="chaos-%d" % self.a.id, wait_mode=th.WAIT_FD if self.a.fd else th.WAIT_FUTEX)
                 self.hub = hub
                 return
             except th.Error:
@@ -300,8 +301,17 @@ class Sub:
         for _ in range(self.a.watches):
             self.random_watch()
         last_flush = time.time()
+        poller = None
+        if self.a.fd:  # an event loop of its own: poll the descriptor, dispatch(0)
+            import select
+            poller = select.poll()
+            poller.register(self.hub.fileno(), select.POLLIN)
         while not self.final:
-            self.hub.dispatch(0.02)
+            if poller:
+                poller.poll(20)
+                self.hub.dispatch(0)
+            else:
+                self.hub.dispatch(0.02)
             self.churn()
             if time.time() - last_flush > 0.2:
                 self.log.flush()
@@ -397,6 +407,7 @@ def main():
     ap.add_argument("--timeout-ms", type=int, default=300)
     ap.add_argument("--watches", type=int, default=6)
     ap.add_argument("--keys", required=True)
+    ap.add_argument("--fd", action="store_true", help="TH_WAIT_FD in a poll loop (default: futex)")
     a = ap.parse_args()
     s = Sub(a)
 
