@@ -238,7 +238,7 @@ class SubProc:
              "--id", str(self.id), "--incarnation", str(self.inc), "--out", r.out,
              "--final", os.path.join(r.out, "final.json"), "--timeout-ms", str(SUB_TIMEOUT_MS),
              "--keys", ",".join(make_keys())] + (["--fd"] if self.id % 2 else []),
-            stdout=errf, stderr=errf, env=dict(os.environ, TOPOHUB_LIB=os.path.join(r.build, "libtopohub.so")))
+            stdout=errf, stderr=errf, env=r.sub_env)
         errf.close()
 
     def alive(self):
@@ -263,6 +263,12 @@ class Run:
         self.primary = None
         self.failed_over = False
         self.frng = random.Random(self.seed ^ 0x5EED)
+        self.sub_env = dict(os.environ, TOPOHUB_LIB=os.path.join(self.build, "libtopohub.so"),
+                            PYTHONDONTWRITEBYTECODE="1")
+        if os.environ.get("SAN") == "address":
+            asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                                  text=True).stdout.strip()
+            self.sub_env.update(LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
 
     def viol(self, msg):
         self.violations.append(msg)
@@ -500,6 +506,13 @@ class Run:
             if s.proc.returncode not in (0, None):
                 self.viol("subscriber %d exited %s; see %s/sub-%d-%d.err" % (s.id, s.proc.returncode, self.out,
                                                                              s.id, s.inc))
+        for fn in sorted(os.listdir(self.out)):
+            if fn.startswith("sub-") and fn.endswith(".err"):
+                t = open(os.path.join(self.out, fn), errors="replace").read()
+                for needle in ("Traceback", "Sanitizer", "runtime error:"):
+                    if needle in t:
+                        self.viol("%s holds a %s report: %s" % (fn, needle, t[t.index(needle):][:300]))
+                        break
         self.tables = self.read_tables()
         for h in self.hubs:
             st = h.term()
