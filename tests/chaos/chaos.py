@@ -579,10 +579,19 @@ class Run:
             self.viol("binlogs disagree on the rows of %s" % g)
         self.n_txns = len(order)
         self.rev_of = {}
+        self.anchored = 0
         self.gtid_of = {}
         self.resync_causes = {}
         nsess = nchecked = 0
         online = 0
+        # Anchors: the GTID of each revision some subscriber of a hub saw on
+        # its ring (a revision names one transaction of one hub). A session
+        # that starts at SYNCED revision R whose GTID is known holds every
+        # transaction after it, not only those after its first delivery.
+        self.anchors = {}
+        for fn in sorted(os.listdir(self.out)):
+            if fn.startswith("events-"):
+                self.collect_anchors(os.path.join(self.out, fn))
         for fn in sorted(os.listdir(self.out)):
             if not fn.startswith("events-"):
                 continue
@@ -615,9 +624,31 @@ class Run:
         names = {1: "evicted", 2: "lapped", 3: "hub_lost", 4: "hub", 5: "nomem"}
         causes = ", ".join("%s %d" % (names.get(c, c), n) for c, n in sorted(self.resync_causes.items()))
         self.summary = ("%d transactions in the binlogs, %d sessions gap-checked, %d changes matched, "
-                        "%d final views compared; RESYNC events by cause: %s" % (
-                            self.n_txns, nsess, nchecked, nviews, causes or "none"))
+                        "%d final views compared; %d sessions checked from their SYNCED revision; RESYNC events by cause: %s" % (
+                            self.n_txns, nsess, nchecked, nviews, self.anchored, causes or "none"))
         log(self.summary)
+
+    def collect_anchors(self, path):
+        hub = None
+        live = {}
+        for ln in open(path):
+            try:
+                r = json.loads(ln)
+            except ValueError:
+                continue
+            if r.get("hdr"):
+                hub = r["socket"]
+            elif r.get("new"):
+                live[r["w"]] = "start"
+            elif "k" in r:
+                k = r["k"]
+                st = live.get(r["w"])
+                if k == 5:
+                    live[r["w"]] = "resync"
+                elif k == 6:
+                    live[r["w"]] = "live"
+                elif r.get("g") and hub and (k in (1, 2) or (k == 3 and st == "live")):
+                    self.anchors.setdefault((hub, r["r"]), r["g"])
 
     def check_file(self, path, truth, order, pos, chash):
         """Online violations logged, sessions and gap checks of one events file."""
@@ -656,6 +687,7 @@ class Run:
             if r.get("unw"):
                 nsess += self.gap(name, w, ws, truth, order, pos, truncated=True)
                 ws["sess"] = []
+                ws["start_g"] = None
                 continue
             k = r["k"]
             key = r.get("key")
@@ -703,11 +735,13 @@ class Run:
             if k == 5:  # RESYNC
                 nsess += self.gap(name, w, ws, truth, order, pos)
                 ws["sess"] = []
+                ws["start_g"] = None
                 ws["state"] = "resync"
             elif k == 6:  # SYNCED
                 ws["state"] = "live"
                 ws["sess"] = []
                 ws["base"] = dict(ws["view"])
+                ws["start_g"] = self.anchors.get((hub, r["r"]))
             elif k == 7:
                 nsess += self.gap(name, w, ws, truth, order, pos)
                 ws["sess"] = []
@@ -768,6 +802,10 @@ class Run:
                 self.viol("%s watch %d: %s of GTID %s delivered twice in one session" % (name, w, key, g))
             got[(g, key)] = (k, hv)
         lo, hi = pos[sess[0][0]], pos[sess[-1][0]]
+        sg = ws.get("start_g")
+        if sg in pos and pos[sg] < lo:
+            lo = pos[sg] + 1  # the snapshot held sg and everything before it
+            self.anchored += 1
         # the view before the session's first transaction: replay from base
         view = dict(ws.get("base", {}))
         for i in range(lo, hi + 1):
