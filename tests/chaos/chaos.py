@@ -237,7 +237,7 @@ class SubProc:
             [r.python, os.path.join(HERE, "subscriber.py"), "--socket", self.hub.socket, "--seed", str(seed),
              "--id", str(self.id), "--incarnation", str(self.inc), "--out", r.out,
              "--final", os.path.join(r.out, "final.json"), "--timeout-ms", str(SUB_TIMEOUT_MS),
-             "--keys", ",".join(make_keys())] + (["--fd"] if self.id % 2 else []),
+             "--keys", ",".join(make_keys())] + [[], ["--fd"], ["--thread"]][self.id % 3],
             stdout=errf, stderr=errf, env=r.sub_env)
         errf.close()
 
@@ -689,6 +689,8 @@ class Run:
                 ws["sess"] = []
                 ws["start_g"] = None
                 continue
+            if "k" not in r:
+                continue  # {"late": 1}: a callback begun before unwatch() returned (thread mode)
             k = r["k"]
             key = r.get("key")
             if k == 5:

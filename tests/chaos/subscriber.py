@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plugins", "python"))
@@ -62,6 +63,8 @@ class W:
         self.frees = 0
         self.fkey = None
         self.pending_end = False  # exact watch: DELETE seen, ENDED must follow
+        self.unw_main = False     # thread mode: unwatched on the main thread
+        self.late = False         # ... and the one callback that may have begun before came
 
 
 class Sub:
@@ -78,6 +81,8 @@ class Sub:
         self.in_cb = 0
         self.rewatch = []
         self.events = 0
+        self.lock = threading.RLock()
+        self.closing = False
         self.write({"hdr": 1, "socket": a.socket, "id": a.id, "inc": a.incarnation})
 
     def v(self, w, msg):
@@ -98,7 +103,8 @@ class Sub:
         while True:
             try:
                 hub = SubHub(self, self.a.socket, timeout=self.a.timeout_ms / 1000.0,
-                             name="chaos-%d" % self.a.id, wait_mode=th.WAIT_FD if self.a.fd else th.WAIT_FUTEX)
+                             name="chaos-%d" % self.a.id, wait_mode=th.WAIT_FD if self.a.fd else th.WAIT_FUTEX,
+                             thread=self.a.thread)
                 self.hub = hub
                 return
             except th.Error:
@@ -156,8 +162,14 @@ class Sub:
         self.write({"w": w.id, "unw": 1})
         if not self.hub.unwatch(w.id):
             self.v(w, "unwatch of a live watch returned False")
+        if self.a.thread and not self.in_cb:
+            w.unw_main = True
 
     def on_free(self, fkey):
+        with self.lock:
+            self.on_free_locked(fkey)
+
+    def on_free_locked(self, fkey):
         w = self.by_fkey.get(fkey)
         if w is None:
             self.v(None, "free of unknown arg %s" % fkey)
@@ -172,9 +184,22 @@ class Sub:
 
     # ---- the online checker ----
     def on_event(self, w, ev):
+        with self.lock:
+            self.on_event_locked(w, ev)
+
+    def on_event_locked(self, w, ev):
         self.in_cb += 1
         try:
+            if w.dead and w.unw_main and not w.late:
+                # unwatched on the main thread while the library's thread may
+                # have begun this callback (it waits for the GIL and the lock):
+                # topohub.h allows that one, never a second
+                w.late = True
+                self.write({"w": w.id, "late": 1})
+                return
             self.check(w, ev)
+            if self.a.thread and not self.final and self.rng.random() < 0.05:
+                self.churn()
             if not self.final and not w.dead and self.rng.random() < 0.003:
                 self.unwatch(w)         # from inside its own callback
             if not self.final and self.rng.random() < 0.002:
@@ -185,6 +210,8 @@ class Sub:
             self.in_cb -= 1
 
     def check(self, w, ev):
+        if self.closing:
+            return  # close() ends every watch: a callback the thread had begun may still run
         self.events += 1
         k = ev.kind
         rec = {"w": w.id, "k": k, "r": ev.revision}
@@ -297,6 +324,7 @@ class Sub:
                 self.unwatch(self.rng.choice(dead))
 
     def run(self):
+        self.lock.acquire()  # held except while the library's thread may run callbacks
         self.open()
         for _ in range(self.a.watches):
             self.random_watch()
@@ -307,6 +335,14 @@ class Sub:
             poller = select.poll()
             poller.register(self.hub.fileno(), select.POLLIN)
         while not self.final:
+            if self.a.thread:
+                # callbacks run on the library's thread (they churn too)
+                self.pump(0.02)
+                self.churn()
+                if time.time() - last_flush > 0.2:
+                    self.log.flush()
+                    last_flush = time.time()
+                continue
             if poller:
                 poller.poll(20)
                 self.hub.dispatch(0)
@@ -318,6 +354,17 @@ class Sub:
                 last_flush = time.time()
         self.finish()
 
+    def pump(self, t):
+        """dispatch(t), or with the library's thread just wait (callbacks run there)."""
+        if self.a.thread:
+            self.lock.release()
+            try:
+                time.sleep(t)
+            finally:
+                self.lock.acquire()
+        else:
+            self.hub.dispatch(t)
+
     def finish(self):
         self.write({"final": 1})
         deadline = time.time() + 120
@@ -327,7 +374,7 @@ class Sub:
                 with open(self.a.final) as f:
                     target = json.load(f)["gtid"]
             except (OSError, ValueError, KeyError):
-                self.hub.dispatch(0.05)
+                self.pump(0.05)
         if target is None:
             self.v(None, "no final GTID position")
             return self.exit()
@@ -336,21 +383,21 @@ class Sub:
             try:
                 rev = self.hub.sync(target, timeout=5)
             except th.Error:
-                self.hub.dispatch(0.05)
+                self.pump(0.05)
         if rev is None:
             self.v(None, "sync(%s) never answered" % target)
             return self.exit()
         # The read-your-writes wait of topohub.h: dispatch until stats().revision >= rev.
         while time.time() < deadline and self.hub.stats()["revision"] < rev:
-            self.hub.dispatch(0.05)
+            self.pump(0.05)
         if self.hub.stats()["revision"] < rev:
             self.v(None, "stats().revision %d never reached sync's %d" % (self.hub.stats()["revision"], rev))
         while time.time() < deadline and any(not w.dead and w.state != "live" for w in self.watches.values()):
-            self.hub.dispatch(0.05)
+            self.pump(0.05)
         # a little more: in-flight resyncs after the revision
         t = time.time() + 0.3
         while time.time() < t:
-            self.hub.dispatch(0.05)
+            self.pump(0.05)
         views = []
         for w in self.watches.values():
             if w.dead:
@@ -366,8 +413,11 @@ class Sub:
         self.exit()
 
     def exit(self):
+        self.closing = True
         for w in self.watches.values():
             w.dead = True
+        if self.a.thread:
+            self.lock.release()  # close() joins the library's thread, which may wait for the lock
         self.hub.close()
         for w in self.watches.values():
             if w.frees != 1:
@@ -408,6 +458,7 @@ def main():
     ap.add_argument("--watches", type=int, default=6)
     ap.add_argument("--keys", required=True)
     ap.add_argument("--fd", action="store_true", help="TH_WAIT_FD in a poll loop (default: futex)")
+    ap.add_argument("--thread", action="store_true", help="TH_OPEN_F_THREAD: callbacks on the library's thread")
     a = ap.parse_args()
     s = Sub(a)
 
