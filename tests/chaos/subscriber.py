@@ -133,7 +133,10 @@ class Sub:
         box = []
 
         def cb(ev):
-            self.on_event(box[0], ev)
+            # the library's thread may call before watch() returned: box is
+            # filled under the lock, which add_watch's caller holds
+            with self.lock:
+                self.on_event(box[0], ev)
         fn = cb
         try:
             if recursive:
