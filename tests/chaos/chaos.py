@@ -328,14 +328,21 @@ class Run:
                 s.inc += 1
                 s.start()
 
+    @staticmethod
+    def kill(proc, sig):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass  # it died by itself: check_alive() reports it
+
     def fault(self, kind):
         rng = self.frng
         self.injected.append(kind)
         if kind == "sub_stop":
             s = rng.choice(self.subs)
-            os.kill(s.proc.pid, signal.SIGSTOP)
+            self.kill(s.proc, signal.SIGSTOP)
             time.sleep(SUB_TIMEOUT_MS / 1000.0 + rng.uniform(0.1, 1.0))
-            os.kill(s.proc.pid, signal.SIGCONT)
+            self.kill(s.proc, signal.SIGCONT)
         elif kind == "sub_kill":
             s = rng.choice(self.subs)
             s.proc.kill()
@@ -393,7 +400,7 @@ class Run:
             # a subscriber stopped for less than its timeout while more than
             # the ring's worth of changes is written: overtaken, not evicted
             s = rng.choice(self.subs)
-            os.kill(s.proc.pid, signal.SIGSTOP)
+            self.kill(s.proc, signal.SIGSTOP)
             try:
                 big = b"L" * 200000
                 qs = []
@@ -403,7 +410,7 @@ class Run:
                 self.primary_sql(qs)
             finally:
                 time.sleep(0.05)
-                os.kill(s.proc.pid, signal.SIGCONT)
+                self.kill(s.proc, signal.SIGCONT)
         elif kind == "failover":
             self.failover()
 
@@ -495,8 +502,8 @@ class Run:
         with open(os.path.join(self.out, "final.json.tmp"), "w") as f:
             json.dump({"gtid": gtid}, f)
         os.rename(os.path.join(self.out, "final.json.tmp"), os.path.join(self.out, "final.json"))
-        for s in self.subs:
-            os.kill(s.proc.pid, signal.SIGUSR1)
+        # The subscribers see final.json (a file, not a signal: one restarted
+        # a moment ago may not have installed a handler yet).
         for s in self.subs:
             try:
                 s.proc.wait(150)

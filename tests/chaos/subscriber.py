@@ -13,7 +13,7 @@ PUT, DELETE+ENDED, RESYNC then PUT/DELETE+ENDED/SYNCED); a DELETE only for a
 key the watch holds; nothing after ENDED or unwatch; the free function
 exactly once per watch, after its last callback.
 
-On SIGUSR1: stop churning, read the GTID position from --final, sync to it,
+When the file --final appears (or on SIGUSR1): stop churning, read the GTID position from it, sync to it,
 dispatch until stats().revision reaches sync's revision (the read-your-writes
 wait of topohub.h) and every watch is synced, write the views, close, check
 the free functions, exit.
@@ -338,6 +338,9 @@ class Sub:
             poller = select.poll()
             poller.register(self.hub.fileno(), select.POLLIN)
         while not self.final:
+            if os.path.exists(self.a.final):
+                self.final = True
+                break
             if self.a.thread:
                 # callbacks run on the library's thread (they churn too)
                 self.pump(0.02)
