@@ -46,7 +46,6 @@ import binlog_truth  # noqa: E402
 import cluster  # noqa: E402
 
 ALL_FAULTS = ["sub_stop", "sub_kill", "hub_kill", "hub_term", "db_kill", "both", "ddl", "stmt", "lap", "failover"]
-SUB_TIMEOUT_MS = 300
 
 
 def vhash(b):
@@ -236,7 +235,7 @@ class SubProc:
         self.proc = subprocess.Popen(
             [r.python, os.path.join(HERE, "subscriber.py"), "--socket", self.hub.socket, "--seed", str(seed),
              "--id", str(self.id), "--incarnation", str(self.inc), "--out", r.out,
-             "--final", os.path.join(r.out, "final.json"), "--timeout-ms", str(SUB_TIMEOUT_MS),
+             "--final", os.path.join(r.out, "final.json"), "--timeout-ms", str(r.timeouts[self.id]),
              "--keys", ",".join(make_keys())] + [[], ["--fd"], ["--thread"]][self.id % 3],
             stdout=errf, stderr=errf, env=r.sub_env)
         errf.close()
@@ -263,6 +262,9 @@ class Run:
         self.primary = None
         self.failed_over = False
         self.frng = random.Random(self.seed ^ 0x5EED)
+        crng = random.Random(self.seed ^ 0xC0F)
+        self.ring = a.ring or crng.choice(("256K", "1M", "1M", "4M"))
+        self.timeouts = [crng.choice((100, 300, 300, 1000)) for _ in range(64)]
         self.sub_env = dict(os.environ, TOPOHUB_LIB=os.path.join(self.build, "libtopohub.so"),
                             PYTHONDONTWRITEBYTECODE="1")
         if os.environ.get("SAN") == "address":
@@ -291,7 +293,7 @@ class Run:
         self.wait_replicas()
         for i, s in enumerate(self.servers):
             srcs = [s] + [x for x in self.servers if x is not s]
-            h = cluster.Hub(self.out, "hub%d" % i, self.build, srcs, ring=self.a.ring)
+            h = cluster.Hub(self.out, "hub%d" % i, self.build, srcs, ring=self.ring)
             h.start()
             self.hubs.append(h)
         sid = 0
@@ -341,7 +343,7 @@ class Run:
         if kind == "sub_stop":
             s = rng.choice(self.subs)
             self.kill(s.proc, signal.SIGSTOP)
-            time.sleep(SUB_TIMEOUT_MS / 1000.0 + rng.uniform(0.1, 1.0))
+            time.sleep(self.timeouts[s.id] / 1000.0 + rng.uniform(0.1, 1.0))
             self.kill(s.proc, signal.SIGCONT)
         elif kind == "sub_kill":
             s = rng.choice(self.subs)
@@ -741,8 +743,9 @@ class Run:
                               (name, w, key, r["g"]))
             # sessions
             st = ws["state"]
-            if k == 5:  # RESYNC
-                nsess += self.gap(name, w, ws, truth, order, pos)
+            if k == 5:  # RESYNC: it may cut a transaction (evicted or lapped between its records);
+                # the rest is announced by the RESYNC
+                nsess += self.gap(name, w, ws, truth, order, pos, truncated=True)
                 ws["sess"] = []
                 ws["start_g"] = None
                 ws["state"] = "resync"
@@ -787,8 +790,9 @@ class Run:
     def gap(self, name, w, ws, truth, order, pos, truncated=False):
         """The gap check of one continuity session: 1 if checked, else 0.
         truncated: the session ended by unwatch (maybe inside a callback, in
-        the middle of a transaction's changes) or by the end of the log (a
-        killed subscriber): its last transaction may be incomplete."""
+        the middle of a transaction's changes), by a RESYNC (an eviction or a
+        lap found between two records of a transaction) or by the end of the
+        log (a killed subscriber): its last transaction may be incomplete."""
         sess = ws["sess"]
         if truncated and sess:
             lastg = sess[-1][0]
@@ -859,7 +863,7 @@ def main():
     ap.add_argument("--faults", default=None, help="comma list of " + ",".join(ALL_FAULTS) + " (default all)")
     ap.add_argument("--subs", type=int, default=2, help="subscriber processes per hub")
     ap.add_argument("--replicas", type=int, default=2)
-    ap.add_argument("--ring", default="1M")
+    ap.add_argument("--ring", default=None, help="ring_capacity of the hubs (default: 256K, 1M or 4M by the seed)")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--record", default=None, help="append a row to this RUNS.md")
@@ -874,7 +878,9 @@ def main():
     if a.seed is None:
         a.seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     run = Run(a)
-    log("seed %d, duration %gs, faults %s" % (a.seed, a.duration, ",".join(run.faults)))
+    log("seed %d, duration %gs, faults %s, ring %s, subscriber timeouts %s ms" % (
+        a.seed, a.duration, ",".join(run.faults), run.ring,
+        ",".join(str(t) for t in run.timeouts[:a.subs * (1 + a.replicas)])))
     rc = 0
     try:
         run.go()
