@@ -65,6 +65,7 @@ class W:
         self.pending_end = False  # exact watch: DELETE seen, ENDED must follow
         self.unw_main = False     # thread mode: unwatched on the main thread
         self.late = False         # ... and the one callback that may have begun before came
+        self.enoent = False       # ... and unwatch() said it had ended: ENDED must come
 
 
 class Sub:
@@ -163,10 +164,16 @@ class Sub:
             return
         w.dead = True
         self.write({"w": w.id, "unw": 1})
-        if not self.hub.unwatch(w.id):
-            self.v(w, "unwatch of a live watch returned False")
+        ok = self.hub.unwatch(w.id)
         if self.a.thread and not self.in_cb:
             w.unw_main = True
+            if not ok:
+                # the library's thread ended it meanwhile: its ENDED is on the
+                # way (waiting for the lock); it must come, and be ENDED
+                w.enoent = True
+                return
+        if not ok:
+            self.v(w, "unwatch of a live watch returned False")
 
     def on_free(self, fkey):
         with self.lock:
@@ -199,6 +206,10 @@ class Sub:
                 # topohub.h allows that one, never a second
                 w.late = True
                 self.write({"w": w.id, "late": 1})
+                if w.enoent and ev.kind != ENDED:
+                    self.v(w, "unwatch found the watch ended, then %s came, not ENDED" %
+                           th.KIND_NAMES.get(ev.kind))
+                w.enoent = False
                 return
             self.check(w, ev)
             if self.a.thread and not self.final and self.rng.random() < 0.05:
@@ -428,6 +439,8 @@ class Sub:
         for w in self.watches.values():
             if w.frees != 1:
                 self.v(w, "free function ran %d times by close()" % w.frees)
+            if w.enoent:
+                self.v(w, "unwatch found the watch ended, but its ENDED never came")
         with open(os.path.join(self.a.out, "viol-%d-%d.json" % (self.a.id, self.a.incarnation)), "w") as f:
             json.dump(self.viol, f)
         self.log.close()
