@@ -25,7 +25,7 @@ ABI_MINOR := $(shell sed -n 's/^\#define TH_ABI_MINOR \([0-9]*\)$$/\1/p' plugins
 # the README's two commands, `make test` and `make demo` (and `make bench`),
 # install what is missing first and then build in a second make that sees
 # the packages. Any other goal stops here when a package is missing.
-INSTALLING_GOALS := deps test demo bench clean package-test
+INSTALLING_GOALS := deps test demo bench clean package-test chaos
 ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) cmocka libcurl && echo ok),ok)
 $(error Debian packages are missing: run `make deps` as root (or `make test`, which installs them first))
@@ -77,7 +77,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall package-test
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall package-test chaos run-chaos
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -143,6 +143,17 @@ run-tests: all
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
 	@# Go's own race detector needs a plain hub build beside it: the Go suites run once, in the plain configuration.
 	@$(if $(SAN),echo "plugins/go: run in the plain configuration only (go test -race; the hub under SAN=$(SAN) is exercised by the C suites)",BUILD=$(BUILD) plugins/go/run-tests.sh)
+	@SAN=$(SAN) tests/chaos/run.sh --duration 60 --build $(BUILD)
+
+# make chaos [DURATION=600]: servers, hubs, subscribers, workload and faults
+# checked against the binlog (tests/chaos/chaos.py); non-zero on any violation.
+DURATION ?= 120
+chaos:
+	@scripts/install-deps.sh build test
+	@$(MAKE) --no-print-directory run-chaos
+
+run-chaos: $(BUILD)/topohubd $(BUILD)/libtopohub.so
+	@SAN=$(SAN) tests/chaos/run.sh --duration $(DURATION) --build $(BUILD)
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh

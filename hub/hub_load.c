@@ -352,8 +352,16 @@ int th__pub_load(struct th__pub *p, const struct th_hub_source *s, char *err, si
 	p->asm_ = a;
 	p->flavor = mariadb ? TH_BINLOG_FLAVOR_MARIADB : TH_BINLOG_FLAVOR_MYSQL;
 
-	/* (b) and (c): readers learn that continuity was lost at rev. */
-	th__pub_publish_resync(p, rev, p->reload_reason, p->reload_table);
+	/* (b) and (c): readers learn that continuity was lost at rev, on every
+	 * table: the snapshot holds every transaction that committed before it,
+	 * on any table, including those after the event that caused the reload
+	 * (DDL or a statement-logged change names one table; writers of the
+	 * others went on). Those were never streamed, so they are not in the
+	 * ring. Publishing them instead (the rows the load changed or swept)
+	 * would fold several transactions into one revision without their
+	 * GTIDs and could exceed the ring; a RESYNC of all tables is exact and
+	 * costs each watch one snapshot per reload, which is rare (issue 14). */
+	th__pub_publish_resync(p, rev, p->reload_reason, UINT32_MAX);
 	th_store_release(&h->published_revision, rev);
 	th__pub_publish_pos(p, rev);
 	th_fetch_add_relaxed(&h->st_reloads, 1);

@@ -22,6 +22,10 @@
 #include "common/th_trace.h"
 #include "readers/gtid.h"
 
+/* How long sources that are replicas behind the hub are waited for (the
+ * others tried meanwhile) before the hub reloads from one. */
+#define BEHIND_WAIT_NS (10ull * 1000000000u)
+
 static void wake_fd(int fd)
 {
 	uint64_t one = 1;
@@ -484,7 +488,26 @@ void *th__hub_publisher_main(void *arg)
 		/* Every (re)connection checks the server first: after a failover or
 		 * a restart it may not be configured as the last one was. */
 		int ck = !need_load && !checked ? th__pub_check_server(p, s, err, sizeof err) : 0;
+		if (ck == 2) {
+			/* A replica behind the hub: the other sources first, for a
+			 * while; reload from it only when it stays behind (the
+			 * transactions it lacks may be lost for good: a failover
+			 * that lost them). */
+			uint64_t now = th_now_ns();
+			if (!p->behind_since_ns)
+				p->behind_since_ns = now;
+			if (now - p->behind_since_ns < BEHIND_WAIT_NS) {
+				ck = -1;
+			} else {
+				th_log_warn("%s; behind for %.1f s: reloading from it", err,
+					    (double)(now - p->behind_since_ns) / 1e9);
+				ck = 1;
+			}
+		} else if (ck == 0) {
+			p->behind_since_ns = 0;
+		}
 		if (ck == 1) {
+			p->behind_since_ns = 0;
 			need_load = true;
 			p->reload_reason = TH_RESYNC_RELOAD;
 			p->reload_table = UINT32_MAX;

@@ -46,7 +46,8 @@ struct th__pub {
 	int cur;                        /* source index */
 	bool ready;                     /* main was told we are streaming */
 	enum th_resync_reason reload_reason;
-	uint32_t reload_table;
+	uint32_t reload_table;          /* the table the cause named (the RESYNC names all: hub_load.c) */
+	uint64_t behind_since_ns;       /* first found only replicas behind us (0: not now) */
 	char err[1024];
 	/* Benchmark mode only: one transaction's records as messages for
 	 * th__hub_fanout_send, grown as needed. */

@@ -305,12 +305,30 @@ static bool server_has_position(struct th__pub *p, const char *server)
 	return yes;
 }
 
+/* Does the server replicate from another (MariaDB: a connection in SHOW ALL
+ * SLAVES STATUS)? false when it does not, or when we may not ask (no SLAVE
+ * MONITOR grant): then a server behind the hub is reloaded from, as before. */
+static bool is_replica(MYSQL *m)
+{
+	if (mysql_query(m, "SHOW ALL SLAVES STATUS") != 0)
+		return false;
+	MYSQL_RES *r = mysql_store_result(m);
+	bool yes = r && mysql_num_rows(r) > 0;
+	if (r)
+		mysql_free_result(r);
+	return yes;
+}
+
 /*
  * Connects and validates server s before streaming from it: after a
  * failover or a restart it may not be configured as the last one was, and
  * it may lack transactions we have published (a lagging or diverged
  * replica, a RESET MASTER): then 1, continuity is lost and we reload from
- * it. 0 when fine, negative (message in err) when not usable.
+ * it; or 2 when it is a replica that may still catch up (message in err):
+ * reloading from it would take the state back to its older one and publish
+ * again what readers have seen, so the publisher tries the other sources
+ * first (hub_publisher.c, BEHIND_WAIT_NS). 0 when fine, negative (message in
+ * err) when not usable.
  */
 int th__pub_check_server(struct th__pub *p, const struct th_hub_source *s, char *err, size_t len)
 {
@@ -336,10 +354,19 @@ int th__pub_check_server(struct th__pub *p, const struct th_hub_source *s, char 
 				mysql_free_result(r);
 		}
 		if (server && !server_has_position(p, server)) {
-			th_log_warn("%s lacks transactions the hub has published (its position '%s', ours '%s'): "
-				    "reloading from it",
-				    s->name, server, th__pub_resume_gtid(p) ? th_buf_cstr(&p->gtid) : "?");
-			rc = 1;
+			if (mariadb && is_replica(m)) {
+				/* Behind, and replicating: it may catch up. */
+				snprintf(err, len,
+					 "%s is a replica behind the hub (its position '%s', ours '%s'): trying the "
+					 "other sources meanwhile",
+					 s->name, server, th__pub_resume_gtid(p) ? th_buf_cstr(&p->gtid) : "?");
+				rc = 2;
+			} else {
+				th_log_warn("%s lacks transactions the hub has published (its position '%s', ours '%s'): "
+					    "reloading from it",
+					    s->name, server, th__pub_resume_gtid(p) ? th_buf_cstr(&p->gtid) : "?");
+				rc = 1;
+			}
 		}
 		free(server);
 	}

@@ -367,7 +367,7 @@ static int api_stats(struct th_conn *c, struct th_stats *st)
 		return -EINVAL;
 	struct th_stats s = {
 		.size = sizeof s,
-		.revision = th_load_relaxed(&c->st_revision),
+		.revision = th_load_acquire(&c->st_revision), /* pairs with th__publish_revision() */
 		.events = th_load_relaxed(&c->st_events),
 		.records = th_load_relaxed(&c->st_records),
 		.resyncs = th_load_relaxed(&c->st_resyncs),

@@ -290,6 +290,19 @@ static inline void th__wake(struct th_conn *c)
 	th_store_release(&c->wake_pending, 1);
 }
 
+/* stats().revision: the revision up to which every change this connection
+ * owes its watches has been dispatched. c->revision moves at a batch end,
+ * at attach, with a snapshot's revision and with a hub RESYNC; it is told
+ * only when nothing is owed (no fetch or resync pending), so that a
+ * read-your-writes wait (sync, then stats) also ends when no ring batch
+ * comes after an attach, a reconnection or a reload (issue 14). Release
+ * pairs with the acquire load in stats(). */
+static inline void th__publish_revision(struct th_conn *c)
+{
+	if (c->connected && !c->pending && !c->fetch_any && th_load_relaxed(&c->st_revision) != c->revision)
+		th_store_release(&c->st_revision, c->revision);
+}
+
 static inline void th__drain_fd(int fd)
 {
 	uint64_t v;

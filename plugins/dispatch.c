@@ -250,13 +250,15 @@ static int read_ring(struct th_conn *c)
 			struct th_rec_resync rs;
 			memcpy(&rs, c->buf, sizeof rs);
 			TH_TRACE_READER_RECORD(rs.revision, rec.pos, rec.type);
+			if (rs.revision > c->revision)
+				c->revision = rs.revision; /* the state's revision after the hub's reload */
 			th__lose(c, rs.table >= NTABLES_MAX ? UINT32_MAX : rs.table, TH_RESYNC_HUB);
 			if (th__fetch(c))
 				return -ECONNRESET;
 		}
 		if (rec.flags & TH_RING_F_BATCH_END) {
-			th_store_relaxed(&c->st_revision, c->revision);
 			finish_pending(c);
+			th__publish_revision(c);
 			/* Let adoptions and reclaims in between transactions. */
 			if (nrec >= 4096)
 				return nrec;
@@ -300,6 +302,7 @@ int th__dispatch_round(struct th_conn *c)
 		work += n;
 out:
 	th__reclaim(c);
+	th__publish_revision(c);
 	return work + c->delivered;
 }
 

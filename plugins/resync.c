@@ -64,6 +64,7 @@ int th__attach(struct th_conn *c)
 		c->revision = rep.revision;
 	th__epoll_set(c, th_ring_reader_event_fd(r), true);
 	th__epoll_set(c, th_ctl_fd(ctl), true);
+	th__publish_revision(c); /* a fresh connection owes nothing: open() returns at the hub's revision */
 	return 0;
 }
 

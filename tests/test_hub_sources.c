@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -406,6 +407,88 @@ static void test_hub__streams_over_verified_tls(void **state)
 	th_mariadb_stop(db);
 }
 
+/* Found by the chaos harness (seed 1002): the hub streamed from the primary,
+ * the primary stopped answering, and the next source, a replica a few
+ * transactions behind the hub, was taken for a diverged server: the hub
+ * reloaded from it, so its state went back to the replica's older one
+ * (readers got a RESYNC to values they had seen replaced), and then it
+ * published again the transactions it had already published. A replica that
+ * is behind may catch up: the hub must try the other sources meanwhile and
+ * reload from it only when it stays behind. */
+static void test_hub__a_replica_behind_the_hub_is_waited_for_not_reloaded_from(void **state)
+{
+	(void)need(state);
+	static const char *const args[] = { "--log-slave-updates=ON", NULL };
+	struct th_mariadb_options po = { .server_id = 11, .extra_args = args };
+	struct th_mariadb_options ro = { .server_id = 12, .extra_args = args };
+	struct th_mariadb *primary, *replica;
+	char why[1024];
+	if (th_mariadb_start(&po, &primary, why, sizeof why) != 0)
+		fail_msg("primary: %s", why);
+	if (th_mariadb_start(&ro, &replica, why, sizeof why) != 0)
+		fail_msg("replica: %s", why);
+	assert_int_equal(th_mariadb_sql(replica, "SET SESSION sql_log_bin = 0; ALTER USER 'topohub'@'%%' IDENTIFIED BY '%s';"
+						 "SET SESSION sql_log_bin = 1",
+					 primary->password),
+			 0);
+	assert_int_equal(th_mariadb_sql(primary, "SET SESSION sql_log_bin = 0; CREATE USER 'repl'@'%%' IDENTIFIED BY 'replpw';"
+						 "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%%'; SET SESSION sql_log_bin = 1"),
+			 0);
+	assert_int_equal(th_mariadb_create_topo_schema(primary, NULL), 0);
+	if (th_mariadb_sql(replica,
+			   "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = %u, MASTER_USER = 'repl', "
+			   "MASTER_PASSWORD = 'replpw', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1; START SLAVE",
+			   primary->port) != 0)
+		fail_msg("replication: %s", replica->err);
+	char gtid[256], ok[32];
+	assert_int_equal(th_mariadb_sql(primary, "INSERT INTO topo.topo_data (path, data) VALUES ('/behind/a', 'old')"), 0);
+	assert_int_equal(th_mariadb_query_value(primary, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	if (th_mariadb_query_value(replica, ok, sizeof ok, "SELECT MASTER_GTID_WAIT('%s', 30)", gtid) != 0 ||
+	    strcmp(ok, "0") != 0)
+		fail_msg("replica did not catch up to %s: %s %s", gtid, ok, replica->err);
+
+	struct th_mariadb *src[2] = { primary, replica };
+	struct th_hub_proc *h = start_hub(src, 2);
+	struct th_test_reader tr;
+	if (th_test_reader_open(&tr, h->socket, 60ull * 1000000000u, "behind", why, sizeof why) != 0)
+		fail_msg("%s", why);
+	/* The replica falls behind: the hub publishes what it lacks. */
+	assert_int_equal(th_mariadb_sql(replica, "STOP SLAVE"), 0);
+	assert_int_equal(th_mariadb_sql(primary, "UPDATE topo.topo_data SET data = 'new' WHERE path = '/behind/a'"), 0);
+	struct th_test_rec r;
+	assert_int_equal(th_test_reader_next(&tr, &r, 10000), 1);
+	assert_int_equal(r.type, TH_REC_CHANGE);
+	assert_string_equal(r.key, "/behind/a");
+	char first_gtid[80];
+	snprintf(first_gtid, sizeof first_gtid, "%s", r.gtid);
+	th_test_rec_free(&r);
+	/* The primary stops answering past the heartbeat deadline: the hub
+	 * turns to the replica, which lacks that update. */
+	assert_int_equal(th_mariadb_signal(primary, SIGSTOP), 0);
+	usleep(4000000);
+	assert_int_equal(th_mariadb_signal(primary, SIGCONT), 0);
+	assert_int_equal(th_mariadb_sql(replica, "START SLAVE"), 0);
+	assert_int_equal(th_mariadb_sql(primary, "INSERT INTO topo.topo_data (path, data) VALUES ('/behind/b', 'after')"), 0);
+	bool got_b = false;
+	int rc;
+	while (!got_b && (rc = th_test_reader_next(&tr, &r, 20000)) == 1) {
+		if (r.type == TH_REC_RESYNC)
+			fail_msg("the hub reloaded from a replica that was only behind (RESYNC reason %u): its state went back",
+				 r.rs.reason);
+		if (!strcmp(r.gtid, first_gtid))
+			fail_msg("transaction %s published twice", r.gtid);
+		got_b |= !strcmp(r.key, "/behind/b");
+		th_test_rec_free(&r);
+	}
+	assert_true(got_b);
+	th_test_reader_close(&tr);
+	assert_true(th_hub_proc_log_contains(h, "behind"));
+	check_state(h, primary, NULL);
+	stop_hub(h);
+	th_mariadb_stop(replica);
+	th_mariadb_stop(primary);
+}
+
 static void test_hub__fails_over_to_a_gtid_replica_without_losing_changes(void **state)
 {
 	struct shared *sh = need(state);
@@ -478,8 +561,11 @@ int main(void)
 		cmocka_unit_test(test_hub__maps_columns_by_position_when_the_binlog_has_no_names),
 		cmocka_unit_test(test_hub__misconfigured_servers_stop_it_with_exit_3_and_the_setting),
 		cmocka_unit_test(test_hub__streams_over_verified_tls),
+		cmocka_unit_test(test_hub__a_replica_behind_the_hub_is_waited_for_not_reloaded_from),
 		/* Last: it kills the primary for good. */
 		cmocka_unit_test(test_hub__fails_over_to_a_gtid_replica_without_losing_changes),
 	};
+	if (getenv("TH_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1140,6 +1140,116 @@ static void test_plugin_live__lapped_reader_resyncs(void **state)
 	th_hub_proc_free(small);
 }
 
+/* Issue 14 (1): DDL on one table reloads every table from a new snapshot,
+ * which takes in what committed on the other tables in the meantime; those
+ * changes are not in the ring, so the watches of the other tables must be
+ * told (RESYNC and the difference), not left without them. TRUNCATE
+ * topo_locks, then at once an insert into topo_data: the topo_data watch
+ * must see the insert, whichever side of the reload it landed on. */
+static void test_plugin_live__reload_after_ddl_on_one_table_tells_the_other_tables(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/rl", &r);
+	pump(c, &r, 1, false); /* SYNCED */
+	for (int round = 0; round < 5; round++) {
+		sql("INSERT INTO topo.topo_locks (path, contents, expires_at) VALUES ('/rl/lock%d', 'x', NOW())", round);
+		sql("TRUNCATE topo.topo_locks");
+		sql("INSERT INTO topo.topo_data (path, data) VALUES ('/rl/k%d', 'v%d')", round, round);
+		char want[1024], got[1024];
+		table_text("/rl", want, sizeof want);
+		uint64_t end = ms_now() + 5000;
+		do {
+			api->dispatch(c, 10000000);
+			view_text(&r, got, sizeof got);
+		} while (strcmp(got, want) && ms_now() < end);
+		if (strcmp(got, want))
+			fail_msg("round %d: the topo_data watch holds '%s', the table '%s' (resyncs %d)", round, got, want,
+				 r.resyncs);
+	}
+	api->close(c);
+}
+
+/* Wait (dispatching) until stats().revision reaches rev; false after 5 s. */
+static bool revision_reaches(struct th_conn *c, uint64_t rev, uint64_t *seen)
+{
+	struct th_stats st = { .size = sizeof st };
+	uint64_t end = ms_now() + 5000;
+	do {
+		api->dispatch(c, 10000000);
+		api->stats(c, &st);
+	} while (st.revision < rev && ms_now() < end);
+	*seen = st.revision;
+	return st.revision >= rev;
+}
+
+static uint64_t sync_now(struct th_conn *c)
+{
+	char gtid[512];
+	assert_int_equal(th_mariadb_query_value(db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	uint64_t rev = 0;
+	int rc = api->sync(c, gtid, 10000000000ll, &rev);
+	if (rc)
+		fail_msg("sync %s: %s", gtid, api->strerror(rc));
+	assert_true(rev > 0);
+	return rev;
+}
+
+/* Issue 14 (2): the read-your-writes wait of topohub.h (sync, then dispatch
+ * until stats().revision reaches its revision) ends on a connection that no
+ * ring batch reached since it attached, after a hub reload that published
+ * only its RESYNC, and after a hub restart. */
+static void test_plugin_live__stats_revision_reaches_sync_without_a_ring_batch(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/rv/a', '1')");
+	struct th_conn *w = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(w); /* the hub has the insert: no batch comes after the next attach */
+	api->close(w);
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	uint64_t seen, rev = sync_now(c);
+	if (!revision_reaches(c, rev, &seen))
+		fail_msg("fresh connection: stats().revision %llu never reached sync's %llu", (unsigned long long)seen,
+			 (unsigned long long)rev);
+	/* A reload (DDL) publishes a RESYNC at a new revision and no change. */
+	sql("TRUNCATE topo.topo_locks");
+	uint64_t end = ms_now() + 5000;
+	while ((rev = sync_now(c)) <= seen && ms_now() < end)
+		usleep(10000);
+	if (!revision_reaches(c, rev, &seen))
+		fail_msg("after a reload: stats().revision %llu never reached sync's %llu", (unsigned long long)seen,
+			 (unsigned long long)rev);
+	/* A restarted hub starts at a new revision: nothing comes on the ring. */
+	assert_int_equal(th_hub_proc_kill(hub), 0);
+	char why[1024];
+	if (th_hub_proc_restart(hub, why, sizeof why))
+		fail_msg("restart: %s", why);
+	rev = sync_now(c);
+	if (!revision_reaches(c, rev, &seen))
+		fail_msg("after a hub restart: stats().revision %llu never reached sync's %llu",
+			 (unsigned long long)seen, (unsigned long long)rev);
+	/* And with a watch that resynced across the restart. */
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/rv", &r);
+	pump(c, &r, 2, false); /* INITIAL, SYNCED */
+	assert_int_equal(th_hub_proc_kill(hub), 0);
+	if (th_hub_proc_restart(hub, why, sizeof why))
+		fail_msg("restart: %s", why);
+	rev = sync_now(c);
+	if (!revision_reaches(c, rev, &seen))
+		fail_msg("after a hub restart with a watch: stats().revision %llu never reached sync's %llu",
+			 (unsigned long long)seen, (unsigned long long)rev);
+	assert_int_equal(locked(&r, &r.resyncs), 1);
+	assert_int_equal(locked(&r, &r.synced), 2);
+	api->close(c);
+}
+
 /* The hub killed and started again: every reader (futex and fd modes) gets
  * RESYNC, then what changed while it was away, then SYNCED. */
 static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
@@ -1238,6 +1348,8 @@ int main(void)
 		cmocka_unit_test(test_plugin_live__watch_unwatch_from_four_threads_while_dispatching),
 		cmocka_unit_test(test_plugin_live__stopped_reader_is_evicted_and_resyncs),
 		cmocka_unit_test(test_plugin_live__lapped_reader_resyncs),
+		cmocka_unit_test(test_plugin_live__reload_after_ddl_on_one_table_tells_the_other_tables),
+		cmocka_unit_test(test_plugin_live__stats_revision_reaches_sync_without_a_ring_batch),
 		cmocka_unit_test(test_plugin_live__hub_restart_every_reader_resyncs),
 	};
 	if (getenv("TH_TEST_FILTER"))
