@@ -264,7 +264,7 @@ struct th_entry {
 struct th_stats {
 	uint32_t size;          /* in: the caller's sizeof; out: bytes filled */
 	uint32_t reserved;
-	uint64_t revision;      /* last revision dispatched */
+	uint64_t revision;      /* every change owed to this connection's watches is dispatched up to it */
 	uint64_t events;        /* callbacks made */
 	uint64_t records;       /* ring records read */
 	uint64_t resyncs;       /* times continuity was lost and restored */
