@@ -11,7 +11,6 @@
 package topohub
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -117,67 +116,15 @@ type Stats struct {
 // Sentinel errors, for errors.Is. Errors from the hub wrap the matching
 // sentinel or syscall.Errno.
 var (
-	ErrClosed         = errors.New("topohub: client closed")
-	ErrNotFound       = errors.New("topohub: no such entry")
-	ErrProto          = errors.New("topohub: malformed or unexpected message from the hub")
-	ErrVersion        = errors.New("topohub: incompatible protocol or ring version")
-	ErrFormat         = errors.New("topohub: shared memory of an incompatible format")
-	ErrGTID           = errors.New("topohub: malformed GTID set")
-	ErrHubLost        = errors.New("topohub: connection to the hub lost")
-	ErrEvicted        = errors.New("topohub: evicted by the hub as a slow consumer")
-	ErrLapped         = errors.New("topohub: overtaken by the ring's writer")
+	ErrClosed   = errors.New("topohub: client closed")
+	ErrNotFound = errors.New("topohub: no such entry")
+	ErrProto    = errors.New("topohub: malformed or unexpected message from the hub")
+	ErrVersion  = errors.New("topohub: incompatible protocol or ring version")
+	ErrFormat   = errors.New("topohub: shared memory of an incompatible format")
+	ErrGTID     = errors.New("topohub: malformed GTID set")
+	ErrHubLost  = errors.New("topohub: connection to the hub lost")
+	ErrEvicted  = errors.New("topohub: evicted by the hub as a slow consumer")
+	ErrLapped   = errors.New("topohub: overtaken by the ring's writer")
+	// ErrNotImplemented was the skeleton's answer; kept for callers that name it, never returned.
 	ErrNotImplemented = errors.New("topohub: not implemented yet")
 )
-
-// Client is a connection to the host's hub: one ring reader, one control
-// socket, any number of watches. Its methods may be called from any goroutine.
-type Client struct {
-	opts Options
-}
-
-// Open connects to the hub and attaches as a reader of its ring.
-func Open(ctx context.Context, opts Options) (*Client, error) { return nil, ErrNotImplemented }
-
-// Close ends every watch (their channels close), detaches and disconnects.
-// It waits for the client's goroutines to end.
-func (c *Client) Close() error { return ErrNotImplemented }
-
-// Watch follows one key: first EventInitial (or EventNotFound then
-// EventEnded, and the channel closes), then every change in revision order;
-// a delete delivers EventDelete, EventEnded, and the channel closes. The
-// channel also closes after ctx is cancelled or the client is closed.
-func (c *Client) Watch(ctx context.Context, table uint32, key string) (<-chan Event, error) {
-	return nil, ErrNotImplemented
-}
-
-// WatchRecursive follows every key under prefix (on path-component
-// boundaries): the current entries in key order (EventInitial each), then
-// EventSynced, then every change, deletes included, until ctx is cancelled.
-func (c *Client) WatchRecursive(ctx context.Context, table uint32, prefix string) (<-chan Event, error) {
-	return nil, ErrNotImplemented
-}
-
-// Get reads one entry from the hub's state (a round trip). ErrNotFound when absent.
-func (c *Client) Get(ctx context.Context, table uint32, key string) (Entry, error) {
-	return Entry{}, ErrNotImplemented
-}
-
-// List reads every entry under prefix (component boundaries), in key order,
-// and the revision the list is exact at.
-func (c *Client) List(ctx context.Context, table uint32, prefix string) ([]Entry, uint64, error) {
-	return nil, 0, ErrNotImplemented
-}
-
-// Sync waits until the hub has published every transaction of gtidSet (as its
-// source speaks: MySQL "uuid:1-5" or MariaDB "0-1-100") and returns the hub's
-// revision then. With ctx's deadline as the timeout.
-func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
-	return 0, ErrNotImplemented
-}
-
-// WaitRevision returns once this client has dispatched every change up to
-// rev (what Sync returned) to its watches: read-your-writes.
-func (c *Client) WaitRevision(ctx context.Context, rev uint64) error { return ErrNotImplemented }
-
-// Stats returns the client's counters.
-func (c *Client) Stats() Stats { return Stats{} }

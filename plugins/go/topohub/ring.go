@@ -1,0 +1,334 @@
+package topohub
+
+// The reader side of shm/ring.c, over the same mappings: the ring memfd
+// mapped PROT_READ, the slot page mapped read-write. Every access to shared
+// words is a sync/atomic operation, and each names the C access it pairs
+// with. Go's atomics are sequentially consistent: each load is at least the
+// load-acquire, each store at least the store-release, and a store followed
+// by a load is ordered as ring.c's seq_cst fence orders them.
+//
+// Layout (ring.c's struct ring_header and struct slot_page, pinned by the
+// golden vectors):
+//
+//	ring page 0: magic 0, format 8, generation 16, capacity 24, data_offset 32,
+//	             initial_pos 40, max_record 48 (u32); head 64, reclaim 72; closed 128 (u32)
+//	ring page 1..: the data words; the record at p starts at word (p/8) & (capacity/8 - 1):
+//	             word 0 len | type<<32 | flags<<48, word 1 publish time (CLOCK_MONOTONIC ns), payload
+//	slot page:   read_pos 0; sleep_word 64 (u32), evict_ack 68 (u32), timeout_ns 72;
+//	             evict_seq 128, evict_reason 132, evictions 136 (u32s); magic 192, generation 200
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+const (
+	ringMagic     = 0x31474e4952485423 // "#THRING1"
+	slotMagic     = 0x31544f4c53485423 // "#THSLOT1"
+	ringVersion   = 1
+	recordHeader  = 16
+	pageSize      = 4096
+	ringHeaderLen = 192 // sizeof(struct ring_header)
+	slotPageLen   = 256 // sizeof(struct slot_page)
+	// RING_FORMAT: version, record header, header and slot sizes, 64-bit.
+	ringFormat = ringVersion<<48 | recordHeader<<32 | ringHeaderLen<<16 | slotPageLen<<4 | 1
+
+	offMagic, offFormat, offGeneration, offCapacity = 0, 8, 16, 24
+	offDataOffset, offInitialPos, offMaxRecord      = 32, 40, 48
+	offHead, offReclaim, offClosed                  = 64, 72, 128
+
+	slotReadPos, slotSleepWord, slotEvictAck, slotTimeout = 0, 64, 68, 72
+	slotEvictSeq, slotEvictReason, slotEvictions          = 128, 132, 136
+	slotMagicOff, slotGeneration                          = 192, 200
+
+	sleeping = 1 // SLEEPING
+	sleepFD  = 2 // SLEEP_FD
+	sleepGen = 4 // SLEEP_GEN: the generation counts above the flags
+
+	ringFlagBatchEnd = 0x0001 // TH_RING_F_BATCH_END
+
+	evictNone, evictSlow, evictLapped, evictAdmin, evictShutdown = 0, 1, 2, 3, 4
+)
+
+// Results of ringReader.read besides a record.
+type readStatus int
+
+const (
+	readRecord  readStatus = iota // a record
+	readEmpty                     // nothing new
+	readEvicted                   // TH_EEVICTED (sticky until rejoin)
+	readLapped                    // TH_ELAPPED (sticky until rejoin)
+	readClosed                    // TH_ECLOSED
+	readCorrupt                   // TH_ECORRUPT: a header inconsistent while intact
+)
+
+type ringRecord struct {
+	Pos       uint64
+	PublishNs uint64 // CLOCK_MONOTONIC of the batch
+	Type      uint16
+	Flags     uint16
+	Payload   []byte // valid until the next read
+}
+
+type ringReader struct {
+	ring, slot []byte // the mappings (or, in tests, aligned copies)
+	data       []byte // ring[pageSize : pageSize+capacity]
+	capacity   uint64
+	maskWords  uint64
+	maxRecord  uint32
+	generation uint64
+	unmap      func()
+
+	pos      uint64
+	head     uint64
+	evictAck uint32
+	sleepGen uint32
+	sticky   readStatus // readEvicted / readLapped until rejoin; readRecord = none
+	buf      []byte
+}
+
+func u64(b []byte, off uint64) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
+func u32(b []byte, off uint64) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+
+// openRing maps the ring and slot descriptors (not consumed: the caller
+// closes them) and checks them as th_ring_reader_open does.
+func openRing(ringFD, slotFD int) (*ringReader, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(ringFD, &st); err != nil {
+		return nil, err
+	}
+	if st.Size < pageSize {
+		return nil, fmt.Errorf("%w: ring segment is %d bytes, smaller than its header", ErrFormat, st.Size)
+	}
+	hdr, err := syscall.Mmap(ringFD, 0, pageSize, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("topohub: mapping the ring header: %w", err)
+	}
+	capacity, err := checkRingHeader(hdr, uint64(st.Size))
+	syscall.Munmap(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Fstat(slotFD, &st); err != nil {
+		return nil, err
+	}
+	if st.Size < pageSize {
+		return nil, fmt.Errorf("%w: slot page is %d bytes", ErrFormat, st.Size)
+	}
+	ring, err := syscall.Mmap(ringFD, 0, int(pageSize+capacity), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("topohub: mapping the ring: %w", err)
+	}
+	slot, err := syscall.Mmap(slotFD, 0, pageSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		syscall.Munmap(ring)
+		return nil, fmt.Errorf("topohub: mapping the slot: %w", err)
+	}
+	r, err := newRingReader(ring, slot)
+	if err != nil {
+		syscall.Munmap(ring)
+		syscall.Munmap(slot)
+		return nil, err
+	}
+	r.unmap = func() { syscall.Munmap(ring); syscall.Munmap(slot) }
+	return r, nil
+}
+
+// checkRingHeader returns the capacity of a ring whose file is fileSize bytes.
+func checkRingHeader(h []byte, fileSize uint64) (uint64, error) {
+	if len(h) < ringHeaderLen {
+		return 0, fmt.Errorf("%w: ring header of %d bytes", ErrFormat, len(h))
+	}
+	// Constants after creation, published by the store-release of head in
+	// th_ring_writer_create (the descriptor came after it).
+	if m := le.Uint64(h[offMagic:]); m != ringMagic {
+		return 0, fmt.Errorf("%w: not a topohub ring (magic %#x, expected %#x)", ErrFormat, m, uint64(ringMagic))
+	}
+	if f := le.Uint64(h[offFormat:]); f != ringFormat {
+		return 0, fmt.Errorf("%w: ring format %#x is not this client's %#x (version, header or slot layout differ)",
+			ErrFormat, f, uint64(ringFormat))
+	}
+	c := le.Uint64(h[offCapacity:])
+	if le.Uint64(h[offDataOffset:]) != pageSize || c < pageSize || c&(c-1) != 0 || c > 1<<40 ||
+		uint64(le.Uint32(h[offMaxRecord:])) > c/4 || fileSize < pageSize+c {
+		return 0, fmt.Errorf("%w: ring geometry is inconsistent (capacity %d, file %d bytes)", ErrFormat, c, fileSize)
+	}
+	return c, nil
+}
+
+// newRingReader reads a ring and slot already in memory (8-byte aligned).
+func newRingReader(ring, slot []byte) (*ringReader, error) {
+	c, err := checkRingHeader(ring, uint64(len(ring)))
+	if err != nil {
+		return nil, err
+	}
+	if len(slot) < slotPageLen {
+		return nil, fmt.Errorf("%w: slot page of %d bytes", ErrFormat, len(slot))
+	}
+	if uintptr(unsafe.Pointer(&ring[0]))%8 != 0 || uintptr(unsafe.Pointer(&slot[0]))%8 != 0 {
+		return nil, fmt.Errorf("%w: unaligned mapping", ErrFormat)
+	}
+	gen := le.Uint64(ring[offGeneration:])
+	if le.Uint64(slot[slotMagicOff:]) != slotMagic || le.Uint64(slot[slotGeneration:]) != gen {
+		return nil, fmt.Errorf("%w: slot page does not belong to this ring (generation %d, ring %d)",
+			ErrFormat, le.Uint64(slot[slotGeneration:]), gen)
+	}
+	r := &ringReader{ring: ring, slot: slot, data: ring[pageSize : pageSize+c], capacity: c, maskWords: c/8 - 1,
+		maxRecord: le.Uint32(ring[offMaxRecord:]), generation: gen, sticky: readRecord}
+	r.pos = atomic.LoadUint64(u64(slot, slotReadPos))
+	// Pairs with the store-release of head in create/commit.
+	r.head = atomic.LoadUint64(u64(ring, offHead))
+	r.evictAck = atomic.LoadUint32(u32(slot, slotEvictAck))
+	r.sleepGen = atomic.LoadUint32(u32(slot, slotSleepWord)) / sleepGen
+	if r.pos > r.head || r.pos%8 != 0 {
+		r.pos = r.head
+	}
+	return r, nil
+}
+
+func (r *ringReader) close() {
+	if r.unmap != nil {
+		r.unmap()
+		r.unmap = nil
+	}
+}
+
+func (r *ringReader) word(i uint64) uint64 {
+	// Relaxed in ring.c (words_to_bytes); racy by design, checked after.
+	return atomic.LoadUint64(u64(r.data, (i&r.maskWords)*8))
+}
+
+func (r *ringReader) loadHead() uint64 {
+	// Pairs with the store-release of head in th_ring_commit().
+	return atomic.LoadUint64(u64(r.ring, offHead))
+}
+
+func (r *ringReader) closed() bool {
+	// Pairs with the store-release of closed in th_ring_writer_destroy().
+	return atomic.LoadUint32(u32(r.ring, offClosed)) != 0
+}
+
+func (r *ringReader) evicted() bool {
+	// Pairs with the store-release of evict_seq in th_ring_evict().
+	return atomic.LoadUint32(u32(r.slot, slotEvictSeq)) != r.evictAck
+}
+
+func (r *ringReader) evictReason() uint32 {
+	return atomic.LoadUint32(u32(r.slot, slotEvictReason)) // relaxed in ring.c; made visible by evict_seq
+}
+
+// read copies the next record out (th_ring_read): copy, then check against
+// the reclaim position, so a record the writer may be overwriting is never
+// handed out.
+func (r *ringReader) read() (ringRecord, readStatus) {
+	if r.sticky != readRecord {
+		return ringRecord{}, r.sticky
+	}
+	if r.evicted() {
+		r.sticky = readEvicted
+		return ringRecord{}, readEvicted
+	}
+	p := r.pos
+	if p == r.head {
+		r.head = r.loadHead()
+		if p == r.head {
+			if r.closed() && p == r.loadHead() {
+				return ringRecord{}, readClosed
+			}
+			return ringRecord{}, readEmpty
+		}
+	}
+	w := p / 8
+	w0 := r.word(w)
+	t := r.word(w + 1)
+	n := uint32(w0)
+	size := (uint64(recordHeader) + uint64(n) + 7) &^ 7
+	sane := n <= r.maxRecord && size <= r.head-p
+	if sane {
+		if uint64(cap(r.buf)) < uint64(n)+8 {
+			r.buf = make([]byte, n+8)
+		}
+		buf := r.buf[:cap(r.buf)]
+		for i := uint64(0); i*8 < uint64(n); i++ {
+			le.PutUint64(buf[i*8:], r.word(w+2+i))
+		}
+	}
+	// Pairs with the release fence in reclaim_for(): if a word copied above
+	// was overwritten, this load sees the reclaim position that announced it
+	// (the loads above are atomic and ordered before this one).
+	if p < atomic.LoadUint64(u64(r.ring, offReclaim)) {
+		r.sticky = readLapped
+		return ringRecord{}, readLapped
+	}
+	if !sane {
+		return ringRecord{}, readCorrupt
+	}
+	r.pos = p + size
+	// For the writer's lag reports only (relaxed in ring.c).
+	atomic.StoreUint64(u64(r.slot, slotReadPos), r.pos)
+	return ringRecord{Pos: p, PublishNs: t, Type: uint16(w0 >> 32), Flags: uint16(w0 >> 48), Payload: r.buf[:n]}, readRecord
+}
+
+// ready: something may be read (reader_ready in ring.c).
+func (r *ringReader) ready() bool {
+	return r.sticky != readRecord || r.loadHead() != r.pos || r.evicted() || r.closed()
+}
+
+// prepareSleep sets the sleeping flag, then looks again: the Dekker
+// handshake with th_ring_commit (head store; fence; sleep_word load). Go's
+// store then load are sequentially consistent, as the seq_cst fence in
+// reader_prepare_sleep orders them. Returns the head seen and whether to
+// skip the sleep.
+func (r *ringReader) prepareSleep(modeBit uint32) (uint64, bool) {
+	r.sleepGen++
+	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen|modeBit|sleeping)
+	h := r.loadHead()
+	return h, h != r.pos || r.sticky != readRecord || r.evicted() || r.closed()
+}
+
+func (r *ringReader) endSleep() {
+	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen) // reader_end_sleep
+}
+
+// waitFutex sleeps on the head word until something may be ready or the
+// timeout: a non-private FUTEX_WAIT on its low 32 bits (little-endian), as
+// th_ring_wait does; it works on a read-only mapping.
+func (r *ringReader) waitFutex(timeout time.Duration) bool {
+	h, ready := r.prepareSleep(0)
+	if ready {
+		r.endSleep()
+		return true
+	}
+	ts := syscall.NsecToTimespec(int64(timeout))
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&r.ring[offHead])), 0, /* FUTEX_WAIT */
+		uintptr(uint32(h)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	r.endSleep()
+	return r.ready()
+}
+
+// rejoin moves to the head and acknowledges the eviction (th_ring_reader_rejoin).
+func (r *ringReader) rejoin() uint64 {
+	pos := r.loadHead()
+	r.pos, r.head, r.sticky = pos, pos, readRecord
+	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)
+	seq := atomic.LoadUint32(u32(r.slot, slotEvictSeq)) // pairs with the store-release in th_ring_evict()
+	r.evictAck = seq
+	atomic.StoreUint32(u32(r.slot, slotEvictAck), seq)
+	return pos
+}
+
+func (r *ringReader) setTimeout(d time.Duration) {
+	ns := uint64(d)
+	if d < 0 {
+		ns = math.MaxUint64
+	}
+	r.setTimeoutNs(ns)
+}
+
+func (r *ringReader) setTimeoutNs(ns uint64) {
+	atomic.StoreUint64(u64(r.slot, slotTimeout), ns) // relaxed in th_ring_reader_set_timeout
+}
