@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Golden vectors: one truth for the wire and the ring, shared with the Go
  * client (plugins/go/topohub). This program builds them from the real C code
@@ -31,9 +32,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "protocol.h"
-#include "ring.h"
-#include "th_error.h"
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_error.h"
 #include "tests/support/support.h"
 
 #define COMMITTED_DIR "plugins/go/topohub/testdata/golden"
