@@ -31,7 +31,15 @@ import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SYSTEMS = ["topohub", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd"]
+# topohub-go right after topohub: adjacent points see the same host.
+SYSTEMS = ["topohub", "topohub-go", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd-json", "etcd-grpc",
+           "vitess-etcd2topo", "vitess-topohub"]
+C_HUB = ("topohub", "topohub-nospin")              # build/topohub-bench e2e sub --system topohub
+ETCD_SYSTEMS = ("etcd-json", "etcd-grpc", "vitess-etcd2topo")
+HUB_SYSTEMS = C_HUB + ("socket", "topohub-go", "vitess-topohub")
+# The Go subscribers (bench/go), one binary each so that a process links only what it uses.
+GO_BIN = {"topohub-go": "topohub-bench-go", "etcd-grpc": "topohub-bench-etcd",
+          "vitess-etcd2topo": "topohub-bench-vitess", "vitess-topohub": "topohub-bench-vitess"}
 PREFIX = "/bench/e2e"
 GRACE_S = 2.0          # after the writer: how long subscribers may take to catch up
 SOCKET_HUB_ARGS = ("--bench-socket-fanout", "true")
@@ -346,8 +354,18 @@ class Env:
 
 
 def sub_argv(env, system, runfile, i, timeout_ms):
-    hub = system.startswith("topohub")
-    a = [env.bench, "e2e", "sub", "--system", "topohub" if hub else system, "--file", runfile,
+    if system in GO_BIN:
+        a = [os.path.join(env.args.build, GO_BIN[system]), "sub", "--system", system, "--file", runfile,
+             "--index", str(i), "--prefix", PREFIX, "--timeout-ms", str(timeout_ms)]
+        if system in HUB_SYSTEMS:
+            a += ["--hub-socket", env.hub.socket]
+        if system in ETCD_SYSTEMS:
+            a += ["--etcd", env.etcd.url]
+        return a
+    hub = system in C_HUB
+    # etcd-json: the C subscriber's system "etcd" (libcurl on the JSON gateway).
+    csys = "topohub" if hub else "etcd" if system == "etcd-json" else system
+    a = [env.bench, "e2e", "sub", "--system", csys, "--file", runfile,
          "--index", str(i), "--prefix", PREFIX]
     if hub:
         a += ["--lib", os.path.join(env.args.build, "libtopohub.so"), "--hub-socket", env.hub.socket,
@@ -358,7 +376,7 @@ def sub_argv(env, system, runfile, i, timeout_ms):
             a += ["--spin-ns", str(spin)]
     if system == "socket":
         a += ["--hub-socket", env.hub.socket]
-    if system == "etcd":
+    if system == "etcd-json":
         a += ["--etcd", env.etcd.url]
     return a
 
@@ -373,15 +391,16 @@ def run_point(env, pt, fault=None):
     if fault:
         label["fault"] = fault
     rec = {"name": "e2e", **label}
-    env.want_etcd(system == "etcd")
+    env.want_etcd(system in ETCD_SYSTEMS)
     # socket: the same hub in its benchmark mode, records over each subscriber's
     # control connection instead of the ring (hub/protocol.h STREAM).
-    env.want_hub(system.startswith("topohub") or system == "socket",
-                 SOCKET_HUB_ARGS if system == "socket" else ())
-    server = env.etcd if system == "etcd" else env.db
+    env.want_hub(system in HUB_SYSTEMS, SOCKET_HUB_ARGS if system == "socket" else ())
+    server = env.etcd if system in ETCD_SYSTEMS else env.db
     penv = env.db.env()
     wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"])]
-    if system == "etcd":
+    if system in ETCD_SYSTEMS:
+        # Every etcd peer is written by the same C writer (a PUT through the
+        # JSON gateway per update, its response the commit's return).
         wargs += ["--etcd", env.etcd.url]
     subprocess.run([env.bench, "e2e", "setup", *wargs], env=penv, check=True)
 
@@ -578,6 +597,29 @@ def fault_finish(env, fault, pt, subs, rf, log_):
             pass
 
 
+def build_go(build):
+    """Builds the Go subscribers (bench/go, CGO_ENABLED=0 as a Go user of the
+    client builds them) into BUILD; go's own cache makes a warm build take a
+    second or two, a cold one (module cache empty) a minute or more. Returns
+    the set of systems that could not be built, with the reason logged."""
+    gobin = shutil.which(os.environ.get("GO", "go"))
+    if not gobin:
+        log("no Go toolchain: the Go systems are skipped")
+        return set(GO_BIN)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "go")
+    env = dict(os.environ, CGO_ENABLED="0")
+    missing = set()
+    t = time.time()
+    for binary in sorted(set(GO_BIN.values())):
+        r = subprocess.run([gobin, "build", "-o", os.path.abspath(os.path.join(build, binary)),
+                            "./cmd/" + binary], cwd=src, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"go build {binary} failed: {r.stderr.strip()[-500:]}")
+            missing |= {s for s, b in GO_BIN.items() if b == binary}
+    log(f"Go subscribers built in {time.time() - t:.1f} s")
+    return missing
+
+
 def matrix(quick, only):
     pts = []
 
@@ -636,19 +678,21 @@ def main():
     have_hub = os.path.exists(os.path.join(args.build, "topohubd")) and \
         os.path.exists(os.path.join(args.build, "libtopohub.so"))
     have_etcd = shutil.which("etcd") is not None
+    no_go = build_go(args.build)
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
-               for s in SYSTEMS]
+               for s in SYSTEMS if not only or s in only]
     elif args.faults_only:
         pts = []
     else:
         pts = matrix(args.quick, only)
     if not have_hub:
-        pts = [p for p in pts if not p["system"].startswith("topohub") and p["system"] != "socket"]
+        pts = [p for p in pts if p["system"] not in HUB_SYSTEMS]
         log("no topohubd/libtopohub.so in", args.build, ": topohub and socket points skipped")
     if not have_etcd:
-        pts = [p for p in pts if p["system"] != "etcd"]
+        pts = [p for p in pts if p["system"] not in ETCD_SYSTEMS]
         log("no etcd binary: etcd points skipped")
+    pts = [p for p in pts if p["system"] not in no_go]
     t_start = time.time()
     env = Env(args)
     failures = 0
