@@ -364,3 +364,9 @@ func (s *Sub) StopWatcher(cancel func()) {
 		cancel()
 	}()
 }
+
+// ContNs is when the driver sent SIGCONT to a stopped subscriber (0: never).
+func (r *Run) ContNs() uint64 { return atomic.LoadUint64(r.u64(96)) }
+
+// StatResyncs reads subscriber i's resync count.
+func (r *Run) StatResyncs(i uint32) uint64 { return atomic.LoadUint64(r.stat(i, sResyncs)) }
