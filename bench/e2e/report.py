@@ -425,6 +425,95 @@ def go_table(recs):
     return out + [""]
 
 
+def vfind(recs, system, n, fault=None):
+    return next((r for r in recs if r.get("name") == "vitess" and r.get("system") == system and r.get("subs") == n
+                 and r.get("fault") == fault), None)
+
+
+def vitess_section(recs, e2e_recs, line=None):
+    """The Vitess-shaped scenario's table, its fault runs and its targets."""
+    vs = [r for r in recs if r.get("name") == "vitess"]
+    if not vs:
+        return [], []
+    ns = sorted({r["subs"] for r in vs})
+    out = ["### Vitess-shaped scenario", "",
+           "N processes on the host watch what vtgate (SrvVSchema and every SrvKeyspace: `Watch`) and vttablet "
+           "(its Shard record and its keyspace's SrvKeyspace: `Watch`) watch, one of them a recursive watch of a "
+           "keyspace's shards (`WatchRecursive`), through Vitess's topo.Conn of each backend; a writer process "
+           "replays reparents (two Tablet records, the Shard record) and reshards (every Shard record of a "
+           "keyspace, its SrvKeyspace, the SrvVSchema) in bursts (10 a second), through the same backend's "
+           "Update, with values of 1-50 KiB of random bytes (Shard and Tablet 1-2 KiB, SrvKeyspace 4-16 KiB, "
+           "SrvVSchema 20-50 KiB). Latency of a write: from its Update's return to the moment the *last* process "
+           "that watches the file has it (or a later value of it); per burst: the worst write of the burst. CPU: "
+           "hub + server + the N processes (all threads) over the writer's run and 1 s after, per committed "
+           "change (the writer's own CPU apart). Server threads and connections: mid-run (etcd: its threads, "
+           "established TCP connections to its client port; MariaDB: its threads, Threads_connected; hub: "
+           "topohubd's threads). Tablet records have no watcher here (vtgate's health check does not watch "
+           "them): they count as changes and in the CPU, not in the latency.", "",
+           "| processes | system | last watcher p50 / p99 / max us | per burst p50 / p99 / max us | first watcher "
+           "p50 us | p99 etcd2topo / topohub | writes (watched) | missing | CPU hub / server / processes s | "
+           "CPU us / change | CPU etcd2topo / topohub | writer commit p50 us | server threads / conns | hub "
+           "threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 17]
+    for n in ns:
+        t, e = vfind(vs, "vitess-topohub", n), vfind(vs, "vitess-etcd2topo", n)
+        for r in (t, e):
+            if not r:
+                continue
+            if r.get("error"):
+                out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 14) + f" | {r['error']} |")
+                continue
+            lw, pb, fw = r.get("last_watcher", {}), r.get("per_burst", {}), r.get("first_watcher", {})
+            rp = rc = "-"
+            if r is e and t and not t.get("error") and t.get("last_watcher", {}).get("p99_ns"):
+                rp = f"{lw.get('p99_ns', 0) / t['last_watcher']['p99_ns']:.1f}x"
+                if t.get("cpu_us_per_change"):
+                    rc = f"{r['cpu_us_per_change'] / t['cpu_us_per_change']:.1f}x"
+            out.append(
+                f"| {n} | {r['system']} | {us(lw.get('p50_ns'))} / {us(lw.get('p99_ns'))} / {us(lw.get('max_ns'))} | "
+                f"{us(pb.get('p50_ns'))} / {us(pb.get('p99_ns'))} / {us(pb.get('max_ns'))} | {us(fw.get('p50_ns'))} | "
+                f"{rp} | {r.get('writes')} ({r.get('watched_writes')}) | {r.get('missing')} | "
+                f"{fmt(r.get('cpu_hub_s'))} / {fmt(r.get('cpu_server_s'))} / {fmt(r.get('cpu_subs_s'))} | "
+                f"{fmt(r.get('cpu_us_per_change'), 0)} | {rc} | {us(r.get('writer', {}).get('commit_p50_ns'))} | "
+                f"{fmt(r.get('server_threads'))} / {fmt(r.get('server_conns'))} | {fmt(r.get('hub_threads'))} | "
+                f"{fmt(r.get('rss_kb_per_sub'))} | {steal_cell(r)} | {'yes' if r.get('ok') else '**NO**'} |")
+    stops = [r for r in vs if r.get("fault") == "stop"]
+    if stops:
+        out += ["", "A vtgate-like process (process 0) stopped with SIGSTOP at 25% of the writer's run and continued "
+                "at 60%, against the run without the stop just before (same N): the others' latency (process 0 left "
+                "out), and the time from SIGCONT until process 0 had, for every file it watches, the last value "
+                "written before SIGCONT (converged).", "",
+                "| system | processes | others' last watcher p99 us, without / with the stop | others' missing | "
+                "stopped ms | converged after SIGCONT ms | process 0 re-watches | ok |", "|---|---|---|---|---|---|---|---|"]
+        for r in stops:
+            b = vfind(vs, r["system"], r["subs"])
+            out.append(f"| {r['system']} | {r['subs']} | {us((b or {}).get('last_watcher', {}).get('p99_ns'))} / "
+                       f"{us(r.get('last_watcher', {}).get('p99_ns'))} | {r.get('missing')} | {fmt(r.get('stopped_ms'), 0)} | "
+                       f"{fmt(r.get('converge_ms'))}{'' if r.get('victim_converged') else ' (**not converged**)'} | "
+                       f"{r.get('victim_rewatches')} | {'yes' if r.get('ok') else '**NO**'} |")
+    targets = []
+    nmax = 64 if 64 in ns else ns[-1]
+    t, e = vfind(vs, "vitess-topohub", nmax), vfind(vs, "vitess-etcd2topo", nmax)
+    tl = lambda r: (r or {}).get("last_watcher", {}).get("p99_ns")
+    if t and e and tl(t) and tl(e) is not None:
+        r = tl(e) / tl(t)
+        targets.append((f"Vitess-shaped, {nmax} processes: commit-to-last-watcher p99 at least 5x lower than "
+                        "vitess-etcd2topo", f"{us(tl(e))} us / {us(tl(t))} us = {r:.1f}x (max {us(e['last_watcher'].get('max_ns'))}"
+                        f" / {us(t['last_watcher'].get('max_ns'))} us)", r >= 5))
+    if t and e and t.get("cpu_us_per_change") and e.get("cpu_us_per_change"):
+        r = e["cpu_us_per_change"] / t["cpu_us_per_change"]
+        targets.append((f"Vitess-shaped, {nmax} processes: total host CPU per change at least 5x lower than "
+                        "vitess-etcd2topo", f"{e['cpu_us_per_change']:.0f} us / {t['cpu_us_per_change']:.0f} us = {r:.1f}x "
+                        f"(hub + server + processes: {e['cpu_total_s']:.2f} s / {t['cpu_total_s']:.2f} s for "
+                        f"{e.get('changes')} / {t.get('changes')} changes)", r >= 5))
+    th, vt = find(e2e_recs, "topohub", 64, 1000, 100), find(e2e_recs, "vitess-topohub", 64, 1000, 100)
+    if th and vt and th.get("p99_ns") and vt.get("p99_ns") is not None:
+        r = vt["p99_ns"] / th["p99_ns"]
+        targets.append(("vitess-topohub within 1.5x of topohub (C)'s p99 (the synthetic point both run: 64 "
+                        "subscribers, 1,000/s, 100 B)", f"{us(vt['p99_ns'])} us / {us(th['p99_ns'])} us = {r:.2f}x; "
+                        f"ok={vt.get('ok')}", r <= 1.5 and vt.get("ok")))
+    return out + [""], targets
+
+
 def plots(recs, plotdir, datadir):
     os.makedirs(plotdir, exist_ok=True)
     os.makedirs(datadir, exist_ok=True)
@@ -480,6 +569,18 @@ def plots(recs, plotdir, datadir):
             systems.append(s)
     gp("rate.gp", os.path.join(plotdir, "deliveries-vs-rate.png"), systems,
        "Delivered events per second against the update rate (64 subscribers, 100 B)")
+    systems = []
+    for s in ("vitess-topohub", "vitess-etcd2topo"):
+        pts = sorted((r["subs"], r["last_watcher"]["p99_ns"], r["cpu_us_per_change"]) for r in recs
+                     if r.get("name") == "vitess" and r.get("system") == s and not r.get("fault")
+                     and r.get("last_watcher", {}).get("p99_ns") is not None and r.get("cpu_us_per_change"))
+        if pts:
+            with open(os.path.join(datadir, f"vitess_{s}.dat"), "w") as f:
+                for n, p, c in pts:
+                    f.write(f"{n} {max(p, 100) / 1e3} {c}\n")
+            systems.append(s)
+    gp("vitess.gp", os.path.join(plotdir, "vitess-shaped.png"), systems,
+       "Vitess-shaped scenario: reparent and reshard bursts, 1-50 KiB values (0 plotted as 0.1 us)")
     return made
 
 
@@ -545,7 +646,9 @@ def main():
          f"more than a few percent is the host's as much as the systems': `make bench` runs every point that lost more "
          f"than 5% once more while its 10 minutes allow (the fault runs as a trio) and reports the later run "
          f"(both are in the JSON lines).", ""]
-    L += ["## Targets (DESIGN.md)", ""] + targets(e2e, ring, dec) + [""]
+    vsec, vtargets = vitess_section(e2e, e2e)
+    L += ["## Targets (DESIGN.md)", ""] + targets(e2e, ring, dec) + [
+        f"| {t} | {m} | {'met' if ok else '**not met**'} |" for t, m, ok in vtargets] + [""]
     L += ["## End to end", "",
           "Latency is from the return of the writer's COMMIT (an autocommit UPDATE, or an etcd PUT) to the "
           "subscriber's callback, over every delivery to every subscriber, CLOCK_MONOTONIC on one host. "
@@ -564,6 +667,7 @@ def main():
     L += e2e_tables(e2e)
     L += [""] + ring_worth(e2e)
     L += go_table(e2e)
+    L += vsec
     skipped = [r for r in e2e if r.get("name") == "e2e" and (r.get("skipped") or r.get("error"))]
     L += ["", "### Points skipped or failed", ""]
     if skipped:
