@@ -430,6 +430,13 @@ def vfind(recs, system, n, fault=None):
                  and r.get("fault") == fault), None)
 
 
+def idle_cell(r):
+    i = r.get("idle_cpu_s_per_s")
+    if not i:
+        return "-"
+    return " / ".join(f"{i[k] * 1e3:.1f}" for k in ("hub", "server", "subs"))
+
+
 def vitess_section(recs, e2e_recs, line=None):
     """The Vitess-shaped scenario's table, its fault runs and its targets."""
     vs = [r for r in recs if r.get("name") == "vitess"]
@@ -448,19 +455,20 @@ def vitess_section(recs, e2e_recs, line=None):
            "hub + server + the N processes (all threads) over the writer's run and 1 s after, per committed "
            "change (the writer's own CPU apart). Server threads and connections: mid-run (etcd: its threads, "
            "established TCP connections to its client port; MariaDB: its threads, Threads_connected; hub: "
-           "topohubd's threads). Tablet records have no watcher here (vtgate's health check does not watch "
+           "topohubd's threads). Idle CPU: hub, server and the N processes over one second before the writer "
+           "starts (nothing written), per second: what watching costs while the topology does not change. Tablet records have no watcher here (vtgate's health check does not watch "
            "them): they count as changes and in the CPU, not in the latency.", "",
            "| processes | system | last watcher p50 / p99 / max us | per burst p50 / p99 / max us | first watcher "
            "p50 us | p99 etcd2topo / topohub | writes (watched) | missing | CPU hub / server / processes s | "
-           "CPU us / change | CPU etcd2topo / topohub | writer commit p50 us | server threads / conns | hub "
-           "threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 17]
+           "CPU us / change | CPU etcd2topo / topohub | idle CPU ms/s hub / server / processes | writer commit p50 us | "
+           "server threads / conns | hub threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 18]
     for n in ns:
         t, e = vfind(vs, "vitess-topohub", n), vfind(vs, "vitess-etcd2topo", n)
         for r in (t, e):
             if not r:
                 continue
             if r.get("error"):
-                out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 14) + f" | {r['error']} |")
+                out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 15) + f" | {r['error']} |")
                 continue
             lw, pb, fw = r.get("last_watcher", {}), r.get("per_burst", {}), r.get("first_watcher", {})
             rp = rc = "-"
@@ -473,7 +481,7 @@ def vitess_section(recs, e2e_recs, line=None):
                 f"{us(pb.get('p50_ns'))} / {us(pb.get('p99_ns'))} / {us(pb.get('max_ns'))} | {us(fw.get('p50_ns'))} | "
                 f"{rp} | {r.get('writes')} ({r.get('watched_writes')}) | {r.get('missing')} | "
                 f"{fmt(r.get('cpu_hub_s'))} / {fmt(r.get('cpu_server_s'))} / {fmt(r.get('cpu_subs_s'))} | "
-                f"{fmt(r.get('cpu_us_per_change'), 0)} | {rc} | {us(r.get('writer', {}).get('commit_p50_ns'))} | "
+                f"{fmt(r.get('cpu_us_per_change'), 0)} | {rc} | {idle_cell(r)} | {us(r.get('writer', {}).get('commit_p50_ns'))} | "
                 f"{fmt(r.get('server_threads'))} / {fmt(r.get('server_conns'))} | {fmt(r.get('hub_threads'))} | "
                 f"{fmt(r.get('rss_kb_per_sub'))} | {steal_cell(r)} | {'yes' if r.get('ok') else '**NO**'} |")
     stops = [r for r in vs if r.get("fault") == "stop"]
