@@ -25,7 +25,7 @@ ABI_MINOR := $(shell sed -n 's/^\#define TH_ABI_MINOR \([0-9]*\)$$/\1/p' plugins
 # the README's two commands, `make test` and `make demo` (and `make bench`),
 # install what is missing first and then build in a second make that sees
 # the packages. Any other goal stops here when a package is missing.
-INSTALLING_GOALS := deps test demo bench clean
+INSTALLING_GOALS := deps test demo bench clean package-test
 ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) cmocka libcurl && echo ok),ok)
 $(error Debian packages are missing: run `make deps` as root (or `make test`, which installs them first))
@@ -77,7 +77,7 @@ ifneq ($(PLUGIN_SRC),)
 PROGRAMS += $(BUILD)/libtopohub.so
 endif
 
-.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall
+.PHONY: all deps test bench clean demo fuzz trace run-tests run-demo run-bench install uninstall package-test
 .SECONDARY:
 all: $(PROGRAMS) $(TESTS)
 
@@ -137,8 +137,11 @@ run-tests: all
 	@scripts/gen-abi.py --check
 	@scripts/spdx.py --check
 	@# The install check loads the library into python3: a sanitizer build's cannot be.
-	@$(if $(SAN),echo "check-install: skipped under SAN=$(SAN) (python3 cannot load a sanitized library)",CC=$(CC) scripts/check-install.sh $(BUILD))
+	@$(if $(SAN),echo "check-install and check-pip: skipped under SAN=$(SAN) (python3 cannot load a sanitized library)",CC=$(CC) scripts/check-install.sh $(BUILD) && scripts/check-pip.sh $(BUILD))
+	@scripts/check-monitoring.sh $(BUILD)
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TESTS)
+	@# Go's own race detector needs a plain hub build beside it: the Go suites run once, in the plain configuration.
+	@$(if $(SAN),echo "plugins/go: run in the plain configuration only (go test -race; the hub under SAN=$(SAN) is exercised by the C suites)",BUILD=$(BUILD) plugins/go/run-tests.sh)
 
 run-demo: $(BUILD)/topohubd $(BUILD)/topohubctl $(BUILD)/libtopohub.so
 	@BUILD=$(BUILD) CC=$(CC) scripts/demo.sh
@@ -148,6 +151,12 @@ run-bench: all
 
 clean:
 	rm -rf build
+
+# make package-test: build the Debian packages in a temporary folder, lintian,
+# install, run and purge them (root; about 1.5 min; see scripts/check-package.sh).
+package-test:
+	@scripts/install-deps.sh build test package
+	@scripts/check-package.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]: what an operator needs, where
 # the system looks for it. The library is installed under its SONAME

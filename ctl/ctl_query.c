@@ -355,94 +355,179 @@ int ctl_cmd_sync(const struct ctl_options *opt, int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
+/* `topohubctl metrics`: the Prometheus text format (version 0.0.4), checked
+ * by `promtool check metrics` (scripts/check-monitoring.sh). Each family
+ * once, its HELP and TYPE first and all its samples together; base units
+ * (seconds, bytes) in the name, `_total` on counters. The names are listed
+ * in the README; doc/monitoring/ has the alerts and the dashboard on them. */
 struct metric {
-	const char *field;
+	const char *field; /* in STATS */
 	const char *name;
 	const char *type;
+	double scale; /* 0: the value as the hub wrote it */
 	const char *help;
 };
 
 static const struct metric metrics[] = {
-	{ "revision", "topohub_revision", "gauge", "Last published revision." },
-	{ "generation", "topohub_ring_generation", "gauge", "Ring generation (changes when the hub restarts)." },
-	{ "transactions", "topohub_transactions_published_total", "counter", "Transactions with watched changes published." },
-	{ "transactions_seen", "topohub_transactions_seen_total", "counter", "Transactions read from the binlog." },
-	{ "changes", "topohub_changes_published_total", "counter", "Row changes published." },
-	{ "records", "topohub_records_published_total", "counter", "Ring records published." },
-	{ "bytes", "topohub_bytes_published_total", "counter", "Ring payload bytes published." },
-	{ "events", "topohub_binlog_events_total", "counter", "Binlog events received." },
-	{ "readers", "topohub_readers", "gauge", "Attached readers." },
-	{ "evictions", "topohub_evictions_total", "counter", "Readers evicted as slow consumers." },
-	{ "max_lag_ns", "topohub_reader_max_lag_seconds", "gauge", "Age of the oldest unread record over all readers." },
-	{ "max_lag_bytes", "topohub_reader_max_lag_bytes", "gauge", "Largest reader lag in bytes." },
-	{ "reconnects", "topohub_reconnects_total", "counter", "Reconnections to a MySQL source." },
-	{ "reloads", "topohub_reloads_total", "counter", "Consistent table loads." },
-	{ "resyncs", "topohub_resyncs_total", "counter", "Resync records published." },
-	{ "too_big", "topohub_too_big_total", "counter", "Transactions too large for the ring." },
-	{ "entries", "topohub_state_entries", "gauge", "Rows in the hub's state table." },
-	{ "clients", "topohub_control_clients", "gauge", "Open control connections." },
-	{ "refused", "topohub_control_refused_total", "counter", "Control connections refused by credentials." },
-	{ "bad_messages", "topohub_control_bad_messages_total", "counter", "Malformed control messages." },
-	{ "binlog_pos", "topohub_binlog_position_bytes", "gauge", "Binlog file offset after the last transaction." },
-	{ "connected", "topohub_source_connected", "gauge", "1 while streaming from a source." },
-	{ "uptime_s", "topohub_uptime_seconds", "gauge", "Seconds since the hub started." },
+	{ "revision", "topohub_revision", "gauge", 0, "Last published revision." },
+	{ "generation", "topohub_ring_generation", "gauge", 0, "Ring generation (changes when the hub restarts)." },
+	{ "transactions", "topohub_transactions_published_total", "counter", 0,
+	  "Transactions with watched changes published." },
+	{ "transactions_seen", "topohub_transactions_seen_total", "counter", 0, "Transactions read from the binlog." },
+	{ "changes", "topohub_changes_published_total", "counter", 0, "Row changes published." },
+	{ "records", "topohub_records_published_total", "counter", 0, "Ring records published." },
+	{ "bytes", "topohub_published_bytes_total", "counter", 0, "Ring payload bytes published." },
+	{ "events", "topohub_binlog_events_total", "counter", 0, "Binlog events received." },
+	{ "readers", "topohub_readers", "gauge", 0, "Attached readers." },
+	{ "attaches", "topohub_attaches_total", "counter", 0, "Reader attachments accepted." },
+	{ "evictions", "topohub_evictions_total", "counter", 0, "Readers evicted as slow consumers." },
+	{ "max_lag_ns", "topohub_reader_max_lag_seconds", "gauge", 1e-9,
+	  "Age of the oldest unread record over all readers." },
+	{ "max_lag_bytes", "topohub_reader_max_lag_bytes", "gauge", 0, "Largest reader lag in bytes." },
+	{ "reconnects", "topohub_reconnects_total", "counter", 0, "Reconnections to a MySQL source." },
+	{ "reloads", "topohub_reloads_total", "counter", 0, "Consistent table loads (the first, then one per resync)." },
+	{ "resyncs", "topohub_resyncs_total", "counter", 0, "Resync records published." },
+	{ "too_big", "topohub_too_big_total", "counter", 0, "Transactions too large for the ring." },
+	{ "entries", "topohub_state_entries", "gauge", 0, "Rows in the hub's state table." },
+	{ "ntables", "topohub_tables", "gauge", 0, "Tables the hub follows." },
+	{ "clients", "topohub_control_clients", "gauge", 0, "Open control connections." },
+	{ "refused", "topohub_control_refused_total", "counter", 0, "Control connections refused by credentials." },
+	{ "bad_messages", "topohub_control_bad_messages_total", "counter", 0, "Malformed control messages." },
+	{ "ring_capacity", "topohub_ring_capacity_bytes", "gauge", 0, "Size of the ring." },
+	{ "connected", "topohub_source_connected", "gauge", 0, "1 while streaming from a source." },
+	{ "last_commit_us", "topohub_last_commit_timestamp_seconds", "gauge", 1e-6,
+	  "Server commit time of the last transaction read (0: none yet)." },
+	{ "last_publish_ns", "topohub_last_publish_timestamp_seconds", "gauge", 1e-9,
+	  "Time of the last ring publication (0: none yet)." },
+	{ "uptime_s", "topohub_uptime_seconds", "gauge", 0, "Seconds since the hub started." },
 };
+
+static void family(struct th_buf *out, const char *name, const char *type, const char *help)
+{
+	th_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value as json_field returns it (JSON escapes kept): \" and \\ are
+ * Prometheus escapes too; any other escape or control byte becomes '_'. */
+static void label(struct th_buf *out, const char *name, const char *v, bool first)
+{
+	th_buf_printf(out, "%s%s=\"", first ? "" : ",", name);
+	for (const char *p = v; *p; p++) {
+		if (*p == '\\' && (p[1] == '"' || p[1] == '\\')) {
+			th_buf_putc(out, '\\');
+			th_buf_putc(out, *++p);
+		} else if (*p == '\\' && p[1]) {
+			th_buf_putc(out, '_');
+			p++;
+		} else {
+			th_buf_putc(out, (unsigned char)*p < 0x20 ? '_' : *p);
+		}
+	}
+	th_buf_putc(out, '"');
+}
+
+/* The per-reader families: one pass over the readers for each, so that the
+ * samples of a family stay together. */
+struct reader_family {
+	const char *field;
+	const char *name;
+	const char *type;
+	double scale;
+	const char *help;
+	struct th_buf *out;
+};
+
+static const struct reader_family reader_families[] = {
+	{ "lag_bytes", "topohub_reader_lag_bytes", "gauge", 0, "Per reader: bytes behind the ring head.", NULL },
+	{ "lag_ns", "topohub_reader_lag_seconds", "gauge", 1e-9, "Per reader: age of its oldest unread record.", NULL },
+	{ "timeout_ns", "topohub_reader_timeout_seconds", "gauge", 1e-9,
+	  "Per reader: lag after which the hub evicts it.", NULL },
+	{ "evictions", "topohub_reader_evictions_total", "counter", 0, "Per reader: times evicted.", NULL },
+	{ "evicted", "topohub_reader_evicted", "gauge", 0, "Per reader: 1 while evicted (it must resync).", NULL },
+};
+
+static void value(struct th_buf *out, const char *v, double scale)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "false"))
+		th_buf_puts(out, v[0] == 't' ? "1" : "0");
+	else if (scale)
+		th_buf_printf(out, "%.15g", strtod(v, NULL) * scale);
+	else
+		th_buf_puts(out, *v ? v : "0");
+}
 
 static void metric_reader(const char *b, const char *e, void *arg)
 {
-	struct th_buf *out = arg;
-	char pid[32], name[64], lagb[32], lagns[32], ev[32];
+	const struct reader_family *f = arg;
+	char pid[32] = "", name[64] = "", v[32] = "0";
 	json_field(b, e, "pid", pid, sizeof pid);
 	json_field(b, e, "name", name, sizeof name);
-	json_field(b, e, "lag_bytes", lagb, sizeof lagb);
-	json_field(b, e, "lag_ns", lagns, sizeof lagns);
-	json_field(b, e, "evictions", ev, sizeof ev);
-	th_buf_printf(out, "topohub_reader_lag_bytes{pid=\"%s\",name=\"%s\"} %s\n", pid, name, lagb);
-	th_buf_printf(out, "topohub_reader_lag_seconds{pid=\"%s\",name=\"%s\"} %.9f\n", pid, name,
-		      strtod(lagns, NULL) / 1e9);
-	th_buf_printf(out, "topohub_reader_evictions_total{pid=\"%s\",name=\"%s\"} %s\n", pid, name, ev);
+	json_field(b, e, f->field, v, sizeof v);
+	th_buf_printf(f->out, "%s{", f->name);
+	label(f->out, "pid", pid, true);
+	label(f->out, "name", name, false);
+	th_buf_puts(f->out, "} ");
+	value(f->out, v, f->scale);
+	th_buf_putc(f->out, '\n');
 }
 
 int ctl_cmd_metrics(const struct ctl_options *opt, int argc, char **argv)
 {
 	(void)opt, (void)argc, (void)argv;
 	char *stats, *readers;
-	if (hub_json(opt, TH_MSG_STATS, &stats))
-		return 1;
-	if (hub_json(opt, TH_MSG_READERS, &readers)) {
+	/* A hub that does not answer is a sample too: topohub_up 0 (and exit 1),
+	 * for a collector that writes the output to a file (README, Installing). */
+	stats = readers = NULL;
+	if (hub_json(opt, TH_MSG_STATS, &stats) || hub_json(opt, TH_MSG_READERS, &readers)) {
 		free(stats);
+		printf("# HELP topohub_up 1 when the hub answered topohubctl.\n# TYPE topohub_up gauge\ntopohub_up 0\n");
 		return 1;
 	}
 	const char *end = stats + strlen(stats);
 	struct th_buf out = TH_BUF_INIT;
+	family(&out, "topohub_up", "gauge", "1 when the hub answered topohubctl.");
+	th_buf_puts(&out, "topohub_up 1\n");
 	for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++) {
 		char v[256];
 		if (!json_field(stats, end, metrics[i].field, v, sizeof v))
 			continue;
-		double x = !strcmp(v, "true") ? 1 : !strcmp(v, "false") ? 0 : strtod(v, NULL);
-		if (!strcmp(metrics[i].field, "max_lag_ns"))
-			x /= 1e9;
-		th_buf_printf(&out, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name, metrics[i].help, metrics[i].name,
-			      metrics[i].type);
-		if (strchr(v, '.') || !strcmp(metrics[i].field, "max_lag_ns"))
-			th_buf_printf(&out, "%s %.9g\n", metrics[i].name, x);
-		else
-			th_buf_printf(&out, "%s %s\n", metrics[i].name, !strcmp(v, "true") ? "1" : !strcmp(v, "false") ? "0" : v);
+		family(&out, metrics[i].name, metrics[i].type, metrics[i].help);
+		th_buf_printf(&out, "%s ", metrics[i].name);
+		value(&out, v, metrics[i].scale);
+		th_buf_putc(&out, '\n');
 	}
-	char file[256] = "", pos[32] = "0", src[256] = "";
+	char head[32] = "", oldest[32] = "";
+	if (json_field(stats, end, "ring_head", head, sizeof head) &&
+	    json_field(stats, end, "ring_oldest", oldest, sizeof oldest)) {
+		uint64_t h = strtoull(head, NULL, 10), o = strtoull(oldest, NULL, 10);
+		family(&out, "topohub_ring_retained_bytes", "gauge", "Bytes of records still in the ring (head - oldest).");
+		th_buf_printf(&out, "topohub_ring_retained_bytes %" PRIu64 "\n", h > o ? h - o : 0);
+	}
+	char file[256] = "", pos[32] = "0", src[256] = "", flavor[32] = "", version[128] = "";
 	json_field(stats, end, "binlog_file", file, sizeof file);
 	json_field(stats, end, "binlog_pos", pos, sizeof pos);
 	json_field(stats, end, "source", src, sizeof src);
-	th_buf_printf(&out, "# HELP topohub_binlog_position Binlog position after the last transaction (labels: source, file).\n"
-			    "# TYPE topohub_binlog_position gauge\n"
-			    "topohub_binlog_position{source=\"%s\",file=\"%s\"} %s\n", src, file, pos);
-	th_buf_puts(&out, "# HELP topohub_reader_lag_bytes Per reader: bytes behind the ring head.\n"
-			  "# TYPE topohub_reader_lag_bytes gauge\n"
-			  "# HELP topohub_reader_lag_seconds Per reader: age of its oldest unread record.\n"
-			  "# TYPE topohub_reader_lag_seconds gauge\n"
-			  "# HELP topohub_reader_evictions_total Per reader: times evicted.\n"
-			  "# TYPE topohub_reader_evictions_total counter\n");
-	each_reader(readers, metric_reader, &out);
+	json_field(stats, end, "flavor", flavor, sizeof flavor);
+	json_field(stats, end, "server_version", version, sizeof version);
+	family(&out, "topohub_source_info", "gauge", "The source streamed from (labels: source, flavor, server_version).");
+	th_buf_puts(&out, "topohub_source_info{");
+	label(&out, "source", src, true);
+	label(&out, "flavor", flavor, false);
+	label(&out, "server_version", version, false);
+	th_buf_puts(&out, "} 1\n");
+	/* The position as a labelled family: rules compare it per source. */
+	family(&out, "topohub_binlog_position_bytes", "gauge",
+	       "Binlog file offset after the last transaction read (labels: source, file).");
+	th_buf_puts(&out, "topohub_binlog_position_bytes{");
+	label(&out, "source", src, true);
+	label(&out, "file", file, false);
+	th_buf_printf(&out, "} %s\n", pos);
+	for (size_t i = 0; i < sizeof reader_families / sizeof reader_families[0]; i++) {
+		struct reader_family f = reader_families[i];
+		f.out = &out;
+		family(&out, f.name, f.type, f.help);
+		each_reader(readers, metric_reader, &f);
+	}
 	fwrite(out.data ? out.data : "", 1, out.len, stdout);
 	th_buf_free(&out);
 	free(stats);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -97,6 +98,45 @@ static int wait_signal_or(int sfd, int fd)
 	}
 }
 
+/*
+ * The open-file budget. Every control connection holds one descriptor and
+ * every attached reader two more (the write end and a read end of its
+ * wake-up pipe, shm/ring.c);
+ * with max_clients above the open-file limit, accept() failed with EMFILE
+ * while the listen socket stayed readable. So: raise the soft limit to the
+ * hard one, and if that is still short of max_clients + max_readers plus a
+ * reserve (MySQL connections, snapshot memfds, the log, epoll...), clamp
+ * both, and say so.
+ */
+#define FD_RESERVE 64u
+static void fd_budget(struct th_hub *h)
+{
+	const struct th_hub_config *c = h->cfg;
+	h->max_clients = c->max_clients;
+	h->max_readers = c->max_readers;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	uint64_t need = (uint64_t)c->max_clients + 2ull * c->max_readers + FD_RESERVE;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return;
+	uint64_t room = rl.rlim_cur > FD_RESERVE + 32 ? rl.rlim_cur - FD_RESERVE : 32;
+	/* A reader is a client too (its connection) plus two: at most a quarter
+	 * of the clients' room each for readers. */
+	if (h->max_readers > room / 4)
+		h->max_readers = (uint32_t)(room / 4);
+	if (h->max_clients > room - 2ull * h->max_readers)
+		h->max_clients = (uint32_t)(room - 2ull * h->max_readers);
+	th_log_warn("open-file limit is %llu (hard): max_clients clamped from %u to %u and max_readers from %u to "
+		    "%u; raise the limit (LimitNOFILE= in the unit) for more",
+		    (unsigned long long)rl.rlim_cur, c->max_clients, h->max_clients, c->max_readers, h->max_readers);
+}
+
 static void free_pos(struct th_hub *h)
 {
 	struct th__hub_pos *pos = th_exchange_seq_cst(&h->pos, NULL);
@@ -137,8 +177,9 @@ int th_hub_run(const struct th_hub_config *cfg)
 		th_log_error("eventfd/signalfd: %s", strerror(errno));
 		goto out_fds;
 	}
+	fd_budget(h);
 	struct th_ring_config rc = {
-		.capacity = cfg->ring_capacity, .max_readers = cfg->max_readers, .name = "topohub-ring",
+		.capacity = cfg->ring_capacity, .max_readers = h->max_readers, .name = "topohub-ring",
 	};
 	int rc_ = th_ring_writer_create(&rc, &h->ring);
 	if (rc_ < 0) {

@@ -14,6 +14,7 @@
 
 #include <ini.h>
 
+#include "common/th_buf.h"
 #include "hub/hub_log.h"
 
 enum ktype {
@@ -53,7 +54,16 @@ static const struct key keys[] = {
 	  "groups allowed on the socket (peer's primary gid); socket_group is always allowed" },
 	{ "hub", "ring_capacity", K_SIZE, OFF(ring_capacity), "64M", "ring size in bytes, a power of two (K, M, G)" },
 	{ "hub", "max_readers", K_U32, OFF(max_readers), "1024", "most attached readers" },
-	{ "hub", "max_clients", K_U32, OFF(max_clients), "4096", "most open control connections" },
+	{ "hub", "max_clients", K_U32, OFF(max_clients), "4096",
+	  "most open control connections (clamped at start to what the open-file limit allows)" },
+	{ "hub", "max_clients_per_uid", K_U32, OFF(max_clients_per_uid), "1024",
+	  "most open control connections of one uid" },
+	{ "hub", "idle_timeout_ms", K_U32, OFF(idle_timeout_ms), "60000",
+	  "close a connection that is not attached and sent no request for this long (0: never)" },
+	{ "hub", "snapshot_bytes_max", K_SIZE, OFF(snapshot_bytes_max), "256M",
+	  "most bytes of SNAPSHOT/GET replies one uid is sent per snapshot_window_ms (K, M, G)" },
+	{ "hub", "snapshot_window_ms", K_U32, OFF(snapshot_window_ms), "10000",
+	  "the window of snapshot_bytes_max" },
 	{ "hub", "reader_timeout_min_ms", K_MS_NS, OFF(reader_timeout_min_ns), "10",
 	  "smallest slow-consumer timeout a reader may ask for" },
 	{ "hub", "reader_timeout_max_ms", K_MS_NS, OFF(reader_timeout_max_ns), "60000",
@@ -97,14 +107,8 @@ static const struct key keys[] = {
 
 static char *own(struct th_hub_config *cfg, const char *s, size_t n)
 {
-	if (cfg->nowned == cfg->cap_owned) {
-		size_t cap = cfg->cap_owned ? cfg->cap_owned * 2 : 32;
-		char **p = realloc(cfg->owned, cap * sizeof *p);
-		if (!p)
-			return NULL;
-		cfg->owned = p;
-		cfg->cap_owned = cap;
-	}
+	if (th_grow((void **)&cfg->owned, &cfg->cap_owned, cfg->nowned + 1, sizeof *cfg->owned))
+		return NULL;
 	char *c = malloc(n + 1);
 	if (!c)
 		return NULL;
@@ -548,13 +552,23 @@ static int load_password(struct th_hub_config *cfg, char *msg, size_t msg_len)
 		return cfg->password ? 0 : -ENOMEM;
 	}
 	if (cfg->password_env) {
-		const char *p = getenv(cfg->password_env);
+		char *p = getenv(cfg->password_env);
 		if (p) {
 			cfg->password = own_str(cfg, p);
 			if (!cfg->password)
 				return -ENOMEM;
-			/* Children (none today) and /proc/PID/environ readers need not see it. */
+			/* Children (none today) and /proc/PID/environ readers need not
+			 * see it. unsetenv() only drops the pointer from environ; the
+			 * bytes stay where the kernel put them at exec, and that block
+			 * is what /proc/PID/environ shows. So overwrite them in place
+			 * (the "NAME=" prefix too), then drop the entry. */
+			size_t name_len = strlen(cfg->password_env);
+			char *entry = p - name_len - 1;
+			size_t vlen = strlen(p);
 			unsetenv(cfg->password_env);
+			volatile char *v = entry;
+			for (size_t i = 0; i < name_len + 1 + vlen; i++)
+				v[i] = '\0';
 		}
 	}
 	return 0;
@@ -679,6 +693,10 @@ int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *
 		cfg->reader_timeout_default_ns = cfg->reader_timeout_min_ns;
 	if (cfg->reader_timeout_default_ns > cfg->reader_timeout_max_ns)
 		cfg->reader_timeout_default_ns = cfg->reader_timeout_max_ns;
+	if (cfg->snapshot_window_ms == 0)
+		cfg->snapshot_window_ms = 1;
+	if (cfg->max_clients_per_uid == 0 || cfg->max_clients_per_uid > cfg->max_clients)
+		cfg->max_clients_per_uid = cfg->max_clients;
 	if (cfg->monitor_interval_ns < 100000)
 		cfg->monitor_interval_ns = 100000;
 	if (cfg->reconnect_min_ms == 0)

@@ -6,7 +6,9 @@
  * Sections and keys (README "The hub" documents each; `topohubd --help`
  * prints the same table):
  *   [hub]     socket, socket_mode, socket_group, allow_uids, allow_gids,
- *             ring_capacity, max_readers, max_clients, reader_timeout_min_ms,
+ *             ring_capacity, max_readers, max_clients, max_clients_per_uid,
+ *             idle_timeout_ms, snapshot_bytes_max, snapshot_window_ms,
+ *             reader_timeout_min_ms,
  *             reader_timeout_max_ms, reader_timeout_default_ms,
  *             monitor_interval_us, monitor_realtime, log_level,
  *             bench_socket_fanout (benchmark only: protocol.h STREAM)
@@ -63,6 +65,10 @@ struct th_hub_config {
 	uint64_t ring_capacity;
 	uint32_t max_readers;
 	uint32_t max_clients;
+	uint32_t max_clients_per_uid;
+	uint32_t idle_timeout_ms;
+	uint64_t snapshot_bytes_max;
+	uint32_t snapshot_window_ms;
 	uint64_t reader_timeout_min_ns, reader_timeout_max_ns, reader_timeout_default_ns;
 	uint64_t monitor_interval_ns;
 	bool monitor_realtime;

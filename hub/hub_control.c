@@ -11,6 +11,32 @@
  * malformed request gets an ERROR reply and the connection stays; a client
  * that does not read its replies (send would block) is disconnected: the
  * hub never waits for a client.
+ *
+ * Limits that hold against any peer (issue 13):
+ * - A refused peer (credentials) gets its -EACCES reply and is closed after
+ *   its first request is answered, or after LINGER_MS; at most LINGER_MAX
+ *   wait so at once (the others are closed right after the reply). Refused
+ *   connections never count against max_clients.
+ * - max_clients (clamped to the open-file limit, hub.c) and
+ *   max_clients_per_uid; root and the hub's own uid may use OPERATOR_RESERVE
+ *   connections beyond max_clients, so an operator gets in when others
+ *   filled it. Over a limit: an -EMFILE reply, then closed.
+ * - accept() failing with EMFILE/ENFILE (descriptors used elsewhere) does not
+ *   spin: a reserve descriptor is closed to accept and shed one connection
+ *   with an -EMFILE reply, and the listen socket is not polled for 100 ms.
+ * - A connection that is not attached, not streaming, without a pending
+ *   SYNC and silent for idle_timeout_ms is closed.
+ * - Snapshot memory: a SNAPSHOT/GET reply is a memfd charged to the hub for
+ *   as long as the client keeps it, and the hub cannot see when the client
+ *   closes it. What is bounded is what the hub hands out: at most
+ *   snapshot_bytes_max bytes of replies per uid per snapshot_window_ms (a
+ *   request when the uid's window is spent gets -ENOBUFS; the one that
+ *   crosses the bound is still served, so a single snapshot larger than the
+ *   bound works). Per uid, not per connection, so that more connections buy
+ *   nothing. A uid can so pin at most snapshot_bytes_max (plus one snapshot)
+ *   per window it keeps hoarding; the honest client maps and closes its
+ *   memfd at once.
+ * - Every line a peer can cause is logged through th_log_limited().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +65,27 @@
 #include "common/th_trace.h"
 
 #define BATCH_PER_WAKE 64
+#define LINGER_MAX 64
+#define LINGER_MS 250
+#define OPERATOR_RESERVE 16
+#define EMFILE_PAUSE_MS 100
+#define TICK_MS 100
+
+/* Per uid: open connections and the snapshot budget of the current window. */
+struct uid_ent {
+	uid_t uid;
+	uint32_t conns;
+	uint64_t win_start;          /* CLOCK_MONOTONIC ns */
+	uint64_t bytes;              /* snapshot bytes sent in the window */
+	struct uid_ent *next;
+};
+
+static struct th_log_limit lim_refused = TH_LOG_LIMIT_INIT(1000, 5);
+static struct th_log_limit lim_full = TH_LOG_LIMIT_INIT(1000, 5);
+static struct th_log_limit lim_accept = TH_LOG_LIMIT_INIT(1000, 5);
+static struct th_log_limit lim_snap = TH_LOG_LIMIT_INIT(1000, 5);
+static struct th_log_limit lim_attach = TH_LOG_LIMIT_INIT(1000, 20);
+static struct th_log_limit lim_misc = TH_LOG_LIMIT_INIT(1000, 10);
 
 struct conn {
 	int fd;
@@ -48,7 +95,9 @@ struct conn {
 	pid_t pid;
 	int reader;                 /* index in h->readers, or -1 */
 	struct th__hub_stream *stream; /* benchmark mode: a STREAM subscriber (owns fd since) */
-	bool refused;               /* credentials not allowed: every request gets -EACCES */
+	bool refused;               /* credentials not allowed: answered -EACCES, closed after the first request */
+	uint64_t last_ns;           /* accept or last request (CLOCK_MONOTONIC); for refused: the linger deadline */
+	struct uid_ent *u;          /* NULL for refused connections (not counted) */
 	/* one pending SYNC */
 	bool sync;
 	uint32_t sync_req;
@@ -69,6 +118,11 @@ struct ctl {
 	uint8_t *buf;                /* TH_MSG_MAX + 1 */
 	struct th_buf out;
 	uint32_t nsync;
+	struct uid_ent *uids;
+	uint32_t nlinger;            /* refused connections waiting for their request */
+	int reserve_fd;              /* closed to shed a connection on EMFILE */
+	uint64_t listen_paused_until; /* 0: the listen socket is polled */
+	uint64_t next_scan;          /* idle and linger checks */
 };
 
 /* Markers for the non-connection descriptors in epoll. */
@@ -137,7 +191,8 @@ static int send_msg(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req,
 {
 	int rc = th_proto_send(cn->fd, type, req, body, len, fds, nfds, MSG_DONTWAIT);
 	if (rc < 0) {
-		th_log_debug("client %u (pid %d): reply not sent (%s): disconnecting", cn->cid, (int)cn->pid,
+		th_log_limited(&lim_misc, TH_LOG_DEBUG,
+			       "client %u (pid %d): reply not sent (%s): disconnecting", cn->cid, (int)cn->pid,
 			     rc == -EAGAIN ? "would block" : strerror(-rc));
 		conn_close(x, cn);
 		return -1;
@@ -190,7 +245,7 @@ static void reader_remove(struct ctl *x, struct conn *cn)
 	pthread_mutex_lock(&h->readers_lock);
 	struct th__hub_reader *r = &h->readers[cn->reader];
 	th_ring_remove_reader(h->ring, r->id);
-	th_log_info("reader %u (pid %d, %s) detached", r->id, (int)r->pid, r->name);
+	th_log_limited(&lim_attach, TH_LOG_INFO, "reader %u (pid %d, %s) detached", r->id, (int)r->pid, r->name);
 	r->used = false;
 	pthread_mutex_unlock(&h->readers_lock);
 	cn->reader = -1;
@@ -216,7 +271,13 @@ static void conn_close(struct ctl *x, struct conn *cn)
 		x->conns = cn->next;
 	if (cn->next)
 		cn->next->prev = cn->prev;
-	th_store_relaxed(&x->h->st_clients, th_load_relaxed(&x->h->st_clients) - 1);
+	if (cn->u) {
+		cn->u->conns--;
+		cn->u = NULL;
+		th_store_relaxed(&x->h->st_clients, th_load_relaxed(&x->h->st_clients) - 1);
+	}
+	if (cn->refused)
+		x->nlinger--;
 	/* Freed after the current batch of epoll events, which may still name it. */
 	cn->next = x->dead;
 	x->dead = cn;
@@ -246,21 +307,154 @@ static bool peer_allowed(const struct th_hub_config *c, uid_t uid, gid_t gid)
 	return false;
 }
 
+static struct uid_ent *uid_get(struct ctl *x, uid_t uid)
+{
+	for (struct uid_ent *u = x->uids; u; u = u->next)
+		if (u->uid == uid)
+			return u;
+	struct uid_ent *u = calloc(1, sizeof *u);
+	if (!u)
+		return NULL;
+	u->uid = uid;
+	u->next = x->uids;
+	x->uids = u;
+	return u;
+}
+
+/* Entries of uids with no connection and no live snapshot window. */
+static void uid_gc(struct ctl *x, uint64_t now)
+{
+	uint64_t win = (uint64_t)x->h->cfg->snapshot_window_ms * 1000000u;
+	for (struct uid_ent **pp = &x->uids; *pp;) {
+		struct uid_ent *u = *pp;
+		if (u->conns == 0 && now - u->win_start >= win) {
+			*pp = u->next;
+			free(u);
+		} else {
+			pp = &u->next;
+		}
+	}
+}
+
+static void listen_poll(struct ctl *x, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &mark_listen };
+	epoll_ctl(x->epfd, EPOLL_CTL_MOD, x->listen_fd, &ev);
+}
+
+/* Out of descriptors: shed one pending connection with a reason (through the
+ * reserve descriptor) and stop polling the listen socket for a while,
+ * instead of spinning on a socket that stays readable. */
+static void accept_emfile(struct ctl *x, int err)
+{
+	if (x->reserve_fd >= 0) {
+		close(x->reserve_fd);
+		x->reserve_fd = -1;
+		int fd = accept4(x->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			static const char msg[] = "the hub is out of file descriptors";
+			struct {
+				struct th_msg_error e;
+				char text[sizeof msg - 1];
+			} b = { { -EMFILE, 0 }, { 0 } };
+			memcpy(b.text, msg, sizeof b.text);
+			th_proto_send(fd, TH_MSG_ERROR, 0, &b, sizeof b, NULL, 0, MSG_DONTWAIT);
+			close(fd);
+		}
+		x->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	x->listen_paused_until = th_now_ns() + EMFILE_PAUSE_MS * 1000000ull;
+	listen_poll(x, false);
+	th_log_limited(&lim_accept, TH_LOG_WARN,
+		       "accept: %s: not accepting for %d ms (%" PRIu64 " clients; raise the open-file limit or lower "
+		       "max_clients)",
+		       strerror(err), EMFILE_PAUSE_MS, th_load_relaxed(&x->h->st_clients));
+}
+
+/* An ERROR on a socket that has no struct conn (yet). */
+static void refuse_fd(int fd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse_fd(int fd, int code, const char *fmt, ...)
+{
+	struct {
+		struct th_msg_error e;
+		char text[200];
+	} b = { { code, 0 }, { 0 } };
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(b.text, sizeof b.text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof b.text)
+		n = sizeof b.text - 1;
+	th_proto_send(fd, TH_MSG_ERROR, 0, &b, sizeof b.e + (size_t)n, NULL, 0, MSG_DONTWAIT);
+}
+
 static void accept_all(struct ctl *x)
 {
 	struct th_hub *h = x->h;
-	for (;;) {
+	/* Bounded per wake-up, so that a flood cannot starve the other work. */
+	for (int round = 0; round < 256; round++) {
 		int fd = accept4(x->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN)
-				th_log_warn("accept: %s", strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_emfile(x, errno);
+			else if (errno != EAGAIN)
+				th_log_limited(&lim_accept, TH_LOG_WARN, "accept: %s", strerror(errno));
 			return;
 		}
 		struct ucred cr;
 		socklen_t cl = sizeof cr;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
+			close(fd);
+			continue;
+		}
+		uint64_t now = th_now_ns();
+		if (!peer_allowed(h->cfg, cr.uid, cr.gid)) {
+			th_fetch_add_relaxed(&h->st_refused, 1);
+			th_log_limited(&lim_refused, TH_LOG_WARN,
+				       "refused control connection from pid %d uid %u gid %u: not in allow_uids/allow_gids",
+				       (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid);
+			refuse_fd(fd, -EACCES, "uid %u gid %u is not allowed on this hub", (unsigned)cr.uid,
+				  (unsigned)cr.gid);
+			/* Closing with its request unread would reset the connection
+			 * and lose the reason on the way: a few wait for their first
+			 * request (LINGER_MS), uncounted; beyond that, closed now. */
+			struct conn *cn = x->nlinger < LINGER_MAX ? calloc(1, sizeof *cn) : NULL;
+			if (!cn) {
+				close(fd);
+				continue;
+			}
+			cn->fd = fd;
+			cn->cid = ++x->next_cid;
+			cn->uid = cr.uid;
+			cn->gid = cr.gid;
+			cn->pid = cr.pid;
+			cn->reader = -1;
+			cn->refused = true;
+			cn->last_ns = now + LINGER_MS * 1000000ull;
+			x->nlinger++;
+			cn->next = x->conns;
+			if (x->conns)
+				x->conns->prev = cn;
+			x->conns = cn;
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = cn };
+			if (epoll_ctl(x->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+				conn_close(x, cn);
+			continue;
+		}
+		struct uid_ent *u = uid_get(x, cr.uid);
+		bool operator = cr.uid == 0 || cr.uid == geteuid();
+		uint64_t limit = (uint64_t)h->max_clients + (operator ? OPERATOR_RESERVE : 0);
+		if (!u || th_load_relaxed(&h->st_clients) >= limit || u->conns >= h->cfg->max_clients_per_uid) {
+			bool per_uid = u && u->conns >= h->cfg->max_clients_per_uid;
+			th_log_limited(&lim_full, TH_LOG_WARN,
+				       "refused control connection from pid %d uid %u: %s (%u) reached",
+				       (int)cr.pid, (unsigned)cr.uid, per_uid ? "max_clients_per_uid" : "max_clients",
+				       per_uid ? h->cfg->max_clients_per_uid : h->max_clients);
+			refuse_fd(fd, -EMFILE, "too many connections (%s)", per_uid ? "max_clients_per_uid" : "max_clients");
 			close(fd);
 			continue;
 		}
@@ -275,33 +469,47 @@ static void accept_all(struct ctl *x)
 		cn->gid = cr.gid;
 		cn->pid = cr.pid;
 		cn->reader = -1;
+		cn->last_ns = now;
+		cn->u = u;
+		u->conns++;
 		cn->next = x->conns;
 		if (x->conns)
 			x->conns->prev = cn;
 		x->conns = cn;
 		th_store_relaxed(&h->st_clients, th_load_relaxed(&h->st_clients) + 1);
-		if (!peer_allowed(h->cfg, cr.uid, cr.gid)) {
-			th_fetch_add_relaxed(&h->st_refused, 1);
-			th_log_warn("refused control connection from pid %d uid %u gid %u: not in allow_uids/allow_gids",
-				    (int)cr.pid, (unsigned)cr.uid, (unsigned)cr.gid);
-			/* Kept open (answering -EACCES) until the peer closes: closing
-			 * with its request unread would reset the connection and lose
-			 * the reason on the way. */
-			cn->refused = true;
-			if (send_error(x, cn, 0, -EACCES, "uid %u gid %u is not allowed on this hub", (unsigned)cr.uid,
-				       (unsigned)cr.gid) < 0)
-				continue;
-		} else if (th_load_relaxed(&h->st_clients) > h->cfg->max_clients) {
-			th_log_warn("refused control connection from pid %d: max_clients (%u) reached", (int)cr.pid,
-				    h->cfg->max_clients);
-			if (send_error(x, cn, 0, -EMFILE, "too many connections") == 0)
-				conn_close(x, cn);
-			continue;
-		}
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = cn };
 		if (epoll_ctl(x->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 			conn_close(x, cn);
 	}
+}
+
+/* Every TICK_MS: lingering refused connections past their deadline, idle
+ * connections past idle_timeout_ms, the listen socket after an EMFILE pause,
+ * uid entries no longer needed. */
+static void scan(struct ctl *x)
+{
+	uint64_t now = th_now_ns();
+	if (x->listen_paused_until && now >= x->listen_paused_until) {
+		x->listen_paused_until = 0;
+		listen_poll(x, true);
+	}
+	if (now < x->next_scan)
+		return;
+	x->next_scan = now + TICK_MS * 1000000ull;
+	uint64_t idle = (uint64_t)x->h->cfg->idle_timeout_ms * 1000000u;
+	for (struct conn *cn = x->conns, *nx; cn; cn = nx) {
+		nx = cn->next;
+		if (cn->refused) {
+			if (now >= cn->last_ns)
+				conn_close(x, cn);
+		} else if (idle && cn->reader < 0 && !cn->stream && !cn->sync && now - cn->last_ns >= idle) {
+			th_log_limited(&lim_misc, TH_LOG_INFO,
+				       "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
+				       (int)cn->pid, (unsigned)cn->uid, x->h->cfg->idle_timeout_ms);
+			conn_close(x, cn);
+		}
+	}
+	uid_gc(x, now);
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -346,15 +554,11 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 			break;
 		}
 	if (slot == h->readers_cap) {
-		size_t cap = h->readers_cap ? h->readers_cap * 2 : 64;
-		struct th__hub_reader *nr = realloc(h->readers, cap * sizeof *nr);
-		if (nr) {
-			memset(nr + h->readers_cap, 0, (cap - h->readers_cap) * sizeof *nr);
-			h->readers = nr;
-			h->readers_cap = cap;
-		} else {
+		size_t old = h->readers_cap;
+		if (th_grow((void **)&h->readers, &h->readers_cap, old + 1, sizeof *h->readers) == 0)
+			memset(h->readers + old, 0, (h->readers_cap - old) * sizeof *h->readers);
+		else
 			slot = SIZE_MAX;
-		}
 	}
 	if (slot != SIZE_MAX) {
 		struct th__hub_reader *r = &h->readers[slot];
@@ -384,7 +588,8 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 	}
 	int out[3] = { fds.ring_fd, fds.slot_fd, fds.event_fd };
 	th_fetch_add_relaxed(&h->st_attaches, 1);
-	th_log_info("reader %u attached: pid %d uid %u (%s), timeout %.1f ms", id, (int)cn->pid, (unsigned)cn->uid,
+	th_log_limited(&lim_attach, TH_LOG_INFO, "reader %u attached: pid %d uid %u (%s), timeout %.1f ms", id,
+		    (int)cn->pid, (unsigned)cn->uid,
 		    h->readers[slot].name, (double)rep.timeout_ns / 1e6);
 	send_msg(x, cn, TH_MSG_ATTACH | TH_MSG_REPLY, req, &rep, sizeof rep, out, 3);
 	close(out[0]);
@@ -413,12 +618,14 @@ static void do_stream(struct ctl *x, struct conn *cn, uint32_t req)
 	if (send_msg(x, cn, TH_MSG_STREAM | TH_MSG_REPLY, req, &rep, sizeof rep, NULL, 0) < 0)
 		return;
 	if (th__hub_stream_add(h, cn->fd, cn->pid, cn->cid, &cn->stream) < 0) {
-		th_log_warn("client %u (pid %d): out of memory adding a stream subscriber: disconnecting", cn->cid,
+		th_log_limited(&lim_misc, TH_LOG_WARN,
+			       "client %u (pid %d): out of memory adding a stream subscriber: disconnecting", cn->cid,
 			    (int)cn->pid);
 		conn_close(x, cn);
 		return;
 	}
-	th_log_info("stream subscriber %u added: pid %d uid %u, send buffer %" PRIu64 " bytes, %zu streaming",
+	th_log_limited(&lim_attach, TH_LOG_INFO,
+		       "stream subscriber %u added: pid %d uid %u, send buffer %" PRIu64 " bytes, %zu streaming",
 		    cn->cid, (int)cn->pid, (unsigned)cn->uid, rep.sndbuf, h->nstreams);
 }
 
@@ -479,6 +686,24 @@ static void do_snapshot(struct ctl *x, struct conn *cn, uint16_t type, uint32_t 
 		return;
 	}
 	const uint8_t *key = body + sizeof s;
+	/* The uid's snapshot budget (see the opening comment). */
+	struct uid_ent *u = cn->u;
+	uint64_t now = th_now_ns(), win = (uint64_t)h->cfg->snapshot_window_ms * 1000000u;
+	if (u && now - u->win_start >= win) {
+		u->win_start = now;
+		u->bytes = 0;
+	}
+	if (u && u->bytes >= h->cfg->snapshot_bytes_max) {
+		uint64_t left_ms = (u->win_start + win - now) / 1000000u + 1;
+		th_log_limited(&lim_snap, TH_LOG_WARN,
+			       "client %u (pid %d uid %u): snapshot budget spent (%" PRIu64 " bytes in %u ms): refused",
+			       cn->cid, (int)cn->pid, (unsigned)cn->uid, u->bytes, h->cfg->snapshot_window_ms);
+		send_error(x, cn, req, -ENOBUFS,
+			   "uid %u was sent %" PRIu64 " snapshot bytes in this window (snapshot_bytes_max); retry in %" PRIu64
+			   " ms",
+			   (unsigned)cn->uid, u->bytes, left_ms);
+		return;
+	}
 	struct th_buf *b = &x->out;
 	th_buf_reset(b);
 	struct th_msg_snapshot_reply rep = { 0 };
@@ -511,6 +736,8 @@ static void do_snapshot(struct ctl *x, struct conn *cn, uint16_t type, uint32_t 
 		return;
 	}
 	rep.bytes = b->len;
+	if (u)
+		u->bytes += b->len;
 	int fd = sealed_memfd(b->data, b->len);
 	if (b->cap > (1u << 20))
 		th_buf_free(b); /* do not keep a huge buffer around */
@@ -758,9 +985,10 @@ static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, ui
 		struct th_ring_lag lag = { 0 };
 		if (th_ring_reader_lag(h->ring, copy[i].id, &lag) < 0)
 			continue;
-		if (!lag.evicted && lag.age_ns != UINT64_MAX && lag.age_ns > *max_lag_ns)
+		/* Only positions the ring could check count (th_ring_lag.invalid). */
+		if (!lag.evicted && !lag.invalid && lag.age_ns != UINT64_MAX && lag.age_ns > *max_lag_ns)
 			*max_lag_ns = lag.age_ns;
-		if (!lag.evicted && lag.lag_bytes > *max_lag_bytes)
+		if (!lag.evicted && !lag.invalid && lag.lag_bytes > *max_lag_bytes)
 			*max_lag_bytes = lag.lag_bytes;
 		if (!b)
 			continue;
@@ -768,11 +996,12 @@ static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, ui
 		th_buf_printf(b,
 			      "%s{\"id\":%u,\"pid\":%d,\"uid\":%u,\"gid\":%u,\"name\":\"%s\",\"attached_ns\":%" PRIu64
 			      ",\"read_pos\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_ns\":%" PRIu64
-			      ",\"timeout_ns\":%" PRIu64 ",\"evictions\":%u,\"evicted\":%s,\"lapped\":%s,\"sleeping\":%s}",
+			      ",\"timeout_ns\":%" PRIu64 ",\"evictions\":%u,\"evicted\":%s,\"lapped\":%s,\"sleeping\":%s"
+			      ",\"invalid\":%s}",
 			      i ? "," : "", copy[i].id, (int)copy[i].pid, (unsigned)copy[i].uid, (unsigned)copy[i].gid,
 			      copy[i].name, copy[i].attached_ns, lag.read_pos, lag.lag_bytes,
-			      lag.age_ns == UINT64_MAX ? 0 : lag.age_ns, tmo, lag.evictions, lag.evicted ? "true" : "false",
-			      lag.lapped ? "true" : "false", lag.sleeping ? "true" : "false");
+			      lag.age_ns == UINT64_MAX || lag.invalid ? 0 : lag.age_ns, tmo, lag.evictions, lag.evicted ? "true" : "false",
+			      lag.lapped ? "true" : "false", lag.sleeping ? "true" : "false", lag.invalid ? "true" : "false");
 	}
 	if (b)
 		th_buf_putc(b, ']');
@@ -867,9 +1096,15 @@ static int handle(struct ctl *x, struct conn *cn, const uint8_t *m, size_t n, bo
 	}
 	const uint8_t *body = m + sizeof hdr;
 	size_t blen = n - sizeof hdr;
-	if (cn->refused)
-		return send_error(x, cn, req, -EACCES, "uid %u gid %u is not allowed on this hub", (unsigned)cn->uid,
-				  (unsigned)cn->gid);
+	if (cn->refused) {
+		/* Answered (again, with its request id), then closed: nothing of
+		 * it is left unread, so the reply reaches it. */
+		if (send_error(x, cn, req, -EACCES, "uid %u gid %u is not allowed on this hub", (unsigned)cn->uid,
+			       (unsigned)cn->gid) == 0)
+			conn_close(x, cn);
+		return -1;
+	}
+	cn->last_ns = th_now_ns();
 	switch (hdr.type) {
 	case TH_MSG_STREAM:
 		do_stream(x, cn, req);
@@ -938,6 +1173,7 @@ void *th__hub_control_main(void *arg)
 	struct th_hub *h = a->h;
 	struct ctl x = { .h = h, .listen_fd = a->listen_fd, .epfd = -1 };
 	rcu_register_thread();
+	x.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	x.buf = malloc(TH_MSG_MAX + 1);
 	x.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (!x.buf || x.epfd < 0) {
@@ -953,7 +1189,9 @@ void *th__hub_control_main(void *arg)
 
 	struct epoll_event evs[64];
 	while (!th__hub_stopping(h)) {
-		int timeout = -1;
+		/* Bounded: the idle/linger scan and the listen pause need a tick. */
+		int timeout = TICK_MS;
+		scan(&x);
 		if (x.nsync) {
 			uint64_t next = sync_check(&x);
 			if (next) {
@@ -961,6 +1199,8 @@ void *th__hub_control_main(void *arg)
 				uint64_t ms = next > now ? (next - now + 999999) / 1000000 : 0;
 				/* Also a tick, in case a wake-up from the publisher was missed. */
 				timeout = ms > 10 ? 10 : (int)ms;
+			} else {
+				timeout = TICK_MS;
 			}
 		}
 		free_dead(&x);
@@ -999,6 +1239,13 @@ out:
 	}
 	if (x.epfd >= 0)
 		close(x.epfd);
+	if (x.reserve_fd >= 0)
+		close(x.reserve_fd);
+	while (x.uids) {
+		struct uid_ent *u = x.uids;
+		x.uids = u->next;
+		free(u);
+	}
 	free(x.buf);
 	th_buf_free(&x.out);
 	rcu_unregister_thread();

@@ -48,6 +48,9 @@
 
 #include "hub/hub_internal.h"
 #include "hub/hub_log.h"
+
+/* Subscribers can cause these lines: rate-limited (hub_log.h). */
+static struct th_log_limit lim_fanout = TH_LOG_LIMIT_INIT(1000, 10);
 #include "common/th_tsan.h"
 
 /* What each subscriber's socket asks for; see the opening comment. */
@@ -92,7 +95,8 @@ uint64_t th__hub_stream_sndbuf(int fd, pid_t pid)
 	socklen_t l = sizeof got;
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) != 0 &&
 	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) != 0)
-		th_log_warn("stream subscriber (pid %d): SO_SNDBUF %d: %s", (int)pid, want, strerror(errno));
+		th_log_limited(&lim_fanout, TH_LOG_WARN,
+			       "stream subscriber (pid %d): SO_SNDBUF %d: %s", (int)pid, want, strerror(errno));
 	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &l) != 0 || got < 0)
 		got = 0;
 	return (uint64_t)got;
@@ -134,7 +138,8 @@ void th__hub_stream_remove(struct th_hub *h, struct th__hub_stream *s)
 		 * subscriber shut down (the publisher fails on it and marks it
 		 * dropped); its descriptor and memory are left until exit. */
 		shutdown(s->fd, SHUT_RDWR);
-		th_log_warn("stream subscriber %u (pid %d): out of memory removing it", s->cid, (int)s->pid);
+		th_log_limited(&lim_fanout, TH_LOG_WARN,
+			       "stream subscriber %u (pid %d): out of memory removing it", s->cid, (int)s->pid);
 		return;
 	}
 	if (a) {
@@ -169,13 +174,15 @@ static void drop(struct th_hub *h, struct th__hub_stream *s, int err)
 		int sz = 0;
 		socklen_t l = sizeof sz;
 		getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sz, &l);
-		th_log_warn("dropped stream subscriber %u (pid %d): %s (send buffer %d bytes)", s->cid, (int)s->pid,
+		th_log_limited(&lim_fanout, TH_LOG_WARN,
+			       "dropped stream subscriber %u (pid %d): %s (send buffer %d bytes)", s->cid, (int)s->pid,
 			    err == EMSGSIZE  ? "a record larger than its socket buffer"
 			    : err == ENOMEM ? "out of memory building the records"
 					    : "its socket buffer is full",
 			    sz);
 	} else {
-		th_log_debug("stream subscriber %u (pid %d) gone: %s", s->cid, (int)s->pid, strerror(err));
+		th_log_limited(&lim_fanout, TH_LOG_DEBUG,
+			       "stream subscriber %u (pid %d) gone: %s", s->cid, (int)s->pid, strerror(err));
 	}
 }
 

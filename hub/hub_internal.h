@@ -56,9 +56,7 @@ struct th__hub_reader {
 	gid_t gid;
 	uint64_t timeout_ns;          /* granted (clamped) */
 	uint64_t attached_ns;         /* CLOCK_REALTIME */
-	uint64_t evictions;           /* by the monitor */
-	bool evicted_seen;            /* monitor already counted the current eviction */
-	char name[33];
+	char name[33];                /* (evictions: the ring's own count, th_ring_lag) */
 };
 
 /*
@@ -96,6 +94,10 @@ struct th__hub_source_info {
 
 struct th_hub {
 	const struct th_hub_config *cfg;
+	/* Effective limits (main, before any thread): cfg's, clamped to what
+	 * the open-file limit allows (hub.c, fd_budget()). */
+	uint32_t max_clients;
+	uint32_t max_readers;
 	struct th_ring_writer *ring;
 	struct th_state *state;
 	uint64_t start_ns;            /* CLOCK_REALTIME at start */

@@ -62,7 +62,7 @@ void th_log_limited(struct th_log_limit *lim, enum th_log_level level, const cha
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 	unsigned long long start = atomic_load_explicit(&lim->window_ns, memory_order_relaxed);
-	if (now - start >= (unsigned long long)lim->interval_ms * 1000000ull) {
+	if (start == 0 || now - start >= (unsigned long long)lim->interval_ms * 1000000ull) {
 		atomic_store_explicit(&lim->window_ns, now, memory_order_relaxed);
 		atomic_store_explicit(&lim->lines, 0, memory_order_relaxed);
 	}

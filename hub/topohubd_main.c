@@ -3,12 +3,25 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "hub/hub.h"
 #include "hub/hub_config.h"
 
 int main(int argc, char **argv)
 {
+	/* The MySQL password lives in this process's memory (ours, and the
+	 * connector's copies): no core dump, and no ptrace or /proc/PID/mem by
+	 * other processes of our uid. PR_SET_DUMPABLE 0 also makes the files in /proc/PID
+	 * owned by root: nothing in the hub reads another process's /proc, and
+	 * its own /proc/self/fd stays open to it; SO_PEERCRED is unaffected
+	 * (the kernel's credentials of the socket peer). Sanitizers that need
+	 * ptrace (LeakSanitizer) set it back for themselves. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+
 	/* Signals are taken by the main thread through a signalfd (hub.c): block
 	 * them before any thread exists so that every thread inherits the mask.
 	 * SIGPIPE: a client that went away is an error return, not a death. */

@@ -53,6 +53,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Authentication plugins the connector may use (MARIADB_OPT_RESTRICTED_AUTH):
+ * only those that never put the password on the wire in clear text. A server
+ * (or anyone who can pose as one: TLS is optional) that asks for
+ * mysql_clear_password, dialog or anything else gets nothing; the connection
+ * fails. mysql_clear_password is added only over TLS with the certificate
+ * verified (tls and tls_verify), where the server is known. Both the binlog
+ * connection (source_live.c) and the hub's query connections use these.
+ */
+#define TH_SOURCE_AUTH_PLUGINS "mysql_native_password,caching_sha2_password,client_ed25519"
+#define TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS TH_SOURCE_AUTH_PLUGINS ",mysql_clear_password"
+
 /* Same values as enum th_binlog_flavor in binlog.h. */
 enum th_source_flavor {
 	TH_SOURCE_FLAVOR_UNKNOWN = 0,

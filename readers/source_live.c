@@ -153,6 +153,9 @@ static int set_options(struct th_source *src, const struct th_source_config *cfg
 	rc |= mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
 	unsigned proto = cfg->socket && *cfg->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 	rc |= mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+	bool verified_tls = cfg->tls && cfg->tls_verify && !(cfg->socket && *cfg->socket);
+	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH,
+			     verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS);
 	if (cfg->tls) {
 		rc |= mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
 		if (cfg->tls_ca)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages topohub needs, when any is missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
-# Usage: scripts/install-deps.sh [build|test|bench|trace]...   (default: build test)
+# Usage: scripts/install-deps.sh [build|test|package|bench|trace]...   (default: build test)
 set -eu
 
 groups="${*:-build test}"
@@ -10,10 +10,11 @@ pkgs=""
 for g in $groups; do
 	case "$g" in
 	build) pkgs="$pkgs gcc make pkg-config liburcu-dev libmariadb-dev libmariadb-dev-compat libzstd-dev zlib1g-dev libisal-dev libinih-dev libcmocka-dev systemtap-sdt-dev libcurl4-openssl-dev" ;;
-	test)  pkgs="$pkgs clang libclang-rt-14-dev mariadb-server mariadb-client mariadb-test-data python3" ;;
+	test)  pkgs="$pkgs clang libclang-rt-14-dev mariadb-server mariadb-client mariadb-test-data python3 prometheus" ;;
+	package) pkgs="$pkgs dpkg-dev debhelper dh-python lintian python3-setuptools python3-wheel python3-venv python3-pip" ;;
 	bench) pkgs="$pkgs etcd-server etcd-client gnuplot-nox" ;;
 	trace) pkgs="$pkgs clang libbpf-dev bpftool systemtap-sdt-dev linux-libc-dev" ;;
-	*) echo "install-deps: unknown group '$g' (build, test, bench, trace)" >&2; exit 2 ;;
+	*) echo "install-deps: unknown group '$g' (build, test, package, bench, trace)" >&2; exit 2 ;;
 	esac
 done
 

@@ -23,10 +23,46 @@
  *   line 0  written by the reader on every read: read_pos
  *   line 1  written by the reader when it sleeps or rejoins: sleep_word,
  *           evict_ack, timeout_ns
- *   line 2  written by the writer: evict_seq, evict_reason, evictions
+ *   line 2  written by the writer: evict_seq (also the futex word an
+ *           eviction wakes), evict_reason, evictions
  *   line 3  constants: magic, ring generation
  * Lines are separate so that the reader's frequent read_pos stores do not
  * disturb the lines the writer polls on every commit (sleep_word).
+ *
+ * What a reader can never do (../shared/DESIGN.md). The slot page and the
+ * wake-up descriptor are in the reader's hands; nothing it writes there may
+ * block, slow or mislead the writer or the control side:
+ * - The writer's truth about evictions (sequence, evicted or not, count) is
+ *   in struct slot, on the writer's side; line 2 only mirrors it. A reader
+ *   that copies evict_seq into evict_ack has rejoined, and its position is
+ *   taken as no older than the head at the moment the writer saw that
+ *   (slot->floor): an acknowledgment without moving is not a new eviction.
+ * - Lag is computed only from what the writer wrote itself: read_pos is
+ *   accepted only when it is the head or the start of a record still intact,
+ *   which the writer knows from its own bitmap of record starts (starts[]);
+ *   the age is the publish time in that record's header. A position inside a
+ *   record, beyond the head or misaligned is reported as invalid, never read
+ *   as a header.
+ * - Wake-ups for fd mode go through a pipe, not an eventfd: an eventfd is
+ *   one open file description, so a dup given to the reader shares
+ *   O_NONBLOCK with the writer's, and a reader that cleared it and filled
+ *   the counter made the writer's write() block. A pipe's two ends are two
+ *   open file descriptions: the reader gets (a dup of) the read end only,
+ *   and the write end, O_NONBLOCK, is the writer's alone, so nothing the
+ *   reader does to its descriptor changes how the writer's write() behaves.
+ *   The writer also keeps a read end open, so a write never meets a pipe
+ *   without readers (no EPIPE, no SIGPIPE in a process that did not ignore
+ *   it). A reader that never drains fills its pipe (one page,
+ *   F_SETPIPE_SZ) and the writer's writes fail with EAGAIN: it is readable
+ *   already. Why not a Unix datagram socket pair with MSG_DONTWAIT, which is
+ *   per-call non-blocking: a send and receive cost three times a pipe's on
+ *   this kind of machine (6 us against 2 us), paid by the publisher per fd
+ *   sleeper per commit; the pipe gives the same guarantee at the eventfd's
+ *   cost, for one more descriptor per reader in the writer.
+ * - An eviction wakes only the reader concerned: a futex reader sleeps with
+ *   futex_waitv() on two words, the head and its own slot's evict_seq, and
+ *   the writer wakes the slot word (FUTEX_WAKE on the head would wake every
+ *   sleeper). Wake-ups are made with no lock held.
  */
 #include "shm/ring.h"
 
@@ -34,12 +70,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -126,6 +162,23 @@ static long futex(th_atomic_u64 *word, int op, uint32_t val, const struct timesp
 	return syscall(SYS_futex, (uint32_t *)(void *)word, op, val, ts, NULL, 0);
 }
 
+/* A non-private futex on one 32-bit word of a slot page. */
+static long futex32(th_atomic_u32 *word, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)(void *)word, op, val, ts, NULL, 0);
+}
+
+/* Wake a reader in fd mode: one byte into its pipe, on the writer's own
+ * O_NONBLOCK write end (see the opening comment). Never blocks, never
+ * signals (the writer holds a read end too). */
+static void wake_send(int fd)
+{
+	static const char one = 1;
+	if (write(fd, &one, 1) < 0) {
+		/* EAGAIN: the pipe is full of unread wake-ups (it is readable already). */
+	}
+}
+
 /* Copy n bytes out of the ring's words, starting at byte offset off (8-aligned). */
 static void words_to_bytes(th_atomic_u64 *data, uint64_t mask_words, uint64_t word, uint8_t *dst,
 			   size_t n)
@@ -148,8 +201,17 @@ static void words_to_bytes(th_atomic_u64 *data, uint64_t mask_words, uint64_t wo
 struct slot {
 	uint32_t id;
 	struct slot_page *page; /* mapped read-write in the writer */
-	int event_fd;           /* the writer's end of the reader's eventfd */
+	int event_fd;           /* the write end of the reader's wake-up pipe (O_NONBLOCK, ours alone) */
+	int event_rd;           /* a read end, kept so that a write never meets a pipe without readers */
 	uint32_t woken_word;    /* sleep_word we last woke; publisher-only */
+	/* The writer's own truth (ctl_lock); the slot page only mirrors it. */
+	uint32_t evict_seq;     /* evictions so far, as a sequence */
+	uint32_t evictions;
+	bool evicted;           /* evicted and the rejoin not yet seen */
+	uint64_t floor;         /* the reader is at least here: head when added or when its rejoin was seen */
+	uint64_t invalid_since; /* CLOCK_MONOTONIC ns since its position is invalid; 0 while valid */
+	uint32_t refs;          /* evictions waking it with ctl_lock released */
+	bool removed;           /* removed while refs > 0: the last waker frees it */
 };
 
 /* The set of readers the publisher scans on commit. Immutable once published;
@@ -168,6 +230,11 @@ struct th_ring_writer {
 	int ring_fd;    /* read-write memfd, sealed */
 	int ring_ro_fd; /* read-only descriptor handed to readers */
 	uint32_t max_record;
+	/* One bit per 8-byte word of data: set where a record starts, cleared
+	 * when it is reclaimed (or aborted). Written by the publisher only
+	 * (relaxed load + store, no read-modify-write needed), read by
+	 * th_ring_reader_lag() with copy-then-check against reclaim. */
+	th_atomic_u64 *starts;
 
 	/* Publisher-private. */
 	uint64_t pos;          /* end of the batch being built */
@@ -242,6 +309,12 @@ int th_ring_writer_create(const struct th_ring_config *cfg, struct th_ring_write
 	w->mask_words = cap / 8 - 1;
 	w->max_record = (uint32_t)max_record;
 	w->max_readers = cfg->max_readers ? cfg->max_readers : DEFAULT_MAX_READERS;
+	w->starts = calloc(cap / 8 / 64 ? cap / 8 / 64 : 1, sizeof *w->starts);
+	if (!w->starts) {
+		rc = -ENOMEM;
+		munmap(map, w->map_len);
+		goto fail;
+	}
 	w->pos = w->batch_start = w->oldest = cfg->initial_pos;
 	w->next_id = 1;
 	pthread_mutex_init(&w->ctl_lock, NULL);
@@ -270,25 +343,40 @@ int th_ring_writer_create(const struct th_ring_config *cfg, struct th_ring_write
 fail:
 	if (w->ring_fd >= 0)
 		close(w->ring_fd);
+	if (w->ring_ro_fd >= 0)
+		close(w->ring_ro_fd);
+	free(w->starts);
 	free(w);
 	return rc;
+}
+
+/* The record-start bitmap (publisher only writes it). */
+static inline void start_mark(struct th_ring_writer *w, uint64_t pos, bool on)
+{
+	uint64_t i = (pos / 8) & w->mask_words;
+	th_atomic_u64 *word = &w->starts[i / 64];
+	uint64_t bit = 1ull << (i % 64), v = th_load_relaxed(word);
+	th_store_relaxed(word, on ? v | bit : v & ~bit);
+}
+
+static inline bool start_marked(const struct th_ring_writer *w, uint64_t pos)
+{
+	uint64_t i = (pos / 8) & w->mask_words;
+	return (th_load_relaxed(&w->starts[i / 64]) >> (i % 64)) & 1;
 }
 
 static void wake_all(struct th_ring_writer *w, struct reader_set *set)
 {
 	futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
-	for (uint32_t i = 0; i < set->n; i++) {
-		uint64_t one = 1;
-		if (write(set->slots[i]->event_fd, &one, sizeof one) < 0) {
-			/* EAGAIN: the counter is already non-zero, the reader will wake. */
-		}
-	}
+	for (uint32_t i = 0; i < set->n; i++)
+		wake_send(set->slots[i]->event_fd);
 }
 
 static void slot_free(struct slot *s)
 {
 	munmap(s->page, PAGE);
 	close(s->event_fd);
+	close(s->event_rd);
 	free(s);
 }
 
@@ -309,6 +397,7 @@ void th_ring_writer_destroy(struct th_ring_writer *w)
 	close(w->ring_fd);
 	close(w->ring_ro_fd);
 	pthread_mutex_destroy(&w->ctl_lock);
+	free(w->starts);
 	free(w);
 }
 
@@ -324,6 +413,7 @@ static void reclaim_for(struct th_ring_writer *w, uint64_t size)
 	while (p < need) {
 		/* Our own words: no one else writes them. */
 		uint64_t w0 = th_load_relaxed(&w->data[(p / 8) & w->mask_words]);
+		start_mark(w, p, false);
 		p += align8(RECORD_HEADER + (uint32_t)w0);
 	}
 	w->oldest = p;
@@ -394,6 +484,7 @@ int th_ring_appendv(struct th_ring_writer *w, uint16_t type, const struct iovec 
 	uint64_t word = w->pos / 8;
 	th_store_relaxed(&w->data[word & w->mask_words], rec_word0((uint32_t)len, type, 0));
 	th_store_relaxed(&w->data[(word + 1) & w->mask_words], w->batch_ns);
+	start_mark(w, w->pos, true);
 	word += 2;
 	uint64_t carry = 0;
 	size_t carry_len = 0;
@@ -415,6 +506,12 @@ int th_ring_append(struct th_ring_writer *w, uint16_t type, const void *data, ui
 
 void th_ring_abort(struct th_ring_writer *w)
 {
+	/* The aborted records' starts are no boundaries of what comes next. */
+	for (uint64_t p = w->batch_start; p < w->pos;) {
+		uint64_t w0 = th_load_relaxed(&w->data[(p / 8) & w->mask_words]);
+		start_mark(w, p, false);
+		p += align8(RECORD_HEADER + (uint32_t)w0);
+	}
 	w->pos = w->batch_start;
 	w->batch_count = 0;
 	w->batch_time_set = false;
@@ -463,10 +560,7 @@ int th_ring_commit(struct th_ring_writer *w)
 			continue;
 		s->woken_word = sw;
 		if (sw & SLEEP_FD) {
-			uint64_t one = 1;
-			if (write(s->event_fd, &one, sizeof one) < 0) {
-				/* EAGAIN only: the counter is already non-zero. */
-			}
+			wake_send(s->event_fd);
 		} else {
 			futex_wake = true;
 		}
@@ -542,7 +636,7 @@ static struct slot *find_slot(struct reader_set *set, uint32_t id, uint32_t *ind
 int th_ring_add_reader(struct th_ring_writer *w, uint32_t *id, struct th_ring_reader_fds *fds)
 {
 	int rc = 0;
-	int slot_fd = -1, ev_fd = -1;
+	int slot_fd = -1, pp[2] = { -1, -1 }, keep_rd = -1;
 	struct slot *s = NULL;
 	struct th_ring_reader_fds out = { -1, -1, -1 };
 	pthread_mutex_lock(&w->ctl_lock);
@@ -559,8 +653,10 @@ int th_ring_add_reader(struct th_ring_writer *w, uint32_t *id, struct th_ring_re
 		goto out;
 	}
 	slot_fd = memfd_create("topohub-slot", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (slot_fd < 0 || ev_fd < 0 || ftruncate(slot_fd, PAGE) < 0 ||
+	/* pp[1]: ours, writes only; pp[0]: the reader's, readable when woken.
+	 * Two open file descriptions: nothing done to the reader's changes ours. */
+	if (slot_fd < 0 || pipe2(pp, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    (keep_rd = fcntl(pp[0], F_DUPFD_CLOEXEC, 0)) < 0 || ftruncate(slot_fd, PAGE) < 0 ||
 	    fcntl(slot_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		rc = -errno;
 		free(set);
@@ -573,16 +669,20 @@ int th_ring_add_reader(struct th_ring_writer *w, uint32_t *id, struct th_ring_re
 		goto out;
 	}
 	s->page = page;
-	s->event_fd = ev_fd;
+	/* One page of unread wake-ups at most (a failure keeps the default). */
+	(void)fcntl(pp[1], F_SETPIPE_SZ, PAGE);
+	s->event_fd = pp[1];
+	s->event_rd = keep_rd;
 	s->id = w->next_id++;
 	s->page->magic = SLOT_MAGIC;
 	s->page->generation = w->hdr->generation;
-	th_store_relaxed(&s->page->read_pos, th_ring_head(w));
+	s->floor = th_ring_head(w);
+	th_store_relaxed(&s->page->read_pos, s->floor);
 
 	out.ring_fd = fcntl(w->ring_ro_fd, F_DUPFD_CLOEXEC, 0);
 	out.slot_fd = slot_fd;
-	out.event_fd = fcntl(ev_fd, F_DUPFD_CLOEXEC, 0);
-	if (out.ring_fd < 0 || out.event_fd < 0) {
+	out.event_fd = pp[0];
+	if (out.ring_fd < 0) {
 		rc = -errno;
 		munmap(page, PAGE);
 		free(set);
@@ -602,12 +702,14 @@ out:
 	pthread_mutex_unlock(&w->ctl_lock);
 	if (out.ring_fd >= 0)
 		close(out.ring_fd);
-	if (out.event_fd >= 0)
-		close(out.event_fd);
 	if (slot_fd >= 0)
 		close(slot_fd);
-	if (ev_fd >= 0)
-		close(ev_fd);
+	if (pp[0] >= 0)
+		close(pp[0]);
+	if (pp[1] >= 0)
+		close(pp[1]);
+	if (keep_rd >= 0)
+		close(keep_rd);
 	free(s);
 	return rc;
 }
@@ -632,9 +734,14 @@ int th_ring_remove_reader(struct th_ring_writer *w, uint32_t id)
 			set->slots[set->n++] = old->slots[i];
 	set_replace(w, set);
 	wait_for_publisher(w);
+	/* An eviction may be waking it right now, without the lock: then the
+	 * waker frees it when done. */
+	bool free_now = s->refs == 0;
+	s->removed = true;
 	pthread_mutex_unlock(&w->ctl_lock);
 	free(old);
-	slot_free(s);
+	if (free_now)
+		slot_free(s);
 	return 0;
 }
 
@@ -648,28 +755,56 @@ int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag
 	}
 	struct slot_page *pg = s->page;
 	memset(lag, 0, sizeof *lag);
-	/* The slot is the reader's to write: every value is untrusted. */
-	uint64_t rp = th_load_relaxed(&pg->read_pos) & ~(uint64_t)7;
+	/* The slot is the reader's to write: every value is untrusted. The
+	 * position is loaded before the head: an honest reader's is then never
+	 * beyond it. */
+	uint64_t rp = th_load_relaxed(&pg->read_pos);
 	uint64_t head = th_ring_head(w);
-	uint32_t seq = th_load_relaxed(&pg->evict_seq);
-	lag->read_pos = rp;
+	if (s->evicted && th_load_relaxed(&pg->evict_ack) == s->evict_seq) {
+		/* It acknowledged: rejoined. Whatever position it shows, it is
+		 * no older than this head, so an acknowledgment without moving is
+		 * not a second eviction of the same lag. */
+		s->evicted = false;
+		s->floor = head;
+	}
 	lag->timeout_ns = th_load_relaxed(&pg->timeout_ns);
-	lag->evictions = th_load_relaxed(&pg->evictions);
-	lag->evicted = th_load_relaxed(&pg->evict_ack) != seq;
+	lag->evictions = s->evictions;
+	lag->evicted = s->evicted;
 	lag->sleeping = th_load_relaxed(&pg->sleep_word) & SLEEPING;
-	if (rp < head) {
+	if (rp < s->floor)
+		rp = s->floor;
+	lag->read_pos = rp;
+	if (rp % 8 || rp > head) {
+		lag->invalid = true;
+	} else if (rp < head) {
 		lag->lag_bytes = head - rp;
 		/* Copy-then-check, as a reader does: the publisher may be
-		 * overwriting this record right now. */
+		 * reclaiming this record right now. The time is read only where
+		 * the writer itself marked a record start. */
+		bool start = start_marked(w, rp);
 		uint64_t t = th_load_relaxed(&w->data[(rp / 8 + 1) & w->mask_words]);
 		th_fence_acquire(); /* pairs with the release fence in reclaim_for() */
 		if (rp < th_load_relaxed(&w->hdr->reclaim) || head - rp > w->capacity) {
 			lag->lapped = true;
 			lag->age_ns = UINT64_MAX;
+		} else if (!start) {
+			lag->invalid = true;
+			lag->lag_bytes = 0;
 		} else {
 			uint64_t now = th_now_ns();
 			lag->age_ns = now > t ? now - t : 0;
 		}
+	}
+	/* An invalid position ages from when the writer first saw it: evicted
+	 * after the reader's timeout like a stalled reader, never at once, so
+	 * that showing garbage costs no more evictions than stalling does. */
+	if (lag->invalid) {
+		uint64_t now = th_now_ns();
+		if (!s->invalid_since)
+			s->invalid_since = now;
+		lag->age_ns = now - s->invalid_since;
+	} else {
+		s->invalid_since = 0;
 	}
 	pthread_mutex_unlock(&w->ctl_lock);
 	return 0;
@@ -683,19 +818,32 @@ int th_ring_evict(struct th_ring_writer *w, uint32_t id, enum th_ring_evict_reas
 		pthread_mutex_unlock(&w->ctl_lock);
 		return -ENOENT;
 	}
+	if (s->evicted) {
+		/* One eviction until the reader rejoins: counted and woken once. */
+		pthread_mutex_unlock(&w->ctl_lock);
+		return -EALREADY;
+	}
 	struct slot_page *pg = s->page;
+	s->evicted = true;
+	s->evict_seq++;
+	s->evictions++;
 	th_store_relaxed(&pg->evict_reason, (uint32_t)reason);
-	th_store_relaxed(&pg->evictions, th_load_relaxed(&pg->evictions) + 1);
+	th_store_relaxed(&pg->evictions, s->evictions);
 	/* Pairs with the load-acquire of evict_seq in th_ring_read(): the reason
 	 * is visible with the eviction. */
-	th_store_release(&pg->evict_seq, th_load_relaxed(&pg->evict_seq) + 1);
+	th_store_release(&pg->evict_seq, s->evict_seq);
 	th_fence_seq_cst(); /* the eviction before the wake-ups, like head in commit */
-	futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
-	uint64_t one = 1;
-	if (write(s->event_fd, &one, sizeof one) < 0) {
-		/* EAGAIN: already signalled. */
-	}
+	s->refs++;
 	pthread_mutex_unlock(&w->ctl_lock);
+	/* No lock held while waking; the slot stays (refs) until we are done.
+	 * Only this reader: its own futex word and its own socket. */
+	futex32(&pg->evict_seq, FUTEX_WAKE, INT_MAX, NULL);
+	wake_send(s->event_fd);
+	pthread_mutex_lock(&w->ctl_lock);
+	bool free_now = --s->refs == 0 && s->removed;
+	pthread_mutex_unlock(&w->ctl_lock);
+	if (free_now)
+		slot_free(s);
 	return 0;
 }
 
@@ -899,6 +1047,35 @@ static void reader_end_sleep(struct th_ring_reader *r)
 	th_store_relaxed(&r->slot->sleep_word, r->sleep_gen * SLEEP_GEN);
 }
 
+#ifndef FUTEX2_SIZE_U32
+#define FUTEX2_SIZE_U32 0x02
+#endif
+
+/*
+ * Sleep until the head moves off h, our slot's evict_seq moves off the one
+ * we acknowledged, a wake-up, or the deadline (CLOCK_MONOTONIC ns). Two
+ * words with futex_waitv (Linux 5.16): commit wakes the head (every
+ * sleeper, they all have something to read), an eviction wakes only our slot
+ * word. Without futex_waitv, the head alone in slices of 10 ms, so that an
+ * eviction is seen within 10 ms.
+ */
+static void sleep_two(struct th_ring_reader *r, uint32_t h, uint64_t deadline, uint64_t now)
+{
+	struct futex_waitv wv[2] = {
+		{ .val = h, .uaddr = (uintptr_t)(void *)&r->hdr->head, .flags = FUTEX2_SIZE_U32 },
+		{ .val = r->evict_ack, .uaddr = (uintptr_t)(void *)&r->slot->evict_seq, .flags = FUTEX2_SIZE_U32 },
+	};
+	struct timespec abs = th_ns_to_timespec(deadline);
+	if (syscall(SYS_futex_waitv, wv, 2, 0, deadline == UINT64_MAX ? NULL : &abs, CLOCK_MONOTONIC) >= 0 ||
+	    errno != ENOSYS)
+		return;
+	uint64_t left = deadline - now;
+	if (left > 10000000)
+		left = 10000000;
+	struct timespec ts = th_ns_to_timespec(left);
+	futex(&r->hdr->head, FUTEX_WAIT, h, &ts);
+}
+
 int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns)
 {
 	if (reader_ready(r))
@@ -939,8 +1116,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 			reader_end_sleep(r);
 			return 0;
 		}
-		struct timespec ts = th_ns_to_timespec(deadline - now);
-		futex(&r->hdr->head, FUTEX_WAIT, (uint32_t)h, deadline == UINT64_MAX ? NULL : &ts);
+		sleep_two(r, (uint32_t)h, deadline, now);
 		reader_end_sleep(r);
 		if (reader_ready(r))
 			return 1;
@@ -967,10 +1143,11 @@ int th_ring_reader_arm(struct th_ring_reader *r)
 void th_ring_reader_disarm(struct th_ring_reader *r)
 {
 	reader_end_sleep(r);
-	uint64_t v;
-	if (read(r->event_fd, &v, sizeof v) < 0) {
-		/* EAGAIN: nothing to drain. */
-	}
+	/* Drain the wake-up bytes (a page at most). */
+	char v[256];
+	for (int i = 0; i < 16; i++)
+		if (read(r->event_fd, v, sizeof v) < (ssize_t)sizeof v)
+			break;
 }
 
 static int rejoin_at(struct th_ring_reader *r, uint64_t pos, uint64_t *out)

@@ -35,13 +35,25 @@
  *
  * Waiting. A reader with nothing to read can spin (lowest latency, one core
  * burnt), spin briefly then sleep on a futex on the head word (the default),
- * or sleep in its own event loop on an eventfd (th_ring_reader_event_fd()).
+ * or sleep in its own event loop on a descriptor (th_ring_reader_event_fd()).
  * The writer makes a system call on commit only when some reader sleeps: one
- * FUTEX_WAKE for all futex sleepers, one eventfd write per fd sleeper. Why an
- * eventfd for the fd mode: it is the cheapest pollable object the writer can
- * signal (one 8-byte write, no allocation, level-triggered until the reader
- * drains it); a pipe costs the same syscall plus a buffer, and a futex is not
- * pollable. bench/ measures its cost against the futex mode.
+ * FUTEX_WAKE for all futex sleepers, one byte into a pipe per fd sleeper.
+ * The fd is the read end of a pipe, not an eventfd: an eventfd has one open
+ * file description, so a reader holding a dup of the writer's could clear
+ * O_NONBLOCK on it, fill the counter and make the writer's write() block for
+ * good. A pipe's write end is a description of its own, non-blocking and
+ * the writer's alone (ring.c, "What a reader can never do"). Level-triggered
+ * until the reader drains it (disarm). An eviction wakes only the reader
+ * concerned (a futex sleeper waits on its slot's word too, with
+ * futex_waitv). bench/ measures the fd mode's cost against the futex mode.
+ *
+ * Hostile readers. Nothing a reader writes into its slot page or does with
+ * its descriptors blocks or slows the writer or the control side, or changes
+ * what the writer reports about other readers: eviction state and counts are
+ * the writer's own (the slot mirrors them; an acknowledgment without moving
+ * is not a second eviction), and lag is computed only from record headers at
+ * positions the writer knows are record starts (th_ring_lag.invalid
+ * otherwise).
  *
  * Who may call what concurrently:
  *
@@ -83,6 +95,7 @@ enum th_ring_evict_reason {
 	TH_RING_EVICT_LAPPED = 2,   /* the writer overtook it */
 	TH_RING_EVICT_ADMIN = 3,    /* asked for by an operator */
 	TH_RING_EVICT_SHUTDOWN = 4, /* the writer is going away */
+	TH_RING_EVICT_INVALID = 5,  /* its slot showed a position that is no record start */
 };
 
 enum th_ring_wait_mode {
@@ -104,7 +117,7 @@ struct th_ring_config {
 struct th_ring_reader_fds {
 	int ring_fd;  /* the ring, read-only */
 	int slot_fd;  /* this reader's slot page, read-write */
-	int event_fd; /* eventfd the writer signals when this reader sleeps in fd mode */
+	int event_fd; /* readable when the writer wakes this reader in fd mode (a pipe's read end; see Waiting) */
 };
 
 /* One record as read: header fields; the payload went to the caller's buffer. */
@@ -116,16 +129,20 @@ struct th_ring_record {
 	uint16_t flags;      /* TH_RING_F_* */
 };
 
-/* A reader's state, as the writer sees it. */
+/* A reader's state, as the writer sees it. Eviction fields are the writer's
+ * own; the position is the reader's, taken only where the writer can check
+ * it (never older than the head when the reader was added or last rejoined). */
 struct th_ring_lag {
-	uint64_t read_pos;    /* the reader's position as it last stored it */
-	uint64_t lag_bytes;   /* head - read_pos (0 when caught up) */
-	uint64_t age_ns;      /* age of the oldest unread record; 0 when caught up; UINT64_MAX when lapped */
+	uint64_t read_pos;    /* the reader's position as it last stored it (at least its floor) */
+	uint64_t lag_bytes;   /* head - read_pos (0 when caught up or invalid) */
+	uint64_t age_ns;      /* age of the oldest unread record; 0 when caught up; UINT64_MAX when lapped;
+			       * when invalid: how long its position has been invalid */
 	uint64_t timeout_ns;  /* the slow-consumer timeout the reader asked for (0 = none given) */
-	uint32_t evictions;   /* times evicted */
+	uint32_t evictions;   /* times evicted (the writer's count) */
 	bool lapped;          /* its position is older than the oldest record still intact */
 	bool evicted;         /* evicted and not yet rejoined */
 	bool sleeping;        /* its sleeping flag is set */
+	bool invalid;         /* its position is no record start: misaligned, beyond the head, or inside a record */
 };
 
 struct th_ring_writer;
@@ -186,7 +203,7 @@ uint64_t th_ring_capacity(const struct th_ring_writer *w);
 uint32_t th_ring_max_record(const struct th_ring_writer *w);
 
 /*
- * Add a reader: creates its slot page and eventfd, starting it at the
+ * Add a reader: creates its slot page and wake-up pipe, starting it at the
  * current head. On success *id names it for the calls below and *fds holds
  * three new descriptors (close-on-exec) that the caller owns and passes to
  * the reader process, then closes. Errors: -ENOSPC (max_readers reached),
@@ -207,8 +224,9 @@ int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag
 
 /*
  * Evict reader id: its next read returns -TH_EEVICTED, and it is woken if it
- * sleeps. It comes back with th_ring_reader_rejoin(). -ENOENT for an unknown
- * id. Any thread.
+ * sleeps (only it). It comes back with th_ring_reader_rejoin(). -ENOENT for
+ * an unknown id, -EALREADY when it is evicted and has not rejoined (nothing
+ * is counted or woken). Never blocks; wakes with no lock held. Any thread.
  */
 int th_ring_evict(struct th_ring_writer *w, uint32_t id, enum th_ring_evict_reason reason);
 
@@ -250,7 +268,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
  * For event loops: the fd becomes readable when the writer publishes while
  * this reader is armed. th_ring_reader_arm() returns 0 when armed (now wait
  * for the fd), or 1 when there is something to read already (do not wait).
- * Call th_ring_reader_disarm() after the fd fired (it drains the eventfd).
+ * Call th_ring_reader_disarm() after the fd fired (it drains the fd).
  */
 int th_ring_reader_event_fd(const struct th_ring_reader *r);
 int th_ring_reader_arm(struct th_ring_reader *r);

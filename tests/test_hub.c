@@ -988,7 +988,7 @@ static void test_hubctl__operator_commands(void **state)
 	assert_non_null(strstr(out, "topohub_records_published_total "));
 	assert_non_null(strstr(out, "topohub_evictions_total "));
 	assert_non_null(strstr(out, "topohub_reconnects_total "));
-	assert_non_null(strstr(out, "topohub_binlog_position{"));
+	assert_non_null(strstr(out, "topohub_binlog_position_bytes{source="));
 	assert_int_equal(ctl(sh, out, sizeof out, "--table topo_elections get /pre/e"), 0);
 	assert_non_null(strstr(out, "leader-1"));
 }

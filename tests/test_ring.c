@@ -276,6 +276,139 @@ static void test_ring__evicted_reader_sees_eviction_reason_then_rejoins(void **s
 	fixture_close(&f);
 }
 
+/* A reader's own writes into its slot (ring.c's layout, as a hostile reader knows it). */
+struct raw_reader {
+	struct th_ring_reader_fds fds;
+	uint32_t id;
+	uint8_t *slot;
+};
+
+static void raw_open(struct th_ring_writer *w, struct raw_reader *rr)
+{
+	assert_int_equal(th_ring_add_reader(w, &rr->id, &rr->fds), 0);
+	rr->slot = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rr->fds.slot_fd, 0);
+	assert_true(rr->slot != MAP_FAILED);
+}
+
+static void raw_close(struct raw_reader *rr)
+{
+	munmap(rr->slot, 4096);
+	close(rr->fds.ring_fd), close(rr->fds.slot_fd), close(rr->fds.event_fd);
+}
+
+#define RAW_U64(rr, off) ((_Atomic uint64_t *)(void *)((rr)->slot + (off)))
+#define RAW_U32(rr, off) ((_Atomic uint32_t *)(void *)((rr)->slot + (off)))
+
+static void test_ring__a_position_inside_a_record_is_invalid_never_read_as_a_time(void **state)
+{
+	(void)state;
+	struct th_ring_config cfg = { .capacity = 1 << 16, .initial_pos = 1 << 20 };
+	struct th_ring_writer *w;
+	assert_int_equal(th_ring_writer_create(&cfg, &w), 0);
+	struct raw_reader rr;
+	raw_open(w, &rr);
+	uint64_t start = th_ring_head(w);
+	static uint8_t zeros[4000];
+	assert_int_equal(th_ring_append(w, 1, zeros, sizeof zeros), 0);
+	th_ring_commit(w);
+	struct th_ring_lag lag;
+	/* At the record: a true age. */
+	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+	assert_false(lag.invalid);
+	assert_true(lag.age_ns < 10ull * 1000000000u);
+	/* Inside it (zeros: "published at boot" if read as a header), past the
+	 * head, misaligned: invalid, no lag. */
+	const uint64_t bogus[] = { start + 1024, th_ring_head(w) + 8, start + 3 };
+	for (size_t i = 0; i < 3; i++) {
+		atomic_store(RAW_U64(&rr, 0), bogus[i]);
+		assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+		assert_true(lag.invalid);
+		assert_int_equal(lag.lag_bytes, 0);
+		assert_true(lag.age_ns < 10ull * 1000000000u);
+	}
+	/* Behind where it was added: taken as no older than that. */
+	atomic_store(RAW_U64(&rr, 0), start - 4096);
+	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+	assert_false(lag.invalid);
+	assert_int_equal(lag.read_pos, start);
+	raw_close(&rr);
+	th_ring_writer_destroy(w);
+}
+
+static void test_ring__an_eviction_counts_once_until_a_rejoin_and_the_slot_only_mirrors_it(void **state)
+{
+	(void)state;
+	struct th_ring_config cfg = { .capacity = 1 << 16 };
+	struct th_ring_writer *w;
+	assert_int_equal(th_ring_writer_create(&cfg, &w), 0);
+	struct raw_reader rr;
+	raw_open(w, &rr);
+	th_ring_append(w, 1, "a", 1);
+	th_ring_commit(w);
+	assert_int_equal(th_ring_evict(w, rr.id, TH_RING_EVICT_SLOW), 0);
+	assert_int_equal(th_ring_evict(w, rr.id, TH_RING_EVICT_SLOW), -EALREADY);
+	/* The reader scribbles over the writer's mirror: the writer's count stands. */
+	atomic_store(RAW_U32(&rr, 136), 999);
+	struct th_ring_lag lag;
+	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+	assert_true(lag.evicted);
+	assert_int_equal(lag.evictions, 1);
+	/* It acknowledges without moving: rejoined at the writer's head. */
+	atomic_store(RAW_U32(&rr, 68), atomic_load(RAW_U32(&rr, 128)));
+	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+	assert_false(lag.evicted);
+	assert_int_equal(lag.lag_bytes, 0);
+	assert_int_equal(lag.read_pos, th_ring_head(w));
+	assert_int_equal(th_ring_evict(w, rr.id, TH_RING_EVICT_SLOW), 0);
+	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
+	assert_int_equal(lag.evictions, 2);
+	raw_close(&rr);
+	th_ring_writer_destroy(w);
+}
+
+static void test_ring__a_reader_that_blocks_its_wakeup_fd_cannot_block_the_writer(void **state)
+{
+	(void)state;
+	struct th_ring_config cfg = { .capacity = 1 << 16 };
+	struct th_ring_writer *w;
+	assert_int_equal(th_ring_writer_create(&cfg, &w), 0);
+	struct th_ring_reader_fds fds;
+	uint32_t id;
+	assert_int_equal(th_ring_add_reader(w, &id, &fds), 0);
+	struct th_ring_reader *r;
+	char err[200];
+	assert_int_equal(th_ring_reader_open(&fds, &r, err, sizeof err), 0);
+	int fl = fcntl(fds.event_fd, F_GETFL);
+	assert_int_equal(fcntl(fds.event_fd, F_SETFL, fl & ~O_NONBLOCK), 0);
+	uint64_t max = 0xfffffffffffffffeull;
+	ssize_t wr = write(fds.event_fd, &max, sizeof max);
+	(void)wr;
+	/* Armed and never drained, 10,000 commits and evictions: none blocks. */
+	uint8_t buf[64];
+	struct th_ring_record rec;
+	for (int i = 0; i < 10000; i++) {
+		while (th_ring_read(r, &rec, buf, sizeof buf) == 1)
+			;
+		if (th_ring_read(r, &rec, buf, sizeof buf) == -TH_EEVICTED) {
+			uint64_t pos;
+			th_ring_reader_rejoin(r, &pos);
+		}
+		th_ring_reader_arm(r);
+		th_ring_append(w, 1, "x", 1);
+		th_ring_commit(w);
+		if (i % 100 == 0)
+			th_ring_evict(w, id, TH_RING_EVICT_ADMIN);
+	}
+	/* The fd is readable (woken), and disarm drains it. */
+	struct pollfd p = { .fd = th_ring_reader_event_fd(r), .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 0), 1);
+	assert_int_equal(fcntl(th_ring_reader_event_fd(r), F_SETFL, fl | O_NONBLOCK), 0);
+	th_ring_reader_disarm(r);
+	th_ring_reader_close(r);
+	close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+	th_ring_writer_destroy(w);
+}
+
 static void test_ring__lag_reports_bytes_age_and_requested_timeout(void **state)
 {
 	(void)state;
@@ -1026,6 +1159,9 @@ int main(void)
 		cmocka_unit_test(test_ring__positions_beyond_capacity_and_beyond_2_to_the_32_work),
 		cmocka_unit_test(test_ring__reader_detects_lap_and_rejoins),
 		cmocka_unit_test(test_ring__evicted_reader_sees_eviction_reason_then_rejoins),
+		cmocka_unit_test(test_ring__a_position_inside_a_record_is_invalid_never_read_as_a_time),
+		cmocka_unit_test(test_ring__an_eviction_counts_once_until_a_rejoin_and_the_slot_only_mirrors_it),
+		cmocka_unit_test(test_ring__a_reader_that_blocks_its_wakeup_fd_cannot_block_the_writer),
 		cmocka_unit_test(test_ring__lag_reports_bytes_age_and_requested_timeout),
 		cmocka_unit_test(test_ring__refuses_oversize_record_and_batch),
 		cmocka_unit_test(test_ring__sixteen_mib_record_in_a_big_ring),

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The Go client's tests, as make test runs them (from the repository root or
 # anywhere): vet and build with CGO_ENABLED=0 (the client must need no cgo),
 # the tests under the race detector (which needs cgo), then a short fuzz run

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,7 +60,7 @@ static void remove_stale(void)
 }
 
 /* fork + exec with the death signal; only async-signal-safe calls in the child. */
-static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd)
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, unsigned nofile)
 {
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -68,6 +69,12 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], int
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(127);
+	if (nofile) {
+		/* Soft and hard: the hub cannot raise it (prlimit --nofile=N). */
+		struct rlimit rl = { nofile, nofile };
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(126);
+	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null >= 0)
 		dup2(null, 0);
@@ -156,7 +163,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	while (recv(h->notify_fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
 		;
 	uint64_t t0 = th_now_ns();
-	pid_t pid = spawn(h->binary, argv, envp, out);
+	pid_t pid = spawn(h->binary, argv, envp, out, h->nofile_limit);
 	close(out);
 	free(argv);
 	free(envp);
@@ -267,6 +274,7 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 	if ((rc = write_config(h, o, why, why_len)) < 0)
 		goto fail;
 	h->ready_timeout_ms = o->ready_timeout_ms;
+	h->nofile_limit = o->nofile_limit;
 	rc = -ENOMEM;
 	if (o->extra_args) {
 		size_t k = 0;
@@ -450,7 +458,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		db->admin = NULL;
 	}
 	int out = open(db->error_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out) : -EIO;
+	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out, 0) : -EIO;
 	if (out >= 0)
 		close(out);
 	free(cmd);

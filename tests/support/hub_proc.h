@@ -55,6 +55,7 @@ struct th_hub_proc_options {
 	const char *user;                /* NULL: sources[0]->user */
 	unsigned ready_timeout_ms;       /* 0: 30000 */
 	bool no_wait;                    /* return once started, without waiting for READY */
+	unsigned nofile_limit;           /* >0: RLIMIT_NOFILE (soft and hard) of the hub, as prlimit --nofile */
 };
 
 struct th_hub_proc {
@@ -71,6 +72,7 @@ struct th_hub_proc {
 	char *env_password;              /* "TOPOHUB_MYSQL_PASSWORD=..." */
 	char **extra_args;               /* copies, for restarts */
 	unsigned ready_timeout_ms;
+	unsigned nofile_limit;           /* 0: inherited */
 };
 
 /* Starts a hub. 0 and *out; a negative code with why otherwise (the handle is

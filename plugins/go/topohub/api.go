@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package topohub is a pure-Go client of topohubd (no cgo): it speaks the
-// hub's control protocol (hub/protocol.h) and reads the hub's shared-memory
+// hub's control protocol (protocol/protocol.h) and reads the hub's shared-memory
 // ring (shm/ring.h) itself, with the semantics of the C library
 // (plugins/topohub.h): Watch and WatchRecursive with snapshot stitching at one
 // revision, component-boundary prefixes, RESYNC and convergence after an
@@ -8,6 +10,31 @@
 // Lifetimes are contexts: a watch ends when its context is cancelled (its
 // channel is closed after a last event, if any), a client when Close is
 // called. No goroutine outlives the Client that started it.
+//
+// Guarantees:
+//   - Each watch's events come in revision order, nothing missing, nothing
+//     twice; continuity lost (evicted, lapped, hub gone) is never silent:
+//     EventResync, the puts and deletes to the current state, EventSynced.
+//   - One goroutine per Client reads the ring and sends on the watch
+//     channels; nothing runs on a thread the caller did not start, no signal
+//     is used, nothing is logged. A full channel holds that goroutine up:
+//     past Options.Timeout the hub evicts the client (every watch resyncs).
+//   - Everything from the hub (messages, descriptors, the ring and slot) is
+//     checked before use: bad input is an error (ErrProto, ErrFormat,
+//     ErrVersion), never a panic.
+//   - WaitRevision(Sync(gtid)) returns once every change of those
+//     transactions was sent to the watches, with or without later traffic.
+//
+// Caveats:
+//   - In WaitFutex and WaitSpin modes a new watch (or a cancelled one) is
+//     taken in within 10 ms (1 ms spinning): the futex is the hub's, and
+//     waking it would wake every other reader on the host. WaitFD takes it
+//     in at once.
+//   - The client keeps a copy of every entry under its watches (for
+//     stitching and for the differences after a resync).
+//   - Event.Value is the receiver's own copy; Entry.Value too.
+//   - A hub that hangs without closing its socket (SIGSTOP) is waited for:
+//     the client sees no change until it runs again or dies.
 package topohub
 
 import (
@@ -31,7 +58,7 @@ type WaitMode int
 const (
 	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex (default)
 	WaitSpin                  // spin: lowest latency, burns a core
-	WaitFD                    // sleep on the reader's eventfd through Go's poller
+	WaitFD                    // sleep on the reader's wake-up fd (a pipe's read end; shm/ring.h) through Go's poller
 )
 
 // Options for Open. The zero value is usable.

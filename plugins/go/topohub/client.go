@@ -1,24 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The client: one goroutine (run) per Client reads the ring, adopts and ends
 // watches, stitches snapshots to the stream and resyncs, as plugins/client.c's
 // dispatcher does; everything under "reader only" is touched by it alone.
 // Other goroutines register watches through c.mu and wake it with kick().
-//
-// Stitching (hub/protocol.h): a new watch is adopted between two records at
-// ring position D. If adopted watches already cover its path, the local copy
-// is exact and its initial events come at the next boundary. Otherwise the
-// reader asks the hub for a snapshot (or a get), adds the entries whose keys
-// it did not hold, notes the ring head H, and reads on from D, applying each
-// change only when it is newer than the key's revision. At a transaction
-// boundary at or past H the copy is exact: the new watch gets its initial
-// events, then every later change.
-//
-// Resync: when continuity is lost (evicted, lapped, hub lost, a RESYNC
-// record), every live watch of the affected tables gets EventResync at once,
-// the copy of those tables moves aside (what the watches were told), the
-// state is fetched again, and at H each watch gets the difference, then
-// EventSynced (an exact watch whose key vanished: EventDelete, EventEnded).
+// What the reader does is in reader.go.
 
 import (
 	"context"
@@ -26,7 +14,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -103,7 +90,7 @@ type Client struct {
 	incoming  []*watch
 	cancelled []*watch
 	nextID    uint64
-	evFile    *os.File // the eventfd in WaitFD mode, for kick(); under mu
+	evFile    *os.File // the wake-up pipe in WaitFD mode, for kick(); under mu
 	ntables   atomic.Uint32
 
 	qmu sync.Mutex // the query connection (Get, List)
@@ -114,6 +101,7 @@ type Client struct {
 
 	stRevision, stEvents, stRecords, stResyncs, stEvictions, stLaps atomic.Uint64
 	stReconnects, stWatches, stEntries, stGeneration                atomic.Uint64
+	wantRev                                                         atomic.Uint64 // the highest revision a WaitRevision waits for
 
 	monoBase int64 // CLOCK_MONOTONIC at timeBase: latencies against the ring's clock
 	timeBase time.Time
@@ -136,7 +124,12 @@ type Client struct {
 	list        []*watch // adopted, in adoption order
 	exact       map[mkey][]*watch
 	rec         map[mkey][]*watch
-	revision    uint64 // of the last transaction read, snapshot or attach
+	revision    uint64        // of the last transaction read, snapshot or attach
+	spinCur     time.Duration // this wait's spin (adaptive, at most Options.Spin)
+	lastBatchNs uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read
+	batchGapNs  uint64        // ... and the gap between it and the one before
+	askedRev    uint64        // the wantRev the hub was last asked about
+	hubRev      uint64        // the hub's published revision as last asked, to count after a drain
 }
 
 // Open connects to the hub and attaches as a reader of its ring.
@@ -162,6 +155,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	c := &Client{opts: opts, done: make(chan struct{}), kickCh: make(chan struct{}, 1), revCh: make(chan struct{}),
 		mirror: map[mkey]*entry{}, old: map[mkey]*entry{}, exact: map[mkey][]*watch{}, rec: map[mkey][]*watch{},
 		readyPos: math.MaxUint64, nextID: 1}
+	c.spinCur = opts.Spin
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.monoBase, c.timeBase = monotonicNow(), time.Now()
 	if err := c.attach(ctx); err != nil {
@@ -239,27 +233,29 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 		return nil, err
 	}
 	w := &watch{ctx: ctx, table: table, path: path, recursive: recursive, ch: make(chan Event, c.opts.Buffer)}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	w.id = c.nextID
-	c.nextID++
-	c.incoming = append(c.incoming, w)
-	c.mu.Unlock()
-	c.stWatches.Add(1)
+	// Before w is published: the reader may end it (and stop this) at once.
 	w.stopAfter = context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cancelled = append(c.cancelled, w)
 		c.mu.Unlock()
 		c.kick()
 	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		w.stopAfter()
+		return nil, ErrClosed
+	}
+	w.id = c.nextID
+	c.nextID++
+	c.stWatches.Add(1) // before the reader can see it, and so end it
+	c.incoming = append(c.incoming, w)
+	c.mu.Unlock()
 	c.kick()
 	return w.ch, nil
 }
 
-// kick wakes the reader: at once in WaitFD mode (the eventfd read is
+// kick wakes the reader: at once in WaitFD mode (the wake-up pipe's read is
 // interrupted), within a slice (10 ms) in futex mode.
 func (c *Client) kick() {
 	select {
@@ -409,6 +405,17 @@ func (c *Client) Sync(ctx context.Context, gtidSet string) (uint64, error) {
 // WaitRevision returns once this client has dispatched every change up to
 // rev (what Sync returned) to its watches: read-your-writes.
 func (c *Client) WaitRevision(ctx context.Context, rev uint64) error {
+	if c.stRevision.Load() >= rev {
+		return nil
+	}
+	// Tell the reader what is waited for (it may ask the hub: askHubRevision).
+	for {
+		w := c.wantRev.Load()
+		if w >= rev || c.wantRev.CompareAndSwap(w, rev) {
+			break
+		}
+	}
+	c.kick()
 	for {
 		c.revMu.Lock()
 		ch := c.revCh
@@ -466,764 +473,4 @@ func (w *watch) covers(key string) bool {
 		return prefixMatches(w.path, key)
 	}
 	return w.path == key
-}
-
-// ---- the reader goroutine ---------------------------------------------------
-
-func (c *Client) run() {
-	defer c.wg.Done()
-	defer c.shutdown()
-	for !c.stop() {
-		c.takeRegistrations()
-		if !c.connected {
-			if !time.Now().Before(c.retryAt) {
-				c.reconnect()
-			}
-			if !c.connected {
-				c.sleepUntil(c.retryAt)
-				continue
-			}
-		}
-		if c.fetchAny && c.fetch() != nil {
-			continue
-		}
-		if n := c.readRing(); n == 0 && c.connected && !c.stop() {
-			c.wait()
-		}
-	}
-}
-
-func (c *Client) stop() bool {
-	if !c.stopping {
-		select {
-		case <-c.done:
-			c.stopping = true
-		default:
-		}
-	}
-	return c.stopping
-}
-
-func (c *Client) shutdown() {
-	c.mu.Lock()
-	incoming := c.incoming
-	c.incoming = nil
-	c.cancelled = nil
-	c.mu.Unlock()
-	for _, w := range append(c.list, incoming...) {
-		if !w.ended {
-			w.ended = true
-			w.stopAfter()
-			c.stWatches.Add(^uint64(0))
-			close(w.ch)
-		}
-	}
-	c.list = nil
-	c.disconnect()
-}
-
-func (c *Client) sleepUntil(t time.Time) {
-	d := time.Until(t)
-	if d <= 0 {
-		return
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-c.kickCh:
-	case <-c.done:
-	}
-}
-
-// takeRegistrations adopts new watches and ends cancelled ones.
-func (c *Client) takeRegistrations() {
-	select {
-	case <-c.kickCh:
-	default:
-	}
-	c.mu.Lock()
-	incoming, cancelled := c.incoming, c.cancelled
-	c.incoming, c.cancelled = nil, nil
-	c.mu.Unlock()
-	for _, w := range incoming {
-		if w.ctx.Err() != nil {
-			w.ended = true
-			w.stopAfter()
-			c.stWatches.Add(^uint64(0))
-			close(w.ch)
-			continue
-		}
-		c.adopt(w)
-	}
-	for _, w := range cancelled {
-		c.removeWatch(w)
-	}
-}
-
-func (c *Client) adopt(w *watch) {
-	w.phase = phaseStitch
-	w.needFetch = !c.alreadyCovered(w)
-	c.list = append(c.list, w)
-	k := mkey{w.table, w.path}
-	if w.recursive {
-		c.rec[k] = append(c.rec[k], w)
-	} else {
-		c.exact[k] = append(c.exact[k], w)
-	}
-	c.pending = true
-	if w.needFetch {
-		c.fetchAny = true
-		c.readyPos = math.MaxUint64
-	} else if c.readyPos == math.MaxUint64 && !c.fetchAny && c.ring != nil {
-		c.readyPos = c.ring.pos
-	}
-}
-
-// alreadyCovered: an adopted, fetched watch covers w's whole path.
-func (c *Client) alreadyCovered(w *watch) bool {
-	for _, o := range c.list {
-		if o.ended || o.needFetch || o.table != w.table || (c.tableResync[o.table] && c.fetchTable[o.table]) {
-			continue
-		}
-		if o.recursive && prefixMatches(o.path, w.path) || !o.recursive && !w.recursive && o.path == w.path {
-			return true
-		}
-	}
-	return false
-}
-
-// removeWatch ends w without a word (its context ended, or the client closes).
-func (c *Client) removeWatch(w *watch) {
-	if w.ended {
-		return
-	}
-	w.ended = true
-	w.stopAfter()
-	k := mkey{w.table, w.path}
-	idx := c.exact
-	if w.recursive {
-		idx = c.rec
-	}
-	idx[k] = without(idx[k], w)
-	if len(idx[k]) == 0 {
-		delete(idx, k)
-	}
-	c.list = without(c.list, w)
-	c.stWatches.Add(^uint64(0)) // before the close: whoever sees it closed sees the count
-	close(w.ch)
-	c.prune(w)
-}
-
-func without(ws []*watch, w *watch) []*watch {
-	out := ws[:0]
-	for _, o := range ws {
-		if o != w {
-			out = append(out, o)
-		}
-	}
-	for i := len(out); i < len(ws); i++ {
-		ws[i] = nil
-	}
-	return out
-}
-
-// prune drops the entries under w's path that no adopted watch covers any
-// more: a copy no watch keeps current must not pass for exact later.
-func (c *Client) prune(w *watch) {
-	for k := range c.mirror {
-		if k.table == w.table && w.covers(k.key) && len(c.matches(k.table, k.key)) == 0 {
-			delete(c.mirror, k)
-		}
-	}
-	c.stEntries.Store(uint64(len(c.mirror)))
-}
-
-// matches: every adopted watch covering (table, key): exact watches of key,
-// then recursive ones of "", of each component prefix, and of key itself.
-func (c *Client) matches(table uint32, key string) []*watch {
-	var out []*watch
-	out = append(out, c.exact[mkey{table, key}]...)
-	for cut := 0; ; {
-		out = append(out, c.rec[mkey{table, key[:cut]}]...)
-		if cut == len(key) {
-			return out
-		}
-		next := cut + 1
-		for next < len(key) && key[next] != '/' {
-			next++
-		}
-		cut = next
-	}
-}
-
-// deliver sends ev to w. A full channel holds the reader up (that is the
-// back-pressure: past its timeout the hub evicts this client). false when
-// the watch ended meanwhile (its context) or the client is closing.
-func (c *Client) deliver(w *watch, ev Event) bool {
-	if w.ended || c.stopping {
-		return false
-	}
-	ev.Table = w.table
-	select {
-	case w.ch <- ev:
-		c.stEvents.Add(1)
-		return true
-	default:
-	}
-	select {
-	case w.ch <- ev:
-		c.stEvents.Add(1)
-		return true
-	case <-w.ctx.Done():
-		c.removeWatch(w)
-	case <-c.done:
-		c.stopping = true
-	}
-	return false
-}
-
-func (c *Client) marker(w *watch, kind EventKind, reason uint32) {
-	c.deliver(w, Event{Kind: kind, Reason: reason, Revision: c.revision})
-}
-
-// endWatch: the watch ends by itself (an exact key deleted or absent).
-func (c *Client) endWatch(w *watch, reason uint32) {
-	if w.ended {
-		return
-	}
-	c.marker(w, EventEnded, reason)
-	c.removeWatch(w)
-}
-
-func eventFromEntry(kind EventKind, key string, e *entry) Event {
-	ev := Event{Kind: kind, Key: key, ValueNull: e.flags&changeFlagValueNull != 0, Version: e.version,
-		Revision: e.revision, GTID: e.gtid}
-	if kind != EventDelete {
-		ev.Value = append([]byte(nil), e.value...)
-	}
-	if e.commitUs != 0 {
-		ev.Commit = time.UnixMicro(int64(e.commitUs))
-	}
-	return ev
-}
-
-// ---- connecting -------------------------------------------------------------
-
-func (c *Client) attach(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cc, err := dialCtl(ctx, c.opts.Socket)
-	if err != nil {
-		return err
-	}
-	req := attachRequest{TimeoutNs: uint64(c.opts.Timeout), PID: uint32(os.Getpid()), Name: c.opts.Name}
-	body, fds, err := cc.call(ctx, msgAttach, req.encode(), 3)
-	closeFDs := func() {
-		for _, fd := range fds {
-			if fd >= 0 {
-				syscall.Close(fd)
-			}
-		}
-	}
-	if err == nil && len(fds) != 3 {
-		err = fmt.Errorf("%w: ATTACH reply with %d descriptors, 3 expected", ErrProto, len(fds))
-	}
-	var rep attachReply
-	if err == nil {
-		rep, err = decodeAttachReply(body)
-	}
-	var r *ringReader
-	if err == nil {
-		r, err = openRing(fds[0], fds[1])
-	}
-	if err != nil {
-		closeFDs()
-		cc.Close()
-		return err
-	}
-	syscall.Close(fds[0])
-	syscall.Close(fds[1])
-	r.setTimeout(c.opts.Timeout)
-	if c.opts.Wait == WaitFD {
-		// Non-blocking (EFD_NONBLOCK, shared with the hub's end): os.NewFile
-		// gives it to Go's poller.
-		c.ev = os.NewFile(uintptr(fds[2]), "topohub-eventfd")
-		c.mu.Lock()
-		c.evFile = c.ev
-		c.mu.Unlock()
-	} else {
-		syscall.Close(fds[2])
-	}
-	c.ctl, c.ring, c.connected = cc, r, true
-	nt := rep.NTables
-	if nt > ntablesMax {
-		nt = ntablesMax
-	}
-	c.ntables.Store(nt)
-	c.stGeneration.Store(rep.Generation)
-	if rep.Revision > c.revision {
-		c.revision = rep.Revision
-	}
-	return nil
-}
-
-func (c *Client) disconnect() {
-	if c.ring != nil {
-		c.ring.close()
-		c.ring = nil
-	}
-	if c.ev != nil {
-		c.mu.Lock()
-		c.evFile = nil
-		c.mu.Unlock()
-		c.ev.Close()
-		c.ev = nil
-	}
-	if c.ctl != nil {
-		c.ctl.Close()
-		c.ctl = nil
-	}
-	c.connected = false
-}
-
-func (c *Client) scheduleRetry() {
-	if c.backoff == 0 {
-		c.backoff = backoffMin
-	} else if c.backoff *= 2; c.backoff > backoffMax {
-		c.backoff = backoffMax
-	}
-	c.retryAt = time.Now().Add(c.backoff)
-}
-
-func (c *Client) reconnect() {
-	if err := c.attach(c.ctx); err != nil {
-		c.scheduleRetry()
-		return
-	}
-	c.backoff = 0
-	c.fetch()
-}
-
-// ---- losing and regaining continuity -----------------------------------------
-
-// lose: continuity of table (math.MaxUint32: all) is lost. Tell its live
-// watches, set the copy aside (what they were told, for the diff), and ask
-// for a fetch.
-func (c *Client) lose(table uint32, cause uint32) {
-	all := table == math.MaxUint32
-	for _, w := range append([]*watch(nil), c.list...) {
-		if (all || w.table == table) && w.phase == phaseLive {
-			w.phase = phaseResync
-			c.marker(w, EventResync, cause)
-		}
-	}
-	lo, hi := table, table+1
-	if all {
-		lo, hi = 0, ntablesMax
-	}
-	for k, e := range c.mirror {
-		if k.table < lo || k.table >= hi {
-			continue
-		}
-		// A table set aside already keeps what its watches were told; what
-		// the copy holds of it now was never told to anyone.
-		if !c.tableResync[k.table] {
-			c.old[k] = e
-		}
-		delete(c.mirror, k)
-	}
-	for t := lo; t < hi; t++ {
-		c.tableResync[t] = true
-		c.fetchTable[t] = true
-	}
-	c.fetchAny, c.pending, c.readyPos = true, true, math.MaxUint64
-	c.stResyncs.Add(1)
-	switch cause {
-	case ResyncEvicted:
-		c.stEvictions.Add(1)
-	case ResyncLapped:
-		c.stLaps.Add(1)
-	case ResyncHubLost:
-		c.stReconnects.Add(1)
-	}
-	c.stEntries.Store(uint64(len(c.mirror)))
-}
-
-func (c *Client) hubLost() {
-	if !c.connected {
-		return
-	}
-	c.lose(math.MaxUint32, ResyncHubLost)
-	c.disconnect()
-	c.backoff = 0
-	c.scheduleRetry()
-}
-
-// coveredBefore: (table, key) is held exactly already: in the copy, or
-// covered by a watch whose entries were fetched before this round (a key it
-// covers may be absent: deleted).
-func (c *Client) coveredBefore(table uint32, key string) bool {
-	if _, ok := c.mirror[mkey{table, key}]; ok {
-		return true
-	}
-	for _, w := range c.matches(table, key) {
-		if !w.needFetch {
-			return true
-		}
-	}
-	return false
-}
-
-// fetchOne puts one watch's entries into the copy. fresh: the table was set
-// aside, take the newest of overlapping snapshots; else keep keys already
-// held (the ring brings their changes).
-func (c *Client) fetchOne(w *watch, fresh bool) error {
-	ctx, cancel := context.WithTimeout(c.ctx, callTimeout)
-	defer cancel()
-	rep, items, err := c.ctl.snapshot(ctx, !w.recursive, w.table, w.path)
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		if !w.covers(it.Key) {
-			continue // the hub matches bytes; we match components
-		}
-		if !fresh && c.coveredBefore(w.table, it.Key) {
-			continue // exact already: the ring from here brings its changes
-		}
-		k := mkey{w.table, it.Key}
-		if held, ok := c.mirror[k]; ok && held.revision >= it.Revision {
-			continue
-		}
-		c.mirror[k] = &entry{revision: it.Revision, version: it.Version, flags: it.Flags, value: it.Value}
-	}
-	if rep.Revision > c.revision {
-		c.revision = rep.Revision
-	}
-	return nil
-}
-
-// fetchedByOther: another recursive watch fetched this round covers w's
-// path. Ties between equal prefixes go to the earlier one.
-func (c *Client) fetchedByOther(w *watch) bool {
-	for i, o := range c.list {
-		if o == w || !o.recursive || o.table != w.table || o.ended || !prefixMatches(o.path, w.path) {
-			continue
-		}
-		if w.recursive && o.path == w.path {
-			if i < indexOf(c.list, w) {
-				return true
-			}
-			continue
-		}
-		return true
-	}
-	return false
-}
-
-func indexOf(ws []*watch, w *watch) int {
-	for i, o := range ws {
-		if o == w {
-			return i
-		}
-	}
-	return len(ws)
-}
-
-// fetch gets what adoption and resync need, then notes where the copy is exact.
-func (c *Client) fetch() error {
-	if !c.fetchAny || !c.connected {
-		return nil
-	}
-	for _, w := range c.list {
-		fresh := c.fetchTable[w.table]
-		if w.ended || (!fresh && !w.needFetch) || c.fetchedByOther(w) {
-			continue
-		}
-		if err := c.fetchOne(w, fresh); err != nil {
-			c.hubLost() // start over from a new connection; the watches were told RESYNC
-			return err
-		}
-	}
-	for _, w := range c.list {
-		w.needFetch = false
-	}
-	c.fetchTable = [ntablesMax]bool{}
-	c.fetchAny = false
-	// Every change up to the snapshots' revisions is before the head now.
-	c.readyPos = c.ring.loadHead()
-	c.stEntries.Store(uint64(len(c.mirror)))
-	return nil
-}
-
-// ---- reading the ring ---------------------------------------------------------
-
-// readRing reads and handles records up to the head (whole transactions, at
-// most about recordsPerRound). Returns the number of records read.
-func (c *Client) readRing() int {
-	n := 0
-	for !c.stopping && c.connected {
-		rec, st := c.ring.read()
-		switch st {
-		case readEmpty:
-			c.finishPending()
-			if !c.pending {
-				c.publishRevision()
-			}
-			return n
-		case readEvicted, readLapped:
-			reason := c.ring.evictReason()
-			if st == readEvicted && reason == evictShutdown {
-				c.hubLost() // the hub is going away: reconnect to the next one
-				return n
-			}
-			// The hub evicts a reader it lapped: name the cause, not the messenger.
-			cause := uint32(ResyncEvicted)
-			if st == readLapped || reason == evictLapped {
-				cause = ResyncLapped
-			}
-			c.lose(math.MaxUint32, cause)
-			c.ring.rejoin()
-			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-			_, _, err := c.ctl.call(ctx, msgRejoin, nil, 0)
-			cancel()
-			if err != nil || c.fetch() != nil {
-				c.hubLost()
-				return n
-			}
-			continue // read on to the head, where the copy is exact
-		case readClosed, readCorrupt:
-			// TH_ECLOSED: the hub stopped. TH_ECORRUPT: a hub bug; start over.
-			c.hubLost()
-			return n
-		}
-		n++
-		c.stRecords.Add(1)
-		switch rec.Type {
-		case recChange:
-			if ch, err := decodeChange(rec.Payload); err == nil {
-				// First: an ENDED or RESYNC it causes carries its revision.
-				if ch.Revision > c.revision {
-					c.revision = ch.Revision
-				}
-				c.handleChange(&rec, &ch)
-			}
-		case recResync:
-			if rs, err := decodeResync(rec.Payload); err == nil {
-				table := rs.Table
-				if table >= ntablesMax {
-					table = math.MaxUint32
-				}
-				c.lose(table, ResyncHub)
-				if c.fetch() != nil {
-					return n
-				}
-			}
-		}
-		if rec.Flags&ringFlagBatchEnd != 0 {
-			c.finishPending()
-			if !c.pending {
-				c.publishRevision()
-			}
-			if n >= recordsPerRound {
-				return n // let registrations in between transactions
-			}
-		}
-	}
-	return n
-}
-
-func (c *Client) handleChange(rec *ringRecord, ch *change) {
-	table := uint32(ch.Table)
-	ms := c.matches(table, ch.Key)
-	if len(ms) == 0 {
-		return
-	}
-	k := mkey{table, ch.Key}
-	old := c.mirror[k]
-	if old != nil && old.revision >= ch.Revision {
-		return // a snapshot already had this change (or a later one): told already
-	}
-	ev := Event{Key: ch.Key, ValueNull: ch.Flags&changeFlagValueNull != 0, Version: ch.Version,
-		Revision: ch.Revision, GTID: ch.GTID}
-	if ch.CommitUs != 0 {
-		ev.Commit = time.UnixMicro(int64(ch.CommitUs))
-	}
-	if ch.PublishNs != 0 {
-		ev.Published = time.Unix(0, int64(ch.PublishNs))
-	}
-	if now := c.monoNow(); now > rec.PublishNs {
-		ev.Latency = time.Duration(now - rec.PublishNs)
-	}
-	if ch.Op == opDelete {
-		if old == nil {
-			return // never had it: nothing to tell
-		}
-		delete(c.mirror, k)
-		ev.Kind = EventDelete
-	} else {
-		c.mirror[k] = &entry{revision: ch.Revision, version: ch.Version, commitUs: ch.CommitUs, flags: ch.Flags,
-			value: ch.Value, gtid: ch.GTID}
-		ev.Kind = EventPut
-	}
-	c.stEntries.Store(uint64(len(c.mirror)))
-	for _, w := range ms {
-		if w.phase != phaseLive {
-			continue
-		}
-		e := ev
-		if e.Kind == EventPut {
-			e.Value = append([]byte(nil), ch.Value...)
-		}
-		c.deliver(w, e)
-		if !w.recursive && ch.Op == opDelete {
-			c.endWatch(w, EndDeleted)
-		}
-	}
-}
-
-// finishPending: the copy is exact at a transaction boundary at or past
-// readyPos: hand out what the waiting watches need.
-func (c *Client) finishPending() {
-	if !c.pending || c.fetchAny || !c.connected || c.ring.pos < c.readyPos {
-		return
-	}
-	c.pending = false
-	c.readyPos = math.MaxUint64
-	for _, w := range append([]*watch(nil), c.list...) {
-		if w.ended || w.phase == phaseLive {
-			continue
-		}
-		if w.phase == phaseStitch {
-			w.phase = phaseLive
-			c.initialEvents(w)
-			continue
-		}
-		w.phase = phaseLive
-		if c.diff(w) {
-			c.endWatch(w, EndDeleted)
-		} else {
-			c.marker(w, EventSynced, 0)
-		}
-	}
-	c.old = map[mkey]*entry{}
-	c.tableResync = [ntablesMax]bool{}
-}
-
-func (c *Client) initialEvents(w *watch) {
-	if !w.recursive {
-		e := c.mirror[mkey{w.table, w.path}]
-		if e == nil {
-			c.deliver(w, Event{Kind: EventNotFound, Key: w.path, Revision: c.revision})
-			c.endWatch(w, EndNotFound)
-			return
-		}
-		c.deliver(w, eventFromEntry(EventInitial, w.path, e))
-		return
-	}
-	for _, k := range c.keysUnder(c.mirror, w) {
-		c.deliver(w, eventFromEntry(EventInitial, k, c.mirror[mkey{w.table, k}]))
-	}
-	c.marker(w, EventSynced, 0)
-}
-
-func (c *Client) keysUnder(m map[mkey]*entry, w *watch) []string {
-	var keys []string
-	if !w.recursive {
-		if _, ok := m[mkey{w.table, w.path}]; ok {
-			keys = append(keys, w.path)
-		}
-		return keys
-	}
-	for k := range m {
-		if k.table == w.table && prefixMatches(w.path, k.key) {
-			keys = append(keys, k.key)
-		}
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// diff tells w what takes it from what it was told (old) to the state
-// (mirror), in key order. true when an exact watch's key was deleted.
-func (c *Client) diff(w *watch) bool {
-	oldKeys, newKeys := c.keysUnder(c.old, w), c.keysUnder(c.mirror, w)
-	deleted := false
-	i, j := 0, 0
-	for i < len(oldKeys) || j < len(newKeys) {
-		switch {
-		case j == len(newKeys) || (i < len(oldKeys) && oldKeys[i] < newKeys[j]):
-			e := c.old[mkey{w.table, oldKeys[i]}]
-			ev := eventFromEntry(EventDelete, oldKeys[i], e)
-			ev.Revision = c.revision
-			c.deliver(w, ev)
-			deleted = deleted || !w.recursive
-			i++
-		case i == len(oldKeys) || newKeys[j] < oldKeys[i]:
-			c.deliver(w, eventFromEntry(EventPut, newKeys[j], c.mirror[mkey{w.table, newKeys[j]}]))
-			j++
-		default:
-			o, n := c.old[mkey{w.table, oldKeys[i]}], c.mirror[mkey{w.table, newKeys[j]}]
-			if o.version != n.version || o.flags != n.flags || string(o.value) != string(n.value) {
-				c.deliver(w, eventFromEntry(EventPut, newKeys[j], n))
-			}
-			i++
-			j++
-		}
-	}
-	return deleted
-}
-
-// ---- waiting -------------------------------------------------------------------
-
-// wait until the ring may have something, a registration came, or a slice
-// passed; then check that the hub is still there.
-func (c *Client) wait() {
-	r := c.ring
-	if c.kicked() {
-		return
-	}
-	ready := false
-	switch c.opts.Wait {
-	case WaitFD:
-		if _, rd := r.prepareSleep(sleepFD); rd {
-			r.endSleep()
-			return
-		}
-		c.ev.SetReadDeadline(time.Now().Add(sliceFD))
-		if !c.kicked() {
-			var b [8]byte
-			c.ev.Read(b[:]) // drains the eventfd (th_ring_reader_disarm)
-		}
-		r.endSleep()
-		ready = r.ready()
-	case WaitSpin:
-		ready = c.spin(sliceSpin)
-	default:
-		if ready = c.spin(c.opts.Spin); !ready {
-			ready = r.waitFutex(sliceFutex)
-		}
-	}
-	if !ready && c.ctl.dead() {
-		c.hubLost()
-	}
-}
-
-func (c *Client) spin(d time.Duration) bool {
-	start := time.Now()
-	for i := 0; ; i++ {
-		if c.ring.ready() {
-			return true
-		}
-		if c.kicked() {
-			return false
-		}
-		if i&63 == 63 {
-			if time.Since(start) >= d {
-				return false
-			}
-			runtime.Gosched()
-		}
-	}
 }

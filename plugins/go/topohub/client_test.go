@@ -1,8 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +32,12 @@ func TestWatch_exact_gets_initial_then_changes_and_a_delete_ends_it(t *testing.T
 	evs = expect(t, ch, "PUT /ks/a=v2")
 	if evs[0].Version != 2 || evs[0].GTID == "" || evs[0].Published.IsZero() || evs[0].Commit.IsZero() {
 		t.Fatalf("put event: %+v", evs[0])
+	}
+	// Clocks, not speed: the latency is measured on the hub's CLOCK_MONOTONIC,
+	// the times are wall clock.
+	if ev := evs[0]; ev.Latency <= 0 || ev.Latency > time.Minute || time.Since(ev.Published).Abs() > time.Minute ||
+		time.Since(ev.Commit).Abs() > time.Minute {
+		t.Fatalf("put event clocks: latency %v, published %v, commit %v", ev.Latency, ev.Published, ev.Commit)
 	}
 	put(t, e, "/ks/ab", "other") // not this key
 	del(t, e, "/ks/a")
@@ -183,4 +193,30 @@ func TestWatch_context_cancel_closes_the_channel_and_leaves_no_goroutine(t *test
 	syncAll(t, e, c)
 	ch2, _ := c.Watch(context.Background(), TableData, "/k")
 	expect(t, ch2, "INITIAL /k=v2")
+}
+
+func TestList_and_a_recursive_watch_of_a_snapshot_larger_than_a_message(t *testing.T) {
+	checkGoroutines(t)
+	e := startEnv(t, testenv.HubOptions{})
+	var rows []string
+	for i := 0; i < 1500; i++ {
+		rows = append(rows, fmt.Sprintf("('/big/%04d', '%s')", i, strings.Repeat("v", 100)))
+	}
+	e.DB.MustExec(t, "INSERT INTO topo.topo_data (path, data) VALUES "+strings.Join(rows, ","))
+	c := openClient(t, e, Options{Buffer: 2000})
+	syncAll(t, e, c)
+	list, _, err := c.List(context.Background(), TableData, "/big")
+	if err != nil || len(list) != 1500 || list[1499].Key != "/big/1499" || len(list[7].Value) != 100 {
+		t.Fatalf("List: %d entries, %v", len(list), err)
+	}
+	ch, _ := c.WatchRecursive(context.Background(), TableData, "/big")
+	for i := 0; i < 1500; i++ {
+		if ev := next(t, ch); ev.Kind != EventInitial || ev.Key != fmt.Sprintf("/big/%04d", i) {
+			t.Fatalf("initial %d: %q", i, describe(ev))
+		}
+	}
+	expect(t, ch, "SYNCED")
+	if st := c.Stats(); st.Entries != 1500 {
+		t.Fatalf("entries %d", st.Entries)
+	}
 }

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The control socket: SOCK_SEQPACKET ("unixpacket"), strictly one request

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // Fuzz targets for every parser of bytes from the ring or the socket, seeded

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The golden vectors of tests/test_golden.c, written from the C structs and

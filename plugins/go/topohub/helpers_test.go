@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 import (
@@ -152,7 +154,24 @@ func syncAll(t *testing.T, e *testenv.Env, c *Client) uint64 {
 		t.Fatalf("Sync(%q): %v", gtid, err)
 	}
 	if err := c.WaitRevision(ctx, rev); err != nil {
-		t.Fatalf("WaitRevision(%d): %v (stats %+v)", rev, err, c.Stats())
+		t.Fatalf("WaitRevision(%d): %v (stats %+v)\nhub STATS: %s\nhub log: %s", rev, err, c.Stats(),
+			hubStats(e.Hub.Socket), e.Hub.LogTail(3000))
 	}
 	return rev
+}
+
+// hubStats is the hub's STATS reply (JSON), for failure messages.
+func hubStats(socket string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cc, err := dialCtl(ctx, socket)
+	if err != nil {
+		return err.Error()
+	}
+	defer cc.Close()
+	body, _, err := cc.call(ctx, msgStats, nil, 0)
+	if err != nil {
+		return err.Error()
+	}
+	return string(body)
 }

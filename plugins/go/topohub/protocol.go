@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
-// The layouts of hub/protocol.h, little-endian, pinned by the golden vectors
+// The layouts of protocol/protocol.h, little-endian, pinned by the golden vectors
 // in testdata/golden (written by tests/test_golden.c from the C structs).
 // Decoders take the bytes as received and return an error, never panic:
 // everything from the hub is checked before use.

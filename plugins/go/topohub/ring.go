@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohub
 
 // The reader side of shm/ring.c, over the same mappings: the ring memfd
@@ -179,6 +181,8 @@ func newRingReader(ring, slot []byte) (*ringReader, error) {
 	}
 	r := &ringReader{ring: ring, slot: slot, data: ring[pageSize : pageSize+c], capacity: c, maskWords: c/8 - 1,
 		maxRecord: le.Uint32(ring[offMaxRecord:]), generation: gen, sticky: readRecord}
+	// The reader's own words, as th_ring_reader_open loads them (relaxed):
+	// the hub set read_pos to the head before handing the slot over.
 	r.pos = atomic.LoadUint64(u64(slot, slotReadPos))
 	// Pairs with the store-release of head in create/commit.
 	r.head = atomic.LoadUint64(u64(ring, offHead))
@@ -303,20 +307,59 @@ func (r *ringReader) waitFutex(timeout time.Duration) bool {
 		r.endSleep()
 		return true
 	}
-	ts := syscall.NsecToTimespec(int64(timeout))
-	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&r.ring[offHead])), 0, /* FUTEX_WAIT */
-		uintptr(uint32(h)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	sleepTwo(unsafe.Pointer(&r.ring[offHead]), uint32(h), unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck, timeout)
 	r.endSleep()
 	return r.ready()
+}
+
+// futexWaitv is struct futex_waitv of <linux/futex.h>.
+type futexWaitv struct {
+	val      uint64
+	uaddr    uint64
+	flags    uint32
+	reserved uint32
+}
+
+const (
+	sysFutexWaitv  = 449 // futex_waitv(2), Linux 5.16, the same number on amd64 and arm64
+	futex2SizeU32  = 0x02
+	clockMonotonic = 1
+)
+
+// sleepTwo is ring.c's sleep_two(): sleep until the head's low word moves
+// off h, the slot's evict_seq moves off ack, a wake-up, or the timeout. The
+// writer wakes the head on commit (every sleeper has something to read) and
+// only the slot's word on an eviction, so both words are waited on with
+// futex_waitv; without it (ENOSYS), the head alone in slices of at most
+// 10 ms, so that an eviction is seen within 10 ms, as in C.
+func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32, timeout time.Duration) {
+	wv := [2]futexWaitv{
+		{val: uint64(h), uaddr: uint64(uintptr(head)), flags: futex2SizeU32},
+		{val: uint64(ack), uaddr: uint64(uintptr(evictSeq)), flags: futex2SizeU32},
+	}
+	var now syscall.Timespec
+	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&now)), 0)
+	abs := syscall.NsecToTimespec(now.Nano() + int64(timeout))
+	_, _, errno := syscall.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&wv[0])), 2, 0,
+		uintptr(unsafe.Pointer(&abs)), clockMonotonic, 0)
+	if errno != syscall.ENOSYS {
+		return
+	}
+	if timeout > 10*time.Millisecond {
+		timeout = 10 * time.Millisecond
+	}
+	ts := syscall.NsecToTimespec(int64(timeout))
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(head), 0 /* FUTEX_WAIT */, uintptr(h), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // rejoin moves to the head and acknowledges the eviction (th_ring_reader_rejoin).
 func (r *ringReader) rejoin() uint64 {
 	pos := r.loadHead()
 	r.pos, r.head, r.sticky = pos, pos, readRecord
-	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)
+	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)   // relaxed in rejoin_at: the writer's lag reports
 	seq := atomic.LoadUint32(u32(r.slot, slotEvictSeq)) // pairs with the store-release in th_ring_evict()
 	r.evictAck = seq
+	// Relaxed in rejoin_at: the hub reads it (th_ring_reader_lag) as untrusted.
 	atomic.StoreUint32(u32(r.slot, slotEvictAck), seq)
 	return pos
 }

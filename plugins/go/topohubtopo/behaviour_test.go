@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
@@ -737,5 +739,110 @@ func TestLock__excludes_concurrent_holders(t *testing.T) {
 	}
 	if overlaps.Load() != 0 {
 		t.Fatalf("%d times two holders held the lock at once", overlaps.Load())
+	}
+}
+
+func TestFile__a_path_too_long_for_its_column_fails_and_is_not_truncated(t *testing.T) {
+	db := openTestDB(t)
+	// Even on a server whose default sql_mode is not strict.
+	db.env.DB.MustExec(t, "SET GLOBAL sql_mode = ''")
+	ctx := t.Context()
+	s := db.newServer(t)
+	long := strings.Repeat("x", 600)
+	if _, err := s.Create(ctx, long, []byte("a")); err == nil || topo.IsErrType(err, topo.NodeExists) {
+		t.Fatalf("Create of a 600-byte path: %v, want an error about its length", err)
+	}
+	if _, err := s.List(ctx, "x"); !topo.IsErrType(err, topo.NoNode) {
+		t.Fatalf("something was stored: %v", err)
+	}
+}
+
+// DDL on a watched table makes the hub reload it and its readers resync
+// (ResyncHub): that is not a lost hub, the watches go on.
+func TestWatch__goes_on_through_the_hubs_own_resync_after_DDL(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "d/f", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, ch, err := s.Watch(wctx, "d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rch, err := s.WatchRecursive(wctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resyncs := s.hub.client.Stats().Resyncs
+	db.env.DB.MustExec(t, "ALTER TABLE topo.topo_data COMMENT 'touched'")
+	if _, err := s.Update(ctx, "d/f", []byte("after"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		wd, ok := next(t, ch, 15*time.Second)
+		if !ok || wd.Err != nil {
+			t.Fatalf("the watch ended through the DDL: %v", wd)
+		}
+		if string(wd.Contents) == "after" {
+			break
+		}
+	}
+	for {
+		wd, ok := next(t, rch, 15*time.Second)
+		if !ok || wd.Err != nil {
+			t.Fatalf("the recursive watch ended through the DDL: %v", wd)
+		}
+		if string(wd.Contents) == "after" {
+			break
+		}
+	}
+	if s.hub.client.Stats().Resyncs == resyncs {
+		t.Fatal("the hub did not resync on this DDL: this test did not test a resync")
+	}
+}
+
+// A daemon may start before its host's hub: watches fail with the hub error
+// (srvtopo retries) and work once the hub is up; locks need no hub.
+func TestWatch__before_the_hub_starts_is_a_hub_error_and_works_once_it_runs(t *testing.T) {
+	db := openTestDB(t)
+	db.env.Hub.Stop()
+	ctx := t.Context()
+	s := db.newServer(t)
+	if _, err := s.Create(ctx, "keyspaces/ks/Keyspace", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Watch(ctx, "keyspaces/ks/Keyspace")
+	if err == nil || topo.IsErrType(err, topo.Interrupted) || topo.IsErrType(err, topo.NoNode) || !errors.Is(err, topohub.ErrHubLost) {
+		t.Fatalf("Watch with no hub: %v; want an error wrapping topohub.ErrHubLost", err)
+	}
+	if _, _, err := s.WatchRecursive(ctx, "keyspaces"); !errors.Is(err, topohub.ErrHubLost) {
+		t.Fatalf("WatchRecursive with no hub: %v", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ld, err := s.Lock(lctx, "keyspaces/ks", "no hub")
+	if err != nil {
+		t.Fatalf("Lock with no hub: %v", err)
+	}
+	if err := ld.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	db.env.Hub.Restart(t)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	cur, ch, err := s.Watch(wctx, "keyspaces/ks/Keyspace")
+	if err != nil {
+		t.Fatalf("Watch once the hub runs: %v", err)
+	}
+	if string(cur.Contents) != "k" {
+		t.Fatalf("Watch once the hub runs: %q", cur.Contents)
+	}
+	wcancel()
+	if err := drainToEnd(t, ch); !topo.IsErrType(err, topo.Interrupted) {
+		t.Fatalf("cancelled watch ended with %v", err)
 	}
 }

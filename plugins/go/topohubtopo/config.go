@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
@@ -166,6 +168,15 @@ func parseServerAddr(addr string, c Config) (*mysql.Config, string, error) {
 	// Rows matched, not rows changed: a renewal within the same second of a
 	// TIMESTAMP changes nothing and must not read as a lost lock.
 	cfg.ClientFoundRows = true
+	// Strict for this backend's sessions whatever the server's default: a
+	// path too long for its column, or not valid in its character set, must
+	// fail, never be truncated or mangled into another row's key.
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, set := cfg.Params["sql_mode"]; !set {
+		cfg.Params["sql_mode"] = "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package topohubtopo is a Vitess topology backend (a topo.Factory named
 // "topohub") that keeps its data in MySQL or MariaDB, in the tables of the
 // mysqltopo backend (topo_data, topo_locks, topo_elections), and takes its
@@ -38,7 +40,13 @@
 // "/vitess/global/keyspaces/ks/Keyspace"), in topo_data.path and
 // topo_locks.path. An election's row is topo_elections.name =
 // path.Join(root, "elections", name). List and WatchRecursive report the
-// whole key, as etcd2topo does.
+// whole key, as etcd2topo does. The path column compares with the server's
+// collation (case-insensitive by default): lookups here match exact bytes,
+// but two paths that differ only in case cannot both exist.
+//
+// Sessions add STRICT_ALL_TABLES to the server's sql_mode: a path longer
+// than the column (512 characters) or a value larger than MEDIUMBLOB is an
+// error, never a truncated row.
 //
 // # Versions, locks, elections
 //
@@ -60,6 +68,10 @@
 // @@global.gtid_executed); a later Watch waits until the hub has published
 // past it (Sync, then WaitRevision) before it reads its initial value, so a
 // process always watches its own writes.
+//
+// The hub must watch the same schema with its default tables (topo_data,
+// topo_locks, topo_elections as tables 0, 1, 2: topohub.TableData and
+// friends), on this database or a replica of it.
 //
 // When the hub is unreachable, Watch fails with an error that wraps
 // topohub.ErrHubLost, and a running watch that loses the hub ends with that

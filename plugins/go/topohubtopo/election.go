@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
@@ -135,6 +137,13 @@ func (mp *leaderParticipation) WaitForLeadership() (context.Context, error) {
 			log.Warn(fmt.Sprintf("topohubtopo: giving up leadership of %s: %v (it expires by itself)", mp.name, err))
 		}
 	}
+	select {
+	case <-mp.stop:
+		// Stop came as the row went in: give it back, say Interrupted.
+		leading()
+		return nil, topo.NewError(topo.Interrupted, mp.name)
+	default:
+	}
 	if !mp.s.goTracked(leading) {
 		lcancel()
 		mp.calls.Done()
@@ -157,7 +166,7 @@ func (mp *leaderParticipation) renew() (lost bool) {
 		case <-t.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(context.Background(), min(every, renewTimeout))
 		res, err := mp.s.db.ExecContext(ctx, mp.s.q.elecRenew, mp.secs(), mp.name, mp.id)
 		cancel()
 		if err == nil {
@@ -206,12 +215,28 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 		return nil, mp.s.errClosed(mp.name)
 	}
 	out := make(chan string, 8)
+	// Close must not wait for a query stuck on an unreachable server.
+	ctx, cancel := mp.s.untilClosed(ctx)
 	w := mp.s.newRowWaiter(ctx, topohub.TableElections, mp.name)
+	// The leader at the time of the call is read here, not by the goroutine:
+	// it is the first thing the caller is told, even if it stops at once.
+	last, err := mp.GetCurrentLeaderID(ctx)
+	if err != nil {
+		w.stop()
+		cancel()
+		return nil, err
+	}
+	if last != "" {
+		out <- last
+	}
 	ok := mp.s.goTracked(func() {
 		defer close(out)
+		defer cancel()
 		defer w.stop()
-		last := ""
 		for {
+			if w.wait(ctx, mp.s.closed) != nil {
+				return
+			}
 			id, err := mp.GetCurrentLeaderID(ctx)
 			if err == nil && id != "" && id != last {
 				last = id
@@ -223,13 +248,11 @@ func (mp *leaderParticipation) WaitForNewLeader(ctx context.Context) (<-chan str
 					return
 				}
 			}
-			if w.wait(ctx, mp.s.closed) != nil {
-				return
-			}
 		}
 	})
 	if !ok {
 		w.stop()
+		cancel()
 		return nil, mp.s.errClosed(mp.name)
 	}
 	return out, nil

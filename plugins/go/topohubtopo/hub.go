@@ -1,7 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sync"
@@ -80,7 +83,10 @@ func (s *Server) hubClient(ctx context.Context) (*topohub.Client, error) {
 // it and keeps serving its cached value meanwhile, where topo.Interrupted
 // would stop it for good.
 func hubError(p string, err error) error {
-	return fmt.Errorf("topohubtopo: watch %s: hub %w (%v)", p, topohub.ErrHubLost, err)
+	if err == nil || errors.Is(err, topohub.ErrHubLost) {
+		return fmt.Errorf("topohubtopo: watch %s: %w", p, topohub.ErrHubLost)
+	}
+	return fmt.Errorf("topohubtopo: watch %s: %w: %v", p, topohub.ErrHubLost, err)
 }
 
 // readYourWrites waits until the hub and this client have delivered every

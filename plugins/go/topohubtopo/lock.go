@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
@@ -19,8 +21,11 @@ func (s *Server) Lock(ctx context.Context, dirPath, contents string) (topo.LockD
 	return s.lock(ctx, dirPath, contents, s.cfg.LockTTL, true, false)
 }
 
-// LockWithTTL is part of topo.Conn.
+// LockWithTTL is part of topo.Conn. A TTL of zero or less is the default's.
 func (s *Server) LockWithTTL(ctx context.Context, dirPath, contents string, ttl time.Duration) (topo.LockDescriptor, error) {
+	if ttl <= 0 {
+		ttl = s.cfg.LockTTL
+	}
 	return s.lock(ctx, dirPath, contents, ttl, true, false)
 }
 
@@ -151,7 +156,7 @@ func (ld *lockDescriptor) renew() {
 		case <-t.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(context.Background(), min(every, renewTimeout))
 		res, err := ld.s.db.ExecContext(ctx, ld.s.q.lockRenew, ld.secs, ld.key, ld.contents, ld.created)
 		cancel()
 		if err == nil {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 // database/sql with github.com/go-sql-driver/mysql rather than Vitess's own
@@ -121,6 +123,19 @@ func (s *Server) goTracked(f func()) bool {
 	return true
 }
 
+// untilClosed is ctx, also cancelled when the Server closes.
+func (s *Server) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() { // ends with ctx: the caller's cancel, or this one
+		select {
+		case <-s.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (s *Server) isClosed() bool {
 	select {
 	case <-s.closed:
@@ -205,6 +220,9 @@ func ttlSeconds(d time.Duration) int64 {
 	}
 	return s
 }
+
+// renewTimeout bounds one renewal statement (Close waits for the renewer).
+const renewTimeout = 5 * time.Second
 
 // safeTTL is how long a holder may count on a row it last renewed: the server
 // truncates NOW() to the second of the TIMESTAMP, so the row may expire up to

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package topohubtopo
 
 import (
@@ -42,8 +44,8 @@ func openTestDB(t *testing.T) *testDB {
 		User:         "vt",
 		Password:     password,
 		Socket:       env.Hub.Socket,
-		LockTTL:      3 * time.Second,
-		ElectionTTL:  3 * time.Second,
+		LockTTL:      10 * time.Second, // renewals must survive a loaded test machine
+		ElectionTTL:  6 * time.Second,
 		PollInterval: 500 * time.Millisecond,
 		SyncTimeout:  10 * time.Second,
 		// Watch with the hub down waits this long for an initial value.

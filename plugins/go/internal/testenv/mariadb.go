@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testenv runs the real things the Go tests need: a private MariaDB
 // server and the real topohubd, each in a temporary folder, configured as the
 // C tests configure them (tests/support/mariadb.c, tests/support/hub_proc.c).

@@ -1,0 +1,930 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Tests for topohubd against hostile peers (issue 13; ../shared/DESIGN.md,
+ * "What a reader can never do"): a reader that abuses what it was handed
+ * (slot page, wake-up descriptor, control socket), clients that flood the
+ * socket or hoard snapshots, a server that asks for the password in clear
+ * text. The real hub binary against a private MariaDB; every test starts a
+ * hub of its own, so that one a test wedges cannot fail the next.
+ *
+ * The slot page layout below is ring.c's (private to the ring; a hostile
+ * reader knows it anyway): the tests write into it as an attacker would.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol/protocol.h"
+#include "shm/ring.h"
+#include "common/th_error.h"
+#include "common/th_time.h"
+#include "tests/support/hub_check.h"
+#include "tests/support/hub_proc.h"
+#include "tests/support/mariadb.h"
+
+/* ring.c's slot page (see its layout comment). */
+#define SLOT_READ_POS 0
+#define SLOT_SLEEP_WORD 64
+#define SLOT_EVICT_ACK 68
+#define SLOT_TIMEOUT_NS 72
+#define SLOT_EVICT_SEQ 128
+
+struct shared {
+	struct th_mariadb *db;
+	char why[2048];
+};
+
+static int setup(void **state)
+{
+	struct shared *sh = calloc(1, sizeof *sh);
+	if (!sh)
+		return -1;
+	*state = sh;
+	int rc = th_mariadb_start(NULL, &sh->db, sh->why, sizeof sh->why);
+	if (rc != 0) {
+		if (rc < 0)
+			fprintf(stderr, "th_mariadb_start: %s: %s\n", th_errname(rc), sh->why);
+		sh->db = NULL;
+		return 0;
+	}
+	if (th_mariadb_create_topo_schema(sh->db, NULL) != 0) {
+		snprintf(sh->why, sizeof sh->why, "topo schema: %s", sh->db->err);
+		th_mariadb_stop(sh->db);
+		sh->db = NULL;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct shared *sh = *state;
+	th_mariadb_stop(sh->db);
+	free(sh);
+	return 0;
+}
+
+static struct shared *need(void **state)
+{
+	struct shared *sh = *state;
+	if (!sh->db) {
+		print_message("skip: %s\n", sh->why[0] ? sh->why : "no MariaDB");
+		skip();
+	}
+	return sh;
+}
+
+static void sql(struct shared *sh, const char *q)
+{
+	if (th_mariadb_sql(sh->db, "%s", q) != 0)
+		fail_msg("%s: %s", q, sh->db->err);
+}
+
+static const char *const base_args[] = { "--reader-timeout-min-ms=5", "--monitor-interval-us=500", NULL };
+
+static struct th_hub_proc *hub_start(struct shared *sh, const char *const *args, const char *extra_config)
+{
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = args ? args : base_args,
+					 .extra_config = extra_config };
+	struct th_hub_proc *h;
+	char why[2048];
+	if (th_hub_proc_start(&o, &h, why, sizeof why) < 0)
+		fail_msg("hub: %s", why);
+	return h;
+}
+
+/* SIGTERM, and the hub must be gone within 10 s with status 0 (then freed). */
+static void hub_stop_checked(struct th_hub_proc *h)
+{
+	assert_int_equal(kill(h->pid, SIGTERM), 0);
+	int st = 0;
+	int rc = th_hub_proc_wait(h, 10000, &st);
+	char tail[3000];
+	if (rc != 0)
+		fail_msg("the hub did not stop within 10 s of SIGTERM: %s", th_hub_proc_log_tail(h, tail, sizeof tail));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || th_hub_proc_sanitizer_report(h))
+		fail_msg("hub ended badly (status 0x%x): %s", st, th_hub_proc_log_tail(h, tail, sizeof tail));
+	th_hub_proc_free(h);
+}
+
+static void open_reader(struct th_hub_proc *h, struct th_test_reader *tr, uint64_t timeout_ns, const char *name)
+{
+	char why[512];
+	if (th_test_reader_open(tr, h->socket, timeout_ns, name, why, sizeof why) != 0)
+		fail_msg("%s", why);
+}
+
+static void next_rec(struct th_test_reader *tr, struct th_test_rec *r, int wait_ms)
+{
+	int rc = th_test_reader_next(tr, r, wait_ms);
+	if (rc != 1)
+		fail_msg("no record from the ring within %d ms: %s", wait_ms, rc ? th_strerror(rc) : "timeout");
+}
+
+/* A JSON number after "key": in text (first occurrence after from), or UINT64_MAX. */
+static uint64_t json_u64(const char *text, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	const char *p = strstr(text, pat);
+	return p ? strtoull(p + strlen(pat), NULL, 10) : UINT64_MAX;
+}
+
+static uint64_t stat_u64(struct th_hub_proc *h, const char *key)
+{
+	struct th_ctl *c;
+	if (th_ctl_connect(h->socket, &c) != 0)
+		fail_msg("connect %s", h->socket);
+	char *json;
+	if (th_ctl_json(c, TH_MSG_STATS, &json) != 0)
+		fail_msg("STATS: %s", th_ctl_error(c));
+	uint64_t v = json_u64(json, key);
+	free(json);
+	th_ctl_close(c);
+	if (v == UINT64_MAX)
+		fail_msg("no %s in STATS", key);
+	return v;
+}
+
+/* An attacker: the three descriptors as handed over, the slot mapped by hand. */
+struct attacker {
+	struct th_ctl *c;
+	struct th_msg_attach_reply att;
+	struct th_ring_reader_fds fds;
+	struct th_ring_reader *r;        /* a ring reader on the same descriptors */
+	uint8_t *slot;                   /* read-write */
+};
+
+/* 0, or a negative code with why (no cmocka calls: used from threads too). */
+static int attacker_try_open(struct th_hub_proc *h, struct attacker *a, uint64_t timeout_ns, char *why, size_t len)
+{
+	memset(a, 0, sizeof *a);
+	int rc = th_ctl_connect(h->socket, &a->c);
+	if (rc != 0) {
+		snprintf(why, len, "connect: %s", th_strerror(rc));
+		return rc;
+	}
+	rc = th_ctl_attach(a->c, timeout_ns, (uint32_t)getpid(), "attacker", &a->att, &a->fds, 5000);
+	if (rc != 0) {
+		snprintf(why, len, "ATTACH: %s", th_strerror(rc));
+		th_ctl_close(a->c);
+		return rc;
+	}
+	char err[200];
+	if ((rc = th_ring_reader_open(&a->fds, &a->r, err, sizeof err)) != 0) {
+		snprintf(why, len, "open: %.200s", err);
+		return rc;
+	}
+	a->slot = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, a->fds.slot_fd, 0);
+	if (a->slot == MAP_FAILED) {
+		snprintf(why, len, "mmap: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void attacker_open(struct th_hub_proc *h, struct attacker *a, uint64_t timeout_ns)
+{
+	char why[256];
+	if (attacker_try_open(h, a, timeout_ns, why, sizeof why) != 0)
+		fail_msg("attacker: %s", why);
+}
+
+static void attacker_close(struct attacker *a)
+{
+	th_ring_reader_close(a->r);
+	munmap(a->slot, 4096);
+	close(a->fds.ring_fd);
+	close(a->fds.slot_fd);
+	close(a->fds.event_fd);
+	th_ctl_close(a->c);
+}
+
+static _Atomic uint32_t *slot32(struct attacker *a, size_t off)
+{
+	return (_Atomic uint32_t *)(void *)(a->slot + off);
+}
+
+static _Atomic uint64_t *slot64(struct attacker *a, size_t off)
+{
+	return (_Atomic uint64_t *)(void *)(a->slot + off);
+}
+
+/* ---- 1: a wake-up descriptor the reader made blocking ------------------- */
+
+static void test_hostile__a_reader_that_blocks_its_wakeup_fd_stops_nothing(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	struct th_test_reader honest;
+	open_reader(h, &honest, 10ull * 1000000000u, "honest");
+	struct attacker a;
+	attacker_open(h, &a, 60ull * 1000000000u);
+	/* What the issue did: clear O_NONBLOCK on the shared description and
+	 * fill an eventfd's counter to its maximum, then sleep in fd mode and
+	 * never read. (On a descriptor that is not an eventfd the write fails;
+	 * the flag change is still made.) */
+	int fl = fcntl(a.fds.event_fd, F_GETFL);
+	assert_true(fl >= 0);
+	assert_int_equal(fcntl(a.fds.event_fd, F_SETFL, fl & ~O_NONBLOCK), 0);
+	uint64_t max = 0xfffffffffffffffeull;
+	ssize_t wr = write(a.fds.event_fd, &max, sizeof max);
+	(void)wr;
+	for (int i = 0; i < 5; i++) {
+		/* Skip what was published, then sleep again (a new sleep word: the
+		 * hub writes to it once per sleep). */
+		struct th_ring_record rr;
+		uint8_t b[4096];
+		while (th_ring_read(a.r, &rr, b, sizeof b) == 1)
+			;
+		assert_int_equal(th_ring_reader_arm(a.r), 0);
+		char q[128], key[32];
+		snprintf(key, sizeof key, "/blockfd/%d", i);
+		snprintf(q, sizeof q, "INSERT INTO topo.topo_data (path, data) VALUES ('%s', 'v')", key);
+		sql(sh, q);
+		struct th_test_rec r;
+		next_rec(&honest, &r, 5000);
+		assert_string_equal(r.key, key);
+		th_test_rec_free(&r);
+	}
+	/* The control thread answers, the monitor too (READERS takes its lock). */
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	char *json;
+	assert_int_equal(th_ctl_json(c, TH_MSG_READERS, &json), 0);
+	assert_non_null(strstr(json, "\"attacker\""));
+	free(json);
+	assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
+	assert_true(json_u64(json, "records") >= 5);
+	free(json);
+	th_ctl_close(c);
+	th_test_reader_close(&honest);
+	hub_stop_checked(h);
+	attacker_close(&a);
+}
+
+/* ---- 2: eviction ping-pong ------------------------------------------------ */
+
+struct sleeper {
+	struct th_test_reader *tr;
+	pid_t tid;
+	_Atomic int started;
+	long switches;   /* voluntary context switches during the wait */
+	int rc;
+};
+
+static long ctxt_switches(pid_t tid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+	FILE *f = fopen(path, "re");
+	long v = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static void *sleeper_main(void *arg)
+{
+	struct sleeper *s = arg;
+	s->tid = (pid_t)syscall(SYS_gettid);
+	long before = ctxt_switches(s->tid);
+	atomic_store(&s->started, 1);
+	s->rc = th_ring_wait(s->tr->r, TH_RING_WAIT_FUTEX, 1500ll * 1000000, 0);
+	s->switches = ctxt_switches(s->tid) - before;
+	return NULL;
+}
+
+static void test_hostile__reacknowledging_an_eviction_without_moving_counts_once_and_wakes_no_one(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	struct th_test_reader honest;
+	open_reader(h, &honest, 10ull * 1000000000u, "honest");
+	struct attacker a;
+	attacker_open(h, &a, 10ull * 1000000);
+	uint64_t ev0 = stat_u64(h, "evictions");
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/pingpong', 'v')");
+	struct th_test_rec r;
+	next_rec(&honest, &r, 5000);
+	th_test_rec_free(&r);
+	/* The attacker reads nothing: evicted after 10 ms. */
+	for (int i = 0; i < 3000 && atomic_load(slot32(&a, SLOT_EVICT_SEQ)) == 0; i++)
+		usleep(1000);
+	assert_int_not_equal(atomic_load(slot32(&a, SLOT_EVICT_SEQ)), 0);
+	/* The honest reader sleeps on the futex while the attacker, for 1.5 s,
+	 * acknowledges every eviction it sees without moving. */
+	struct sleeper s = { .tr = &honest };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, sleeper_main, &s), 0);
+	while (!atomic_load(&s.started))
+		usleep(100);
+	uint64_t end = th_now_ns() + 1500ull * 1000000;
+	unsigned acks = 0;
+	while (th_now_ns() < end) {
+		uint32_t seq = atomic_load(slot32(&a, SLOT_EVICT_SEQ));
+		if (atomic_load(slot32(&a, SLOT_EVICT_ACK)) != seq) {
+			atomic_store(slot32(&a, SLOT_EVICT_ACK), seq);
+			acks++;
+		}
+		usleep(100);
+	}
+	pthread_join(t, NULL);
+	uint64_t evictions = stat_u64(h, "evictions") - ev0;
+	print_message("acknowledgments %u, evictions %" PRIu64 ", the sleeper's voluntary context switches %ld "
+		      "(wait returned %d)\n", acks, evictions, s.switches, s.rc);
+	assert_int_equal(evictions, 1);
+	assert_int_equal(s.rc, 0);
+	assert_true(s.switches >= 0 && s.switches <= 5);
+	/* READERS counts its evictions from the hub's side, not from the slot. */
+	atomic_store(slot32(&a, SLOT_EVICT_SEQ + 8), 777777); /* the slot's "evictions" mirror */
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	char *json;
+	assert_int_equal(th_ctl_json(c, TH_MSG_READERS, &json), 0);
+	assert_null(strstr(json, "777777"));
+	free(json);
+	th_ctl_close(c);
+	th_test_reader_close(&honest);
+	attacker_close(&a);
+	hub_stop_checked(h);
+}
+
+/* ---- 8: lag from a position the reader chose ------------------------------- */
+
+static void test_hostile__a_read_position_inside_a_record_changes_no_ones_lag(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	struct th_test_reader honest;
+	open_reader(h, &honest, 10ull * 1000000000u, "honest");
+	struct attacker a;
+	attacker_open(h, &a, 60ull * 1000000000u);
+	/* A record whose payload is mostly zero bytes: read as a publish time,
+	 * any word of it is "published at boot". */
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/lag/zeros', REPEAT(CHAR(0), 8192))");
+	struct th_test_rec r;
+	next_rec(&honest, &r, 5000);
+	th_test_rec_free(&r);
+	/* Inside the record, 8-aligned, deep in the zeros. */
+	atomic_store(slot64(&a, SLOT_READ_POS), a.att.start_pos + 4096);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	for (int i = 0; i < 20; i++) {
+		char *json;
+		assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
+		uint64_t max_lag = json_u64(json, "max_lag_ns");
+		free(json);
+		assert_int_equal(th_ctl_json(c, TH_MSG_READERS, &json), 0);
+		/* Every reader's lag_ns is bounded by the test's own duration. */
+		for (const char *p = strstr(json, "\"lag_ns\":"); p; p = strstr(p + 1, "\"lag_ns\":")) {
+			uint64_t v = strtoull(p + 9, NULL, 10);
+			if (v > 10ull * 1000000000u)
+				fail_msg("a reader shows a lag of %.1f s: %s", (double)v / 1e9, json);
+		}
+		free(json);
+		if (max_lag > 10ull * 1000000000u)
+			fail_msg("max_lag_ns %.1f s from a bogus position", (double)max_lag / 1e9);
+		usleep(10000);
+	}
+	th_ctl_close(c);
+	/* The honest reader is unaffected and still served. */
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/lag/after', 'x')");
+	next_rec(&honest, &r, 5000);
+	assert_string_equal(r.key, "/lag/after");
+	th_test_rec_free(&r);
+	th_test_reader_close(&honest);
+	attacker_close(&a);
+	hub_stop_checked(h);
+}
+
+/* ---- 3: the open-file limit ----------------------------------------------- */
+
+static double hub_cpu_s(pid_t pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long ut = 0, st = 0;
+	/* after ") ": state(3) ... utime is field 14, stime 15 */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int nb_connect(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_un ad = { .sun_family = AF_UNIX };
+	snprintf(ad.sun_path, sizeof ad.sun_path, "%s", path);
+	if (connect(fd, (struct sockaddr *)&ad, sizeof ad) != 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* An allowed client gets STATS within wait_ms (retrying). */
+static bool served_within(struct th_hub_proc *h, int wait_ms)
+{
+	uint64_t end = th_now_ns() + (uint64_t)wait_ms * 1000000u;
+	do {
+		struct th_ctl *c;
+		if (th_ctl_connect(h->socket, &c) == 0) {
+			char *json;
+			int rc = th_ctl_json(c, TH_MSG_STATS, &json);
+			th_ctl_close(c);
+			if (rc == 0) {
+				free(json);
+				return true;
+			}
+		}
+		usleep(20000);
+	} while (th_now_ns() < end);
+	return false;
+}
+
+static void test_hostile__1100_connections_under_an_open_file_limit_of_1024_make_no_busy_loop(void **state)
+{
+	struct shared *sh = need(state);
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	if (old.rlim_cur < 1300)
+		fail_msg("the test needs 1300 descriptors; it has %llu", (unsigned long long)old.rlim_cur);
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--idle-timeout-ms=500", NULL };
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = args, .nofile_limit = 1024 };
+	struct th_hub_proc *h;
+	char why[2048];
+	if (th_hub_proc_start(&o, &h, why, sizeof why) < 0)
+		fail_msg("hub: %s", why);
+	int fds[1100], n = 0;
+	/* The backlog (512) fills faster than any hub accepts: retry on EAGAIN. */
+	uint64_t until = th_now_ns() + 3000ull * 1000000;
+	while (n < 1100 && th_now_ns() < until) {
+		int fd = nb_connect(h->socket);
+		if (fd >= 0)
+			fds[n++] = fd;
+		else if (fd == -EAGAIN)
+			usleep(1000);
+		else
+			fail_msg("connect: %s", strerror(-fd));
+	}
+	usleep(300000);
+	double c0 = hub_cpu_s(h->pid);
+	usleep(1000000);
+	double used = hub_cpu_s(h->pid) - c0;
+	print_message("%d connections made; the hub used %.3f s of CPU in 1 s\n", n, used);
+	assert_true(c0 >= 0);
+	assert_true(used < 0.3);
+	assert_true(served_within(h, 5000));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	hub_stop_checked(h);
+}
+
+/* ---- 4: refused peers ------------------------------------------------------ */
+
+static void test_hostile__4200_refused_connections_leave_room_for_an_allowed_client(void **state)
+{
+	struct shared *sh = need(state);
+	if (geteuid() != 0) {
+		print_message("skip: needs root to connect as another uid\n");
+		skip();
+	}
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	int go[2], done[2];
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit lim = { 8192, 8192 };
+		setrlimit(RLIMIT_NOFILE, &lim);
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(1);
+		int n = 0;
+		uint64_t until = th_now_ns() + 5000ull * 1000000;
+		while (n < 4200 && th_now_ns() < until) {
+			int fd = nb_connect(h->socket);
+			if (fd >= 0)
+				n++;
+			else if (fd == -EAGAIN)
+				usleep(1000); /* the backlog is full: let the hub accept */
+			else
+				break;
+		}
+		if (write(done[1], &n, sizeof n) != sizeof n)
+			_exit(2);
+		char b;
+		if (read(go[0], &b, 1) < 0)
+			_exit(3);
+		_exit(0); /* holds every connection until told */
+	}
+	int n = 0;
+	assert_int_equal(read(done[0], &n, sizeof n), (ssize_t)sizeof n);
+	usleep(200000);
+	bool ok = served_within(h, 5000);
+	uint64_t clients = stat_u64(h, "clients"), refused = stat_u64(h, "refused");
+	print_message("%d refused connections made; clients %" PRIu64 ", refused %" PRIu64 "\n", n, clients, refused);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	int st;
+	waitpid(pid, &st, 0);
+	close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+	assert_true(ok);
+	assert_true(clients < 100);
+	hub_stop_checked(h);
+}
+
+/* ---- 5: the password in /proc/PID/environ ---------------------------------- */
+
+static void test_hostile__the_password_is_not_in_the_hubs_environ(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)h->pid);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		/* Not readable by us at all (a non-dumpable hub, not root): fine. */
+		assert_int_equal(errno, EACCES);
+	} else {
+		static char buf[1 << 16];
+		size_t n = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		assert_true(n > 0);
+		assert_null(memmem(buf, n, sh->db->password, strlen(sh->db->password)));
+	}
+	hub_stop_checked(h);
+}
+
+/* ---- 6: a server that asks for mysql_clear_password ------------------------ */
+
+struct fake_server {
+	int listen_fd;
+	unsigned port;
+	_Atomic int conns;      /* connections that got as far as the auth switch */
+	_Atomic int leaked;     /* connections after whose switch the password arrived */
+	_Atomic int stop;
+	const char *password;
+	pthread_t t;
+};
+
+static void put3(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16);
+}
+
+static ssize_t read_some(int fd, uint8_t *buf, size_t cap, int wait_ms)
+{
+	size_t got = 0;
+	uint64_t end = th_now_ns() + (uint64_t)wait_ms * 1000000u;
+	while (got < cap) {
+		uint64_t now = th_now_ns();
+		if (now >= end)
+			break;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+			break;
+		ssize_t n = recv(fd, buf + got, cap - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got >= 4 && got >= 4 + (size_t)(buf[0] | buf[1] << 8 | buf[2] << 16))
+			break; /* one whole packet */
+	}
+	return (ssize_t)got;
+}
+
+static void fake_one(struct fake_server *fs, int fd)
+{
+	/* Protocol 10 handshake, mysql_native_password, 20-byte scramble. */
+	uint8_t pkt[256], *p = pkt + 4;
+	*p++ = 10;
+	memcpy(p, "5.7.99-fake", 12), p += 12;
+	memset(p, 0, 4), p += 4;                    /* connection id */
+	memcpy(p, "abcdefgh", 8), p += 8;           /* scramble part 1 */
+	*p++ = 0;
+	/* LONG_PASSWORD, LONG_FLAG, PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH,
+	 * PLUGIN_AUTH_LENENC_CLIENT_DATA */
+	uint32_t caps = 0x0001 | 0x0004 | 0x0200 | 0x8000 | 0x00080000 | 0x00200000;
+	*p++ = (uint8_t)caps, *p++ = (uint8_t)(caps >> 8);
+	*p++ = 33;                                  /* charset */
+	*p++ = 2, *p++ = 0;                         /* status */
+	*p++ = (uint8_t)(caps >> 16), *p++ = (uint8_t)(caps >> 24);
+	*p++ = 21;                                  /* auth data length */
+	memset(p, 0, 10), p += 10;
+	memcpy(p, "ijklmnopqrst", 12), p += 12;     /* scramble part 2 */
+	*p++ = 0;
+	memcpy(p, "mysql_native_password", 22), p += 22;
+	put3(pkt, (uint32_t)(p - pkt - 4));
+	pkt[3] = 0;
+	if (send(fd, pkt, (size_t)(p - pkt), MSG_NOSIGNAL) < 0)
+		return;
+	uint8_t in[4096];
+	if (read_some(fd, in, sizeof in, 3000) <= 4)
+		return;
+	/* Auth switch request to mysql_clear_password. */
+	p = pkt + 4;
+	*p++ = 0xfe;
+	memcpy(p, "mysql_clear_password", 21), p += 21;
+	put3(pkt, (uint32_t)(p - pkt - 4));
+	pkt[3] = 2;
+	if (send(fd, pkt, (size_t)(p - pkt), MSG_NOSIGNAL) < 0)
+		return;
+	atomic_fetch_add(&fs->conns, 1);
+	ssize_t n = read_some(fd, in, sizeof in, 2000);
+	if (n > 0 && memmem(in, (size_t)n, fs->password, strlen(fs->password)))
+		atomic_fetch_add(&fs->leaked, 1);
+	/* Whatever it sent: access denied. */
+	static const uint8_t deny[] = { 0x17, 0, 0, 4, 0xff, 0x15, 0x04, '#', '2', '8', '0', '0', '0',
+					'A', 'c', 'c', 'e', 's', 's', ' ', 'd', 'e', 'n', 'i', 'e', 'd' };
+	if (send(fd, deny, sizeof deny, MSG_NOSIGNAL) < 0)
+		return;
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake_server *fs = arg;
+	while (!atomic_load(&fs->stop)) {
+		struct pollfd p = { .fd = fs->listen_fd, .events = POLLIN };
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		int fd = accept4(fs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		fake_one(fs, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing(void **state)
+{
+	struct shared *sh = need(state);
+	struct fake_server fs = { .password = "hostile-Clear-Text-pw-4711" };
+	fs.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fs.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t al = sizeof a;
+	assert_int_equal(getsockname(fs.listen_fd, (struct sockaddr *)&a, &al), 0);
+	assert_int_equal(listen(fs.listen_fd, 16), 0);
+	fs.port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&fs.t, NULL, fake_main, &fs), 0);
+	/* A source that is the fake server: a copy of the real one with its port. */
+	struct th_mariadb fake = *sh->db;
+	fake.port = fs.port;
+	struct th_mariadb *src[1] = { &fake };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .tcp = true, .password = fs.password,
+					 .no_wait = true, .extra_args = base_args };
+	struct th_hub_proc *h;
+	char why[2048];
+	if (th_hub_proc_start(&o, &h, why, sizeof why) < 0)
+		fail_msg("hub: %s", why);
+	for (int i = 0; i < 500 && atomic_load(&fs.conns) < 2; i++)
+		usleep(10000);
+	/* The hub may have given up already (a server that refuses it); either way. */
+	th_hub_proc_kill(h);
+	th_hub_proc_free(h);
+	atomic_store(&fs.stop, 1);
+	pthread_join(fs.t, NULL);
+	close(fs.listen_fd);
+	print_message("%d connections were asked for the clear-text password; %d sent it\n",
+		      atomic_load(&fs.conns), atomic_load(&fs.leaked));
+	assert_true(atomic_load(&fs.conns) >= 1);
+	assert_int_equal(atomic_load(&fs.leaked), 0);
+}
+
+/* ---- 7: a snapshot hoarder -------------------------------------------------- */
+
+static void test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound(void **state)
+{
+	struct shared *sh = need(state);
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--snapshot-bytes-max=1M",
+					    "--snapshot-window-ms=60000", NULL };
+	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/hoard/%'");
+	for (int i = 0; i < 8; i++) {
+		char q[160];
+		snprintf(q, sizeof q,
+			 "INSERT INTO topo.topo_data (path, data) VALUES ('/hoard/%d', REPEAT('h', 16000))", i);
+		sql(sh, q);
+	}
+	struct th_hub_proc *h = hub_start(sh, args, NULL);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	static struct th_ctl_snapshot kept[400];
+	uint64_t bytes = 0, one = 0;
+	int n = 0, rc = 0;
+	for (n = 0; n < 400; n++) {
+		rc = th_ctl_snapshot(c, TH_MSG_SNAPSHOT, 0, "/hoard/", 7, &kept[n], 5000);
+		if (rc != 0)
+			break;
+		one = kept[n].reply.bytes;
+		bytes += one;
+	}
+	print_message("%d snapshots of %" PRIu64 " bytes kept (%" PRIu64 " in all), then %s\n", n, one, bytes,
+		      rc ? th_strerror(rc) : "no refusal");
+	assert_int_equal(rc, -ENOBUFS);
+	assert_true(one >= 128000);
+	assert_true(bytes <= (1u << 20) + one);
+	/* A new connection of the same uid is cut off too (the bound is per uid). */
+	struct th_ctl *c2;
+	assert_int_equal(th_ctl_connect(h->socket, &c2), 0);
+	struct th_ctl_snapshot s2;
+	assert_int_equal(th_ctl_snapshot(c2, TH_MSG_SNAPSHOT, 0, "/hoard/", 7, &s2, 5000), -ENOBUFS);
+	/* Everything else still works for it. */
+	char *json;
+	assert_int_equal(th_ctl_json(c2, TH_MSG_STATS, &json), 0);
+	free(json);
+	th_ctl_close(c2);
+	for (int i = 0; i < n; i++)
+		th_ctl_snapshot_free(&kept[i]);
+	th_ctl_close(c);
+	hub_stop_checked(h);
+}
+
+/* ---- soak: every slot-page attack at once ----------------------------------- */
+
+struct soak_attacker {
+	struct th_hub_proc *h;
+	_Atomic int stop;
+	unsigned rounds;
+	int failed;      /* an attach failed: the hub stopped serving */
+	char why[256];
+};
+
+static void *soak_main(void *arg)
+{
+	struct soak_attacker *sa = arg;
+	uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)th_now_ns();
+	while (!atomic_load(&sa->stop)) {
+		struct attacker a;
+		if ((sa->failed = attacker_try_open(sa->h, &a, (x & 1) ? 0 : UINT64_MAX, sa->why, sizeof sa->why)) != 0)
+			break;
+		int fl = fcntl(a.fds.event_fd, F_GETFL);
+		fcntl(a.fds.event_fd, F_SETFL, fl & ~O_NONBLOCK);
+		uint64_t max = 0xfffffffffffffffeull;
+		ssize_t wr = write(a.fds.event_fd, &max, sizeof max); /* fills an eventfd's counter */
+		(void)wr;
+		uint64_t head = a.att.start_pos;
+		for (int i = 0; i < 2000 && !atomic_load(&sa->stop); i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			switch (x % 8) {
+			case 0: atomic_store(slot64(&a, SLOT_READ_POS), x); break;            /* garbage */
+			case 1: atomic_store(slot64(&a, SLOT_READ_POS), head + (x >> 40) % 4096); break; /* inside */
+			case 2: atomic_store(slot64(&a, SLOT_READ_POS), UINT64_MAX - 7); break;
+			case 3: atomic_store(slot32(&a, SLOT_SLEEP_WORD), (uint32_t)x | 3); break; /* fd sleeper */
+			case 4: atomic_store(slot32(&a, SLOT_SLEEP_WORD), (uint32_t)x | 1); break; /* futex sleeper */
+			case 5: atomic_store(slot32(&a, SLOT_EVICT_ACK), atomic_load(slot32(&a, SLOT_EVICT_SEQ))); break;
+			case 6: atomic_store(slot64(&a, SLOT_TIMEOUT_NS), (x & 2) ? 1 : UINT64_MAX); break;
+			default: atomic_store(slot32(&a, SLOT_EVICT_SEQ), (uint32_t)x); break;
+			}
+			if ((i & 63) == 0)
+				usleep(500);
+		}
+		attacker_close(&a);
+		sa->rounds++;
+	}
+	return NULL;
+}
+
+static void test_hostile__a_soak_of_every_slot_page_attack_leaves_an_honest_view_equal_to_the_tables(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/soak/%'");
+	struct th_test_reader honest;
+	open_reader(h, &honest, 10ull * 1000000000u, "honest");
+	struct soak_attacker sa[3];
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++) {
+		sa[i] = (struct soak_attacker){ .h = h };
+		assert_int_equal(pthread_create(&t[i], NULL, soak_main, &sa[i]), 0);
+	}
+	enum { KEYS = 50, WRITES = 300 };
+	static char seen[KEYS][32];
+	static bool deleted[KEYS];
+	memset(seen, 0, sizeof seen);
+	uint64_t end = th_now_ns() + 4000ull * 1000000;
+	int w = 0;
+	while (w < WRITES || th_now_ns() < end) {
+		if (w < WRITES) {
+			char q[200];
+			int k = w % KEYS;
+			if (w % 7 == 6)
+				snprintf(q, sizeof q, "DELETE FROM topo.topo_data WHERE path = '/soak/%d'", k);
+			else
+				snprintf(q, sizeof q, "INSERT INTO topo.topo_data (path, data) VALUES ('/soak/%d', 'v%d') "
+						      "ON DUPLICATE KEY UPDATE data = 'v%d', version = version + 1", k, w, w);
+			sql(sh, q);
+			w++;
+		}
+		struct th_test_rec r;
+		int rc;
+		while ((rc = th_test_reader_next(&honest, &r, w < WRITES ? 0 : 20)) == 1) {
+			int k;
+			if (r.type == TH_REC_CHANGE && sscanf(r.key, "/soak/%d", &k) == 1 && k >= 0 && k < KEYS) {
+				deleted[k] = r.ch.op == TH_OP_DELETE;
+				snprintf(seen[k], sizeof seen[k], "%.*s", (int)r.ch.value_len, r.value ? (char *)r.value : "");
+			}
+			th_test_rec_free(&r);
+		}
+		if (rc < 0)
+			fail_msg("the honest reader: %s", th_strerror(rc));
+	}
+	for (int i = 0; i < 3; i++) {
+		atomic_store(&sa[i].stop, 1);
+		pthread_join(t[i], NULL);
+	}
+	for (int i = 0; i < 3; i++)
+		if (sa[i].failed)
+			fail_msg("attacker %d: %s", i, sa[i].why);
+	/* Drain to the end, then compare with the table. */
+	char gtid[256];
+	assert_int_equal(th_mariadb_query_value(sh->db, gtid, sizeof gtid, "SELECT @@gtid_binlog_pos"), 0);
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	uint64_t rev;
+	assert_int_equal(th_ctl_sync(c, gtid, 10ll * 1000000000, &rev), 0);
+	th_ctl_close(c);
+	struct th_test_rec r;
+	while (th_test_reader_next(&honest, &r, 200) == 1) {
+		int k;
+		if (r.type == TH_REC_CHANGE && sscanf(r.key, "/soak/%d", &k) == 1 && k >= 0 && k < KEYS) {
+			deleted[k] = r.ch.op == TH_OP_DELETE;
+			snprintf(seen[k], sizeof seen[k], "%.*s", (int)r.ch.value_len, r.value ? (char *)r.value : "");
+		}
+		th_test_rec_free(&r);
+	}
+	for (int k = 0; k < KEYS; k++) {
+		char v[64] = "", q[128];
+		snprintf(q, sizeof q, "SELECT IFNULL((SELECT data FROM topo.topo_data WHERE path = '/soak/%d'), '<none>')", k);
+		assert_int_equal(th_mariadb_query_value(sh->db, v, sizeof v, "%s", q), 0);
+		const char *mine = deleted[k] || !seen[k][0] ? "<none>" : seen[k];
+		if (strcmp(v, mine))
+			fail_msg("/soak/%d: table has '%s', the honest reader '%s'", k, v, mine);
+	}
+	unsigned rounds = sa[0].rounds + sa[1].rounds + sa[2].rounds;
+	print_message("%d writes, %u attacker rounds; the honest view equals the table\n", w, rounds);
+	char why[1024];
+	size_t n;
+	assert_int_equal(th_hub_check_state(h->socket, sh->db, NULL, 10000, &n, why, sizeof why), 0);
+	th_test_reader_close(&honest);
+	hub_stop_checked(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hostile__a_reader_that_blocks_its_wakeup_fd_stops_nothing),
+		cmocka_unit_test(test_hostile__reacknowledging_an_eviction_without_moving_counts_once_and_wakes_no_one),
+		cmocka_unit_test(test_hostile__a_read_position_inside_a_record_changes_no_ones_lag),
+		cmocka_unit_test(test_hostile__1100_connections_under_an_open_file_limit_of_1024_make_no_busy_loop),
+		cmocka_unit_test(test_hostile__4200_refused_connections_leave_room_for_an_allowed_client),
+		cmocka_unit_test(test_hostile__the_password_is_not_in_the_hubs_environ),
+		cmocka_unit_test(test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing),
+		cmocka_unit_test(test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound),
+		cmocka_unit_test(test_hostile__a_soak_of_every_slot_page_attack_leaves_an_honest_view_equal_to_the_tables),
+	};
+	if (getenv("TH_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
