@@ -31,7 +31,16 @@ import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SYSTEMS = ["topohub", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd"]
+# topohub-go right after topohub: adjacent points see the same host.
+SYSTEMS = ["topohub", "topohub-go", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd-json", "etcd-grpc",
+           "vitess-etcd2topo", "vitess-topohub"]
+C_HUB = ("topohub", "topohub-nospin")              # build/topohub-bench e2e sub --system topohub
+ETCD_SYSTEMS = ("etcd-json", "etcd-grpc", "vitess-etcd2topo")
+HUB_SYSTEMS = C_HUB + ("socket", "topohub-go", "vitess-topohub")
+NEW = ("topohub-go", "etcd-grpc", "vitess-etcd2topo", "vitess-topohub")
+# The Go subscribers (bench/go), one binary each so that a process links only what it uses.
+GO_BIN = {"topohub-go": "topohub-bench-go", "etcd-grpc": "topohub-bench-etcd",
+          "vitess-etcd2topo": "topohub-bench-vitess", "vitess-topohub": "topohub-bench-vitess"}
 PREFIX = "/bench/e2e"
 GRACE_S = 2.0          # after the writer: how long subscribers may take to catch up
 SOCKET_HUB_ARGS = ("--bench-socket-fanout", "true")
@@ -346,8 +355,18 @@ class Env:
 
 
 def sub_argv(env, system, runfile, i, timeout_ms):
-    hub = system.startswith("topohub")
-    a = [env.bench, "e2e", "sub", "--system", "topohub" if hub else system, "--file", runfile,
+    if system in GO_BIN:
+        a = [os.path.join(env.args.build, GO_BIN[system]), "sub", "--system", system, "--file", runfile,
+             "--index", str(i), "--prefix", PREFIX, "--timeout-ms", str(timeout_ms)]
+        if system in HUB_SYSTEMS:
+            a += ["--hub-socket", env.hub.socket]
+        if system in ETCD_SYSTEMS:
+            a += ["--etcd", env.etcd.url]
+        return a
+    hub = system in C_HUB
+    # etcd-json: the C subscriber's system "etcd" (libcurl on the JSON gateway).
+    csys = "topohub" if hub else "etcd" if system == "etcd-json" else system
+    a = [env.bench, "e2e", "sub", "--system", csys, "--file", runfile,
          "--index", str(i), "--prefix", PREFIX]
     if hub:
         a += ["--lib", os.path.join(env.args.build, "libtopohub.so"), "--hub-socket", env.hub.socket,
@@ -358,7 +377,7 @@ def sub_argv(env, system, runfile, i, timeout_ms):
             a += ["--spin-ns", str(spin)]
     if system == "socket":
         a += ["--hub-socket", env.hub.socket]
-    if system == "etcd":
+    if system == "etcd-json":
         a += ["--etcd", env.etcd.url]
     return a
 
@@ -373,15 +392,16 @@ def run_point(env, pt, fault=None):
     if fault:
         label["fault"] = fault
     rec = {"name": "e2e", **label}
-    env.want_etcd(system == "etcd")
+    env.want_etcd(system in ETCD_SYSTEMS)
     # socket: the same hub in its benchmark mode, records over each subscriber's
     # control connection instead of the ring (hub/protocol.h STREAM).
-    env.want_hub(system.startswith("topohub") or system == "socket",
-                 SOCKET_HUB_ARGS if system == "socket" else ())
-    server = env.etcd if system == "etcd" else env.db
+    env.want_hub(system in HUB_SYSTEMS, SOCKET_HUB_ARGS if system == "socket" else ())
+    server = env.etcd if system in ETCD_SYSTEMS else env.db
     penv = env.db.env()
     wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"])]
-    if system == "etcd":
+    if system in ETCD_SYSTEMS:
+        # Every etcd peer is written by the same C writer (a PUT through the
+        # JSON gateway per update, its response the commit's return).
         wargs += ["--etcd", env.etcd.url]
     subprocess.run([env.bench, "e2e", "setup", *wargs], env=penv, check=True)
 
@@ -506,6 +526,207 @@ def run_point(env, pt, fault=None):
     return rec
 
 
+# ---- the Vitess-shaped scenario (bench/go/cmd/topohub-bench-vitess/vitess.go) ----
+
+VITESS_SYSTEMS = ("vitess-topohub", "vitess-etcd2topo")
+VITESS_SHARDS = 4     # per keyspace, as vitess.go: a reshard burst writes this + 2 files
+
+
+def proc_threads(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def tcp_conns(port):
+    """Established TCP connections whose local port is port (the server's side)."""
+    n = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    p = line.split()
+                    if p[3] == "01" and int(p[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except (OSError, StopIteration):
+            pass
+    return n
+
+
+def run_vitess_point(env, vp, fault=None):
+    """One point of the Vitess-shaped scenario: vp = {system, subs, seconds,
+    bursts_per_s}. fault 'stop': process 0 (a vtgate) is stopped with SIGSTOP
+    at 25% of the writer's run and continued at 60%; the others' latency is
+    measured without it, and its convergence after SIGCONT."""
+    system, n = vp["system"], vp["subs"]
+    rec = {"name": "vitess", **{k: vp[k] for k in ("system", "subs", "seconds", "bursts_per_s")}}
+    if fault:
+        rec["fault"] = fault
+    vbin = os.path.join(env.args.build, GO_BIN[system])
+    env.want_etcd(system == "vitess-etcd2topo")
+    env.want_hub(system == "vitess-topohub")
+    server = env.etcd if system == "vitess-etcd2topo" else env.db
+    penv = env.db.env()
+    conn = ["--system", system]
+    if system == "vitess-etcd2topo":
+        conn += ["--etcd", env.etcd.url]
+    else:
+        conn += ["--hub-socket", env.hub.socket]
+    r = subprocess.run([vbin, "vsetup", *conn], env=penv, capture_output=True, text=True)
+    if r.returncode:
+        rec.update(ok=False, error="vsetup failed: " + r.stderr.strip()[-300:])
+        return rec
+    nb = int(vp["seconds"] * vp["bursts_per_s"])
+    max_seq = nb * (VITESS_SHARDS + 2) + 16
+    path = f"/dev/shm/topohub-e2e-{os.getpid()}.vrun"
+    plan = os.path.join(env.workdir, "vitess-plan.json")
+    rf = RunFile(env.bench, path, n, max_seq)
+    errpath = os.path.join(env.workdir, "subs.log")
+    errlog = open(errpath, "a")
+    errlog_off = errlog.tell()
+    subs = []
+    t_spawn = time.time()
+    try:
+        for i in range(n):
+            subs.append(subprocess.Popen([vbin, "vsub", *conn, "--file", path, "--index", str(i),
+                                          "--subs", str(n)], env=penv, stdout=subprocess.DEVNULL, stderr=errlog))
+        deadline = time.time() + 60 + n * 0.5
+        while rf.ready() < n:
+            dead = [x for x in subs if x.poll() is not None]
+            if dead or time.time() > deadline:
+                rec.update(ok=False, error=f"{rf.ready()} of {n} processes ready"
+                           + (f", {len(dead)} exited" if dead else "") + sub_errors(errpath, errlog_off))
+                return rec
+            time.sleep(0.01)
+        rec["subs_ready_s"] = round(time.time() - t_spawn, 3)
+        pids = [x.pid for x in subs]
+        rec["settle_s"], rec["busy_before"] = settle()
+
+        def cpu_now():
+            return {"hub": proc_cpu_s(env.hub.pid) if env.hub else 0.0, "server": proc_cpu_s(server.pid),
+                    "subs": [proc_cpu_s(p) for p in pids], "machine": cpu_times()}
+
+        # One second with nothing written: what the watching costs when the
+        # topology does not change (Vitess's usual state), per second.
+        i0 = cpu_now()
+        time.sleep(1.0)
+        i1 = cpu_now()
+        rec["idle_cpu_s_per_s"] = {"hub": round(i1["hub"] - i0["hub"], 4),
+                                   "server": round(i1["server"] - i0["server"], 4),
+                                   "subs": round(sum((b or 0) - (a or 0) for a, b in zip(i0["subs"], i1["subs"])), 4)}
+        cpu0 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
+                "subs": [proc_cpu_s(p) for p in pids], "machine": cpu_times()}
+        w = subprocess.Popen([vbin, "vwriter", *conn, "--file", path, "--plan", plan, "--seconds",
+                              str(vp["seconds"]), "--bursts-per-s", str(vp["bursts_per_s"])],
+                             env=penv, stdout=subprocess.PIPE)
+        t0 = time.time()
+        sampled, flog = False, {}
+        while w.poll() is None:
+            el = time.time() - t0
+            if not sampled and el > vp["seconds"] * 0.5:
+                rec["server_threads"] = proc_threads(server.pid)
+                if system == "vitess-etcd2topo":
+                    rec["server_conns"] = tcp_conns(int(env.etcd.url.rsplit(":", 1)[1]))
+                else:
+                    v = env.db.query("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                     "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'")
+                    rec["server_conns"] = int(v) if v and v.isdigit() else None
+                    rec["hub_threads"] = proc_threads(env.hub.pid)
+                mem = [proc_mem_kb(p) for p in pids[: min(n, 64)]]
+                mem = [m for m in mem if m]
+                if mem:
+                    rec["rss_kb_per_sub"] = round(sum(m["rss"] for m in mem) / len(mem))
+                    rec["pss_kb_per_sub"] = round(sum(m["pss"] for m in mem) / len(mem))
+                sampled = True
+            if fault == "stop":
+                if "t_fault" not in flog and el > vp["seconds"] * 0.25:
+                    flog["t_fault"] = now_ns()
+                    subs[0].send_signal(signal.SIGSTOP)
+                if "t_fault" in flog and "t_cont" not in flog and el > vp["seconds"] * 0.6:
+                    flog["t_cont"] = now_ns()
+                    rf.set_cont(flog["t_cont"])
+                    subs[0].send_signal(signal.SIGCONT)
+            time.sleep(0.005)
+        if fault == "stop" and "t_cont" not in flog:
+            flog["t_cont"] = now_ns()
+            rf.set_cont(flog["t_cont"])
+            subs[0].send_signal(signal.SIGCONT)
+        try:
+            wrec = json.loads(w.stdout.read().decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            rec.update(ok=False, error="vwriter failed" + sub_errors(errpath, errlog_off))
+            return rec
+        # Catch-up: a fixed second (each process watches its own files: there is
+        # no single last sequence number to wait for), two after a stop.
+        time.sleep(1.0 if not fault else 2.0)
+        cpu1 = {"hub": proc_cpu_s(env.hub.pid) if env.hub else None, "server": proc_cpu_s(server.pid),
+                "subs": [proc_cpu_s(p) for p in pids], "machine": cpu_times()}
+        rec["host_steal"] = steal_share(cpu0["machine"], cpu1["machine"])
+        rec["cpu_hub_s"] = round(cpu1["hub"] - cpu0["hub"], 3) if env.hub else 0.0
+        rec["cpu_server_s"] = round(cpu1["server"] - cpu0["server"], 3)
+        rec["cpu_subs_s"] = round(sum((b or 0) - (a or 0) for a, b in zip(cpu0["subs"], cpu1["subs"])), 3)
+        rec["cpu_writer_s"] = round(wrec.get("writer_cpu_ns", 0) / 1e9, 3)
+        rec["cpu_total_s"] = round(rec["cpu_hub_s"] + rec["cpu_server_s"] + rec["cpu_subs_s"], 3)
+        rec["changes"] = wrec.get("committed", 0)
+        rec["cpu_us_per_change"] = round(rec["cpu_total_s"] * 1e6 / max(1, rec["changes"]), 1)
+        rec["writer"] = {k: wrec.get(k) for k in ("bursts", "committed", "errors", "commit_p50_ns", "commit_p99_ns")}
+        if fault == "stop":
+            rec["stopped_ms"] = round((flog["t_cont"] - flog["t_fault"]) / 1e6, 3)
+    finally:
+        rf.stop()
+        t_stop = time.time()
+        for x in subs:
+            try:
+                x.send_signal(signal.SIGCONT)
+            except OSError:
+                pass
+        for x in subs:
+            try:
+                x.wait(timeout=max(0.1, 3 - (time.time() - t_stop)))
+            except subprocess.TimeoutExpired:
+                x.kill()
+                x.wait()
+        errlog.close()
+    if any(rf.errors(i) for i in range(n)):
+        rec["sub_errors"] = sub_errors(errpath, errlog_off)[2:]
+    c = subprocess.run([vbin, "vcollect", "--file", path, "--plan", plan, "--subs", str(n),
+                        *(["--exclude", "0"] if fault else [])], capture_output=True, text=True)
+    rf.close()
+    try:
+        o = json.loads(c.stdout.strip().splitlines()[-1])
+        o.pop("name")
+        rec.update(o)
+    except (ValueError, IndexError):
+        rec.update(ok=False, error="vcollect failed: " + c.stderr.strip()[-300:])
+        return rec
+    rec["ok"] = rec.get("missing") == 0 and not any(rf_err for rf_err in [rec.get("sub_errors")])
+    return rec
+
+
+def vitess_points(quick, only, self_check=False):
+    """The Vitess-shaped scenario: each N, the systems alternating (topohub
+    first at one N, etcd2topo first at the next); at the largest N a run with
+    a vtgate-like process stopped, per system."""
+    systems = [s for s in VITESS_SYSTEMS if not only or s in only]
+    if self_check:
+        return [({"system": s, "subs": 2, "seconds": 1, "bursts_per_s": 5}, None) for s in systems]
+    ns, secs = ((8,), 1.5) if quick else ((1, 8, 64), 4)
+    pts = []
+    for j, n in enumerate(ns):
+        for s in (systems if j % 2 == 0 else systems[::-1]):
+            pts.append(({"system": s, "subs": n, "seconds": secs, "bursts_per_s": 10}, None))
+    if not quick:
+        for s in systems:
+            pts.append(({"system": s, "subs": ns[-1], "seconds": secs, "bursts_per_s": 10}, "stop"))
+    return pts
+
+
 def sub_errors(path, off):
     """The first distinct error lines the subscribers wrote in this point."""
     try:
@@ -578,6 +799,29 @@ def fault_finish(env, fault, pt, subs, rf, log_):
             pass
 
 
+def build_go(build):
+    """Builds the Go subscribers (bench/go, CGO_ENABLED=0 as a Go user of the
+    client builds them) into BUILD; go's own cache makes a warm build take a
+    second or two, a cold one (module cache empty) a minute or more. Returns
+    the set of systems that could not be built, with the reason logged."""
+    gobin = shutil.which(os.environ.get("GO", "go"))
+    if not gobin:
+        log("no Go toolchain: the Go systems are skipped")
+        return set(GO_BIN)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "go")
+    env = dict(os.environ, CGO_ENABLED="0")
+    missing = set()
+    t = time.time()
+    for binary in sorted(set(GO_BIN.values())):
+        r = subprocess.run([gobin, "build", "-o", os.path.abspath(os.path.join(build, binary)),
+                            "./cmd/" + binary], cwd=src, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"go build {binary} failed: {r.stderr.strip()[-500:]}")
+            missing |= {s for s, b in GO_BIN.items() if b == binary}
+    log(f"Go subscribers built in {time.time() - t:.1f} s")
+    return missing
+
+
 def matrix(quick, only):
     pts = []
 
@@ -587,31 +831,43 @@ def matrix(quick, only):
         pts.append({"system": system, "subs": subs, "rate": rate, "size": size, "keys": keys,
                     "seconds": seconds, "group": why})
 
+    # The systems that came before the Go peers keep their points; the Go
+    # peers (NEW) run at fewer, so that make bench stays within 15 minutes.
+    old = [s for s in SYSTEMS if s not in NEW]
     if quick:
         for n in (1, 64):
-            for s in SYSTEMS:
+            for s in old:
                 add(s, n, 1000, 100, 2, why="quick")
+                # The Go client right after the C library, at both points.
+                if s == "topohub":
+                    add("topohub-go", n, 1000, 100, 2, why="quick")
+        # One point of each other new peer.
+        for s in NEW:
+            if s != "topohub-go":
+                add(s, 64, 1000, 100, 1, why="quick")
         return pts
-    # The default run must fit in 10 minutes on 2 cores (make bench); the
-    # points below take about 6 minutes with settling between them.
-    # 100 B: the full N sweep at 1,000/s, for every system.
+    # The default run must fit in 15 minutes on 2 cores (make bench); the
+    # points below take about 9 minutes with settling between them.
+    # 100 B: the full N sweep at 1,000/s, for every system (the Go peers to 64:
+    # 256 Go processes start for tens of seconds on 2 cores).
     for n in (1, 8, 64, 256):
         for s in SYSTEMS:
-            add(s, n, 1000, 100, 3, why="n_sweep")
+            if n <= 64 or s not in NEW:
+                add(s, n, 1000, 100, 3, why="n_sweep")
     # 100 B: the rate sweep at N = 64 (topohub-nospin only in the N sweep:
-    # it shows what the library's spin costs, once).
+    # it shows what the library's spin costs, once; the Go peers at 10,000/s).
     for rate, secs in ((100, 5), (10000, 2)):
         for s in SYSTEMS:
-            if s != "topohub-nospin":
+            if s != "topohub-nospin" and (rate > 1000 or s not in NEW):
                 add(s, 64, rate, 100, secs, why="rate_sweep")
     # 100 B: the ends of the N x rate grid, topohub only.
     for rate, secs in ((100, 5), (10000, 2)):
         add("topohub", 256, rate, 100, secs, why="grid")
-    # Larger values: fewer points.
+    # Larger values: fewer points (of the Go peers, the client and etcd's).
     for s in SYSTEMS:
-        if s != "topohub-nospin":
+        if s != "topohub-nospin" and s not in ("vitess-etcd2topo", "vitess-topohub"):
             add(s, 64, 1000, 10240, 3, why="size_10k")
-    for s in SYSTEMS:
+    for s in old:
         if s != "topohub-nospin":
             add(s, 8, 100, 1 << 20, 3, keys=16, why="size_1m")
     return pts
@@ -636,19 +892,21 @@ def main():
     have_hub = os.path.exists(os.path.join(args.build, "topohubd")) and \
         os.path.exists(os.path.join(args.build, "libtopohub.so"))
     have_etcd = shutil.which("etcd") is not None
+    no_go = build_go(args.build)
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
-               for s in SYSTEMS]
+               for s in SYSTEMS if not only or s in only]
     elif args.faults_only:
         pts = []
     else:
         pts = matrix(args.quick, only)
     if not have_hub:
-        pts = [p for p in pts if not p["system"].startswith("topohub") and p["system"] != "socket"]
+        pts = [p for p in pts if p["system"] not in HUB_SYSTEMS]
         log("no topohubd/libtopohub.so in", args.build, ": topohub and socket points skipped")
     if not have_etcd:
-        pts = [p for p in pts if p["system"] != "etcd"]
+        pts = [p for p in pts if p["system"] not in ETCD_SYSTEMS]
         log("no etcd binary: etcd points skipped")
+    pts = [p for p in pts if p["system"] not in no_go]
     t_start = time.time()
     env = Env(args)
     failures = 0
@@ -695,6 +953,20 @@ def main():
                 f"p99={rec.get('p99_ns', 0) / 1e3:9.1f} us  delivered={rec.get('delivered', 0)}/"
                 f"{rec.get('expected', 0)} ok={rec.get('ok')} {rec.get('error', rec.get('skipped', ''))}"
                 f" ({rec['wall_s']} s)")
+        for vp, fault in vitess_points(args.quick, only, args.self_check):
+            if vp["system"] in no_go or (vp["system"] == "vitess-etcd2topo" and not have_etcd) or \
+                    (vp["system"] == "vitess-topohub" and not have_hub) or args.faults_only:
+                continue
+            t = time.time()
+            rec = run_vitess_point(env, vp, fault)
+            rec.update(group="vitess", wall_s=round(time.time() - t, 2))
+            emit(rec)
+            failures += 0 if rec.get("ok") else 1
+            lw, pb = rec.get("last_watcher", {}), rec.get("per_burst", {})
+            log(f"vitess {vp['system']:16} n={vp['subs']:<3} {fault or '':4} last-watcher p50/p99/max="
+                f"{lw.get('p50_ns', 0) / 1e3:.0f}/{lw.get('p99_ns', 0) / 1e3:.0f}/{lw.get('max_ns', 0) / 1e3:.0f} us "
+                f"CPU/change={rec.get('cpu_us_per_change')} us missing={rec.get('missing')} ok={rec.get('ok')} "
+                f"{rec.get('error', '')} ({rec['wall_s']} s)")
         if have_hub and not args.no_faults and not args.self_check and (not only or "topohub" in only):
             n = 8 if args.quick else 64
             secs = 3 if args.quick else 6
@@ -726,7 +998,7 @@ def main():
             # Points the host took a lot of CPU from (steal) measured the host:
             # run each once more while the time budget allows. Both records stay
             # in the JSON lines; the report uses the later one and says so.
-            budget_s = 65 if args.quick else 510
+            budget_s = 65 if args.quick else 690
             trio = [m for m in measured if m[1]]
             for pt, fault, rec in [m for m in measured if not m[1]]:
                 if time.time() - t_start > budget_s:
