@@ -54,6 +54,27 @@ func (s *Server) endError(ctx context.Context, key string, why error) error {
 	return hubError(key, why)
 }
 
+// nextInitialEvent is the next event before a watch has its first value:
+// one from the hub, or (with the watch cancelled) the server's close, the
+// InitialTimeout, or the hub lost.
+func (s *Server) nextInitialEvent(ctx context.Context, events <-chan topohub.Event, deadline <-chan time.Time,
+	cancel context.CancelFunc, key string) (topohub.Event, error) {
+	select {
+	case ev, ok := <-events:
+		if ok {
+			return ev, nil
+		}
+		cancel()
+		return topohub.Event{}, s.endError(ctx, key, topohub.ErrHubLost)
+	case <-s.closed:
+		cancel()
+		return topohub.Event{}, s.errClosed(key)
+	case <-deadline:
+		cancel()
+		return topohub.Event{}, hubError(key, errNoInitial)
+	}
+}
+
 // Watch is part of topo.Conn.
 func (s *Server) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-chan *topo.WatchData, error) {
 	key := s.fullPath(filePath)
@@ -76,20 +97,9 @@ func (s *Server) Watch(ctx context.Context, filePath string) (*topo.WatchData, <
 	defer deadline.Stop()
 	var current *topo.WatchData
 	for current == nil {
-		var ev topohub.Event
-		var ok bool
-		select {
-		case ev, ok = <-events:
-		case <-s.closed:
-			cancel()
-			return nil, nil, s.errClosed(key)
-		case <-deadline.C:
-			cancel()
-			return nil, nil, hubError(key, errNoInitial)
-		}
-		if !ok {
-			cancel()
-			return nil, nil, s.endError(ctx, key, topohub.ErrHubLost)
+		ev, err := s.nextInitialEvent(ctx, events, deadline.C, cancel, key)
+		if err != nil {
+			return nil, nil, err
 		}
 		switch ev.Kind {
 		case topohub.EventInitial, topohub.EventPut:
@@ -197,20 +207,9 @@ func (s *Server) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Wa
 	current := map[string]*topo.WatchDataRecursive{}
 	var order []string
 	for synced := false; !synced; {
-		var ev topohub.Event
-		var ok bool
-		select {
-		case ev, ok = <-events:
-		case <-s.closed:
-			cancel()
-			return nil, nil, s.errClosed(prefix)
-		case <-deadline.C:
-			cancel()
-			return nil, nil, hubError(prefix, errNoInitial)
-		}
-		if !ok {
-			cancel()
-			return nil, nil, s.endError(ctx, prefix, topohub.ErrHubLost)
+		ev, err := s.nextInitialEvent(ctx, events, deadline.C, cancel, prefix)
+		if err != nil {
+			return nil, nil, err
 		}
 		switch ev.Kind {
 		case topohub.EventInitial, topohub.EventPut:
