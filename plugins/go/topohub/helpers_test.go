@@ -53,6 +53,10 @@ func openClient(t *testing.T, e *testenv.Env, o Options) *Client {
 		t.Fatalf("Open: %v\nhub log: %s", err, e.Hub.LogTail(2000))
 	}
 	t.Cleanup(func() { c.Close() })
+	// A row written just before is in MariaDB's binlog but maybe not yet in
+	// the hub's tables: wait for it, so a watch's INITIAL events are the
+	// rows the test wrote, not whatever the hub had read by then.
+	syncAll(t, e, c)
 	return c
 }
 
