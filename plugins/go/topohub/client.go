@@ -25,7 +25,7 @@ import (
 
 const (
 	ntablesMax      = 256
-	sliceFutex      = 10 * time.Millisecond // futex mode re-checks registrations and the hub this often
+	sliceFutex      = 100 * time.Millisecond // futex mode: how soon a hub that died without closing its ring is noticed
 	sliceSpin       = time.Millisecond
 	sliceFD         = 100 * time.Millisecond
 	backoffMin      = 10 * time.Millisecond
@@ -84,6 +84,13 @@ type Client struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 	kickCh chan struct{}
+	// kickWord is a third futex word the futex-mode reader sleeps on beside
+	// the ring's two (process-private): kick() bumps it and wakes the reader
+	// at once when kickWait says it sleeps, so registrations, Close and
+	// WaitRevision never wait out a slice, and an idle reader wakes only
+	// every sliceFutex to look at the hub.
+	kickWord atomic.Uint32
+	kickWait atomic.Bool
 
 	mu        sync.Mutex // registrations
 	closed    bool
@@ -255,12 +262,18 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 	return w.ch, nil
 }
 
-// kick wakes the reader: at once in WaitFD mode (the wake-up pipe's read is
-// interrupted), within a slice (10 ms) in futex mode.
+// kick wakes the reader at once: in WaitFD mode the wake-up pipe's read is
+// interrupted; in futex mode kickWord changes under its sleep (the Dekker
+// pair with waitFutex: kickCh, then kickWord, then kickWait here; kickWait,
+// then kickWord, then kickCh there; sync/atomic is sequentially consistent).
 func (c *Client) kick() {
 	select {
 	case c.kickCh <- struct{}{}:
 	default:
+	}
+	c.kickWord.Add(1)
+	if c.kickWait.Load() {
+		futexWakePrivate(&c.kickWord)
 	}
 	c.mu.Lock()
 	if c.evFile != nil {

@@ -818,7 +818,16 @@ func (c *Client) wait() {
 		ready = c.spin(sliceSpin)
 	default:
 		if ready = c.spin(c.spinCur); !ready && !c.kicked() {
-			ready = r.waitFutex(sliceFutex)
+			// Let what this round readied (a watch's receiver, woken by
+			// deliver) run on this P before the thread blocks: left in the
+			// P's run queue, it waits for sysmon to take the P from the
+			// blocked thread (tens of us to 10 ms) and keeps sysmon polling.
+			runtime.Gosched()
+			c.kickWait.Store(true)
+			if kw := c.kickWord.Load(); !c.kicked() {
+				ready = r.waitFutex(sliceFutex, &c.kickWord, kw)
+			}
+			c.kickWait.Store(false)
 		}
 		// Adaptive spin, as client.c's: spinning pays only while the hub
 		// publishes transactions closer together than Options.Spin, judged

@@ -22,6 +22,7 @@ package topohub
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -301,13 +302,14 @@ func (r *ringReader) endSleep() {
 // waitFutex sleeps on the head word until something may be ready or the
 // timeout: a non-private FUTEX_WAIT on its low 32 bits (little-endian), as
 // th_ring_wait does; it works on a read-only mapping.
-func (r *ringReader) waitFutex(timeout time.Duration) bool {
+func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32) bool {
 	h, ready := r.prepareSleep(0)
 	if ready {
 		r.endSleep()
 		return true
 	}
-	sleepTwo(unsafe.Pointer(&r.ring[offHead]), uint32(h), unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck, timeout)
+	sleepTwo(unsafe.Pointer(&r.ring[offHead]), uint32(h), unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck,
+		kick, kickVal, timeout)
 	r.endSleep()
 	return r.ready()
 }
@@ -323,25 +325,30 @@ type futexWaitv struct {
 const (
 	sysFutexWaitv  = 449 // futex_waitv(2), Linux 5.16, the same number on amd64 and arm64
 	futex2SizeU32  = 0x02
+	futex2Private  = 128 // FUTEX2_PRIVATE: the kick word is this process's own
 	clockMonotonic = 1
 )
 
-// sleepTwo is ring.c's sleep_two(): sleep until the head's low word moves
-// off h, the slot's evict_seq moves off ack, a wake-up, or the timeout. The
-// writer wakes the head on commit (every sleeper has something to read) and
-// only the slot's word on an eviction, so both words are waited on with
-// futex_waitv; without it (ENOSYS), the head alone in slices of at most
-// 10 ms, so that an eviction is seen within 10 ms, as in C.
-func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32, timeout time.Duration) {
-	wv := [2]futexWaitv{
+// sleepTwo is ring.c's sleep_two() plus the client's own kick word: sleep
+// until the head's low word moves off h, the slot's evict_seq moves off ack,
+// kick moves off kickVal, a wake-up, or the timeout. The writer wakes the
+// head on commit (every sleeper has something to read) and only the slot's
+// word on an eviction, so the words are waited on with futex_waitv; without
+// it (ENOSYS), the head alone in slices of at most 10 ms, so that an
+// eviction or a kick is seen within 10 ms, as evictions are in C.
+func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32, kick *atomic.Uint32, kickVal uint32,
+	timeout time.Duration) {
+	wv := [3]futexWaitv{
 		{val: uint64(h), uaddr: uint64(uintptr(head)), flags: futex2SizeU32},
 		{val: uint64(ack), uaddr: uint64(uintptr(evictSeq)), flags: futex2SizeU32},
+		{val: uint64(kickVal), uaddr: uint64(uintptr(unsafe.Pointer(kick))), flags: futex2SizeU32 | futex2Private},
 	}
 	var now syscall.Timespec
 	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&now)), 0)
 	abs := syscall.NsecToTimespec(now.Nano() + int64(timeout))
-	_, _, errno := syscall.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&wv[0])), 2, 0,
+	_, _, errno := syscall.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&wv[0])), uintptr(len(wv)), 0,
 		uintptr(unsafe.Pointer(&abs)), clockMonotonic, 0)
+	runtime.KeepAlive(kick)
 	if errno != syscall.ENOSYS {
 		return
 	}
@@ -350,6 +357,11 @@ func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32
 	}
 	ts := syscall.NsecToTimespec(int64(timeout))
 	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(head), 0 /* FUTEX_WAIT */, uintptr(h), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// futexWakePrivate wakes the thread sleeping on a process-private futex word.
+func futexWakePrivate(word *atomic.Uint32) {
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(word)), 1|128 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */, 1, 0, 0, 0)
 }
 
 // rejoin moves to the head and acknowledges the eviction (th_ring_reader_rejoin).
