@@ -158,6 +158,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 	h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->pub_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->monitor_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->src.index = -1;
 	pthread_mutex_init(&h->src_lock, NULL);
 	/* Priority inheritance: the monitor may run real-time and must not wait
@@ -173,7 +174,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	if (h->stop_fd < 0 || h->pub_fd < 0 || h->ready_fd < 0 || sfd < 0) {
+	if (h->stop_fd < 0 || h->pub_fd < 0 || h->ready_fd < 0 || h->monitor_fd < 0 || sfd < 0) {
 		th_log_error("eventfd/signalfd: %s", strerror(errno));
 		goto out_fds;
 	}
@@ -259,6 +260,8 @@ out_fds:
 		close(h->pub_fd);
 	if (h->ready_fd >= 0)
 		close(h->ready_fd);
+	if (h->monitor_fd >= 0)
+		close(h->monitor_fd);
 	free(h->readers);
 	pthread_mutex_destroy(&h->src_lock);
 	pthread_mutex_destroy(&h->readers_lock);

@@ -19,9 +19,10 @@
  *                (SO_PEERCRED checked), serves ATTACH, SNAPSHOT, GET, SYNC,
  *                STATS, READERS, TABLES, REJOIN; a closed connection removes
  *                its reader at once.
- *   - monitor:   every monitor_interval, reads each reader's lag and evicts
- *                a reader whose oldest unread record is older than its
- *                timeout (or that was lapped); logs it with the reader's pid.
+ *   - monitor:   evicts a reader whose oldest unread record is older than
+ *                its timeout (or that was lapped); logs it with the reader's
+ *                pid. It wakes at the earliest deadline a reader can have,
+ *                at least monitor_interval apart (hub_monitor.c).
  *
  * Stopping (SIGTERM/SIGINT): the publisher's MySQL connections are shut down
  * (so a blocking read returns at once), the threads are joined, client

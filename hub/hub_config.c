@@ -71,7 +71,7 @@ static const struct key keys[] = {
 	{ "hub", "reader_timeout_default_ms", K_MS_NS, OFF(reader_timeout_default_ns), "5000",
 	  "timeout of a reader that asks for none (0)" },
 	{ "hub", "monitor_interval_us", K_US_NS, OFF(monitor_interval_ns), "1000",
-	  "how often the monitor checks reader lag" },
+	  "the shortest sleep of the monitor (it wakes at the earliest moment a reader can be late): how late an eviction can be" },
 	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
 	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)" },
 	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug" },

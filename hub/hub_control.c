@@ -588,6 +588,7 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 	}
 	int out[3] = { fds.ring_fd, fds.slot_fd, fds.event_fd };
 	th_fetch_add_relaxed(&h->st_attaches, 1);
+	th__hub_monitor_replan(h);
 	th_log_limited(&lim_attach, TH_LOG_INFO, "reader %u attached: pid %d uid %u (%s), timeout %.1f ms", id,
 		    (int)cn->pid, (unsigned)cn->uid,
 		    h->readers[slot].name, (double)rep.timeout_ns / 1e6);
@@ -954,7 +955,7 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      ",\"refused\":%" PRIu64 ",\"bad_messages\":%" PRIu64 ",\"clients\":%" PRIu64
 		      ",\"entries\":%" PRIu64 ",\"last_commit_us\":%" PRIu64 ",\"last_publish_ns\":%" PRIu64
 		      ",\"ring_head\":%" PRIu64 ",\"ring_oldest\":%" PRIu64 ",\"ring_capacity\":%" PRIu64
-		      ",\"ntables\":%zu",
+		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64,
 		      th_load_relaxed(&h->st_txns), th_load_relaxed(&h->st_txns_seen), th_load_relaxed(&h->st_changes),
 		      th_load_relaxed(&h->st_records), th_load_relaxed(&h->st_bytes), th_load_relaxed(&h->st_events),
 		      th_load_relaxed(&h->st_reconnects), th_load_relaxed(&h->st_reloads),
@@ -963,7 +964,7 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      th_load_relaxed(&h->st_refused), th_load_relaxed(&h->st_bad_msgs),
 		      th_load_relaxed(&h->st_clients), th_state_count(h->state),
 		      th_load_relaxed(&h->st_last_commit_us), last_pub, th_ring_head(h->ring), th_ring_oldest(h->ring),
-		      th_ring_capacity(h->ring), c->ntables);
+		      th_ring_capacity(h->ring), c->ntables, th_load_relaxed(&h->st_monitor_rounds));
 }
 
 /* Readers: copy the table under the lock, then ask the ring. */

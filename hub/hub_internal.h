@@ -115,6 +115,9 @@ struct th_hub {
 	/* main -> all: release in th__hub_stop_request, acquire in the loops. */
 	th_atomic_u32 stopping;
 	int stop_fd;                  /* eventfd, readable once stopping */
+	/* control -> monitor: a reader attached, so the monitor's plan (it
+	 * sleeps until the earliest deadline it knows of) is redone. */
+	int monitor_fd;               /* eventfd */
 	/* control -> publisher: how many SYNCs wait; when non-zero the publisher
 	 * writes pub_fd after each published position (relaxed: a missed wake
 	 * is caught by the control loop's next deadline tick, within 10 ms). */
@@ -137,6 +140,7 @@ struct th_hub {
 	th_atomic_u64 st_events;
 	th_atomic_u64 st_last_commit_us;
 	th_atomic_u64 st_last_publish_ns;
+	th_atomic_u64 st_monitor_rounds; /* monitor: rounds over the readers (its cost) */
 	th_atomic_u64 st_evictions;   /* monitor; and the publisher in benchmark mode (fetch_add: two writers) */
 	th_atomic_u64 st_attaches;    /* control */
 	th_atomic_u64 st_refused;     /* control: peers refused by credentials */
@@ -174,6 +178,7 @@ void th__hub_interrupt_mysql(void);
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
+void th__hub_monitor_replan(struct th_hub *h); /* any thread: a reader came; look again now */
 
 /* Benchmark mode (hub_fanout.c); see struct th__hub_stream.
  * Control thread: size a socket's send buffer (before the reply); add a

@@ -535,6 +535,27 @@ static uint64_t evict_log_time_us(struct shared *sh, uint32_t id, unsigned nth)
 	return 0;
 }
 
+/* The monitor sleeps until a reader can first be late: readers that keep up
+ * (here: idle ones with a 10 s timeout) cost it a round per timeout, not a
+ * round per monitor_interval (1 ms), however many there are. */
+static void test_hub__monitor_does_not_poll_idle_readers_every_interval(void **state)
+{
+	struct shared *sh = need(state);
+	enum { N = 8 };
+	struct th_test_reader rd[N];
+	for (int i = 0; i < N; i++)
+		open_reader(sh, &rd[i], 10ull * 1000000000u, "idle");
+	uint64_t r0 = stat_u64(rd[0].c, "monitor_rounds");
+	usleep(300 * 1000);
+	uint64_t rounds = stat_u64(rd[0].c, "monitor_rounds") - r0;
+	print_message("monitor rounds in 300 ms with %d idle readers: %" PRIu64 "\n", N, rounds);
+	/* A 1 ms tick would be about 300; other tests' readers may still be
+	 * attached with shorter timeouts (at least 30 ms here), so a few. */
+	assert_true(rounds < 30);
+	for (int i = 0; i < N; i++)
+		th_test_reader_close(&rd[i]);
+}
+
 static void test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms(void **state)
 {
 	struct shared *sh = need(state);
@@ -1032,6 +1053,7 @@ int main(void)
 		cmocka_unit_test(test_hub__refuses_a_uid_that_is_not_allowed),
 		cmocka_unit_test(test_hub__survives_garbage_oversized_and_100k_fuzz_messages),
 		cmocka_unit_test(test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms),
+		cmocka_unit_test(test_hub__monitor_does_not_poll_idle_readers_every_interval),
 		cmocka_unit_test(test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms),
 		cmocka_unit_test(test_hub__ddl_on_a_watched_table_publishes_a_resync),
 		cmocka_unit_test(test_hub__a_transaction_too_big_for_the_ring_is_a_resync),
