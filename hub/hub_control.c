@@ -729,8 +729,16 @@ static void do_snapshot(struct ctl *x, struct conn *cn, uint16_t type, uint32_t 
 	}
 	rcu_read_unlock();
 	/* R: acquire pairs with the publisher's release of (c); every change up
-	 * to R is in the walk or in the ring after the reader's start. */
+	 * to R is in the walk or in the ring after the reader's start. The walk
+	 * may have seen part of a transaction between (a) and (c), a put or a
+	 * delete (protocol.h): Q names it, so that the client reads on to its
+	 * batch. The fence pairs with the publisher's after it names the
+	 * revision it applies: a walk that saw any of its state changes sees
+	 * that revision here. */
+	th_fence_seq_cst();
+	uint64_t applying = th_load_relaxed(&h->applying_revision);
 	rep.revision = th_load_acquire(&h->published_revision);
+	rep.pending_revision = applying > rep.revision ? applying : 0;
 	if (th_buf_failed(b)) {
 		th_buf_free(b);
 		send_error(x, cn, req, -ENOMEM, "out of memory building the snapshot");

@@ -12,6 +12,7 @@
  *   | ring (reader mgmt)      | control, monitor  | -                        | ring.h: any thread|
  *   | state                   | publisher         | control (RCU)            | hub_state.h       |
  *   | published_revision      | publisher         | control                  | release/acquire   |
+ *   | applying_revision       | publisher         | control                  | seq_cst fences    |
  *   | pos (RCU pointer)       | publisher         | control                  | rcu_xchg/deref    |
  *   | stat_* counters         | their one writer  | control (stats)          | relaxed           |
  *   | source_info             | publisher         | control                  | src_lock (rare)   |
@@ -105,6 +106,13 @@ struct th_hub {
 	/* Publisher -> all. Release after the ring commit (step c); pairs with
 	 * the acquire loads of the control thread (snapshot start and end). */
 	th_atomic_u64 published_revision;
+	/* Publisher -> control. The revision whose changes the publisher is
+	 * writing into the state (a transaction or a load), stored before the
+	 * first of them and followed by a seq_cst fence; the control thread
+	 * fences after a walk and loads it: a walk that saw any of them names it
+	 * as pending (protocol.h). Not reset when (c) is done: then it equals
+	 * published_revision. */
+	th_atomic_u64 applying_revision;
 	/* The published position: exchanged (seq_cst, so release) by the
 	 * publisher, loaded with acquire by the control thread inside
 	 * rcu_read_lock(); the old one is freed by call_rcu(). C11 atomics

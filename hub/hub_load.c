@@ -303,6 +303,10 @@ int th__pub_load(struct th__pub *p, const struct th_hub_source *s, char *err, si
 	uint64_t rev = p->next_rev++;
 	uint64_t rows = 0, changed = 0, deleted;
 	p->mark++;
+	/* A snapshot that sees any of the load names rev as pending
+	 * (hub_internal.h); its client then waits for the RESYNC at rev. */
+	th_store_relaxed(&h->applying_revision, rev);
+	th_fence_seq_cst();
 	for (size_t i = 0; i < p->cfg->ntables && rc == 0; i++) {
 		if (!exists[i])
 			continue;

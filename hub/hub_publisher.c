@@ -236,6 +236,9 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole)
 	uint64_t mono = th_now_ns(), real = th_realtime_ns();
 	TH_TRACE_HUB_TXN_COMMIT(rev, t->nchanges, t->commit_us);
 	int rc = 0;
+	/* Before (a): a snapshot that sees any of it names rev as pending. */
+	th_store_relaxed(&h->applying_revision, rev);
+	th_fence_seq_cst();
 	rcu_read_lock();
 	for (size_t i = 0; i < t->nchanges && rc == 0; i++) {
 		const struct th_txn_change *c = &t->changes[i];

@@ -165,6 +165,10 @@ struct th_conn {
 	bool fetch_any;
 	bool pending;               /* watches in PH_STITCH or PH_RESYNC wait for ready_pos */
 	uint64_t ready_pos;
+	/* ... and for the ring to reach snap_pending: a snapshot may hold part
+	 * of a transaction whose batch was not in the ring yet (protocol.h). */
+	uint64_t ring_revision;     /* the newest revision read from the ring (or told at attach) */
+	uint64_t snap_pending;      /* the newest pending revision of a snapshot since attach */
 	struct watcher *list;       /* adopted watches */
 	struct watcher *reclaim;    /* ended by the dispatcher, to free */
 	struct watcher **match;

@@ -67,11 +67,13 @@ static void initial_events(struct th_conn *c, struct watcher *w)
 	th__deliver_marker(c, w, TH_EVENT_SYNCED, 0);
 }
 
-/* The copy is exact at a transaction boundary at or past ready_pos: hand out
- * what the waiting watches need. */
+/* The copy is exact at a transaction boundary at or past ready_pos, once the
+ * ring has brought the snapshots' pending revision: hand out what the waiting
+ * watches need. */
 static void finish_pending(struct th_conn *c)
 {
-	if (!c->pending || c->fetch_any || !c->connected || th_ring_reader_pos(c->ring) < c->ready_pos)
+	if (!c->pending || c->fetch_any || !c->connected || th_ring_reader_pos(c->ring) < c->ready_pos ||
+	    c->ring_revision < c->snap_pending)
 		return;
 	c->pending = false;
 	c->ready_pos = UINT64_MAX;
@@ -244,6 +246,8 @@ static int read_ring(struct th_conn *c)
 				memcpy(&r, c->buf, sizeof r);
 				if (r > c->revision)
 					c->revision = r;
+				if (r > c->ring_revision)
+					c->ring_revision = r;
 			}
 			handle_change(c, &rec, c->buf);
 		} else if (rec.type == TH_REC_RESYNC && rec.len >= sizeof(struct th_rec_resync)) {
@@ -252,6 +256,8 @@ static int read_ring(struct th_conn *c)
 			TH_TRACE_READER_RECORD(rs.revision, rec.pos, rec.type);
 			if (rs.revision > c->revision)
 				c->revision = rs.revision; /* the state's revision after the hub's reload */
+			if (rs.revision > c->ring_revision)
+				c->ring_revision = rs.revision;
 			th__lose(c, rs.table >= NTABLES_MAX ? UINT32_MAX : rs.table, TH_RESYNC_HUB);
 			if (th__fetch(c))
 				return -ECONNRESET;

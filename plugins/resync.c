@@ -62,6 +62,8 @@ int th__attach(struct th_conn *c)
 	th_store_relaxed(&c->st_generation, rep.generation);
 	if (rep.revision > c->revision)
 		c->revision = rep.revision;
+	c->ring_revision = rep.revision;
+	c->snap_pending = 0;
 	th__epoll_set(c, th_ring_reader_event_fd(r), true);
 	th__epoll_set(c, th_ctl_fd(ctl), true);
 	th__publish_revision(c); /* a fresh connection owes nothing: open() returns at the hub's revision */
@@ -184,6 +186,8 @@ static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const ch
 	}
 	if (s.reply.revision > c->revision)
 		c->revision = s.reply.revision;
+	if (s.reply.pending_revision > c->snap_pending)
+		c->snap_pending = s.reply.pending_revision;
 	th_ctl_snapshot_free(&s);
 	return rc < 0 ? rc : 0;
 }
@@ -239,7 +243,8 @@ int th__fetch(struct th_conn *c)
 		w->need_fetch = false;
 	memset(c->fetch_table, 0, sizeof c->fetch_table);
 	c->fetch_any = false;
-	/* Every change up to the snapshots' revisions is before the head now. */
+	/* Every change the ring had when the snapshots were taken is before the
+	 * head now; finish_pending() also waits for snap_pending (protocol.h). */
 	c->ready_pos = th_ring_reader_head(c->ring);
 	th_store_relaxed(&c->st_entries, c->mirror.count);
 	return 0;

@@ -245,12 +245,13 @@ int th_ctl_snapshot(struct th_ctl *c, uint16_t type, uint32_t table, const void 
 	int rc = th_ctl_call(c, type, body, sizeof s + key_len, &rep, timeout_ms);
 	if (rc < 0)
 		return rc;
-	if (rep.len < sizeof out->reply || rep.nfds != 1) {
+	if (rep.len < TH_SNAPSHOT_REPLY_MIN || rep.nfds != 1) {
 		set_err(c, "snapshot reply of %zu bytes with %d descriptors", rep.len, rep.nfds);
 		th_ctl_reply_free(&rep);
 		return -TH_EPROTO;
 	}
-	memcpy(&out->reply, rep.body, sizeof out->reply);
+	memset(&out->reply, 0, sizeof out->reply);
+	memcpy(&out->reply, rep.body, rep.len < sizeof out->reply ? rep.len : sizeof out->reply);
 	struct stat st;
 	if (fstat(rep.fds[0], &st) != 0 || (uint64_t)st.st_size != out->reply.bytes ||
 	    out->reply.bytes > SIZE_MAX) {

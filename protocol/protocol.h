@@ -33,19 +33,26 @@
  * Stitching a snapshot to the stream (what the client library does):
  *   1. ATTACH: the reply says the ring position P at which this reader starts.
  *   2. SNAPSHOT(table, prefix): entries, each with the revision of its last
- *      change, and the revision R the hub had published when it finished.
+ *      change, the revision R the hub had published when it finished, and a
+ *      pending revision Q: 0, or a revision > R the walk may hold part of.
  *      Every change with a revision > R is in the ring at or after P.
  *   3. Read the ring from P: apply a change to key k only if its revision is
  *      greater than the revision k had in the snapshot (or k was absent): an
  *      equal revision is the very change the snapshot already had;
- *      fold everything up to revision R into the initial state. The result
- *      is the exact state at R: nothing missing, nothing twice. Then deliver
- *      changes with revisions > R as they come.
+ *      fold everything up to revision R into the initial state, and when Q is
+ *      not 0 read on until a record of revision >= Q has been read. The result
+ *      is the exact state at a transaction boundary: nothing missing, nothing
+ *      twice. Then deliver changes with later revisions as they come.
  * The hub guarantees this by its order of work per transaction: (a) update
  * the state table, (b) publish the ring batch, (c) advance the published
  * revision. A snapshot walks the state table under RCU; a change it misses
  * (a-b racing the walk) has a revision > the published revision at the walk's
- * start and so is in the ring after P.
+ * start and so is in the ring after P. A change it sees may be between (a)
+ * and (c): the walk holds part of a transaction, or of a reload, whose batch
+ * may not be in the ring yet. Its revision is Q; its batch (or the RESYNC
+ * record of the reload) comes after P. Stopping at the ring head seen after
+ * the reply would deliver the rest of that transaction as changes after
+ * SYNCED and lose the part the walk held.
  */
 #ifndef TH_PROTOCOL_H
 #define TH_PROTOCOL_H
@@ -166,11 +173,17 @@ struct th_msg_snapshot {
 	uint32_t prefix_len;  /* followed by prefix bytes */
 };
 struct th_msg_snapshot_reply {
-	uint64_t revision;     /* R: the state is exact at R once ring changes up to R are folded in */
+	uint64_t revision;     /* R: the published revision when the walk finished */
 	uint64_t start_revision; /* published revision when the walk started */
 	uint64_t count;
 	uint64_t bytes;        /* size of the memfd's contents */
+	/* Q: 0, or the revision the hub was applying when the walk finished: read
+	 * the ring to a record of revision >= Q before the copy is exact. Hubs
+	 * before it send the first 32 bytes only (TH_SNAPSHOT_REPLY_MIN): Q = 0. */
+	uint64_t pending_revision;
 };
+#define TH_SNAPSHOT_REPLY_MIN 32u
+_Static_assert(sizeof(struct th_msg_snapshot_reply) == 40, "th_msg_snapshot_reply layout");
 struct th_snap_entry {
 	uint64_t revision;     /* of the entry's last change */
 	int64_t version;

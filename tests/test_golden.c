@@ -362,12 +362,14 @@ static void protocol_vectors(const struct out *o)
 	}
 	write_file(o, "snapshot.bin", snap, n);
 	struct th_msg_snapshot_reply sr = { .revision = 0x8182838485868788ull, .start_revision = 0x8082838485868788ull,
-					    .count = sizeof ents / sizeof ents[0], .bytes = n };
+					    .count = sizeof ents / sizeof ents[0], .bytes = n,
+					    .pending_revision = 0x8382838485868788ull };
 	message(o, "snapshot-reply", TH_MSG_SNAPSHOT | TH_MSG_REPLY, 0x03030303u, &sr, sizeof sr);
 	field(o, "snapshot-reply", "revision", sr.revision);
 	field(o, "snapshot-reply", "start_revision", sr.start_revision);
 	field(o, "snapshot-reply", "count", sr.count);
 	field(o, "snapshot-reply", "bytes", sr.bytes);
+	field(o, "snapshot-reply", "pending_revision", sr.pending_revision);
 
 	struct th_msg_sync_reply syr = { .revision = 0x9192939495969798ull };
 	message(o, "sync-reply", TH_MSG_SYNC | TH_MSG_REPLY, 0x06060606u, &syr, sizeof syr);

@@ -295,6 +295,7 @@ func TestGolden_replies_decode_field_by_field(t *testing.T) {
 	eq(t, "snapshot start_revision", sr.StartRevision, g.u64(t, "snapshot-reply.start_revision"))
 	eq(t, "snapshot count", sr.Count, g.u64(t, "snapshot-reply.count"))
 	eq(t, "snapshot bytes", sr.Bytes, g.u64(t, "snapshot-reply.bytes"))
+	eq(t, "snapshot pending_revision", sr.PendingRevision, g.u64(t, "snapshot-reply.pending_revision"))
 	snap := readGolden(t, "snapshot.bin")
 	eq(t, "snapshot.bin size", uint64(len(snap)), sr.Bytes)
 	items, err := parseSnapshot(snap, sr.Count)

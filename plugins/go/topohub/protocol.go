@@ -46,7 +46,8 @@ const (
 	attachSize       = 48 // struct th_msg_attach
 	attachReplySize  = 40 // struct th_msg_attach_reply
 	snapshotReqSize  = 8  // struct th_msg_snapshot / th_msg_get
-	snapshotRepSize  = 32 // struct th_msg_snapshot_reply
+	snapshotRepSize  = 40 // struct th_msg_snapshot_reply
+	snapshotRepMin   = 32 // ... as hubs before pending_revision send it
 	snapEntrySize    = 32 // struct th_snap_entry
 	syncReqSize      = 16 // struct th_msg_sync
 	syncReplySize    = 8  // struct th_msg_sync_reply
@@ -223,13 +224,19 @@ func encodeKeyRequest(table uint32, key string) []byte {
 // snapshotReply is struct th_msg_snapshot_reply.
 type snapshotReply struct {
 	Revision, StartRevision, Count, Bytes uint64
+	PendingRevision                       uint64 // 0 from a hub that sends 32 bytes
 }
 
 func decodeSnapshotReply(b []byte) (snapshotReply, error) {
-	if len(b) < snapshotRepSize {
+	if len(b) < snapshotRepMin {
 		return snapshotReply{}, fmt.Errorf("%w: SNAPSHOT reply of %d bytes, %d expected", ErrProto, len(b), snapshotRepSize)
 	}
-	return snapshotReply{le.Uint64(b[0:]), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:])}, nil
+	r := snapshotReply{Revision: le.Uint64(b[0:]), StartRevision: le.Uint64(b[8:]), Count: le.Uint64(b[16:]),
+		Bytes: le.Uint64(b[24:])}
+	if len(b) >= snapshotRepSize {
+		r.PendingRevision = le.Uint64(b[32:])
+	}
+	return r, nil
 }
 
 // snapItem is one struct th_snap_entry with its key and value (copies).

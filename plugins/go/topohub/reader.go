@@ -328,6 +328,7 @@ func (c *Client) attach(ctx context.Context) error {
 	if rep.Revision > c.revision {
 		c.revision = rep.Revision
 	}
+	c.ringRevision, c.snapPending = rep.Revision, 0
 	return nil
 }
 
@@ -493,6 +494,9 @@ func (c *Client) fetchOne(w *watch, fresh bool) error {
 	if rep.Revision > c.revision {
 		c.revision = rep.Revision
 	}
+	if rep.PendingRevision > c.snapPending {
+		c.snapPending = rep.PendingRevision
+	}
 	return nil
 }
 
@@ -543,7 +547,8 @@ func (c *Client) fetch() error {
 	}
 	c.fetchTable = [ntablesMax]bool{}
 	c.fetchAny = false
-	// Every change up to the snapshots' revisions is before the head now.
+	// Every change the ring had when the snapshots were taken is before the
+	// head now; finishPending also waits for snapPending (protocol.h).
 	c.readyPos = c.ring.loadHead()
 	c.stEntries.Store(uint64(len(c.mirror)))
 	return nil
@@ -616,6 +621,9 @@ func (c *Client) readRing() int {
 				if ch.Revision > c.revision {
 					c.revision = ch.Revision
 				}
+				if ch.Revision > c.ringRevision {
+					c.ringRevision = ch.Revision
+				}
 				c.handleChange(&rec, &ch)
 			}
 		case recResync:
@@ -630,6 +638,9 @@ func (c *Client) readRing() int {
 				// exact at rs.Revision at least.
 				if rs.Revision > c.revision {
 					c.revision = rs.Revision
+				}
+				if rs.Revision > c.ringRevision {
+					c.ringRevision = rs.Revision
 				}
 				c.lose(table, ResyncHub)
 				if c.fetch() != nil {
@@ -700,9 +711,10 @@ func (c *Client) handleChange(rec *ringRecord, ch *change) {
 }
 
 // finishPending: the copy is exact at a transaction boundary at or past
-// readyPos: hand out what the waiting watches need.
+// readyPos, once the ring has brought the snapshots' pending revision: hand
+// out what the waiting watches need.
 func (c *Client) finishPending() {
-	if !c.pending || c.fetchAny || !c.connected || c.ring.pos < c.readyPos {
+	if !c.pending || c.fetchAny || !c.connected || c.ring.pos < c.readyPos || c.ringRevision < c.snapPending {
 		return
 	}
 	c.pending = false
