@@ -263,6 +263,10 @@ static void run_line(struct run *r, char *text)
 		if (rc)
 			FAIL(r, "open: %s", api->strerror(rc));
 		r->nclients++;
+		/* As the Go runner's openClient: what the scenario wrote before is
+		 * in the hub's tables before a watch asks for it (a row still on
+		 * its way through the binlog made a watch SYNCED alone). */
+		do_sync(r, c);
 	} else if (!strcmp(cmd, "watch")) {
 		char *cname = strsep(&rest, " "), *wname = strsep(&rest, " "), *kind = strsep(&rest, " ");
 		char *table = strsep(&rest, " "), *path = rest;
