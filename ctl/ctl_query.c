@@ -400,6 +400,7 @@ static const struct metric metrics[] = {
 	{ "last_publish_ns", "topohub_last_publish_timestamp_seconds", "gauge", 1e-9,
 	  "Time of the last ring publication (0: none yet)." },
 	{ "uptime_s", "topohub_uptime_seconds", "gauge", 0, "Seconds since the hub started." },
+	{ "config_reloads", "topohub_config_reloads_total", "counter", 0, "SIGHUP reloads that applied a change." },
 };
 
 static void family(struct th_buf *out, const char *name, const char *type, const char *help)
@@ -456,6 +457,54 @@ static void value(struct th_buf *out, const char *v, double scale)
 		th_buf_puts(out, *v ? v : "0");
 }
 
+/* The numbers of "key":[n,n,...] in [b, e): how many (0 if none or bad). */
+static size_t u64_array(const char *b, const char *e, const char *key, uint64_t *out, size_t max)
+{
+	char pat[64];
+	int pl = snprintf(pat, sizeof pat, "\"%s\":[", key);
+	const char *q = memmem(b, (size_t)(e - b), pat, (size_t)pl);
+	if (!q)
+		return 0;
+	q += pl;
+	size_t n = 0;
+	while (q < e && *q != ']') {
+		char *next;
+		if (n == max)
+			return 0;
+		out[n++] = strtoull(q, &next, 10);
+		if (next == q)
+			return 0;
+		q = *next == ',' ? next + 1 : next;
+	}
+	return n;
+}
+
+/* A STATS histogram ("field":{"le_ns":[...],"buckets":[...],"sum_ns":N},
+ * counts per bucket) as a Prometheus histogram: cumulative, in seconds. */
+static void histogram(struct th_buf *out, const char *stats, const char *end, const char *field, const char *name,
+		      const char *help)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":{", field);
+	const char *b = strstr(stats, pat);
+	const char *e = b ? memchr(b, '}', (size_t)(end - b)) : NULL;
+	uint64_t le[64], n[65];
+	size_t nle = e ? u64_array(b, e, "le_ns", le, 64) : 0;
+	if (!nle || u64_array(b, e, "buckets", n, 65) != nle + 1)
+		return; /* an older hub: no family rather than a wrong one */
+	char sum[32] = "0";
+	json_field(b, e, "sum_ns", sum, sizeof sum);
+	family(out, name, "histogram", help);
+	uint64_t acc = 0;
+	for (size_t i = 0; i < nle; i++) {
+		acc += n[i];
+		th_buf_printf(out, "%s_bucket{le=\"%.9g\"} %" PRIu64 "\n", name, (double)le[i] * 1e-9, acc);
+	}
+	acc += n[nle];
+	th_buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.15g\n%s_count %" PRIu64 "\n", name, acc, name,
+		      strtod(sum, NULL) * 1e-9, name, acc);
+}
+
 static void metric_reader(const char *b, const char *e, void *arg)
 {
 	const struct reader_family *f = arg;
@@ -496,6 +545,10 @@ int ctl_cmd_metrics(const struct ctl_options *opt, int argc, char **argv)
 		value(&out, v, metrics[i].scale);
 		th_buf_putc(&out, '\n');
 	}
+	histogram(&out, stats, end, "publish_latency", "topohub_publish_latency_seconds",
+		  "From reading a transaction's commit event to its publication in the ring.");
+	histogram(&out, stats, end, "reader_lag", "topohub_reader_lag_sampled_seconds",
+		  "Every attached reader's lag (age of its oldest unread record, 0 when caught up), sampled every 100 ms.");
 	char head[32] = "", oldest[32] = "";
 	if (json_field(stats, end, "ring_head", head, sizeof head) &&
 	    json_field(stats, end, "ring_oldest", oldest, sizeof oldest)) {

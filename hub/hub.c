@@ -71,8 +71,95 @@ static void join_publisher(pthread_t t)
 	}
 }
 
-/* Waits for a signal or for fd; returns the signal (0 when fd fired). */
-static int wait_signal_or(int sfd, int fd)
+/* ---- SIGHUP ------------------------------------------------------------- */
+
+struct change_list {
+	char live[512], restart[512];
+	size_t nlive, nrestart;
+};
+
+static void add_name(char *list, size_t cap, const char *name)
+{
+	size_t n = strlen(list);
+	snprintf(list + n, cap - n, "%s%s", n ? ", " : "", name);
+}
+
+static void note_live(void *arg, const char *section, const char *key, bool live)
+{
+	struct change_list *c = arg;
+	if (live) {
+		add_name(c->live, sizeof c->live, key);
+		c->nlive++;
+	}
+}
+
+static void note_restart(void *arg, const char *section, const char *key, bool live)
+{
+	struct change_list *c = arg;
+	if (!live) {
+		add_name(c->restart, sizeof c->restart, key);
+		c->nrestart++;
+	}
+}
+
+static void set_live_timeouts(struct th_hub *h, const struct th_hub_config *c)
+{
+	th_store_relaxed(&h->timeout_min_ns, c->reader_timeout_min_ns);
+	th_store_relaxed(&h->timeout_max_ns, c->reader_timeout_max_ns);
+	th_store_relaxed(&h->timeout_default_ns, c->reader_timeout_default_ns);
+}
+
+/*
+ * Re-read the flags and the file (hub_config.h). What may change at run time
+ * is applied: the log level and the reader timeout bounds here (readers
+ * attached keep the timeout they have), the rest by the control thread
+ * (take_reload). What needs a restart is named and kept as it runs. A file
+ * that does not parse changes nothing. *applied is the last configuration
+ * applied (NULL: the one started with), owned by the main thread.
+ */
+static void reload(struct th_hub *h, struct th_hub_config **applied)
+{
+	struct th_hub_config *next = calloc(1, sizeof *next);
+	char err[512];
+	if (!next) {
+		th_log_error("SIGHUP: out of memory: the running configuration stays");
+		return;
+	}
+	if (th_hub_config_reread(h->cfg, next, err, sizeof err) < 0) {
+		th_log_error("SIGHUP: %s: the running configuration stays", err);
+		th_hub_config_free(next);
+		free(next);
+		return;
+	}
+	struct change_list c = { 0 };
+	th_hub_config_diff(*applied ? *applied : h->cfg, next, note_live, &c);
+	th_hub_config_diff(h->cfg, next, note_restart, &c);
+	if (c.nlive) {
+		th_hub_log_set_level((enum th_log_level)next->log_level);
+		set_live_timeouts(h, next);
+		pthread_mutex_lock(&h->live_lock);
+		th__hub_live_from(&h->live_next, next);
+		pthread_mutex_unlock(&h->live_lock);
+		uint64_t one = 1;
+		if (write(h->reload_fd, &one, sizeof one) < 0)
+			th_log_warn("SIGHUP: waking the control thread: %s", strerror(errno));
+		th_fetch_add_relaxed(&h->st_config_reloads, 1);
+		th_log_info("SIGHUP: applied %s", c.live);
+	}
+	if (c.nrestart)
+		th_log_warn("SIGHUP: changed but needs a restart (running as started): %s", c.restart);
+	if (!c.nlive && !c.nrestart)
+		th_log_info("SIGHUP: the configuration is unchanged");
+	if (*applied) {
+		th_hub_config_free(*applied);
+		free(*applied);
+	}
+	*applied = next;
+}
+
+/* Waits for a signal or for fd; returns the signal (0 when fd fired). A
+ * SIGHUP reloads and waits on. */
+static int wait_signal_or(struct th_hub *h, struct th_hub_config **applied, int sfd, int fd)
 {
 	for (;;) {
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
@@ -87,7 +174,7 @@ static int wait_signal_or(int sfd, int fd)
 			if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
 				continue;
 			if (si.ssi_signo == SIGHUP) {
-				th_log_info("SIGHUP: nothing to reload (restart to change the configuration)");
+				reload(h, applied);
 				continue;
 			}
 			th_log_info("signal %d from pid %u: stopping", (int)si.ssi_signo, si.ssi_pid);
@@ -159,7 +246,12 @@ int th_hub_run(const struct th_hub_config *cfg)
 	h->pub_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->monitor_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->reload_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->src.index = -1;
+	struct th_hub_config *applied = NULL; /* the last SIGHUP's */
+	set_live_timeouts(h, cfg);
+	th__hub_live_from(&h->live_next, cfg);
+	pthread_mutex_init(&h->live_lock, NULL);
 	pthread_mutex_init(&h->src_lock, NULL);
 	/* Priority inheritance: the monitor may run real-time and must not wait
 	 * behind a preempted control thread that holds the readers' lock. */
@@ -174,7 +266,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	if (h->stop_fd < 0 || h->pub_fd < 0 || h->ready_fd < 0 || h->monitor_fd < 0 || sfd < 0) {
+	if (h->stop_fd < 0 || h->pub_fd < 0 || h->ready_fd < 0 || h->monitor_fd < 0 || h->reload_fd < 0 || sfd < 0) {
 		th_log_error("eventfd/signalfd: %s", strerror(errno));
 		goto out_fds;
 	}
@@ -201,7 +293,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 		goto out_state;
 	}
 	/* Serve nobody before the state is loaded and the stream is open. */
-	int sig = wait_signal_or(sfd, h->ready_fd);
+	int sig = wait_signal_or(h, &applied, sfd, h->ready_fd);
 	uint64_t ready = 0;
 	if (sig == 0 && (read(h->ready_fd, &ready, sizeof ready) != (ssize_t)sizeof ready || ready != 1)) {
 		stop_request(h);
@@ -232,7 +324,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 	mon_started = true;
 	th_log_info("ready: control socket %s", cfg->socket_path);
 	notify("READY=1\nSTATUS=streaming");
-	wait_signal_or(sfd, -1);
+	wait_signal_or(h, &applied, sfd, -1);
 	code = TH_HUB_EXIT_OK;
 stop:
 	notify("STOPPING=1");
@@ -262,6 +354,13 @@ out_fds:
 		close(h->ready_fd);
 	if (h->monitor_fd >= 0)
 		close(h->monitor_fd);
+	if (h->reload_fd >= 0)
+		close(h->reload_fd);
+	if (applied) {
+		th_hub_config_free(applied);
+		free(applied);
+	}
+	pthread_mutex_destroy(&h->live_lock);
 	free(h->readers);
 	pthread_mutex_destroy(&h->src_lock);
 	pthread_mutex_destroy(&h->readers_lock);

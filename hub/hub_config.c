@@ -38,69 +38,73 @@ struct key {
 	size_t off;
 	const char *def;    /* default as text; NULL: none */
 	const char *help;
+	bool live;          /* SIGHUP applies it to the running hub (LIVE) */
 };
+
+#define LIVE true
+#define RESTART false
 
 #define OFF(f) offsetof(struct th_hub_config, f)
 
 static const struct key keys[] = {
 	{ "hub", "socket", K_STR, OFF(socket_path), "/run/topohub/topohub.sock",
-	  "control socket path (SOCK_SEQPACKET)" },
-	{ "hub", "socket_mode", K_MODE, OFF(socket_mode), "0660", "control socket file mode (octal)" },
+	  "control socket path (SOCK_SEQPACKET)", RESTART },
+	{ "hub", "socket_mode", K_MODE, OFF(socket_mode), "0660", "control socket file mode (octal)", RESTART },
 	{ "hub", "socket_group", K_STR, OFF(socket_group), NULL,
-	  "group (name or number) of the control socket file; its members may connect" },
+	  "group (name or number) of the control socket file; its members may connect", RESTART },
 	{ "hub", "allow_uids", K_UIDS, 0, NULL,
-	  "users (names or numbers, comma-separated) allowed on the socket, besides root and the hub's own" },
+	  "users (names or numbers, comma-separated) allowed on the socket, besides root and the hub's own", LIVE },
 	{ "hub", "allow_gids", K_GIDS, 0, NULL,
-	  "groups allowed on the socket (peer's primary gid); socket_group is always allowed" },
-	{ "hub", "ring_capacity", K_SIZE, OFF(ring_capacity), "64M", "ring size in bytes, a power of two (K, M, G)" },
-	{ "hub", "max_readers", K_U32, OFF(max_readers), "1024", "most attached readers" },
+	  "groups allowed on the socket (peer's primary gid); socket_group is always allowed", LIVE },
+	{ "hub", "ring_capacity", K_SIZE, OFF(ring_capacity), "64M", "ring size in bytes, a power of two (K, M, G)", RESTART },
+	{ "hub", "max_readers", K_U32, OFF(max_readers), "1024", "most attached readers", RESTART },
 	{ "hub", "max_clients", K_U32, OFF(max_clients), "4096",
-	  "most open control connections (clamped at start to what the open-file limit allows)" },
+	  "most open control connections (clamped at start to what the open-file limit allows)", RESTART },
 	{ "hub", "max_clients_per_uid", K_U32, OFF(max_clients_per_uid), "1024",
-	  "most open control connections of one uid" },
+	  "most open control connections of one uid", LIVE },
 	{ "hub", "idle_timeout_ms", K_U32, OFF(idle_timeout_ms), "60000",
-	  "close a connection that is not attached and sent no request for this long (0: never)" },
+	  "close a connection that is not attached and sent no request for this long (0: never)", LIVE },
 	{ "hub", "snapshot_bytes_max", K_SIZE, OFF(snapshot_bytes_max), "256M",
-	  "most bytes of SNAPSHOT/GET replies one uid is sent per snapshot_window_ms (K, M, G)" },
+	  "most bytes of SNAPSHOT/GET replies one uid is sent per snapshot_window_ms (K, M, G)", LIVE },
 	{ "hub", "snapshot_window_ms", K_U32, OFF(snapshot_window_ms), "10000",
-	  "the window of snapshot_bytes_max" },
+	  "the window of snapshot_bytes_max", LIVE },
 	{ "hub", "reader_timeout_min_ms", K_MS_NS, OFF(reader_timeout_min_ns), "10",
-	  "smallest slow-consumer timeout a reader may ask for" },
+	  "smallest slow-consumer timeout a reader may ask for", LIVE },
 	{ "hub", "reader_timeout_max_ms", K_MS_NS, OFF(reader_timeout_max_ns), "60000",
-	  "largest slow-consumer timeout a reader may ask for" },
+	  "largest slow-consumer timeout a reader may ask for", LIVE },
 	{ "hub", "reader_timeout_default_ms", K_MS_NS, OFF(reader_timeout_default_ns), "5000",
-	  "timeout of a reader that asks for none (0)" },
+	  "timeout of a reader that asks for none (0)", LIVE },
 	{ "hub", "monitor_interval_us", K_US_NS, OFF(monitor_interval_ns), "1000",
-	  "the shortest sleep of the monitor (it wakes at the earliest moment a reader can be late): how late an eviction can be" },
+	  "the shortest sleep of the monitor (it wakes at the earliest moment a reader can be late): how late an eviction can be", RESTART },
 	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
-	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)" },
-	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug" },
+	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)", RESTART },
+	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug", LIVE },
 	{ "hub", "bench_socket_fanout", K_BOOL, OFF(bench_socket_fanout), "false",
-	  "benchmark only: also send every record over the socket of each client that asks (STREAM)" },
+	  "benchmark only: also send every record over the socket of each client that asks (STREAM)", RESTART },
 
 	{ "mysql", "sources", K_SOURCES, 0, NULL,
-	  "servers in order, comma-separated: host:port, [v6addr]:port, or a Unix socket path (--source adds one)" },
-	{ "mysql", "user", K_STR, OFF(user), "topohub", "MySQL user" },
+	  "servers in order, comma-separated: host:port, [v6addr]:port, or a Unix socket path (--source adds one)", RESTART },
+	{ "mysql", "user", K_STR, OFF(user), "topohub", "MySQL user", RESTART },
 	{ "mysql", "password_file", K_STR, OFF(password_file), NULL,
-	  "file whose first line is the MySQL password" },
+	  "file whose first line is the MySQL password", RESTART },
 	{ "mysql", "password_env", K_STR, OFF(password_env), "TOPOHUB_MYSQL_PASSWORD",
-	  "environment variable holding the password (when no password_file); removed after reading" },
-	{ "mysql", "tls", K_BOOL, OFF(tls), "false", "require TLS (TCP sources)" },
+	  "environment variable holding the password (when no password_file); removed after reading", RESTART },
+	{ "mysql", "tls", K_BOOL, OFF(tls), "false", "require TLS (TCP sources)", RESTART },
 	{ "mysql", "tls_verify", K_BOOL, OFF(tls_verify), "false",
-	  "verify the server certificate against tls_ca and the host name" },
-	{ "mysql", "tls_ca", K_STR, OFF(tls_ca), NULL, "CA certificate file (PEM)" },
-	{ "mysql", "tls_cert", K_STR, OFF(tls_cert), NULL, "client certificate file (PEM)" },
-	{ "mysql", "tls_key", K_STR, OFF(tls_key), NULL, "client key file (PEM)" },
-	{ "mysql", "server_id", K_U32, OFF(server_id), "0", "replica server_id the hub uses; 0: random >= 2^31" },
+	  "verify the server certificate against tls_ca and the host name", RESTART },
+	{ "mysql", "tls_ca", K_STR, OFF(tls_ca), NULL, "CA certificate file (PEM)", RESTART },
+	{ "mysql", "tls_cert", K_STR, OFF(tls_cert), NULL, "client certificate file (PEM)", RESTART },
+	{ "mysql", "tls_key", K_STR, OFF(tls_key), NULL, "client key file (PEM)", RESTART },
+	{ "mysql", "server_id", K_U32, OFF(server_id), "0", "replica server_id the hub uses; 0: random >= 2^31", RESTART },
 	{ "mysql", "heartbeat_ms", K_U32, OFF(heartbeat_ms), "1000",
-	  "server heartbeat period; silence for 2x + 0.5 s means a dead connection" },
-	{ "mysql", "connect_timeout_ms", K_U32, OFF(connect_timeout_ms), "5000", "connect timeout" },
-	{ "mysql", "reconnect_min_ms", K_U32, OFF(reconnect_min_ms), "50", "first reconnect delay" },
+	  "server heartbeat period; silence for 2x + 0.5 s means a dead connection", RESTART },
+	{ "mysql", "connect_timeout_ms", K_U32, OFF(connect_timeout_ms), "5000", "connect timeout", RESTART },
+	{ "mysql", "reconnect_min_ms", K_U32, OFF(reconnect_min_ms), "50", "first reconnect delay", RESTART },
 	{ "mysql", "reconnect_max_ms", K_U32, OFF(reconnect_max_ms), "5000",
-	  "reconnect delay cap (the delay doubles per failed round of sources)" },
-	{ "mysql", "schema", K_STR, OFF(schema), "topo", "schema of the watched tables" },
+	  "reconnect delay cap (the delay doubles per failed round of sources)", RESTART },
+	{ "mysql", "schema", K_STR, OFF(schema), "topo", "schema of the watched tables", RESTART },
 	{ "mysql", "check_grants", K_BOOL, OFF(check_grants), "true",
-	  "check REPLICATION SLAVE/CLIENT in SHOW GRANTS (disable when grants come through roles)" },
+	  "check REPLICATION SLAVE/CLIENT in SHOW GRANTS (disable when grants come through roles)", RESTART },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -519,13 +523,15 @@ void th_hub_config_usage(FILE *out)
 		for (char *p = flag + 2; *p; p++)
 			if (*p == '_')
 				*p = '-';
-		fprintf(out, "  %-28s %s%s%s%s\n", flag, keys[i].help, keys[i].def ? " [" : "",
-			keys[i].def ? keys[i].def : "", keys[i].def ? "]" : "");
+		fprintf(out, "  %-28s %s%s%s%s%s\n", flag, keys[i].help, keys[i].def ? " [" : "",
+			keys[i].def ? keys[i].def : "", keys[i].def ? "]" : "", keys[i].live ? " (SIGHUP)" : "");
 	}
 	fprintf(out,
 		"[table NAME]                 (default: topo_data, topo_locks, topo_elections)\n"
 		"  schema, key, value (columns joined by '+' or ','), version\n"
 		"\n"
+		"Keys marked (SIGHUP) take effect on SIGHUP, which re-reads the file and the\n"
+		"flags; the others need a restart (the log names each one that changed).\n"
 		"The password is read from password_file or the environment variable named by\n"
 		"password_env; never from flags. Exit status: 0 stopped by SIGTERM/SIGINT,\n"
 		"1 failure, 2 bad configuration, 3 the server is not configured as topohub needs.\n");
@@ -588,9 +594,11 @@ static const struct key *flag_key(const char *flag)
 	return NULL;
 }
 
-int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+static int parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FILE *err, bool reread)
 {
 	memset(cfg, 0, sizeof *cfg);
+	cfg->argc = argc;
+	cfg->argv = argv;
 	char msg[1024] = "";
 	int rc = 0;
 	for (size_t i = 0; i < NKEYS && rc == 0; i++)
@@ -731,6 +739,8 @@ int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *
 			cfg->socket_gid = gr->gr_gid;
 		}
 	}
+	if (reread)
+		return TH_HUB_CONFIG_RUN; /* the running hub keeps its password and sets its level */
 	th_hub_log_set_level((enum th_log_level)cfg->log_level);
 	if ((rc = load_password(cfg, msg, sizeof msg)) < 0)
 		goto fail;
@@ -738,6 +748,107 @@ int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *
 fail:
 	fprintf(err, "topohubd: %s\n", msg[0] ? msg : "bad configuration");
 	return TH_HUB_CONFIG_EXIT_USAGE;
+}
+
+int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+	return parse(cfg, argc, argv, out, err, false);
+}
+
+int th_hub_config_reread(const struct th_hub_config *cur, struct th_hub_config *next, char *err, size_t err_len)
+{
+	err[0] = '\0';
+	FILE *e = fmemopen(err, err_len, "w");
+	FILE *null = fopen("/dev/null", "we");
+	int r = e && null ? parse(next, cur->argc, cur->argv, null, e, true) : TH_HUB_CONFIG_EXIT_USAGE;
+	if (e)
+		fclose(e);
+	if (null)
+		fclose(null);
+	if (r != TH_HUB_CONFIG_RUN) {
+		size_t n = strlen(err);
+		while (n && err[n - 1] == '\n')
+			err[--n] = '\0';
+		if (!n)
+			snprintf(err, err_len, "cannot read the configuration");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool same_key(const struct key *k, const struct th_hub_config *a, const struct th_hub_config *b)
+{
+	const char *pa = (const char *)a + k->off, *pb = (const char *)b + k->off;
+	switch (k->type) {
+	case K_STR:
+		return same_str(*(char *const *)pa, *(char *const *)pb);
+	case K_U32:
+		return *(const uint32_t *)pa == *(const uint32_t *)pb;
+	case K_SIZE:
+	case K_MS_NS:
+	case K_US_NS:
+		return *(const uint64_t *)pa == *(const uint64_t *)pb;
+	case K_MODE:
+		return *(const unsigned *)pa == *(const unsigned *)pb;
+	case K_BOOL:
+		return *(const bool *)pa == *(const bool *)pb;
+	case K_LEVEL:
+		return *(const int *)pa == *(const int *)pb;
+	case K_UIDS:
+		return a->n_allow_uids == b->n_allow_uids &&
+		       !memcmp(a->allow_uids, b->allow_uids, a->n_allow_uids * sizeof a->allow_uids[0]);
+	case K_GIDS:
+		return a->n_allow_gids == b->n_allow_gids &&
+		       !memcmp(a->allow_gids, b->allow_gids, a->n_allow_gids * sizeof a->allow_gids[0]);
+	case K_SOURCES:
+		if (a->nsources != b->nsources)
+			return false;
+		for (size_t i = 0; i < a->nsources; i++)
+			if (!same_str(a->sources[i].name, b->sources[i].name))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+static bool same_tables(const struct th_hub_config *a, const struct th_hub_config *b)
+{
+	if (a->ntables != b->ntables)
+		return false;
+	for (size_t i = 0; i < a->ntables; i++) {
+		const struct th_txn_table *x = &a->tables[i], *y = &b->tables[i];
+		if (!same_str(x->schema, y->schema) || !same_str(x->table, y->table) || !same_str(x->key, y->key) ||
+		    !same_str(x->version, y->version))
+			return false;
+		for (size_t j = 0; j < TH_TXN_MAX_VALUE_COLS; j++)
+			if (!same_str(x->value[j], y->value[j]))
+				return false;
+	}
+	return true;
+}
+
+size_t th_hub_config_diff(const struct th_hub_config *a, const struct th_hub_config *b,
+			  void (*fn)(void *arg, const char *section, const char *key, bool live), void *arg)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (same_key(&keys[i], a, b))
+			continue;
+		n++;
+		if (fn)
+			fn(arg, keys[i].section, keys[i].name, keys[i].live);
+	}
+	if (!same_tables(a, b)) {
+		n++;
+		if (fn)
+			fn(arg, "table", "(the watched tables)", false);
+	}
+	return n;
 }
 
 void th_hub_config_free(struct th_hub_config *cfg)

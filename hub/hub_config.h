@@ -28,7 +28,15 @@
  * TOPOHUB_MYSQL_PASSWORD), which is then removed from the environment. It is
  * never printed; th_hub_config_free() wipes it.
  *
+ * SIGHUP (hub.c) re-reads the same flags and file into a new struct
+ * (th_hub_config_reread) and applies the keys `topohubd --help` marks
+ * (SIGHUP): log_level, allow_uids, allow_gids, max_clients_per_uid,
+ * idle_timeout_ms, snapshot_bytes_max, snapshot_window_ms and the three
+ * reader_timeout_*_ms; th_hub_config_diff names every key that changed, and
+ * the hub logs the others as needing a restart.
+ *
  * Threads: parse on one thread at start-up; the result is read-only after.
+ * A re-read makes a new struct; the running one is never written.
  */
 #ifndef TH_HUB_CONFIG_H
 #define TH_HUB_CONFIG_H
@@ -95,6 +103,8 @@ struct th_hub_config {
 	struct th_txn_table tables[TH_HUB_MAX_TABLES];
 	size_t ntables;
 	bool custom_tables;
+	int argc;                         /* (internal) what was parsed, for a re-read */
+	char **argv;
 	char **owned;                     /* (internal) every string above, freed together */
 	size_t nowned, cap_owned;
 };
@@ -112,6 +122,23 @@ enum th_hub_config_result {
  * Loads the password (file or environment). Returns enum th_hub_config_result.
  */
 int th_hub_config_parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FILE *err);
+
+/*
+ * SIGHUP: parse cur's flags (and the --config file they name, read again)
+ * into *next (free with th_hub_config_free). Prints nothing, loads no
+ * password (the running hub keeps its own) and leaves the log level alone.
+ * 0, or -EINVAL with the reason in err.
+ */
+int th_hub_config_reread(const struct th_hub_config *cur, struct th_hub_config *next, char *err, size_t err_len);
+
+/*
+ * Calls fn (when not NULL) for every key whose value differs between a and b,
+ * with live true when a SIGHUP applies it; the watched tables count as one
+ * key of section "table". Returns how many differ. The password is not
+ * compared (it is read at start only).
+ */
+size_t th_hub_config_diff(const struct th_hub_config *a, const struct th_hub_config *b,
+			  void (*fn)(void *arg, const char *section, const char *key, bool live), void *arg);
 
 /* Writes the flag/key table (for --help). */
 void th_hub_config_usage(FILE *out);

@@ -123,10 +123,11 @@ struct ctl {
 	int reserve_fd;              /* closed to shed a connection on EMFILE */
 	uint64_t listen_paused_until; /* 0: the listen socket is polled */
 	uint64_t next_scan;          /* idle and linger checks */
+	struct th__hub_live live;    /* what a SIGHUP may change (taken over in take_reload) */
 };
 
 /* Markers for the non-connection descriptors in epoll. */
-static char mark_listen, mark_stop, mark_pub;
+static char mark_listen, mark_stop, mark_pub, mark_reload;
 
 /* ---- socket setup -------------------------------------------------------- */
 
@@ -183,6 +184,8 @@ int th__hub_control_open(struct th_hub *h, int *listen_fd)
 /* ---- replies --------------------------------------------------------------- */
 
 static void conn_close(struct ctl *x, struct conn *cn);
+static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, uint64_t *max_lag_ns,
+			 uint64_t *max_lag_bytes, bool sample);
 
 /* Sends one message; on failure (the client is not reading, or gone) closes the
  * connection and returns -1. Never blocks. */
@@ -292,19 +295,56 @@ static void free_dead(struct ctl *x)
 	}
 }
 
-static bool peer_allowed(const struct th_hub_config *c, uid_t uid, gid_t gid)
+static bool peer_allowed(const struct ctl *x, uid_t uid, gid_t gid)
 {
+	const struct th__hub_live *l = &x->live;
+	gid_t socket_gid = x->h->cfg->socket_gid;
 	if (uid == 0 || uid == geteuid())
 		return true;
-	if (c->socket_gid != (gid_t)-1 && gid == c->socket_gid)
+	if (socket_gid != (gid_t)-1 && gid == socket_gid)
 		return true;
-	for (size_t i = 0; i < c->n_allow_uids; i++)
-		if (c->allow_uids[i] == uid)
+	for (size_t i = 0; i < l->n_allow_uids; i++)
+		if (l->allow_uids[i] == uid)
 			return true;
-	for (size_t i = 0; i < c->n_allow_gids; i++)
-		if (c->allow_gids[i] == gid)
+	for (size_t i = 0; i < l->n_allow_gids; i++)
+		if (l->allow_gids[i] == gid)
 			return true;
 	return false;
+}
+
+void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c)
+{
+	memset(l, 0, sizeof *l);
+	memcpy(l->allow_uids, c->allow_uids, sizeof l->allow_uids);
+	l->n_allow_uids = c->n_allow_uids;
+	memcpy(l->allow_gids, c->allow_gids, sizeof l->allow_gids);
+	l->n_allow_gids = c->n_allow_gids;
+	l->max_clients_per_uid = c->max_clients_per_uid;
+	l->idle_timeout_ms = c->idle_timeout_ms;
+	l->snapshot_window_ms = c->snapshot_window_ms;
+	l->snapshot_bytes_max = c->snapshot_bytes_max;
+}
+
+/* A SIGHUP changed the live settings (hub.c): take them over, and close the
+ * connections of peers they no longer allow, readers included (a revoked
+ * uid keeps nothing it was handed but the read-only mappings it has). */
+static void take_reload(struct ctl *x)
+{
+	uint64_t v;
+	if (read(x->h->reload_fd, &v, sizeof v) < 0) {
+		/* EAGAIN: nothing new */
+	}
+	pthread_mutex_lock(&x->h->live_lock);
+	x->live = x->h->live_next;
+	pthread_mutex_unlock(&x->h->live_lock);
+	for (struct conn *cn = x->conns, *nx; cn; cn = nx) {
+		nx = cn->next;
+		if (cn->refused || peer_allowed(x, cn->uid, cn->gid))
+			continue;
+		th_log_warn("client %u (pid %d uid %u gid %u): no longer allowed (allow_uids/allow_gids, SIGHUP): closed",
+			    cn->cid, (int)cn->pid, (unsigned)cn->uid, (unsigned)cn->gid);
+		conn_close(x, cn);
+	}
 }
 
 static struct uid_ent *uid_get(struct ctl *x, uid_t uid)
@@ -324,7 +364,7 @@ static struct uid_ent *uid_get(struct ctl *x, uid_t uid)
 /* Entries of uids with no connection and no live snapshot window. */
 static void uid_gc(struct ctl *x, uint64_t now)
 {
-	uint64_t win = (uint64_t)x->h->cfg->snapshot_window_ms * 1000000u;
+	uint64_t win = (uint64_t)x->live.snapshot_window_ms * 1000000u;
 	for (struct uid_ent **pp = &x->uids; *pp;) {
 		struct uid_ent *u = *pp;
 		if (u->conns == 0 && now - u->win_start >= win) {
@@ -412,7 +452,7 @@ static void accept_all(struct ctl *x)
 			continue;
 		}
 		uint64_t now = th_now_ns();
-		if (!peer_allowed(h->cfg, cr.uid, cr.gid)) {
+		if (!peer_allowed(x, cr.uid, cr.gid)) {
 			th_fetch_add_relaxed(&h->st_refused, 1);
 			th_log_limited(&lim_refused, TH_LOG_WARN,
 				       "refused control connection from pid %d uid %u gid %u: not in allow_uids/allow_gids",
@@ -448,12 +488,12 @@ static void accept_all(struct ctl *x)
 		struct uid_ent *u = uid_get(x, cr.uid);
 		bool operator = cr.uid == 0 || cr.uid == geteuid();
 		uint64_t limit = (uint64_t)h->max_clients + (operator ? OPERATOR_RESERVE : 0);
-		if (!u || th_load_relaxed(&h->st_clients) >= limit || u->conns >= h->cfg->max_clients_per_uid) {
-			bool per_uid = u && u->conns >= h->cfg->max_clients_per_uid;
+		if (!u || th_load_relaxed(&h->st_clients) >= limit || u->conns >= x->live.max_clients_per_uid) {
+			bool per_uid = u && u->conns >= x->live.max_clients_per_uid;
 			th_log_limited(&lim_full, TH_LOG_WARN,
 				       "refused control connection from pid %d uid %u: %s (%u) reached",
 				       (int)cr.pid, (unsigned)cr.uid, per_uid ? "max_clients_per_uid" : "max_clients",
-				       per_uid ? h->cfg->max_clients_per_uid : h->max_clients);
+				       per_uid ? x->live.max_clients_per_uid : h->max_clients);
 			refuse_fd(fd, -EMFILE, "too many connections (%s)", per_uid ? "max_clients_per_uid" : "max_clients");
 			close(fd);
 			continue;
@@ -496,7 +536,9 @@ static void scan(struct ctl *x)
 	if (now < x->next_scan)
 		return;
 	x->next_scan = now + TICK_MS * 1000000ull;
-	uint64_t idle = (uint64_t)x->h->cfg->idle_timeout_ms * 1000000u;
+	uint64_t nr, lag_ns, lag_bytes;
+	json_readers(x->h, NULL, &nr, &lag_ns, &lag_bytes, true); /* the reader_lag sample */
+	uint64_t idle = (uint64_t)x->live.idle_timeout_ms * 1000000u;
 	for (struct conn *cn = x->conns, *nx; cn; cn = nx) {
 		nx = cn->next;
 		if (cn->refused) {
@@ -505,7 +547,7 @@ static void scan(struct ctl *x)
 		} else if (idle && cn->reader < 0 && !cn->stream && !cn->sync && now - cn->last_ns >= idle) {
 			th_log_limited(&lim_misc, TH_LOG_INFO,
 				       "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
-				       (int)cn->pid, (unsigned)cn->uid, x->h->cfg->idle_timeout_ms);
+				       (int)cn->pid, (unsigned)cn->uid, x->live.idle_timeout_ms);
 			conn_close(x, cn);
 		}
 	}
@@ -542,7 +584,7 @@ static void do_attach(struct ctl *x, struct conn *cn, uint32_t req, const uint8_
 		.start_pos = lag.read_pos,
 		/* Pairs with the publisher's release of (c). */
 		.revision = th_load_acquire(&h->published_revision),
-		.timeout_ns = th__hub_clamp_timeout(h->cfg, a.timeout_ns),
+		.timeout_ns = th__hub_clamp_timeout(h, a.timeout_ns),
 		.reader_id = id,
 		.ntables = (uint32_t)h->cfg->ntables,
 	};
@@ -689,16 +731,16 @@ static void do_snapshot(struct ctl *x, struct conn *cn, uint16_t type, uint32_t 
 	const uint8_t *key = body + sizeof s;
 	/* The uid's snapshot budget (see the opening comment). */
 	struct uid_ent *u = cn->u;
-	uint64_t now = th_now_ns(), win = (uint64_t)h->cfg->snapshot_window_ms * 1000000u;
+	uint64_t now = th_now_ns(), win = (uint64_t)x->live.snapshot_window_ms * 1000000u;
 	if (u && now - u->win_start >= win) {
 		u->win_start = now;
 		u->bytes = 0;
 	}
-	if (u && u->bytes >= h->cfg->snapshot_bytes_max) {
+	if (u && u->bytes >= x->live.snapshot_bytes_max) {
 		uint64_t left_ms = (u->win_start + win - now) / 1000000u + 1;
 		th_log_limited(&lim_snap, TH_LOG_WARN,
 			       "client %u (pid %d uid %u): snapshot budget spent (%" PRIu64 " bytes in %u ms): refused",
-			       cn->cid, (int)cn->pid, (unsigned)cn->uid, u->bytes, h->cfg->snapshot_window_ms);
+			       cn->cid, (int)cn->pid, (unsigned)cn->uid, u->bytes, x->live.snapshot_window_ms);
 		send_error(x, cn, req, -ENOBUFS,
 			   "uid %u was sent %" PRIu64 " snapshot bytes in this window (snapshot_bytes_max); retry in %" PRIu64
 			   " ms",
@@ -963,7 +1005,7 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      ",\"refused\":%" PRIu64 ",\"bad_messages\":%" PRIu64 ",\"clients\":%" PRIu64
 		      ",\"entries\":%" PRIu64 ",\"last_commit_us\":%" PRIu64 ",\"last_publish_ns\":%" PRIu64
 		      ",\"ring_head\":%" PRIu64 ",\"ring_oldest\":%" PRIu64 ",\"ring_capacity\":%" PRIu64
-		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64,
+		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64 ",\"config_reloads\":%" PRIu64,
 		      th_load_relaxed(&h->st_txns), th_load_relaxed(&h->st_txns_seen), th_load_relaxed(&h->st_changes),
 		      th_load_relaxed(&h->st_records), th_load_relaxed(&h->st_bytes), th_load_relaxed(&h->st_events),
 		      th_load_relaxed(&h->st_reconnects), th_load_relaxed(&h->st_reloads),
@@ -972,12 +1014,17 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      th_load_relaxed(&h->st_refused), th_load_relaxed(&h->st_bad_msgs),
 		      th_load_relaxed(&h->st_clients), th_state_count(h->state),
 		      th_load_relaxed(&h->st_last_commit_us), last_pub, th_ring_head(h->ring), th_ring_oldest(h->ring),
-		      th_ring_capacity(h->ring), c->ntables, th_load_relaxed(&h->st_monitor_rounds));
+		      th_ring_capacity(h->ring), c->ntables, th_load_relaxed(&h->st_monitor_rounds),
+		      th_load_relaxed(&h->st_config_reloads));
+	th__hub_hist_json(&h->publish_latency, b, "publish_latency");
+	th__hub_hist_json(&h->reader_lag, b, "reader_lag");
 }
 
 /* Readers: copy the table under the lock, then ask the ring. */
+/* Readers as JSON (b), their count and largest lags; with sample, every
+ * lag the ring could check also goes into h->reader_lag. */
 static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, uint64_t *max_lag_ns,
-			 uint64_t *max_lag_bytes)
+			 uint64_t *max_lag_bytes, bool sample)
 {
 	pthread_mutex_lock(&h->readers_lock);
 	size_t n = 0;
@@ -999,9 +1046,11 @@ static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, ui
 			*max_lag_ns = lag.age_ns;
 		if (!lag.evicted && !lag.invalid && lag.lag_bytes > *max_lag_bytes)
 			*max_lag_bytes = lag.lag_bytes;
+		if (sample && !lag.evicted && !lag.invalid && !lag.lapped && lag.age_ns != UINT64_MAX)
+			th__hub_hist_add(&h->reader_lag, lag.age_ns);
 		if (!b)
 			continue;
-		uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(h->cfg, lag.timeout_ns) : copy[i].timeout_ns;
+		uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(h, lag.timeout_ns) : copy[i].timeout_ns;
 		th_buf_printf(b,
 			      "%s{\"id\":%u,\"pid\":%d,\"uid\":%u,\"gid\":%u,\"name\":\"%s\",\"attached_ns\":%" PRIu64
 			      ",\"read_pos\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",\"lag_ns\":%" PRIu64
@@ -1025,7 +1074,7 @@ static void do_json(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req)
 	if (type == TH_MSG_STATS) {
 		uint64_t n, lag_ns, lag_bytes;
 		json_common(h, b);
-		json_readers(h, NULL, &n, &lag_ns, &lag_bytes);
+		json_readers(h, NULL, &n, &lag_ns, &lag_bytes, false);
 		th_buf_printf(b, ",\"readers\":%" PRIu64 ",\"max_lag_ns\":%" PRIu64 ",\"max_lag_bytes\":%" PRIu64,
 			      n, lag_ns, lag_bytes);
 		if (h->cfg->bench_socket_fanout)
@@ -1035,7 +1084,7 @@ static void do_json(struct ctl *x, struct conn *cn, uint16_t type, uint32_t req)
 	} else if (type == TH_MSG_READERS) {
 		uint64_t n, lag_ns, lag_bytes;
 		th_buf_puts(b, "{\"readers\":");
-		json_readers(h, b, &n, &lag_ns, &lag_bytes);
+		json_readers(h, b, &n, &lag_ns, &lag_bytes, false);
 		th_buf_putc(b, '}');
 	} else {
 		const struct th_hub_config *c = h->cfg;
@@ -1195,6 +1244,11 @@ void *th__hub_control_main(void *arg)
 	epoll_ctl(x.epfd, EPOLL_CTL_ADD, h->stop_fd, &ev);
 	ev.data.ptr = &mark_pub;
 	epoll_ctl(x.epfd, EPOLL_CTL_ADD, h->pub_fd, &ev);
+	ev.data.ptr = &mark_reload;
+	epoll_ctl(x.epfd, EPOLL_CTL_ADD, h->reload_fd, &ev);
+	pthread_mutex_lock(&h->live_lock); /* a SIGHUP may have come during the load */
+	x.live = h->live_next;
+	pthread_mutex_unlock(&h->live_lock);
 
 	struct epoll_event evs[64];
 	while (!th__hub_stopping(h)) {
@@ -1224,6 +1278,8 @@ void *th__hub_control_main(void *arg)
 				accept_all(&x);
 			} else if (p == &mark_stop) {
 				break;
+			} else if (p == &mark_reload) {
+				take_reload(&x);
 			} else if (p == &mark_pub) {
 				uint64_t v;
 				ssize_t r = read(h->pub_fd, &v, sizeof v);

@@ -15,6 +15,8 @@
  *   | applying_revision       | publisher         | control                  | seq_cst fences    |
  *   | pos (RCU pointer)       | publisher         | control                  | rcu_xchg/deref    |
  *   | stat_* counters         | their one writer  | control (stats)          | relaxed           |
+ *   | timeout_*_ns            | main (SIGHUP)     | control, monitor         | relaxed           |
+ *   | live_next               | main (SIGHUP)     | control                  | live_lock         |
  *   | source_info             | publisher         | control                  | src_lock (rare)   |
  *   | readers[]               | control           | monitor, control         | readers_lock      |
  *   | stopping                | main              | all                      | release/acquire   |
@@ -93,8 +95,39 @@ struct th__hub_source_info {
 	char last_error[512];
 };
 
+/* What a SIGHUP may change for the control thread (hub_config.h): it keeps
+ * its own copy and takes live_next over when reload_fd fires. */
+struct th__hub_live {
+	uid_t allow_uids[TH_HUB_MAX_IDS];
+	size_t n_allow_uids;
+	gid_t allow_gids[TH_HUB_MAX_IDS];
+	size_t n_allow_gids;
+	uint32_t max_clients_per_uid;
+	uint32_t idle_timeout_ms;
+	uint32_t snapshot_window_ms;
+	uint64_t snapshot_bytes_max;
+};
+void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c);
+
+/*
+ * A latency histogram (hub_hist.c): TH_HUB_HIST_N upper bounds and a last
+ * bucket above them, counts per bucket (not cumulative) and the sum. One
+ * writer each; STATS reads relaxed (a scrape may see the sum and the
+ * buckets one observation apart).
+ */
+#define TH_HUB_HIST_N 19
+extern const uint64_t th__hub_hist_bounds_ns[TH_HUB_HIST_N];
+struct th__hub_hist {
+	th_atomic_u64 bucket[TH_HUB_HIST_N + 1];
+	th_atomic_u64 sum_ns;
+};
+void th__hub_hist_add(struct th__hub_hist *hh, uint64_t ns);
+struct th_buf;
+/* Appends ,"name":{"le_ns":[...],"buckets":[...],"sum_ns":N} */
+void th__hub_hist_json(struct th__hub_hist *hh, struct th_buf *b, const char *name);
+
 struct th_hub {
-	const struct th_hub_config *cfg;
+	const struct th_hub_config *cfg; /* as started; a SIGHUP changes what follows, never this */
 	/* Effective limits (main, before any thread): cfg's, clamped to what
 	 * the open-file limit allows (hub.c, fd_budget()). */
 	uint32_t max_clients;
@@ -154,6 +187,23 @@ struct th_hub {
 	th_atomic_u64 st_refused;     /* control: peers refused by credentials */
 	th_atomic_u64 st_bad_msgs;    /* control */
 	th_atomic_u64 st_clients;     /* control: open connections */
+	th_atomic_u64 st_config_reloads; /* main: SIGHUPs that applied a change */
+	/* publisher: a transaction's commit event read to its publication (c) */
+	struct th__hub_hist publish_latency;
+	/* control: every attached reader's lag (age of its oldest unread
+	 * record, 0 when it has read all), sampled each TICK_MS: the share of
+	 * time readers spend at each lag */
+	struct th__hub_hist reader_lag;
+
+	/* main -> control and monitor: the reader timeout bounds (cfg's, then
+	 * a SIGHUP's), relaxed: each is a bound of its own, and an attach that
+	 * races a reload gets the old or the new. */
+	th_atomic_u64 timeout_min_ns, timeout_max_ns, timeout_default_ns;
+	/* main -> control: the live settings of the last SIGHUP, under
+	 * live_lock; reload_fd (eventfd) says they changed. */
+	pthread_mutex_t live_lock;
+	struct th__hub_live live_next;
+	int reload_fd;
 
 	pthread_mutex_t src_lock;
 	struct th__hub_source_info src;
@@ -210,6 +260,6 @@ struct th__hub_control_arg {
 
 /* A reader's slow-consumer timeout wish (0: none) within the configured
  * bounds (hub_monitor.c). Any thread. */
-uint64_t th__hub_clamp_timeout(const struct th_hub_config *c, uint64_t t);
+uint64_t th__hub_clamp_timeout(struct th_hub *h, uint64_t t);
 
 #endif

@@ -30,15 +30,14 @@
 #include "hub/hub_internal.h"
 #include "hub/hub_log.h"
 
-uint64_t th__hub_clamp_timeout(const struct th_hub_config *c, uint64_t t)
+uint64_t th__hub_clamp_timeout(struct th_hub *h, uint64_t t)
 {
 	if (t == 0)
-		return c->reader_timeout_default_ns;
-	if (t < c->reader_timeout_min_ns)
-		return c->reader_timeout_min_ns;
-	if (t > c->reader_timeout_max_ns)
-		return c->reader_timeout_max_ns;
-	return t;
+		return th_load_relaxed(&h->timeout_default_ns);
+	uint64_t lo = th_load_relaxed(&h->timeout_min_ns), hi = th_load_relaxed(&h->timeout_max_ns);
+	if (t > hi)
+		t = hi;
+	return t < lo ? lo : t; /* lo wins if a reload is half-way (lo > hi for a moment) */
 }
 
 struct mon_reader {
@@ -94,7 +93,7 @@ void *th__hub_monitor_main(void *arg)
 		th_fetch_add_relaxed(&h->st_monitor_rounds, 1);
 		uint64_t now = th_now_ns();
 		/* Nobody can be late before the longest timeout a reader may have. */
-		uint64_t next = now + c->reader_timeout_max_ns;
+		uint64_t next = now + th_load_relaxed(&h->timeout_max_ns);
 		size_t n = 0;
 		pthread_mutex_lock(&h->readers_lock);
 		if (cap < h->readers_cap) {
@@ -121,7 +120,7 @@ void *th__hub_monitor_main(void *arg)
 			if (th_ring_reader_lag(h->ring, r->id, &lag) < 0)
 				continue;
 			/* The slot's timeout is the reader's current wish; clamp it. */
-			uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(c, lag.timeout_ns) : r->timeout_ns;
+			uint64_t tmo = lag.timeout_ns ? th__hub_clamp_timeout(h, lag.timeout_ns) : r->timeout_ns;
 			if (lag.evicted) {
 				/* Once it rejoins it is at the head: like one caught up. */
 				if (now + tmo < next)

@@ -923,6 +923,139 @@ static void test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_i
 	check_state(sh);
 }
 
+static bool wait_log(const struct th_hub_proc *hp, const char *needle, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 10; i++) {
+		if (th_hub_proc_log_contains(hp, needle))
+			return true;
+		usleep(10000);
+	}
+	return th_hub_proc_log_contains(hp, needle);
+}
+
+static void append_config(const struct th_hub_proc *hp, const char *text)
+{
+	FILE *f = fopen(hp->config, "ae");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+		fail_msg("%s: %s", hp->config, strerror(errno));
+}
+
+/* A child as uid 65534 attaches, says 'A', then says 'C' once the hub closes
+ * its connection (or 'T' after 20 s, 'E' if it could not attach). */
+static pid_t spawn_nobody_reader(const char *socket, int *rd)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		char c = 'E';
+		struct th_ctl *ctl;
+		struct th_msg_attach_reply rep;
+		struct th_ring_reader_fds fds;
+		if (setgid(65534) == 0 && setuid(65534) == 0 && th_ctl_connect(socket, &ctl) == 0 &&
+		    th_ctl_attach(ctl, 0, (uint32_t)getpid(), "nobody", &rep, &fds, 5000) == 0) {
+			c = 'A';
+			if (write(p[1], &c, 1) != 1)
+				_exit(3);
+			struct pollfd pf = { .fd = th_ctl_fd(ctl), .events = POLLIN | POLLRDHUP };
+			char b[64];
+			c = poll(&pf, 1, 20000) == 1 && recv(pf.fd, b, sizeof b, MSG_DONTWAIT) == 0 ? 'C' : 'T';
+		}
+		if (write(p[1], &c, 1) != 1)
+			_exit(3);
+		_exit(0);
+	}
+	close(p[1]);
+	*rd = p[0];
+	return pid;
+}
+
+static char read_child(int fd, int ms)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	char c = '?';
+	if (poll(&pf, 1, ms) == 1 && read(fd, &c, 1) != 1)
+		c = '?';
+	return c;
+}
+
+/* SIGHUP re-reads the file: the keys `topohubd --help` marks (SIGHUP) take
+ * effect in the running hub, a reader attached before reads on without a
+ * resync, a peer that is no longer allowed is disconnected, a key that needs
+ * a restart is named and kept as it runs, and a file that does not parse
+ * changes nothing. */
+static void test_hub__sighup_applies_what_can_change_and_names_the_rest(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1,
+					 .extra_config = "[hub]\nallow_uids = 65534\nreader_timeout_max_ms = 60000\n" };
+	struct th_hub_proc *hp = NULL;
+	char why[1024];
+	if (th_hub_proc_start(&o, &hp, why, sizeof why))
+		fail_msg("topohubd: %s", why);
+	const uint64_t s30 = 30ull * 1000000000u;
+	struct th_test_reader before, after;
+	if (th_test_reader_open(&before, hp->socket, s30, "before", why, sizeof why))
+		fail_msg("%s", why);
+	assert_int_equal(before.att.timeout_ns, s30);
+	bool root = geteuid() == 0;
+	int child_fd = -1;
+	pid_t child = root ? spawn_nobody_reader(hp->socket, &child_fd) : -1;
+	if (root && read_child(child_fd, 10000) != 'A')
+		fail_msg("uid 65534 could not attach while allowed");
+
+	append_config(hp, "\n[hub]\nallow_uids = 12345\nreader_timeout_max_ms = 2000\nlog_level = debug\n"
+			  "ring_capacity = 8M\n");
+	kill(hp->pid, SIGHUP);
+	if (!wait_log(hp, "SIGHUP: applied", 5000))
+		fail_msg("no reload in the log: %s", th_hub_proc_log_tail(hp, why, sizeof why));
+	if (!th_hub_proc_log_contains(hp, "SIGHUP: applied allow_uids, reader_timeout_max_ms, reader_timeout_default_ms, log_level"))
+		fail_msg("the reload names other keys: %s", th_hub_proc_log_tail(hp, why, sizeof why));
+	assert_true(wait_log(hp, "needs a restart (running as started): ring_capacity", 1000));
+	/* (The default, 5000 ms, is clamped to the new maximum.) Applied: a new
+	 * reader's timeout is within the new bound. */
+	if (th_test_reader_open(&after, hp->socket, s30, "after", why, sizeof why))
+		fail_msg("%s", why);
+	assert_int_equal(after.att.timeout_ns, 2000000000ull);
+	th_test_reader_close(&after);
+	/* Revoked: the hub closed the connection of uid 65534. */
+	if (root) {
+		char c = read_child(child_fd, 10000);
+		int st;
+		waitpid(child, &st, 0);
+		close(child_fd);
+		if (c != 'C')
+			fail_msg("uid 65534 kept its connection after it was removed from allow_uids (child said '%c')", c);
+		assert_true(th_hub_proc_log_contains(hp, "no longer allowed"));
+	}
+	/* Kept: the reader from before reads on, with no resync between. */
+	if (th_mariadb_sql(sh->db, "INSERT INTO topo.topo_data (path, data) VALUES ('/hup/a', '1')"))
+		fail_msg("%s", sh->db->err);
+	struct th_test_rec r;
+	next_rec(&before, &r);
+	assert_int_equal(r.type, TH_REC_CHANGE);
+	assert_string_equal(r.key, "/hup/a");
+	th_test_rec_free(&r);
+	th_test_reader_close(&before);
+
+	/* A file that does not parse: said, and nothing changes. */
+	append_config(hp, "\n[hub]\nreader_timeout_max_ms = 500\nno_such_key = 1\n");
+	kill(hp->pid, SIGHUP);
+	if (!wait_log(hp, "the running configuration stays", 5000))
+		fail_msg("no reload error in the log: %s", th_hub_proc_log_tail(hp, why, sizeof why));
+	assert_true(th_hub_proc_log_contains(hp, "unknown key 'no_such_key'"));
+	if (th_test_reader_open(&after, hp->socket, s30, "after2", why, sizeof why))
+		fail_msg("%s", why);
+	assert_int_equal(after.att.timeout_ns, 2000000000ull);
+	th_test_reader_close(&after);
+	int st = th_hub_proc_stop(hp);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_false(th_hub_proc_sanitizer_report(hp));
+	th_hub_proc_free(hp);
+}
+
 static void test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation(void **state)
 {
 	struct shared *sh = need(state);
@@ -981,6 +1114,78 @@ static int ctl(struct shared *sh, char *out, size_t out_len, const char *args)
 	out[n] = '\0';
 	int st = pclose(p);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* The value of the first sample line that starts with prefix, or -1. */
+static double metric_value(const char *text, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (!strncmp(l, prefix, n) && l[n] == ' ')
+			return strtod(l + n + 1, NULL);
+	return -1;
+}
+
+/* The histograms of `topohubctl metrics`: publish latency counts every
+ * published transaction, the sampled reader lag sees a reader that stopped
+ * reading for 400 ms (a sample every 100 ms above the 100 ms bucket), and
+ * the whole output passes promtool where it is installed. */
+static void test_hubctl__metrics_histograms(void **state)
+{
+	struct shared *sh = need(state);
+	static char out[65536];
+	struct th_test_reader tr;
+	open_reader(sh, &tr, 30ull * 1000000000u, "slow");
+	assert_int_equal(ctl(sh, out, sizeof out, "metrics"), 0);
+	double before = metric_value(out, "topohub_publish_latency_seconds_count");
+	double slow_before = metric_value(out, "topohub_reader_lag_sampled_seconds_count") -
+			     metric_value(out, "topohub_reader_lag_sampled_seconds_bucket{le=\"0.1\"}");
+	assert_true(before >= 0);
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/hist/a', '1')");
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/hist/b', '2')");
+	usleep(400000); /* tr reads nothing meanwhile */
+	assert_int_equal(ctl(sh, out, sizeof out, "metrics"), 0);
+	assert_non_null(strstr(out, "# TYPE topohub_publish_latency_seconds histogram\n"));
+	assert_non_null(strstr(out, "# TYPE topohub_reader_lag_sampled_seconds histogram\n"));
+	assert_non_null(strstr(out, "topohub_publish_latency_seconds_bucket{le=\"+Inf\"} "));
+	assert_true(metric_value(out, "topohub_publish_latency_seconds_count") >= before + 2);
+	assert_true(metric_value(out, "topohub_publish_latency_seconds_sum") > 0);
+	double slow = metric_value(out, "topohub_reader_lag_sampled_seconds_count") -
+		      metric_value(out, "topohub_reader_lag_sampled_seconds_bucket{le=\"0.1\"}");
+	if (slow < slow_before + 1)
+		fail_msg("no lag sample above 100 ms for a reader 400 ms behind:\n%s", out);
+	assert_true(metric_value(out, "topohub_config_reloads_total") == 0);
+	struct th_test_rec r;
+	next_rec(&tr, &r);
+	th_test_rec_free(&r);
+	th_test_reader_close(&tr);
+	const char *save = getenv("TH_SAVE_METRICS"); /* a fresh doc/monitoring sample's families */
+	if (save) {
+		FILE *f = fopen(save, "w");
+		if (f) {
+			fputs(out, f);
+			fclose(f);
+		}
+	}
+	if (system("command -v promtool >/dev/null 2>&1") != 0) {
+		print_message("  promtool missing: the text format is not linted here (make test installs it)\n");
+		return;
+	}
+	char path[] = "/tmp/topohub-metrics-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, out, strlen(out)), (ssize_t)strlen(out));
+	close(fd);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+	FILE *p = popen(cmd, "r");
+	char lint[4096];
+	size_t n = p ? fread(lint, 1, sizeof lint - 1, p) : 0;
+	lint[n] = '\0';
+	int st = p ? pclose(p) : -1;
+	unlink(path);
+	if (st != 0 || n)
+		fail_msg("promtool check metrics: %s", lint);
 }
 
 static void test_hubctl__operator_commands(void **state)
@@ -1061,6 +1266,8 @@ int main(void)
 		cmocka_unit_test(test_hub__stream_is_refused_when_the_fanout_mode_is_off),
 		cmocka_unit_test(test_hub__stream_fanout_in_order_and_a_subscriber_that_never_reads_is_dropped),
 		cmocka_unit_test(test_hubctl__operator_commands),
+		cmocka_unit_test(test_hubctl__metrics_histograms),
+		cmocka_unit_test(test_hub__sighup_applies_what_can_change_and_names_the_rest),
 		cmocka_unit_test(test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation),
 		cmocka_unit_test(test_hub__sigkill_and_restart_new_generation_state_equals_tables),
 	};
