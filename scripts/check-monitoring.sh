@@ -7,7 +7,7 @@
 #     TOPOHUB_SOCKET names one (topohubctl: $TOPOHUB_CTL, else BUILD's),
 #     else on the saved sample
 #     doc/monitoring/metrics-sample.prom;
-#   - the sample has exactly the families that ctl/ctl_query.c writes (so it
+#   - the sample has exactly the families that protocol/metrics.c writes (so it
 #     cannot go stale unnoticed), and the rules and the dashboard use only
 #     families that exist;
 #   - the dashboard is valid JSON.
@@ -46,8 +46,8 @@ awk '/^# TYPE / { fam = $3; if (seen[fam]++) { print "TYPE twice: " fam; bad = 1
 	  if (n != fam && b != fam) { print "sample outside its family: " $0; bad = 1 } }
 	END { exit bad }' "$sample" >"$tmp/out" || { cat "$tmp/out" >&2; fail "$what: families not grouped"; }
 
-# The families: written by ctl/ctl_query.c (quoted names), present in the sample.
-grep -o '"topohub_[a-z_]*' ctl/ctl_query.c | tr -d '"' | sort -u >"$tmp/code"
+# The families: written by protocol/metrics.c (quoted names), present in the sample.
+grep -o '"topohub_[a-z_]*' protocol/metrics.c | tr -d '"' | sort -u >"$tmp/code"
 sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' "$mon/metrics-sample.prom" | sort >"$tmp/sample"
 [ -z "$(uniq -d "$tmp/sample")" ] || fail "families declared twice in the sample: $(uniq -d "$tmp/sample")"
 diff "$tmp/code" "$tmp/sample" >"$tmp/out" ||
