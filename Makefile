@@ -15,7 +15,7 @@ endif
 SAN     ?=
 BUILD   ?= build$(if $(SAN),/$(SAN))
 
-PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih libisal
+PKGS    := liburcu liburcu-cds libmariadb libzstd zlib inih libisal libmicrohttpd
 
 VERSION   := 0.3.0
 ABI_MAJOR := $(shell sed -n 's/^\#define TH_ABI_MAJOR \([0-9]*\)$$/\1/p' plugins/topohub.h)

@@ -287,6 +287,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 		    th_ring_generation(h->ring), cfg->ring_capacity, cfg->nsources, cfg->ntables, cfg->schema);
 
 	pthread_t pub, ctl, mon;
+	void *http = NULL;
 	bool ctl_started = false, mon_started = false;
 	if ((rc_ = pthread_create(&pub, NULL, th__hub_publisher_main, h)) != 0) {
 		th_log_error("publisher thread: %s", strerror(rc_));
@@ -322,12 +323,17 @@ int th_hub_run(const struct th_hub_config *cfg)
 		goto stop;
 	}
 	mon_started = true;
+	if ((rc_ = th__hub_metrics_http_start(h, &http)) < 0) {
+		th_log_error("metrics_listen %s: %s", cfg->metrics_listen, th_strerror(rc_));
+		goto stop;
+	}
 	th_log_info("ready: control socket %s", cfg->socket_path);
 	notify("READY=1\nSTATUS=streaming");
 	wait_signal_or(h, &applied, sfd, -1);
 	code = TH_HUB_EXIT_OK;
 stop:
 	notify("STOPPING=1");
+	th__hub_metrics_http_stop(http); /* its scrapes ask the control thread: first */
 	stop_request(h);
 	join_publisher(pub);
 	if (ctl_started)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 #include <ini.h>
@@ -79,6 +81,8 @@ static const struct key keys[] = {
 	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
 	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)", RESTART },
 	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug", LIVE },
+	{ "hub", "metrics_listen", K_STR, OFF(metrics_listen), NULL,
+	  "loopback address:port for Prometheus (GET /metrics, 127.0.0.0/8 or [::1]); unset: no HTTP", RESTART },
 	{ "hub", "bench_socket_fanout", K_BOOL, OFF(bench_socket_fanout), "false",
 	  "benchmark only: also send every record over the socket of each client that asks (STREAM)", RESTART },
 
@@ -241,6 +245,50 @@ static int add_source(struct th_hub_config *cfg, const char *v, size_t n, char *
 	}
 	cfg->nsources++;
 	return 0;
+}
+
+/* metrics_listen: "127.x.y.z:PORT" or "[::1]:PORT", numeric; nothing that
+ * another host could reach (the endpoint has no authentication). */
+static int parse_loopback(const char *v, struct sockaddr_storage *ss, socklen_t *len, char *msg, size_t msg_len)
+{
+	char host[64];
+	const char *colon = strrchr(v, ':');
+	uint64_t port;
+	size_t hl = colon ? (size_t)(colon - v) : 0;
+	if (!colon || hl == 0 || hl >= sizeof host || parse_u64(colon + 1, &port) || port == 0 || port > 65535) {
+		snprintf(msg, msg_len, "metrics_listen '%s': want 127.0.0.1:PORT or [::1]:PORT", v);
+		return -EINVAL;
+	}
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		if ((ntohl(in->sin_addr.s_addr) >> 24) != 127) {
+			snprintf(msg, msg_len, "metrics_listen '%s': not a loopback address (127.0.0.0/8 or [::1])", v);
+			return -EINVAL;
+		}
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		*len = sizeof *in;
+		return 0;
+	}
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		host[hl - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1) {
+			if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
+				snprintf(msg, msg_len, "metrics_listen '%s': not a loopback address (127.0.0.0/8 or [::1])", v);
+				return -EINVAL;
+			}
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons((uint16_t)port);
+			*len = sizeof *in6;
+			return 0;
+		}
+	}
+	snprintf(msg, msg_len, "metrics_listen '%s': want a numeric loopback address, 127.0.0.1:PORT or [::1]:PORT", v);
+	return -EINVAL;
 }
 
 static int parse_ids(struct th_hub_config *cfg, const char *v, bool groups, char *msg, size_t msg_len)
@@ -725,6 +773,9 @@ static int parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FI
 			goto fail;
 		}
 	}
+	if (cfg->metrics_listen && *cfg->metrics_listen &&
+	    (rc = parse_loopback(cfg->metrics_listen, &cfg->metrics_addr, &cfg->metrics_addr_len, msg, sizeof msg)) < 0)
+		goto fail;
 	cfg->socket_gid = (gid_t)-1;
 	if (cfg->socket_group) {
 		uint64_t g;

@@ -11,6 +11,7 @@
  *             reader_timeout_min_ms,
  *             reader_timeout_max_ms, reader_timeout_default_ms,
  *             monitor_interval_us, monitor_realtime, log_level,
+ *             metrics_listen (loopback HTTP for Prometheus, hub_metrics_http.c),
  *             bench_socket_fanout (benchmark only: protocol.h STREAM)
  *   [mysql]   sources, user, password_file, password_env, tls, tls_verify,
  *             tls_ca, tls_cert, tls_key, server_id, heartbeat_ms,
@@ -45,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "readers/txn.h"
@@ -82,6 +84,9 @@ struct th_hub_config {
 	bool monitor_realtime;
 	int log_level;
 	bool bench_socket_fanout;         /* benchmark only: serve STREAM (hub_fanout.c) */
+	char *metrics_listen;             /* NULL or "": no HTTP endpoint */
+	struct sockaddr_storage metrics_addr; /* resolved (loopback only) */
+	socklen_t metrics_addr_len;
 
 	/* [mysql] */
 	struct th_hub_source sources[TH_HUB_MAX_SOURCES];

@@ -253,6 +253,12 @@ void th__hub_stream_finish(struct th_hub *h);
 struct mmsghdr;
 void th__hub_fanout_send(struct th_hub *h, struct mmsghdr *msgs, unsigned n);
 
+/* The optional Prometheus endpoint (hub_metrics_http.c): main thread, once
+ * the control socket serves; *handle stays NULL when metrics_listen is not
+ * set. 0, or a negative errno (the address is taken, ...). */
+int th__hub_metrics_http_start(struct th_hub *h, void **handle);
+void th__hub_metrics_http_stop(void *handle);
+
 struct th__hub_control_arg {
 	struct th_hub *h;
 	int listen_fd;

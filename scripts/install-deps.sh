@@ -9,7 +9,7 @@ groups="${*:-build test}"
 pkgs=""
 for g in $groups; do
 	case "$g" in
-	build) pkgs="$pkgs gcc make pkg-config liburcu-dev libmariadb-dev libmariadb-dev-compat libzstd-dev zlib1g-dev libisal-dev libinih-dev libcmocka-dev systemtap-sdt-dev libcurl4-openssl-dev" ;;
+	build) pkgs="$pkgs gcc make pkg-config liburcu-dev libmariadb-dev libmariadb-dev-compat libzstd-dev zlib1g-dev libisal-dev libinih-dev libcmocka-dev systemtap-sdt-dev libcurl4-openssl-dev libmicrohttpd-dev" ;;
 	test)  pkgs="$pkgs clang libclang-rt-14-dev mariadb-server mariadb-client mariadb-test-data python3 python3-pymysql prometheus" ;;
 	package) pkgs="$pkgs dpkg-dev debhelper dh-python lintian python3-setuptools python3-wheel python3-venv python3-pip" ;;
 	bench) pkgs="$pkgs etcd-server etcd-client gnuplot-nox" ;;

@@ -23,6 +23,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1056,6 +1058,109 @@ static void test_hub__sighup_applies_what_can_change_and_names_the_rest(void **s
 	th_hub_proc_free(hp);
 }
 
+/* A loopback TCP port nobody listens on now. */
+static unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len))
+		fail_msg("a free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* One HTTP/1.0 request to 127.0.0.1:port; the whole response in out. */
+static size_t http(unsigned port, const char *request, char *out, size_t out_len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+		fail_msg("connect 127.0.0.1:%u: %s", port, strerror(errno));
+	assert_int_equal(send(fd, request, strlen(request), MSG_NOSIGNAL), (ssize_t)strlen(request));
+	size_t n = 0;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 5000) != 1)
+			fail_msg("no HTTP response within 5 s (%zu bytes so far)", n);
+		ssize_t r = recv(fd, out + n, out_len - 1 - n, 0);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == out_len - 1)
+			break;
+	}
+	out[n] = '\0';
+	close(fd);
+	return n;
+}
+
+/* metrics_listen: GET /metrics on loopback serves what topohubctl metrics
+ * prints (the same families, promtool-clean), anything else gets 404 or
+ * 405, and an address another host could reach is refused at start. */
+static void test_hub__metrics_listen_serves_prometheus_on_loopback_only(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_mariadb *src[1] = { sh->db };
+	unsigned port = free_port();
+	char flag[64];
+	snprintf(flag, sizeof flag, "--metrics-listen=127.0.0.1:%u", port);
+	const char *args[] = { flag, NULL };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = args };
+	struct th_hub_proc *hp = NULL;
+	char why[1024];
+	if (th_hub_proc_start(&o, &hp, why, sizeof why))
+		fail_msg("topohubd: %s", why);
+	static char out[131072];
+	http(port, "GET /metrics HTTP/1.0\r\n\r\n", out, sizeof out);
+	if (strncmp(out, "HTTP/1.0 200", 12) && strncmp(out, "HTTP/1.1 200", 12))
+		fail_msg("GET /metrics: %.300s", out);
+	assert_non_null(strstr(out, "text/plain; version=0.0.4"));
+	char *body = strstr(out, "\r\n\r\n");
+	assert_non_null(body);
+	body += 4;
+	assert_non_null(strstr(body, "topohub_up 1\n"));
+	assert_non_null(strstr(body, "# TYPE topohub_publish_latency_seconds histogram\n"));
+	assert_non_null(strstr(body, "topohub_source_connected 1\n"));
+	if (system("command -v promtool >/dev/null 2>&1") == 0) {
+		char path[] = "/tmp/topohub-http-metrics-XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+		close(fd);
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
+		int st = system(cmd);
+		unlink(path);
+		assert_int_equal(st, 0);
+	}
+	http(port, "GET / HTTP/1.0\r\n\r\n", out, sizeof out);
+	assert_non_null(strstr(out, " 404 "));
+	http(port, "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", out, sizeof out);
+	assert_non_null(strstr(out, " 405 "));
+	http(port, "garbage\r\n\r\n", out, sizeof out); /* answered or closed; the hub lives on */
+	http(port, "GET /metrics HTTP/1.0\r\n\r\n", out, sizeof out);
+	assert_non_null(strstr(out, "topohub_up 1\n"));
+	int st = th_hub_proc_stop(hp);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_false(th_hub_proc_sanitizer_report(hp));
+	th_hub_proc_free(hp);
+
+	/* Not loopback: a usage error at start, saying why. */
+	const char *wide[] = { "--metrics-listen=0.0.0.0:9779", NULL };
+	o.extra_args = wide;
+	o.no_wait = true;
+	hp = NULL;
+	if (th_hub_proc_start(&o, &hp, why, sizeof why))
+		fail_msg("topohubd: %s", why);
+	int ws;
+	assert_int_equal(th_hub_proc_wait(hp, 10000, &ws), 0);
+	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 2);
+	assert_true(th_hub_proc_log_contains(hp, "not a loopback address"));
+	th_hub_proc_free(hp);
+}
+
 static void test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation(void **state)
 {
 	struct shared *sh = need(state);
@@ -1268,6 +1373,7 @@ int main(void)
 		cmocka_unit_test(test_hubctl__operator_commands),
 		cmocka_unit_test(test_hubctl__metrics_histograms),
 		cmocka_unit_test(test_hub__sighup_applies_what_can_change_and_names_the_rest),
+		cmocka_unit_test(test_hub__metrics_listen_serves_prometheus_on_loopback_only),
 		cmocka_unit_test(test_hub__sigterm_stops_cleanly_and_a_restart_is_a_new_generation),
 		cmocka_unit_test(test_hub__sigkill_and_restart_new_generation_state_equals_tables),
 	};
