@@ -1058,6 +1058,30 @@ static void test_hub__sighup_applies_what_can_change_and_names_the_rest(void **s
 	th_hub_proc_free(hp);
 }
 
+/* promtool check metrics on text: 0 clean, -1 with its findings in lint, 1
+ * when promtool is missing (said; make test installs it). */
+static int promtool_lint(const char *text, char *lint, size_t lint_len)
+{
+	lint[0] = '\0';
+	if (system("command -v promtool >/dev/null 2>&1") != 0) {
+		print_message("  promtool missing: the text format is not linted here (make test installs it)\n");
+		return 1;
+	}
+	char path[] = "/tmp/topohub-metrics-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+	FILE *p = popen(cmd, "r");
+	size_t n = p ? fread(lint, 1, lint_len - 1, p) : 0;
+	lint[n] = '\0';
+	int st = p ? pclose(p) : -1;
+	unlink(path);
+	return st != 0 || n ? -1 : 0;
+}
+
 /* A loopback TCP port nobody listens on now. */
 static unsigned free_port(void)
 {
@@ -1123,18 +1147,9 @@ static void test_hub__metrics_listen_serves_prometheus_on_loopback_only(void **s
 	assert_non_null(strstr(body, "topohub_up 1\n"));
 	assert_non_null(strstr(body, "# TYPE topohub_publish_latency_seconds histogram\n"));
 	assert_non_null(strstr(body, "topohub_source_connected 1\n"));
-	if (system("command -v promtool >/dev/null 2>&1") == 0) {
-		char path[] = "/tmp/topohub-http-metrics-XXXXXX";
-		int fd = mkstemp(path);
-		assert_true(fd >= 0);
-		assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
-		close(fd);
-		char cmd[256];
-		snprintf(cmd, sizeof cmd, "promtool check metrics < %s >/dev/null 2>&1", path);
-		int st = system(cmd);
-		unlink(path);
-		assert_int_equal(st, 0);
-	}
+	char lint[4096];
+	if (promtool_lint(body, lint, sizeof lint) < 0)
+		fail_msg("promtool check metrics on GET /metrics: %s", lint);
 	http(port, "GET / HTTP/1.0\r\n\r\n", out, sizeof out);
 	assert_non_null(strstr(out, " 404 "));
 	http(port, "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", out, sizeof out);
@@ -1272,24 +1287,8 @@ static void test_hubctl__metrics_histograms(void **state)
 			fclose(f);
 		}
 	}
-	if (system("command -v promtool >/dev/null 2>&1") != 0) {
-		print_message("  promtool missing: the text format is not linted here (make test installs it)\n");
-		return;
-	}
-	char path[] = "/tmp/topohub-metrics-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, out, strlen(out)), (ssize_t)strlen(out));
-	close(fd);
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
-	FILE *p = popen(cmd, "r");
 	char lint[4096];
-	size_t n = p ? fread(lint, 1, sizeof lint - 1, p) : 0;
-	lint[n] = '\0';
-	int st = p ? pclose(p) : -1;
-	unlink(path);
-	if (st != 0 || n)
+	if (promtool_lint(out, lint, sizeof lint) < 0)
 		fail_msg("promtool check metrics: %s", lint);
 }
 
