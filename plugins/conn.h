@@ -118,6 +118,7 @@ struct watcher {
 	enum phase phase;
 	bool listed;       /* in c->list */
 	bool need_fetch;   /* adopted, its entries not yet fetched */
+	bool round_live;   /* (th__fetch) alive when the round's fetches were chosen */
 	struct watcher *prev, *next;
 	struct watcher *reclaim_next;
 	char path[];       /* path_len bytes + NUL, trimmed for recursive watches */

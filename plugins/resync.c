@@ -197,7 +197,7 @@ static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const ch
 static bool fetched_by_other(struct th_conn *c, struct watcher *w)
 {
 	for (struct watcher *o = c->list; o; o = o->next) {
-		if (o == w || !o->recursive || o->table != w->table || th_load_relaxed(&o->dead))
+		if (o == w || !o->recursive || o->table != w->table || !o->round_live)
 			continue;
 		if (!th__prefix_matches(o->path, o->path_len, w->path, w->path_len))
 			continue;
@@ -216,13 +216,20 @@ static bool fetched_by_other(struct th_conn *c, struct watcher *w)
 	return false;
 }
 
-/* Fetch what adoption and resync need, then note where the copy is exact. */
+/* Fetch what adoption and resync need, then note where the copy is exact.
+ * Which watches fetch is decided once, on one view of which are alive: a
+ * watch skipped because a recursive one covers it must not lose that cover
+ * to an unwatch() on another thread before the cover's own turn (the chaos
+ * checker saw a whole prefix reported deleted so). A watch that ends after
+ * the choice still fetches; its entries go with it at its reclaim. */
 int th__fetch(struct th_conn *c)
 {
 	if (!c->fetch_any || !c->connected)
 		return 0;
+	for (struct watcher *w = c->list; w; w = w->next)
+		w->round_live = !th_load_relaxed(&w->dead);
 	for (struct watcher *w = c->list; w; w = w->next) {
-		if (th_load_relaxed(&w->dead))
+		if (!w->round_live)
 			continue;
 		bool fresh = c->fetch_table[w->table];
 		if (!fresh && !w->need_fetch)
