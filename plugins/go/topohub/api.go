@@ -56,7 +56,7 @@ const DefaultSocket = "/run/topohub/topohub.sock"
 type WaitMode int
 
 const (
-	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex (default)
+	WaitFutex WaitMode = iota // spin briefly, then sleep on the ring's futex; after 4 ms without records, in Go's poller (default)
 	WaitSpin                  // spin: lowest latency, burns a core
 	WaitFD                    // sleep on the reader's wake-up fd (a pipe's read end; shm/ring.h) through Go's poller
 )

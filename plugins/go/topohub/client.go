@@ -24,8 +24,18 @@ import (
 )
 
 const (
-	ntablesMax      = 256
-	sliceFutex      = 100 * time.Millisecond // futex mode: how soon a hub that died without closing its ring is noticed
+	ntablesMax = 256
+	// futex mode: how soon a hub that died without closing its ring is
+	// noticed, and the longest futex sleep. Under 10 ms on purpose: a
+	// goroutine in a blocking syscall for 10 ms has its P retaken by the
+	// runtime's sysmon, which then polls every 20 us for a millisecond: an
+	// idle watcher cost 500 context switches a second so.
+	sliceFutex = 8 * time.Millisecond
+	// futex mode: a stream with no record for this long is waited for in
+	// Go's poller instead (fd mode for that sleep): no thread in a syscall,
+	// so an idle process is idle (sysmon sleeps); the first record after the
+	// quiet comes through the wake-up pipe, tens of us later than a futex.
+	quietAfter      = 4 * time.Millisecond
 	sliceSpin       = time.Millisecond
 	sliceFD         = 100 * time.Millisecond
 	backoffMin      = 10 * time.Millisecond
@@ -87,8 +97,8 @@ type Client struct {
 	// kickWord is a third futex word the futex-mode reader sleeps on beside
 	// the ring's two (process-private): kick() bumps it and wakes the reader
 	// at once when kickWait says it sleeps, so registrations, Close and
-	// WaitRevision never wait out a slice, and an idle reader wakes only
-	// every sliceFutex to look at the hub.
+	// WaitRevision never wait out a slice. (A quiet reader sleeps in the
+	// poller instead, woken by kick() through the read deadline.)
 	kickWord atomic.Uint32
 	kickWait atomic.Bool
 
@@ -137,6 +147,7 @@ type Client struct {
 	rec          map[mkey][]*watch
 	revision     uint64        // of the last transaction read, snapshot or attach
 	spinCur      time.Duration // this wait's spin (adaptive, at most Options.Spin)
+	activeAt     time.Time     // when the ring last had records for this reader (futex mode goes to the poller after quietAfter)
 	lastBatchNs  uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read
 	batchGapNs   uint64        // ... and the gap between it and the one before
 	askedRev     uint64        // the wantRev the hub was last asked about

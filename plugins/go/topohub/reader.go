@@ -50,7 +50,9 @@ func (c *Client) run() {
 		if c.fetchAny && c.fetch() != nil {
 			continue
 		}
-		if n := c.readRing(); n == 0 && c.connected && !c.stop() {
+		if n := c.readRing(); n > 0 {
+			c.activeAt = time.Now()
+		} else if c.connected && !c.stop() {
 			c.wait()
 		}
 	}
@@ -308,16 +310,13 @@ func (c *Client) attach(ctx context.Context) error {
 	syscall.Close(fds[0])
 	syscall.Close(fds[1])
 	r.setTimeout(c.opts.Timeout)
-	if c.opts.Wait == WaitFD {
-		// Non-blocking (EFD_NONBLOCK, shared with the hub's end): os.NewFile
-		// gives it to Go's poller.
-		c.ev = os.NewFile(uintptr(fds[2]), "topohub-wakeup")
-		c.mu.Lock()
-		c.evFile = c.ev
-		c.mu.Unlock()
-	} else {
-		syscall.Close(fds[2])
-	}
+	// Non-blocking (O_NONBLOCK, shared with the hub's end): os.NewFile gives
+	// it to Go's poller. Futex mode sleeps on it too when the stream is quiet
+	// (wait).
+	c.ev = os.NewFile(uintptr(fds[2]), "topohub-wakeup")
+	c.mu.Lock()
+	c.evFile = c.ev
+	c.mu.Unlock()
 	c.ctl, c.ring, c.connected = cc, r, true
 	nt := rep.NTables
 	if nt > ntablesMax {
@@ -815,17 +814,7 @@ func (c *Client) wait() {
 	ready := false
 	switch c.opts.Wait {
 	case WaitFD:
-		if _, rd := r.prepareSleep(sleepFD); rd {
-			r.endSleep()
-			return
-		}
-		c.ev.SetReadDeadline(time.Now().Add(sliceFD))
-		if !c.kicked() {
-			var b [256]byte
-			c.ev.Read(b[:]) // drains the wake-up pipe (th_ring_reader_disarm)
-		}
-		r.endSleep()
-		ready = r.ready()
+		ready = c.waitFD()
 	case WaitSpin:
 		ready = c.spin(sliceSpin)
 	default:
@@ -835,11 +824,16 @@ func (c *Client) wait() {
 			// P's run queue, it waits for sysmon to take the P from the
 			// blocked thread (tens of us to 10 ms) and keeps sysmon polling.
 			runtime.Gosched()
-			c.kickWait.Store(true)
-			if kw := c.kickWord.Load(); !c.kicked() {
-				ready = r.waitFutex(sliceFutex, &c.kickWord, kw)
+			if time.Since(c.activeAt) >= quietAfter {
+				// A quiet stream: no thread in a syscall (see quietAfter).
+				ready = c.waitFD()
+			} else {
+				c.kickWait.Store(true)
+				if kw := c.kickWord.Load(); !c.kicked() {
+					ready = r.waitFutex(sliceFutex, &c.kickWord, kw)
+				}
+				c.kickWait.Store(false)
 			}
-			c.kickWait.Store(false)
 		}
 		// Adaptive spin, as client.c's: spinning pays only while the hub
 		// publishes transactions closer together than Options.Spin, judged
@@ -855,6 +849,24 @@ func (c *Client) wait() {
 	if !ready && c.ctl.dead() {
 		c.hubLost()
 	}
+}
+
+// waitFD sleeps in Go's poller on the ring's wake-up pipe (the ring writes
+// a byte for a reader whose sleep word says fd mode) until a wake-up, a
+// kick (kick() moves the read deadline) or sliceFD.
+func (c *Client) waitFD() bool {
+	r := c.ring
+	if _, rd := r.prepareSleep(sleepFD); rd {
+		r.endSleep()
+		return true
+	}
+	c.ev.SetReadDeadline(time.Now().Add(sliceFD))
+	if !c.kicked() {
+		var b [256]byte
+		c.ev.Read(b[:]) // drains the wake-up pipe (th_ring_reader_disarm)
+	}
+	r.endSleep()
+	return r.ready()
 }
 
 func (c *Client) spin(d time.Duration) bool {
