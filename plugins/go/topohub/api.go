@@ -26,10 +26,9 @@
 //     transactions was sent to the watches, with or without later traffic.
 //
 // Caveats:
-//   - In WaitFutex and WaitSpin modes a new watch (or a cancelled one) is
-//     taken in within 10 ms (1 ms spinning): the futex is the hub's, and
-//     waking it would wake every other reader on the host. WaitFD takes it
-//     in at once.
+//   - A new watch (or a cancelled one) interrupts the reader's wait at once
+//     in every mode: futex mode sleeps on a word of its own beside the
+//     hub's (waking the hub's would wake every reader on the host).
 //   - The client keeps a copy of every entry under its watches (for
 //     stitching and for the differences after a resync).
 //   - Event.Value is the receiver's own copy; Entry.Value too.
