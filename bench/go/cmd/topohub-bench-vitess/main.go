@@ -120,6 +120,9 @@ func watchRecursive(ctx context.Context, s *e2e.Sub, conn topo.Conn, dir string)
 	s.Ready()
 	for wd := range ch {
 		if wd.Err != nil {
+			if topo.IsErrType(wd.Err, topo.NoNode) {
+				continue // a recursive watch's delete (topo.Conn); the watch goes on
+			}
 			if ctx.Err() == nil && !topo.IsErrType(wd.Err, topo.Interrupted) {
 				s.Error("watch %s: %v", dir, wd.Err)
 				return 1
