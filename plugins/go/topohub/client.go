@@ -147,8 +147,7 @@ type Client struct {
 	rec          map[mkey][]*watch
 	revision     uint64        // of the last transaction read, snapshot or attach
 	spinCur      time.Duration // this wait's spin (adaptive, at most Options.Spin)
-	activeAt     time.Time     // when the ring last had records for this reader (futex mode goes to the poller after quietAfter)
-	lastBatchNs  uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read
+	lastBatchNs  uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read; quietAfter counts from it
 	batchGapNs   uint64        // ... and the gap between it and the one before
 	askedRev     uint64        // the wantRev the hub was last asked about
 	hubRev       uint64        // the hub's published revision as last asked, to count after a drain

@@ -50,9 +50,7 @@ func (c *Client) run() {
 		if c.fetchAny && c.fetch() != nil {
 			continue
 		}
-		if n := c.readRing(); n > 0 {
-			c.activeAt = time.Now()
-		} else if c.connected && !c.stop() {
+		if n := c.readRing(); n == 0 && c.connected && !c.stop() {
 			c.wait()
 		}
 	}
@@ -824,7 +822,7 @@ func (c *Client) wait() {
 			// P's run queue, it waits for sysmon to take the P from the
 			// blocked thread (tens of us to 10 ms) and keeps sysmon polling.
 			runtime.Gosched()
-			if time.Since(c.activeAt) >= quietAfter {
+			if int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter) {
 				// A quiet stream: no thread in a syscall (see quietAfter).
 				ready = c.waitFD()
 			} else {
