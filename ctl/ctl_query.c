@@ -36,7 +36,6 @@ static int hub_json(const struct ctl_options *opt, uint16_t type, char **json)
 	return rc < 0 ? 1 : 0;
 }
 
-
 static const char *status_fields[] = {
 	"pid", "uptime_s", "generation", "revision", "source", "connected", "flavor", "server_version", "gtid",
 	"binlog_file", "binlog_pos", "transactions", "transactions_seen", "changes", "records", "bytes",

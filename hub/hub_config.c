@@ -249,7 +249,7 @@ static int add_source(struct th_hub_config *cfg, const char *v, size_t n, char *
 
 /* metrics_listen: "127.x.y.z:PORT" or "[::1]:PORT", numeric; nothing that
  * another host could reach (the endpoint has no authentication). */
-static int parse_loopback(const char *v, struct sockaddr_storage *ss, socklen_t *len, char *msg, size_t msg_len)
+static int parse_loopback(const char *v, struct sockaddr_storage *ss, char *msg, size_t msg_len)
 {
 	char host[64];
 	const char *colon = strrchr(v, ':');
@@ -271,7 +271,6 @@ static int parse_loopback(const char *v, struct sockaddr_storage *ss, socklen_t 
 		}
 		in->sin_family = AF_INET;
 		in->sin_port = htons((uint16_t)port);
-		*len = sizeof *in;
 		return 0;
 	}
 	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
@@ -283,7 +282,6 @@ static int parse_loopback(const char *v, struct sockaddr_storage *ss, socklen_t 
 			}
 			in6->sin6_family = AF_INET6;
 			in6->sin6_port = htons((uint16_t)port);
-			*len = sizeof *in6;
 			return 0;
 		}
 	}
@@ -774,7 +772,7 @@ static int parse(struct th_hub_config *cfg, int argc, char **argv, FILE *out, FI
 		}
 	}
 	if (cfg->metrics_listen && *cfg->metrics_listen &&
-	    (rc = parse_loopback(cfg->metrics_listen, &cfg->metrics_addr, &cfg->metrics_addr_len, msg, sizeof msg)) < 0)
+	    (rc = parse_loopback(cfg->metrics_listen, &cfg->metrics_addr, msg, sizeof msg)) < 0)
 		goto fail;
 	cfg->socket_gid = (gid_t)-1;
 	if (cfg->socket_group) {

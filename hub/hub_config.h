@@ -86,7 +86,6 @@ struct th_hub_config {
 	bool bench_socket_fanout;         /* benchmark only: serve STREAM (hub_fanout.c) */
 	char *metrics_listen;             /* NULL or "": no HTTP endpoint */
 	struct sockaddr_storage metrics_addr; /* resolved (loopback only) */
-	socklen_t metrics_addr_len;
 
 	/* [mysql] */
 	struct th_hub_source sources[TH_HUB_MAX_SOURCES];

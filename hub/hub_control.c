@@ -1020,9 +1020,9 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 	th__hub_hist_json(&h->reader_lag, b, "reader_lag");
 }
 
-/* Readers: copy the table under the lock, then ask the ring. */
-/* Readers as JSON (b), their count and largest lags; with sample, every
- * lag the ring could check also goes into h->reader_lag. */
+/* Readers as JSON (b), their count and largest lags: the table copied under
+ * the lock, then the ring asked. With sample, every lag the ring could check
+ * also goes into h->reader_lag. */
 static void json_readers(struct th_hub *h, struct th_buf *b, uint64_t *n_out, uint64_t *max_lag_ns,
 			 uint64_t *max_lag_bytes, bool sample)
 {

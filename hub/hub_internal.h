@@ -188,7 +188,7 @@ struct th_hub {
 	th_atomic_u64 st_bad_msgs;    /* control */
 	th_atomic_u64 st_clients;     /* control: open connections */
 	th_atomic_u64 st_config_reloads; /* main: SIGHUPs that applied a change */
-	/* publisher: a transaction's commit event read to its publication (c) */
+	/* publisher: a transaction, its commit event decoded, to its publication (c) */
 	struct th__hub_hist publish_latency;
 	/* control: every attached reader's lag (age of its oldest unread
 	 * record, 0 when it has read all), sampled each TICK_MS: the share of

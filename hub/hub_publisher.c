@@ -217,9 +217,10 @@ static int last_changes(struct th__pub *p, const struct th_txn *t, struct th_txn
 }
 
 /* One delivered transaction: (a) state, (b) ring, (c) revision + position. */
-static int apply_txn(struct th__pub *p, const struct th_txn *whole, uint64_t read_ns)
+static int apply_txn(struct th__pub *p, const struct th_txn *whole)
 {
 	struct th_hub *h = p->h;
+	uint64_t start = th_now_ns(); /* its commit event just decoded: publish_latency counts from here */
 	struct th_txn view;
 	const struct th_txn *t;
 	int lrc = last_changes(p, whole, &view, &t);
@@ -294,7 +295,7 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole, uint64_t rea
 	th_store_relaxed(&h->st_last_commit_us, t->commit_us);
 	th_store_relaxed(&h->st_last_publish_ns, real);
 	th__pub_publish_pos(p, rev);
-	th__hub_hist_add(&h->publish_latency, th_now_ns() - read_ns);
+	th__hub_hist_add(&h->publish_latency, th_now_ns() - start);
 	return 0;
 }
 
@@ -303,7 +304,6 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole, uint64_t rea
 static int feed(struct th__pub *p, const struct th_binlog_event *ev, enum stream_end *end)
 {
 	const struct th_txn *t;
-	uint64_t read_ns = th_now_ns(); /* the commit event's, when it completes one */
 	int rc = th_txn_feed(p->asm_, ev, &t);
 	if (rc < 0) {
 		snprintf(p->err, sizeof p->err, "%s", th_txn_error(p->asm_));
@@ -322,7 +322,7 @@ static int feed(struct th__pub *p, const struct th_binlog_event *ev, enum stream
 		*end = END_RELOAD;
 		return 1;
 	}
-	if ((rc = apply_txn(p, t, read_ns)) < 0) {
+	if ((rc = apply_txn(p, t)) < 0) {
 		*end = END_RELOAD;
 		p->reload_reason = TH_RESYNC_RELOAD;
 		p->reload_table = UINT32_MAX;
