@@ -37,6 +37,7 @@
 #include "tests/support/hub_check.h"
 #include "tests/support/hub_proc.h"
 #include "tests/support/mariadb.h"
+#include "tests/support/support.h"
 
 struct shared {
 	struct th_mariadb *db;
@@ -1082,18 +1083,6 @@ static int promtool_lint(const char *text, char *lint, size_t lint_len)
 	return st != 0 || n ? -1 : 0;
 }
 
-/* A loopback TCP port nobody listens on now. */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len))
-		fail_msg("a free port: %s", strerror(errno));
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* One HTTP/1.0 request to 127.0.0.1:port; the whole response in out. */
 static size_t http(unsigned port, const char *request, char *out, size_t out_len)
 {
@@ -1127,7 +1116,10 @@ static void test_hub__metrics_listen_serves_prometheus_on_loopback_only(void **s
 {
 	struct shared *sh = need(state);
 	struct th_mariadb *src[1] = { sh->db };
-	unsigned port = free_port();
+	int fp = th_test_free_port();
+	if (fp < 0)
+		fail_msg("a free port: %s", strerror(-fp));
+	unsigned port = (unsigned)fp;
 	char flag[64];
 	snprintf(flag, sizeof flag, "--metrics-listen=127.0.0.1:%u", port);
 	const char *args[] = { flag, NULL };

@@ -366,23 +366,6 @@ static void remove_stale_instances(void)
 	closedir(d);
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof a;
-	int rc;
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-		rc = -errno;
-	else
-		rc = ntohs(a.sin_port);
-	close(fd);
-	return rc;
-}
-
 static MYSQL *connect_admin(struct th_mariadb *db)
 {
 	MYSQL *m = mysql_init(NULL);
@@ -638,7 +621,7 @@ int th_mariadb_start(const struct th_mariadb_options *opts, struct th_mariadb **
 	}
 
 	for (int attempt = 0;; attempt++) {
-		rc = free_port();
+		rc = th_test_free_port();
 		if (rc < 0) {
 			th_test_say(why, why_len, "no free TCP port: %s", strerror(-rc));
 			goto fail;

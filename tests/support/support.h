@@ -14,5 +14,7 @@ void th_test_say(char *why, size_t len, const char *fmt, ...) __attribute__((for
 const char *th_test_tmp_root(void);
 /* Remove path and everything under it (no links followed); errors ignored. */
 void th_test_rm_rf(const char *path);
+/* A loopback TCP port nobody listens on now, or a negative errno. */
+int th_test_free_port(void);
 
 #endif
