@@ -260,6 +260,7 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole)
 	th_ring_set_batch_time(h->ring, mono);
 	uint16_t gtid_len = (uint16_t)strnlen(t->gtid, sizeof t->gtid);
 	uint64_t bytes = 0;
+	uint64_t tags[TH_RING_TAG_WORDS] = { 0 }; /* whom it may be for (protocol.h, batch tags) */
 	for (size_t i = 0; i < t->nchanges; i++) {
 		const struct th_txn_change *c = &t->changes[i];
 		struct th_rec_change rec;
@@ -268,6 +269,7 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole)
 		rc = th_ring_appendv(h->ring, TH_REC_CHANGE, iov, 4);
 		if (rc < 0)
 			break;
+		th_tag_key(tags, c->table, c->key, c->key_len);
 		bytes += sizeof rec + c->key_len + rec.value_len + gtid_len;
 	}
 	if (rc < 0) {
@@ -280,7 +282,7 @@ static int apply_txn(struct th__pub *p, const struct th_txn *whole)
 		th__pub_publish_resync(p, rev, TH_RESYNC_TOO_BIG, UINT32_MAX);
 	} else {
 		TH_TRACE_HUB_BATCH_PUBLISH(rev, bytes, t->nchanges);
-		int n = th_ring_commit(h->ring);
+		int n = th_ring_commit_tagged(h->ring, tags, rev);
 		th_fetch_add_relaxed(&h->st_records, (uint64_t)n);
 		th_fetch_add_relaxed(&h->st_bytes, bytes);
 		/* Off (the product): a load of the read-only configuration and a branch. */

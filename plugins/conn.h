@@ -170,6 +170,13 @@ struct th_conn {
 	 * of a transaction whose batch was not in the ring yet (protocol.h). */
 	uint64_t ring_revision;     /* the newest revision read from the ring (or told at attach) */
 	uint64_t snap_pending;      /* the newest pending revision of a snapshot since attach */
+	/* Targeted wake-ups (shm/ring.h): the slot's filter holds the tag bit
+	 * of every watch (protocol.h, batch tags), off while anything is being
+	 * fetched or stitched (a pending revision may be in a batch for no
+	 * watch) or a watch covers every key. */
+	bool filter_off;            /* the slot's filter is off (NULL was written last) */
+	uint64_t filter_gen;        /* paths_gen the filter was computed at; UINT64_MAX: recompute */
+	uint64_t skips_seen;        /* th_ring_reader_skips() already folded into revision */
 	struct watcher *list;       /* adopted watches */
 	struct watcher *reclaim;    /* ended by the dispatcher, to free */
 	struct watcher **match;
@@ -319,6 +326,7 @@ static inline void th__drain_fd(int fd)
 /* ---- across files -------------------------------------------------------- */
 
 void th__paths_changed(struct th_conn *c);
+void th__update_filter(struct th_conn *c);
 void th__adopt_new(struct th_conn *c);
 int th__attach(struct th_conn *c);
 void th__call(struct th_conn *c, struct watcher *w, struct th_event *ev);

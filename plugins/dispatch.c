@@ -182,6 +182,21 @@ static void handle_change(struct th_conn *c, const struct th_ring_record *rec, c
 	free(old);
 }
 
+/* The ring jumped over batches the hub did not wake us for (none holds a
+ * change under a watch): they count as read, up to the last one's revision. */
+static void fold_skips(struct th_conn *c)
+{
+	uint64_t note;
+	uint64_t k = th_ring_reader_skips(c->ring, &note);
+	if (k == c->skips_seen)
+		return;
+	c->skips_seen = k;
+	if (note > c->revision)
+		c->revision = note;
+	if (note > c->ring_revision)
+		c->ring_revision = note;
+}
+
 /* Read and handle records up to the head (whole transactions). Returns the
  * number of records read, or a negative code for "stop reading now". */
 static int read_ring(struct th_conn *c)
@@ -190,6 +205,7 @@ static int read_ring(struct th_conn *c)
 	for (;;) {
 		struct th_ring_record rec;
 		int rc = th_ring_read(c->ring, &rec, c->buf, c->buflen);
+		fold_skips(c);
 		if (rc == 0) {
 			finish_pending(c);
 			return nrec;
@@ -306,6 +322,7 @@ int th__dispatch_round(struct th_conn *c)
 	int n = read_ring(c);
 	if (n > 0)
 		work += n;
+	th__update_filter(c);
 out:
 	th__reclaim(c);
 	th__publish_revision(c);

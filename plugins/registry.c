@@ -175,6 +175,44 @@ bool th__covered(struct th_conn *c, uint32_t table, const char *key, uint32_t kl
 	return false;
 }
 
+/* ---- whom the hub wakes us for -------------------------------------------- */
+
+/* Keep the slot's filter true to the watches (conn.h, "Targeted wake-ups").
+ * Bits are added before any snapshot of what they stand for is asked for
+ * (th__fetch calls this first, with the filter going off): a batch the hub
+ * judged by the old filter is then one the snapshot covers. Dispatcher only. */
+void th__update_filter(struct th_conn *c)
+{
+	if (!c->connected)
+		return;
+	if (c->pending || c->fetch_any) {
+		if (!c->filter_off)
+			th_ring_reader_set_filter(c->ring, NULL);
+		c->filter_off = true;
+		c->filter_gen = UINT64_MAX;
+		return;
+	}
+	uint64_t gen = th_load_acquire(&c->paths_gen); /* pairs with th__paths_changed() */
+	if (gen == c->filter_gen)
+		return;
+	uint64_t bits[TH_RING_TAG_WORDS] = { 0 };
+	bool all = false;
+	for (struct watcher *w = c->list; w && !all; w = w->next) {
+		if (th_load_relaxed(&w->dead))
+			continue;
+		if (w->recursive && w->path_len == 0) {
+			all = true; /* every key: every batch */
+			break;
+		}
+		unsigned b = th_tag_bit(w->table, w->path, w->path_len);
+		bits[b / 64] |= 1ull << (b % 64);
+	}
+	if (!all || !c->filter_off)
+		th_ring_reader_set_filter(c->ring, all ? NULL : bits);
+	c->filter_off = all;
+	c->filter_gen = gen;
+}
+
 /* ---- adoption and reclaim ------------------------------------------------ */
 
 static void list_add(struct th_conn *c, struct watcher *w)

@@ -64,6 +64,9 @@ int th__attach(struct th_conn *c)
 		c->revision = rep.revision;
 	c->ring_revision = rep.revision;
 	c->snap_pending = 0;
+	c->filter_off = true; /* a new slot's filter is off */
+	c->filter_gen = UINT64_MAX;
+	c->skips_seen = 0;
 	th__epoll_set(c, th_ring_reader_event_fd(r), true);
 	th__epoll_set(c, th_ctl_fd(ctl), true);
 	th__publish_revision(c); /* a fresh connection owes nothing: open() returns at the hub's revision */
@@ -226,6 +229,7 @@ int th__fetch(struct th_conn *c)
 {
 	if (!c->fetch_any || !c->connected)
 		return 0;
+	th__update_filter(c); /* off before the snapshots are asked for */
 	for (struct watcher *w = c->list; w; w = w->next)
 		w->round_live = !th_load_relaxed(&w->dead);
 	for (struct watcher *w = c->list; w; w = w->next) {

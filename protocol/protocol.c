@@ -129,3 +129,29 @@ int th_snap_next(struct th_snap_iter *it, struct th_snap_entry *e, const uint8_t
 	it->index++;
 	return 1;
 }
+
+/* ---- batch tags ---------------------------------------------------------- */
+
+unsigned th_tag_bit(uint32_t table, const void *path, uint32_t len)
+{
+	const uint8_t *p = path;
+	uint64_t h = th_tag_hash_start(table);
+	for (uint32_t i = 0; i < len; i++)
+		h = th_tag_hash_byte(h, p[i]);
+	return th_tag_bit_of(h);
+}
+
+void th_tag_key(uint64_t *tags, uint32_t table, const void *key, uint32_t len)
+{
+	const uint8_t *k = key;
+	uint64_t h = th_tag_hash_start(table);
+	for (uint32_t i = 0; i < len; i++) {
+		if (k[i] == '/' && i > 0) {
+			unsigned b = th_tag_bit_of(h); /* of k[0:i] */
+			tags[b / 64] |= 1ull << (b % 64);
+		}
+		h = th_tag_hash_byte(h, k[i]);
+	}
+	unsigned b = th_tag_bit_of(h);
+	tags[b / 64] |= 1ull << (b % 64);
+}

@@ -106,6 +106,51 @@ struct th_rec_resync {
 	uint32_t table;       /* affected table, or UINT32_MAX for all */
 };
 
+/* ---- batch tags: whom a batch may be for -------------------------------- */
+
+/*
+ * A change batch is committed with tags (shm/ring.h, targeted wake-ups): for
+ * every key it changes, th_tag_bit() of each component prefix of the key
+ * (key[0:i] for every i > 0 with key[i] == '/') and of the whole key. Its
+ * note is its revision. A client's filter holds th_tag_bit() of each exact
+ * watch's key and of each recursive watch's prefix (trailing '/' trimmed):
+ * any change under a watch meets the filter, a change elsewhere meets it
+ * only by a collision of the 9-bit hash. A recursive watch of "" (every key)
+ * turns the filter off. A RESYNC batch is untagged: for every reader.
+ * The Go client computes the same bits (golden vectors pin them).
+ */
+#define TH_TAG_BITS (TH_RING_TAG_WORDS * 64)
+
+/* FNV-1a over the table number (4 bytes, little-endian), then the key. */
+static inline uint64_t th_tag_hash_start(uint32_t table)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (int i = 0; i < 4; i++) {
+		h ^= (table >> (8 * i)) & 0xff;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static inline uint64_t th_tag_hash_byte(uint64_t h, uint8_t b)
+{
+	return (h ^ b) * 0x100000001b3ull;
+}
+
+/* The bit of a hash: its top 9 bits after a multiplicative mix. */
+static inline unsigned th_tag_bit_of(uint64_t h)
+{
+	return (unsigned)((h * 0x9E3779B97F4A7C15ull) >> (64 - 9));
+}
+
+/* The bit that stands for (table, path[0:len]). */
+unsigned th_tag_bit(uint32_t table, const void *path, uint32_t len);
+
+/* Set in tags (TH_RING_TAG_WORDS words) the bits of every prefix of key. */
+void th_tag_key(uint64_t *tags, uint32_t table, const void *key, uint32_t len);
+
+_Static_assert(TH_TAG_BITS == 512, "th_tag_bit_of yields 9 bits");
+
 /* ---- control socket ----------------------------------------------------- */
 
 #define TH_PROTO_MAGIC 0x4854u   /* "TH" */

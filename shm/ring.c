@@ -21,15 +21,34 @@
  *
  * Layout of a slot page (one per reader, shared only with that reader):
  *   line 0  written by the reader on every read: read_pos
- *   line 1  written by the reader when it sleeps or rejoins: sleep_word,
- *           evict_ack, timeout_ns
- *   line 2  written by the writer: evict_seq (also the futex word an
- *           eviction wakes), evict_reason, evictions
- *   line 3  constants: magic, ring generation
+ *   line 1  written by the reader when it sleeps, rejoins or changes what it
+ *           wants: sleep_word, evict_ack, timeout_ns, filter_word, wake_any
+ *   line 2  written by the reader when its watches change: filter (the tags
+ *           of the batches it wants to be woken for)
+ *   line 3  written by the writer: evict_seq (the futex word an eviction
+ *           wakes), evict_reason, evictions, wake_seq (the futex word a
+ *           commit wakes)
+ *   line 4  written by the writer for each batch the reader is not woken
+ *           for (a seqlock): skip_from, skip_to, skip_note
+ *   line 5  constants: magic, ring generation
  * Lines are separate so that the reader's frequent read_pos stores do not
- * disturb the lines the writer polls on every commit (sleep_word).
+ * disturb the line the writer polls on every commit (sleep_word).
  *
- * What a reader can never do (../shared/DESIGN.md). The slot page and the
+ * Targeted wake-ups. A batch may carry tags (TH_RING_TAG_WORDS words of bits
+ * the publisher chose, e.g. hashes of the paths it changes) and a note (e.g.
+ * its revision). A reader whose filter is on is woken only for batches whose
+ * tags meet its filter (false positives are the publisher's hashing, never
+ * false negatives), or for every batch while its wake_any count is above
+ * zero. For the batches a reader was not woken for, the writer keeps on its
+ * own side the range [skip_from, skip_to) of consecutive such batches, and
+ * mirrors it into the slot: the reader jumps over the range without reading
+ * it (and learns the note of its last batch), and the writer computes the
+ * reader's lag from the range's end, so a reader is neither judged slow nor
+ * lapped for records it never needed. A new range starts only once the
+ * reader has passed the old one (its read_pos, untrusted: a lie costs only
+ * the liar its own hint).
+ *
+ * What a reader can never do (doc/DESIGN.md). The slot page and the
  * wake-up descriptor are in the reader's hands; nothing it writes there may
  * block, slow or mislead the writer or the control side:
  * - The writer's truth about evictions (sequence, evicted or not, count) is
@@ -59,10 +78,13 @@
  *   this kind of machine (6 us against 2 us), paid by the publisher per fd
  *   sleeper per commit; the pipe gives the same guarantee at the eventfd's
  *   cost, for one more descriptor per reader in the writer.
- * - An eviction wakes only the reader concerned: a futex reader sleeps with
- *   futex_waitv() on two words, the head and its own slot's evict_seq, and
- *   the writer wakes the slot word (FUTEX_WAKE on the head would wake every
- *   sleeper). Wake-ups are made with no lock held.
+ * - A wake-up reaches only the reader concerned: a futex reader sleeps with
+ *   futex_waitv() on two words of its own slot, wake_seq (a commit it wants)
+ *   and evict_seq (its eviction), and the writer wakes those words only,
+ *   never a word every reader sleeps on. Wake-ups are made with no lock held.
+ * - A filter is the reader's own: a reader that changes it on every commit
+ *   costs the writer one 64-byte copy per commit, and a forged one (or a
+ *   forged skip hint in its slot) misleads only its owner.
  */
 #include "shm/ring.h"
 
@@ -91,7 +113,7 @@
 
 #define RING_MAGIC 0x31474e4952485423ull /* "#THRING1" */
 #define SLOT_MAGIC 0x31544f4c53485423ull /* "#THSLOT1" */
-#define RING_VERSION 1u
+#define RING_VERSION 2u /* 2: targeted wake-ups (filter, wake_seq, skip hints in the slot) */
 #define RECORD_HEADER 16u
 #define PAGE 4096u
 #define DEFAULT_MAX_READERS 1024u
@@ -123,6 +145,7 @@ struct ring_header {
 #define SLEEPING 1u
 #define SLEEP_FD 2u
 #define SLEEP_GEN 4u /* the generation counts in the bits above the flags */
+#define FILTER_ON 1u /* filter_word: the filter applies (the changes count above it) */
 
 struct slot_page {
 	/* Reader-written, every read. */
@@ -131,10 +154,20 @@ struct slot_page {
 	_Alignas(TH_CACHELINE) th_atomic_u32 sleep_word; /* gen | SLEEP_FD? | SLEEPING? */
 	th_atomic_u32 evict_ack;                         /* the evict_seq the reader rejoined after */
 	th_atomic_u64 timeout_ns;
+	th_atomic_u32 filter_word;                       /* changes << 1 | FILTER_ON? */
+	th_atomic_u32 wake_any;                          /* > 0: wake me for every batch */
+	/* Reader-written when its watches change. */
+	_Alignas(TH_CACHELINE) th_atomic_u64 filter[TH_RING_TAG_WORDS];
 	/* Writer-written, rarely. */
 	_Alignas(TH_CACHELINE) th_atomic_u32 evict_seq;
 	th_atomic_u32 evict_reason;
 	th_atomic_u32 evictions;
+	th_atomic_u32 wake_seq;                          /* bumped (and futex-woken) to wake this reader */
+	/* Writer-written, for each batch this reader is not woken for. */
+	_Alignas(TH_CACHELINE) th_atomic_u32 skip_seq;   /* odd while the writer updates the three below */
+	th_atomic_u64 skip_from;
+	th_atomic_u64 skip_to;
+	th_atomic_u64 skip_note;
 	/* Constant. */
 	_Alignas(TH_CACHELINE) uint64_t magic;
 	uint64_t generation;
@@ -155,14 +188,8 @@ static inline uint64_t rec_word0(uint32_t len, uint16_t type, uint16_t flags)
 	return (uint64_t)len | (uint64_t)type << 32 | (uint64_t)flags << 48;
 }
 
-static long futex(th_atomic_u64 *word, int op, uint32_t val, const struct timespec *ts)
-{
-	/* The low 32 bits of the head (little-endian): a non-private futex, so it
-	 * works across processes and on a read-only mapping. */
-	return syscall(SYS_futex, (uint32_t *)(void *)word, op, val, ts, NULL, 0);
-}
-
-/* A non-private futex on one 32-bit word of a slot page. */
+/* A non-private futex (it works across processes) on one 32-bit word of a
+ * slot page. */
 static long futex32(th_atomic_u32 *word, int op, uint32_t val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, (uint32_t *)(void *)word, op, val, ts, NULL, 0);
@@ -212,6 +239,15 @@ struct slot {
 	uint64_t invalid_since; /* CLOCK_MONOTONIC ns since its position is invalid; 0 while valid */
 	uint32_t refs;          /* evictions waking it with ctl_lock released */
 	bool removed;           /* removed while refs > 0: the last waker frees it */
+	/* Publisher-only: the reader's filter as last copied, and its wake_seq. */
+	uint32_t filter_seen;   /* the filter_word the copy is of */
+	uint32_t wake_seq;
+	uint64_t filter[TH_RING_TAG_WORDS];
+	/* The batches it was not woken for, [skip_from, skip_to): written by
+	 * the publisher, read by th_ring_reader_lag() (a seqlock: skip_seq odd
+	 * while the publisher writes). */
+	th_atomic_u32 skip_seq;
+	th_atomic_u64 skip_from, skip_to;
 };
 
 /* The set of readers the publisher scans on commit. Immutable once published;
@@ -365,11 +401,22 @@ static inline bool start_marked(const struct th_ring_writer *w, uint64_t pos)
 	return (th_load_relaxed(&w->starts[i / 64]) >> (i % 64)) & 1;
 }
 
+/* Wake one reader that sleeps in futex mode: its own slot word. */
+static void wake_futex(struct slot *s)
+{
+	/* Pairs with the reader's load of wake_seq before it set its sleeping
+	 * flag (reader_prepare_sleep): its futex_waitv sees the new value. */
+	th_store_release(&s->page->wake_seq, ++s->wake_seq);
+	futex32(&s->page->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
 static void wake_all(struct th_ring_writer *w, struct reader_set *set)
 {
-	futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
-	for (uint32_t i = 0; i < set->n; i++)
+	(void)w;
+	for (uint32_t i = 0; i < set->n; i++) {
+		wake_futex(set->slots[i]);
 		wake_send(set->slots[i]->event_fd);
+	}
 }
 
 static void slot_free(struct slot *s)
@@ -525,11 +572,75 @@ void th_ring_set_batch_time(struct th_ring_writer *w, uint64_t monotonic_ns)
 	}
 }
 
+/* Does reader s want a batch with these tags? Refreshes the publisher's copy
+ * of its filter when the reader changed it. */
+static bool slot_wants(struct slot *s, const uint64_t *tags)
+{
+	struct slot_page *pg = s->page;
+	/* Pairs with the store-release of filter_word in
+	 * th_ring_reader_set_filter(): the words are the ones it announced. */
+	uint32_t fw = th_load_acquire(&pg->filter_word);
+	if (fw != s->filter_seen) {
+		for (unsigned i = 0; i < TH_RING_TAG_WORDS; i++)
+			s->filter[i] = th_load_relaxed(&pg->filter[i]);
+		s->filter_seen = fw;
+	}
+	if (!(fw & FILTER_ON) || th_load_relaxed(&pg->wake_any))
+		return true;
+	uint64_t meet = 0;
+	for (unsigned i = 0; i < TH_RING_TAG_WORDS; i++)
+		meet |= s->filter[i] & tags[i];
+	return meet != 0;
+}
+
+static void seq_begin(th_atomic_u32 *seq, uint32_t *v)
+{
+	*v = th_load_relaxed(seq) | 1;
+	th_store_relaxed(seq, *v);
+	th_fence_release(); /* the odd sequence before the data: pairs with the reader's acquire fence */
+}
+
+static void seq_end(th_atomic_u32 *seq, uint32_t v)
+{
+	th_store_release(seq, v + 1); /* pairs with the load-acquire that starts a read */
+}
+
+/* Batch [start, end) is not for reader s: extend its range of batches it
+ * was not woken for, or start a new one once it has passed the old one. */
+static void slot_skip(struct slot *s, uint64_t start, uint64_t end, uint64_t note)
+{
+	struct slot_page *pg = s->page;
+	uint64_t from = th_load_relaxed(&s->skip_from), to = th_load_relaxed(&s->skip_to);
+	if (to != start) {
+		/* Untrusted: a reader that lies about its position loses only its
+		 * own hint (it reads, or is lapped, as without filtering). */
+		if (th_load_relaxed(&pg->read_pos) < to)
+			return;
+		from = start;
+	}
+	uint32_t v;
+	seq_begin(&s->skip_seq, &v);
+	th_store_relaxed(&s->skip_from, from);
+	th_store_relaxed(&s->skip_to, end);
+	seq_end(&s->skip_seq, v);
+	seq_begin(&pg->skip_seq, &v);
+	th_store_relaxed(&pg->skip_from, from);
+	th_store_relaxed(&pg->skip_to, end);
+	th_store_relaxed(&pg->skip_note, note);
+	seq_end(&pg->skip_seq, v);
+}
+
 int th_ring_commit(struct th_ring_writer *w)
+{
+	return th_ring_commit_tagged(w, NULL, 0);
+}
+
+int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64_t note)
 {
 	uint32_t count = w->batch_count;
 	if (count == 0)
 		return 0;
+	uint64_t start = w->batch_start;
 	th_atomic_u64 *w0p = &w->data[(w->last_rec / 8) & w->mask_words];
 	uint64_t w0 = th_load_relaxed(w0p);
 	th_store_relaxed(w0p, w0 | (uint64_t)TH_RING_F_BATCH_END << 48);
@@ -552,21 +663,21 @@ int th_ring_commit(struct th_ring_writer *w)
 	 *   sees our odd scan_seq and waits for us, or we load the new set. */
 	th_fence_seq_cst();
 	struct reader_set *set = th_load_acquire(&w->readers); /* pairs with the store-release in set_replace() */
-	bool futex_wake = false;
 	for (uint32_t i = 0; i < set->n; i++) {
 		struct slot *s = set->slots[i];
+		if (tags && !slot_wants(s, tags)) {
+			slot_skip(s, start, w->pos, note);
+			continue;
+		}
 		uint32_t sw = th_load_relaxed(&s->page->sleep_word);
 		if (!(sw & SLEEPING) || sw == s->woken_word)
 			continue;
 		s->woken_word = sw;
-		if (sw & SLEEP_FD) {
+		if (sw & SLEEP_FD)
 			wake_send(s->event_fd);
-		} else {
-			futex_wake = true;
-		}
+		else
+			wake_futex(s);
 	}
-	if (futex_wake)
-		futex(&w->hdr->head, FUTEX_WAKE, INT_MAX, NULL);
 	/* Pairs with the load-acquire in wait_for_publisher(): our reads of the
 	 * old set and its slots happen before the remover frees them. */
 	th_store_release(&w->scan_seq, seq + 2);
@@ -695,6 +806,10 @@ int th_ring_add_reader(struct th_ring_writer *w, uint32_t *id, struct th_ring_re
 	s->page->generation = w->hdr->generation;
 	s->floor = th_ring_head(w);
 	th_store_relaxed(&s->page->read_pos, s->floor);
+	th_store_relaxed(&s->skip_from, s->floor);
+	th_store_relaxed(&s->skip_to, s->floor);
+	th_store_relaxed(&s->page->skip_from, s->floor);
+	th_store_relaxed(&s->page->skip_to, s->floor);
 
 	out.ring_fd = fcntl(w->ring_ro_fd, F_DUPFD_CLOEXEC, 0);
 	out.slot_fd = slot_fd;
@@ -792,6 +907,20 @@ int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag
 	lag->sleeping = th_load_relaxed(&pg->sleep_word) & SLEEPING;
 	if (rp < s->floor)
 		rp = s->floor;
+	/* Within the batches it was not woken for: it has nothing to read
+	 * before their end (the writer's own record, not the slot's). */
+	uint64_t from, to;
+	for (;;) {
+		uint32_t v = th_load_acquire(&s->skip_seq); /* pairs with seq_end() */
+		from = th_load_relaxed(&s->skip_from);
+		to = th_load_relaxed(&s->skip_to);
+		th_fence_acquire(); /* pairs with the release fence in seq_begin() */
+		if (!(v & 1) && th_load_relaxed(&s->skip_seq) == v)
+			break;
+		sched_yield();
+	}
+	if (from <= rp && rp < to && to <= head)
+		rp = to;
 	lag->read_pos = rp;
 	if (rp % 8 || rp > head) {
 		lag->invalid = true;
@@ -855,7 +984,7 @@ int th_ring_evict(struct th_ring_writer *w, uint32_t id, enum th_ring_evict_reas
 	s->refs++;
 	pthread_mutex_unlock(&w->ctl_lock);
 	/* No lock held while waking; the slot stays (refs) until we are done.
-	 * Only this reader: its own futex word and its own socket. */
+	 * Only this reader: its own futex word and its own pipe. */
 	futex32(&pg->evict_seq, FUTEX_WAKE, INT_MAX, NULL);
 	wake_send(s->event_fd);
 	pthread_mutex_lock(&w->ctl_lock);
@@ -882,6 +1011,10 @@ struct th_ring_reader {
 	uint64_t head;       /* last head loaded */
 	uint32_t evict_ack;  /* the evict_seq we rejoined after */
 	uint32_t sleep_gen;
+	uint32_t wake_seen;  /* wake_seq loaded before the sleeping flag was set */
+	uint32_t filter_changes;
+	bool at_batch;       /* pos is the start of a batch (or the head) */
+	uint64_t skips, skip_note;
 	int sticky;          /* -TH_ELAPPED / -TH_EEVICTED until rejoin */
 };
 
@@ -969,8 +1102,10 @@ int th_ring_reader_open(const struct th_ring_reader_fds *fds, struct th_ring_rea
 	r->head = th_load_acquire(&r->hdr->head); /* pairs with the store-release in create/commit */
 	r->evict_ack = th_load_relaxed(&r->slot->evict_ack);
 	r->sleep_gen = th_load_relaxed(&r->slot->sleep_word) / SLEEP_GEN;
+	r->filter_changes = th_load_relaxed(&r->slot->filter_word) >> 1;
 	if (r->pos > r->head || r->pos % 8)
 		r->pos = r->head;
+	r->at_batch = true; /* a slot is handed over at the head, or where a batch ended */
 	*out = r;
 	return 0;
 }
@@ -992,6 +1127,37 @@ static inline bool reader_evicted(struct th_ring_reader *r)
 	return th_load_acquire(&r->slot->evict_seq) != r->evict_ack;
 }
 
+/* At a batch start: jump over the batches the writer did not wake us for,
+ * when its hint says r->pos is among them. The hint is in our own slot (a
+ * forged one misleads only us); its end must be a position the ring has
+ * published. Returns whether we moved. */
+static bool reader_skip(struct th_ring_reader *r)
+{
+	struct slot_page *pg = r->slot;
+	uint64_t from, to, note;
+	for (;;) {
+		uint32_t v = th_load_acquire(&pg->skip_seq); /* pairs with seq_end() */
+		from = th_load_relaxed(&pg->skip_from);
+		to = th_load_relaxed(&pg->skip_to);
+		note = th_load_relaxed(&pg->skip_note);
+		th_fence_acquire(); /* pairs with the release fence in seq_begin() */
+		if (!(v & 1) && th_load_relaxed(&pg->skip_seq) == v)
+			break;
+		th_cpu_relax();
+	}
+	if (!(from <= r->pos && r->pos < to) || to % 8)
+		return false;
+	if (to > r->head)
+		r->head = th_load_acquire(&r->hdr->head); /* pairs with the store-release in commit */
+	if (to > r->head)
+		return false;
+	r->pos = to;
+	r->skips++;
+	r->skip_note = note;
+	th_store_relaxed(&r->slot->read_pos, to);
+	return true;
+}
+
 int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf, size_t buflen)
 {
 	if (r->sticky)
@@ -1009,6 +1175,11 @@ int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf
 				return -TH_ECLOSED;
 			return 0;
 		}
+	}
+	if (r->at_batch && reader_skip(r)) {
+		p = r->pos;
+		if (p == r->head)
+			return 0;
 	}
 	uint64_t word = p / 8;
 	uint64_t w0 = th_load_relaxed(&r->data[word & r->mask_words]);
@@ -1035,6 +1206,7 @@ int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf
 	if (!fits)
 		return -ENOBUFS;
 	r->pos = p + size;
+	r->at_batch = rec->flags & TH_RING_F_BATCH_END;
 	/* For the writer's lag reports only; no ordering needed. */
 	th_store_relaxed(&r->slot->read_pos, r->pos);
 	return 1;
@@ -1052,6 +1224,9 @@ static uint64_t reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit
 {
 	r->sleep_gen++;
 	uint32_t sw = r->sleep_gen * SLEEP_GEN | mode_bit | SLEEPING;
+	/* Before the flag: a wake-up for this sleep bumps it after it sees the
+	 * flag, so the futex_waitv below never misses one. */
+	r->wake_seen = th_load_acquire(&r->slot->wake_seq); /* pairs with the store-release in wake_futex() */
 	th_store_relaxed(&r->slot->sleep_word, sw);
 	/* Pairs with the seq_cst fence in th_ring_commit() (head store; fence;
 	 * sleep_word load): either the writer sees us sleeping or we see its head. */
@@ -1071,17 +1246,17 @@ static void reader_end_sleep(struct th_ring_reader *r)
 #endif
 
 /*
- * Sleep until the head moves off h, our slot's evict_seq moves off the one
- * we acknowledged, a wake-up, or the deadline (CLOCK_MONOTONIC ns). Two
- * words with futex_waitv (Linux 5.16): commit wakes the head (every
- * sleeper, they all have something to read), an eviction wakes only our slot
- * word. Without futex_waitv, the head alone in slices of 10 ms, so that an
- * eviction is seen within 10 ms.
+ * Sleep until our slot's wake_seq moves off the one seen before the sleeping
+ * flag was set (a commit we want, or the ring closing), its evict_seq moves
+ * off the one we acknowledged, or the deadline (CLOCK_MONOTONIC ns). Two
+ * words of our own slot with futex_waitv (Linux 5.16): the writer wakes
+ * only the readers a batch is for. Without futex_waitv, wake_seq alone in
+ * slices of 10 ms, so that an eviction is seen within 10 ms.
  */
-static void sleep_two(struct th_ring_reader *r, uint32_t h, uint64_t deadline, uint64_t now)
+static void sleep_two(struct th_ring_reader *r, uint64_t deadline, uint64_t now)
 {
 	struct futex_waitv wv[2] = {
-		{ .val = h, .uaddr = (uintptr_t)(void *)&r->hdr->head, .flags = FUTEX2_SIZE_U32 },
+		{ .val = r->wake_seen, .uaddr = (uintptr_t)(void *)&r->slot->wake_seq, .flags = FUTEX2_SIZE_U32 },
 		{ .val = r->evict_ack, .uaddr = (uintptr_t)(void *)&r->slot->evict_seq, .flags = FUTEX2_SIZE_U32 },
 	};
 	struct timespec abs = th_ns_to_timespec(deadline);
@@ -1092,7 +1267,7 @@ static void sleep_two(struct th_ring_reader *r, uint32_t h, uint64_t deadline, u
 	if (left > 10000000)
 		left = 10000000;
 	struct timespec ts = th_ns_to_timespec(left);
-	futex(&r->hdr->head, FUTEX_WAIT, h, &ts);
+	futex32(&r->slot->wake_seq, FUTEX_WAIT, r->wake_seen, &ts);
 }
 
 int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns)
@@ -1126,7 +1301,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 	}
 	for (;; now = th_now_ns()) {
 		bool ready;
-		uint64_t h = reader_prepare_sleep(r, 0, &ready);
+		reader_prepare_sleep(r, 0, &ready);
 		if (ready) {
 			reader_end_sleep(r);
 			return 1;
@@ -1135,7 +1310,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 			reader_end_sleep(r);
 			return 0;
 		}
-		sleep_two(r, (uint32_t)h, deadline, now);
+		sleep_two(r, deadline, now);
 		reader_end_sleep(r);
 		if (reader_ready(r))
 			return 1;
@@ -1174,6 +1349,7 @@ static int rejoin_at(struct th_ring_reader *r, uint64_t pos, uint64_t *out)
 	r->pos = pos;
 	r->head = pos;
 	r->sticky = 0;
+	r->at_batch = true; /* the head, or the oldest record: a batch start (a torn one reads as lapped) */
 	th_store_relaxed(&r->slot->read_pos, pos);
 	uint32_t seq = th_load_acquire(&r->slot->evict_seq); /* pairs with the store-release in evict */
 	r->evict_ack = seq;
@@ -1196,6 +1372,36 @@ int th_ring_reader_rejoin_oldest(struct th_ring_reader *r, uint64_t *pos)
 	/* The oldest record may be overwritten before we read it; th_ring_read
 	 * then reports a lap again, which is the truth. */
 	return rejoin_at(r, oldest <= head ? oldest : head, pos);
+}
+
+void th_ring_reader_set_filter(struct th_ring_reader *r, const uint64_t *filter)
+{
+	struct slot_page *pg = r->slot;
+	if (filter)
+		for (unsigned i = 0; i < TH_RING_TAG_WORDS; i++)
+			th_store_relaxed(&pg->filter[i], filter[i]);
+	r->filter_changes++;
+	/* Pairs with the load-acquire in slot_wants(): the words before the word
+	 * that announces them. */
+	th_store_release(&pg->filter_word, r->filter_changes << 1 | (filter ? FILTER_ON : 0));
+	/* Pairs with the fence in commit (filter store; fence; head load here,
+	 * head store; fence; filter load there): a batch the writer judged by
+	 * the old filter is one this reader sees in the head it loads after
+	 * this call (and its caller asks for what it now watches only after). */
+	th_fence_seq_cst();
+}
+
+void th_ring_reader_wake_any(struct th_ring_reader *r, int delta)
+{
+	th_fetch_add_relaxed(&r->slot->wake_any, (uint32_t)delta);
+	th_fence_seq_cst(); /* as in set_filter: before the caller's head load */
+}
+
+uint64_t th_ring_reader_skips(const struct th_ring_reader *r, uint64_t *note)
+{
+	if (note)
+		*note = r->skip_note;
+	return r->skips;
 }
 
 void th_ring_reader_set_timeout(struct th_ring_reader *r, uint64_t timeout_ns)

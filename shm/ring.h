@@ -36,8 +36,9 @@
  * Waiting. A reader with nothing to read can spin (lowest latency, one core
  * burnt), spin briefly then sleep on a futex on the head word (the default),
  * or sleep in its own event loop on a descriptor (th_ring_reader_event_fd()).
- * The writer makes a system call on commit only when some reader sleeps: one
- * FUTEX_WAKE for all futex sleepers, one byte into a pipe per fd sleeper.
+ * The writer makes a system call on commit only for a reader that sleeps and
+ * wants the batch: one FUTEX_WAKE on that reader's own slot word, or one
+ * byte into its pipe in fd mode.
  * The fd is the read end of a pipe, not an eventfd: an eventfd has one open
  * file description, so a reader holding a dup of the writer's could clear
  * O_NONBLOCK on it, fill the counter and make the writer's write() block for
@@ -46,6 +47,17 @@
  * until the reader drains it (disarm). An eviction wakes only the reader
  * concerned (a futex sleeper waits on its slot's word too, with
  * futex_waitv). bench/ measures the fd mode's cost against the futex mode.
+ *
+ * Targeted wake-ups. A batch may carry tags, TH_RING_TAG_WORDS words of bits
+ * (th_ring_commit_tagged(): e.g. hashes of what it changes), and a note (e.g.
+ * its revision). A reader that sets a filter (th_ring_reader_set_filter) is
+ * woken only for batches whose tags meet it, and for every batch while its
+ * wake_any count (th_ring_reader_wake_any) is above zero. The batches it was
+ * not woken for it does not read at all: th_ring_read() jumps over them, and
+ * th_ring_reader_skips() tells the note of the last one jumped; the writer
+ * keeps their range on its own side, so the reader's lag starts after them
+ * (neither slow nor lapped for records it never needed). The tags are the
+ * writer's promise: a batch that might matter to a filter must meet it.
  *
  * Hostile readers. Nothing a reader writes into its slot page or does with
  * its descriptors blocks or slows the writer or the control side, or changes
@@ -75,7 +87,7 @@
  *   control socket closes).
  * - Records are at most capacity/4 bytes; a batch at most capacity/2 bytes, so
  *   that a reader that keeps up with whole batches is never lapped by one.
- * - Little-endian only (the futex watches the low half of the 64-bit head).
+ * - Little-endian only (record header words are read as little-endian).
  */
 #ifndef TH_RING_H
 #define TH_RING_H
@@ -84,6 +96,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+
+/* Words of a batch's tags and of a reader's filter (512 bits, one cache line). */
+#define TH_RING_TAG_WORDS 8
 
 /* Flags carried by records. */
 #define TH_RING_F_BATCH_END 0x0001u /* last record of its batch (transaction) */
@@ -181,6 +196,15 @@ int th_ring_appendv(struct th_ring_writer *w, uint16_t type, const struct iovec 
  * when some reader sleeps. Publishing thread only.
  */
 int th_ring_commit(struct th_ring_writer *w);
+
+/*
+ * The same, for a batch with tags (TH_RING_TAG_WORDS words; NULL: for every
+ * reader, as th_ring_commit): a reader with a filter on is woken only when
+ * its filter meets the tags (or its wake_any count is above zero), and
+ * otherwise jumps over the batch without reading it, learning note.
+ * Publishing thread only.
+ */
+int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64_t note);
 
 /*
  * Give the current batch's publish time (CLOCK_MONOTONIC ns) instead of
@@ -282,6 +306,27 @@ void th_ring_reader_disarm(struct th_ring_reader *r);
 int th_ring_reader_rejoin(struct th_ring_reader *r, uint64_t *pos);
 /* Move to the oldest record still intact instead (tests, tools). */
 int th_ring_reader_rejoin_oldest(struct th_ring_reader *r, uint64_t *pos);
+
+/*
+ * Be woken only for batches whose tags meet filter (TH_RING_TAG_WORDS words),
+ * or for every batch (filter NULL, the default). Adding bits takes effect
+ * for every batch whose commit comes after the head this reader loads next:
+ * call it before asking for a snapshot of what the new bits stand for.
+ * The reader's thread.
+ */
+void th_ring_reader_set_filter(struct th_ring_reader *r, const uint64_t *filter);
+
+/*
+ * Count up (+1) or down (-1) the reasons to be woken for every batch
+ * whatever the filter (a revision awaited, a snapshot to stitch). Any thread.
+ */
+void th_ring_reader_wake_any(struct th_ring_reader *r, int delta);
+
+/*
+ * How many times th_ring_read() jumped over batches it was not woken for,
+ * and (note) the note of the last batch of the last jump. The reader's thread.
+ */
+uint64_t th_ring_reader_skips(const struct th_ring_reader *r, uint64_t *note);
 
 /* Ask for a slow-consumer timeout (the hub clamps it to its bounds). */
 void th_ring_reader_set_timeout(struct th_ring_reader *r, uint64_t timeout_ns);

@@ -265,6 +265,43 @@ static void ring_vectors(const struct out *o)
 	field(o, "slot", "evict_reason", TH_RING_EVICT_LAPPED);
 	field(o, "slot", "read_pos", th_ring_reader_pos(r));
 
+	/* Targeted wake-ups: a filter of two watches' bits, a futex wake-up for
+	 * a batch that meets it, then two batches that do not (jumped over). */
+	uint64_t filter[TH_RING_TAG_WORDS] = { 0 }, tags[TH_RING_TAG_WORDS] = { 0 };
+	filter[1] = 0x8000000000000001ull;
+	filter[7] = 0x10ull;
+	th_ring_reader_set_filter(r, filter);
+	tags[7] = 0x10ull;
+	th_ring_set_batch_time(w, 0x0900000000000000ull + th_ring_head(w)); /* fixed bytes: no clock */
+	th_ring_append(w, TH_REC_CHANGE, "for it", 6);
+	th_ring_commit_tagged(w, tags, 0x0800000000000001ull);
+	assert_int_equal(th_ring_read(r, &rec, buf, sizeof buf), 1);
+	tags[7] = 0x20ull;
+	uint64_t skip_from = th_ring_head(w);
+	th_ring_set_batch_time(w, 0x0900000000000000ull + th_ring_head(w)); /* fixed bytes: no clock */
+	th_ring_append(w, TH_REC_CHANGE, "not 1", 5);
+	th_ring_commit_tagged(w, tags, 0x0800000000000002ull);
+	th_ring_set_batch_time(w, 0x0900000000000000ull + th_ring_head(w)); /* fixed bytes: no clock */
+	th_ring_append(w, TH_REC_CHANGE, "not 2", 5);
+	th_ring_commit_tagged(w, tags, 0x0800000000000003ull);
+	assert_int_equal(pread(fds.slot_fd, slot, PAGE, 0), (ssize_t)PAGE);
+	write_file(o, "slot-filtered.bin", slot, PAGE);
+	uint8_t *ring2 = malloc(PAGE + RING_CAPACITY);
+	assert_non_null(ring2);
+	assert_int_equal(pread(fds.ring_fd, ring2, PAGE + RING_CAPACITY, 0), (ssize_t)(PAGE + RING_CAPACITY));
+	write_file(o, "ring-filtered.bin", ring2, PAGE + RING_CAPACITY);
+	free(ring2);
+	field(o, "slot-filtered", "filter1", filter[1]);
+	field(o, "slot-filtered", "filter7", filter[7]);
+	field(o, "slot-filtered", "skip_from", skip_from);
+	field(o, "slot-filtered", "skip_to", th_ring_head(w));
+	field(o, "slot-filtered", "skip_note", 0x0800000000000003ull);
+	assert_int_equal(th_ring_read(r, &rec, buf, sizeof buf), 0);
+	uint64_t note;
+	assert_int_equal(th_ring_reader_skips(r, &note), 1);
+	assert_int_equal(note, 0x0800000000000003ull);
+	assert_int_equal(th_ring_reader_pos(r), th_ring_head(w));
+
 	th_ring_reader_close(r);
 	close(fds.ring_fd);
 	close(fds.slot_fd);
@@ -395,6 +432,34 @@ static void protocol_vectors(const struct out *o)
 	field_hex(o, "error", "text", text, strlen(text));
 }
 
+/* ---- batch tags (protocol.h) --------------------------------------------- */
+
+static void tag_vectors(const struct out *o)
+{
+	static const struct {
+		uint32_t table;
+		const char *key;
+	} keys[] = { { 0, "/vt/global/keyspaces/ks0/shards/-40/Shard" }, { 0, "/vt/zone1/SrvVSchema" },
+		     { 1, "/vt/zone1/tablets/zone1-0000000100/Tablet" }, { 2, "a" }, { 0, "" },
+		     { 0, "//x//" }, { 0x01020304u, "/bench/e2e/k00042" } };
+	field(o, "tags", "count", sizeof keys / sizeof keys[0]);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		char obj[32];
+		snprintf(obj, sizeof obj, "tags%zu", i);
+		uint32_t len = (uint32_t)strlen(keys[i].key);
+		uint64_t t[TH_RING_TAG_WORDS] = { 0 };
+		th_tag_key(t, keys[i].table, keys[i].key, len);
+		field(o, obj, "table", keys[i].table);
+		field_hex(o, obj, "key", keys[i].key, len);
+		field(o, obj, "bit", th_tag_bit(keys[i].table, keys[i].key, len));
+		for (int k = 0; k < TH_RING_TAG_WORDS; k++) {
+			char name[16];
+			snprintf(name, sizeof name, "word%d", k);
+			field(o, obj, name, t[k]);
+		}
+	}
+}
+
 static void generate(const char *dir)
 {
 	struct out o = { .dir = dir };
@@ -405,6 +470,7 @@ static void generate(const char *dir)
 	fprintf(o.txt, "# written by tests/test_golden.c: do not edit; regenerate with build/tests/test_golden --write DIR\n");
 	ring_vectors(&o);
 	protocol_vectors(&o);
+	tag_vectors(&o);
 	assert_int_equal(fclose(o.txt), 0);
 }
 

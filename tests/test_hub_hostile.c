@@ -51,7 +51,13 @@
 #define SLOT_SLEEP_WORD 64
 #define SLOT_EVICT_ACK 68
 #define SLOT_TIMEOUT_NS 72
-#define SLOT_EVICT_SEQ 128
+#define SLOT_FILTER_WORD 80
+#define SLOT_WAKE_ANY 84
+#define SLOT_FILTER 128
+#define SLOT_EVICT_SEQ 192
+#define SLOT_WAKE_SEQ 204
+#define SLOT_SKIP_SEQ 256
+#define SLOT_SKIP_TO 272
 
 struct shared {
 	struct th_mariadb *db;
@@ -807,7 +813,7 @@ static void *soak_main(void *arg)
 		uint64_t head = a.att.start_pos;
 		for (int i = 0; i < 2000 && !atomic_load(&sa->stop); i++) {
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			switch (x % 8) {
+			switch (x % 13) {
 			case 0: atomic_store(slot64(&a, SLOT_READ_POS), x); break;            /* garbage */
 			case 1: atomic_store(slot64(&a, SLOT_READ_POS), head + (x >> 40) % 4096); break; /* inside */
 			case 2: atomic_store(slot64(&a, SLOT_READ_POS), UINT64_MAX - 7); break;
@@ -815,7 +821,15 @@ static void *soak_main(void *arg)
 			case 4: atomic_store(slot32(&a, SLOT_SLEEP_WORD), (uint32_t)x | 1); break; /* futex sleeper */
 			case 5: atomic_store(slot32(&a, SLOT_EVICT_ACK), atomic_load(slot32(&a, SLOT_EVICT_SEQ))); break;
 			case 6: atomic_store(slot64(&a, SLOT_TIMEOUT_NS), (x & 2) ? 1 : UINT64_MAX); break;
-			default: atomic_store(slot32(&a, SLOT_EVICT_SEQ), (uint32_t)x); break;
+			case 7: /* a filter that changes on every commit (the writer copies it each time) */
+				atomic_store(slot64(&a, SLOT_FILTER + 8 * (x % 8)), x);
+				atomic_store(slot32(&a, SLOT_FILTER_WORD), (uint32_t)(x >> 8));
+				break;
+			case 8: atomic_store(slot32(&a, SLOT_WAKE_ANY), (uint32_t)x); break;
+			case 9: atomic_store(slot32(&a, SLOT_SKIP_SEQ), (uint32_t)x | 1); break; /* a seqlock held odd */
+			case 10: atomic_store(slot64(&a, SLOT_SKIP_TO), x); break;
+			case 11: atomic_store(slot32(&a, SLOT_WAKE_SEQ), (uint32_t)x); break;
+			default: atomic_store(slot32(&a, SLOT_EVICT_SEQ), (uint32_t)x); break; /* 12 */
 			}
 			if ((i & 63) == 0)
 				usleep(500);

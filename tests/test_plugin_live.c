@@ -1499,6 +1499,52 @@ static void test_plugin_live__stats_revision_reaches_sync_without_a_ring_batch(v
 	api->close(c);
 }
 
+/* Issue 15: a subscriber is woken only for what it watches. A connection
+ * that watches /tw/M/a, with a 100 ms slow-consumer timeout, sleeps through
+ * half a second of transactions under /tw/M/b without dispatching: it reads
+ * none of their records, the hub never judges it slow for them (it would
+ * be evicted without the skip range), its
+ * stats().revision still reaches the hub's, and a change under /tw/M/a then
+ * reaches it. Each wait mode. */
+static void test_plugin_live__a_subscriber_sleeps_through_changes_it_does_not_watch(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	const uint32_t modes[] = { TH_WAIT_FUTEX, TH_WAIT_FD };
+	for (size_t m = 0; m < 2; m++) {
+		struct th_conn *c = open_conn(modes[m], 0, 100000000);
+		catch_up(c);
+		static struct rec r;
+		rec_init(&r);
+		char mine[32];
+		snprintf(mine, sizeof mine, "/tw/%zu/a", m);
+		watch(c, true, TH_TABLE_DATA, mine, &r);
+		pump(c, &r, 1, false); /* SYNCED: nothing there yet */
+		pump_for(c, 50);        /* the filter is on once the watch is stitched */
+		struct th_stats st0 = { .size = sizeof st0 };
+		api->stats(c, &st0);
+		for (int i = 0; i < 50; i++) {
+			sql("INSERT INTO topo.topo_data (path, data) VALUES ('/tw/%zu/b/%d', 'x') "
+			    "ON DUPLICATE KEY UPDATE data = CONCAT(data, 'x')", m, i % 7);
+			usleep(10000);
+		}
+		uint64_t seen, rev = sync_now(c);
+		if (!revision_reaches(c, rev, &seen))
+			fail_msg("stats().revision %llu never reached sync's %llu", (unsigned long long)seen,
+				 (unsigned long long)rev);
+		struct th_stats st = { .size = sizeof st };
+		api->stats(c, &st);
+		assert_int_equal(st.evictions, st0.evictions);
+		assert_int_equal(st.resyncs, st0.resyncs);
+		assert_int_equal(st.records, st0.records); /* not one /tw/b record read */
+		assert_int_equal(count(&r), 1);
+		sql("INSERT INTO topo.topo_data (path, data) VALUES ('%s/x', 'mine')", mine);
+		pump(c, &r, 2, false);
+		expect(&r, 1, TH_EVENT_PUT, NULL, "mine");
+		api->close(c);
+	}
+}
+
 /* The hub killed and started again: every reader (futex and fd modes) gets
  * RESYNC, then what changed while it was away, then SYNCED. */
 static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
@@ -1601,6 +1647,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_live__lapped_reader_resyncs),
 		cmocka_unit_test(test_plugin_live__reload_after_ddl_on_one_table_tells_the_other_tables),
 		cmocka_unit_test(test_plugin_live__stats_revision_reaches_sync_without_a_ring_batch),
+		cmocka_unit_test(test_plugin_live__a_subscriber_sleeps_through_changes_it_does_not_watch),
 		cmocka_unit_test(test_plugin_live__hub_restart_every_reader_resyncs),
 	};
 	if (getenv("TH_TEST_FILTER"))

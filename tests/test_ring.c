@@ -348,13 +348,13 @@ static void test_ring__an_eviction_counts_once_until_a_rejoin_and_the_slot_only_
 	assert_int_equal(th_ring_evict(w, rr.id, TH_RING_EVICT_SLOW), 0);
 	assert_int_equal(th_ring_evict(w, rr.id, TH_RING_EVICT_SLOW), -EALREADY);
 	/* The reader scribbles over the writer's mirror: the writer's count stands. */
-	atomic_store(RAW_U32(&rr, 136), 999);
+	atomic_store(RAW_U32(&rr, 200), 999);
 	struct th_ring_lag lag;
 	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
 	assert_true(lag.evicted);
 	assert_int_equal(lag.evictions, 1);
 	/* It acknowledges without moving: rejoined at the writer's head. */
-	atomic_store(RAW_U32(&rr, 68), atomic_load(RAW_U32(&rr, 128)));
+	atomic_store(RAW_U32(&rr, 68), atomic_load(RAW_U32(&rr, 192)));
 	assert_int_equal(th_ring_reader_lag(w, rr.id, &lag), 0);
 	assert_false(lag.evicted);
 	assert_int_equal(lag.lag_bytes, 0);
@@ -654,7 +654,7 @@ static void test_ring__futex_sleeper_is_woken_by_commit(void **state)
 	run_wake(TH_RING_WAIT_FUTEX, false);
 }
 
-static void test_ring__fd_sleeper_is_woken_through_its_eventfd(void **state)
+static void test_ring__fd_sleeper_is_woken_through_its_pipe(void **state)
 {
 	(void)state;
 	run_wake(TH_RING_WAIT_FD, false);
@@ -738,6 +738,224 @@ static void test_ring__publish_makes_no_syscall_unless_a_reader_sleeps(void **st
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
 	th_ring_reader_disarm(f.r);
+	fixture_close(&f);
+}
+
+/* ---- targeted wake-ups: tags, filters, skipped batches ------------------ */
+
+static void tags_bit(uint64_t *t, unsigned bit)
+{
+	memset(t, 0, TH_RING_TAG_WORDS * sizeof *t);
+	t[bit / 64] |= 1ull << (bit % 64);
+}
+
+static void publish_tagged_under_seccomp(struct th_ring_writer *w, int records, unsigned bit)
+{
+	uint64_t tags[TH_RING_TAG_WORDS];
+	tags_bit(tags, bit);
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_exit_group, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	};
+	struct sock_fprog prog = { sizeof filter / sizeof filter[0], filter };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		_exit(3);
+	for (int i = 0; i < records; i++) {
+		th_ring_append(w, 1, "tagged", 6);
+		th_ring_commit_tagged(w, tags, 1000 + (uint64_t)i);
+	}
+	syscall(SYS_exit_group, 0);
+}
+
+/* A sleeper with a filter is not woken (no system call at all) for batches
+ * its filter does not meet, in either wait mode; one that meets it is. */
+static void test_ring__a_filtered_sleeper_is_woken_only_for_batches_that_meet_its_filter(void **state)
+{
+	(void)state;
+	if (UNDER_TSAN)
+		skip(); /* TSan's runtime makes system calls of its own inside atomics */
+	for (int fd_mode = 0; fd_mode < 2; fd_mode++) {
+		struct fixture f;
+		fixture_open(&f, 1 << 16, 0);
+		uint64_t filter[TH_RING_TAG_WORDS];
+		tags_bit(filter, 300);
+		th_ring_reader_set_filter(f.r, filter);
+		th_ring_append(f.w, 1, "warm", 4);
+		th_ring_commit(f.w);
+		char buf[16];
+		struct th_ring_record rec;
+		assert_int_equal(th_ring_read(f.r, &rec, buf, sizeof buf), 1);
+		struct waiter_args a = { .r = f.r, .mode = fd_mode ? TH_RING_WAIT_FD : TH_RING_WAIT_FUTEX };
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, waiter_thread, &a), 0);
+		wait_until_sleeping(f.w, f.id);
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0)
+			publish_tagged_under_seccomp(f.w, 500, 301); /* another bit: no wake-up */
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+			skip(); /* seccomp unavailable here */
+		}
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		pid = fork();
+		if (pid == 0)
+			publish_tagged_under_seccomp(f.w, 1, 300); /* its bit: a wake-up, a system call */
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
+		/* The child's commit did publish before it was killed in the wake-up. */
+		uint64_t tags[TH_RING_TAG_WORDS];
+		tags_bit(tags, 300);
+		th_ring_append(f.w, 1, "mine", 4);
+		th_ring_commit_tagged(f.w, tags, 2000);
+		pthread_join(t, NULL);
+		assert_int_equal(a.result, 1);
+		fixture_close(&f);
+	}
+}
+
+/* Batches a reader was not woken for are jumped over, never read, whatever
+ * their volume: the reader is neither lapped nor slow for them, learns the
+ * last one's note, and reads the next batch that is for it. */
+static void test_ring__a_reader_jumps_over_batches_it_was_not_woken_for_and_is_never_lapped_by_them(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_open(&f, 4096, 1ull << 32);
+	uint64_t filter[TH_RING_TAG_WORDS], other[TH_RING_TAG_WORDS], mine[TH_RING_TAG_WORDS];
+	tags_bit(filter, 7);
+	tags_bit(other, 8);
+	tags_bit(mine, 7);
+	th_ring_reader_set_filter(f.r, filter);
+	uint8_t payload[200] = { 0 };
+	for (int i = 0; i < 1000; i++) { /* 50 laps of a 4 KiB ring */
+		th_ring_append(f.w, 1, payload, sizeof payload);
+		th_ring_commit_tagged(f.w, other, 10 + (uint64_t)i);
+	}
+	struct th_ring_lag lag;
+	assert_int_equal(th_ring_reader_lag(f.w, f.id, &lag), 0);
+	assert_false(lag.lapped);
+	assert_false(lag.invalid);
+	assert_int_equal(lag.lag_bytes, 0);
+	assert_int_equal(lag.age_ns, 0);
+	char buf[256];
+	struct th_ring_record rec;
+	assert_int_equal(th_ring_read(f.r, &rec, buf, sizeof buf), 0);
+	uint64_t note = 0;
+	assert_int_equal(th_ring_reader_skips(f.r, &note), 1);
+	assert_int_equal(note, 1009);
+	assert_int_equal(th_ring_reader_pos(f.r), th_ring_head(f.w));
+
+	/* One for it between others: it reads that one only, and its lag is
+	 * that batch's (it was woken for it), not the older others'. */
+	for (int i = 0; i < 5; i++) {
+		th_ring_append(f.w, 1, payload, sizeof payload);
+		th_ring_commit_tagged(f.w, other, 2000 + (uint64_t)i);
+	}
+	th_ring_append(f.w, 1, "mine", 4);
+	uint64_t mine_pos = th_ring_head(f.w);
+	th_ring_commit_tagged(f.w, mine, 3000);
+	assert_int_equal(th_ring_reader_lag(f.w, f.id, &lag), 0);
+	assert_int_equal(lag.read_pos, mine_pos);
+	for (int i = 0; i < 3; i++) {
+		th_ring_append(f.w, 1, payload, sizeof payload);
+		th_ring_commit_tagged(f.w, other, 4000 + (uint64_t)i);
+	}
+	assert_int_equal(th_ring_read(f.r, &rec, buf, sizeof buf), 1);
+	assert_int_equal(rec.pos, mine_pos);
+	assert_int_equal(rec.len, 4);
+	assert_int_equal(th_ring_reader_skips(f.r, &note), 2);
+	assert_int_equal(note, 2004);
+	/* The three after it were judged while it had not passed the first
+	 * range: it reads them (they are newer than what it was woken for). */
+	int n = 0;
+	while (th_ring_read(f.r, &rec, buf, sizeof buf) == 1)
+		n++;
+	assert_int_equal(n, 3);
+	/* Now past every range: the next ones are jumped again. */
+	for (int i = 0; i < 100; i++) {
+		th_ring_append(f.w, 1, payload, sizeof payload);
+		th_ring_commit_tagged(f.w, other, 5000 + (uint64_t)i);
+	}
+	assert_int_equal(th_ring_read(f.r, &rec, buf, sizeof buf), 0);
+	assert_int_equal(th_ring_reader_skips(f.r, &note), 3);
+	assert_int_equal(note, 5099);
+	fixture_close(&f);
+}
+
+/* Without a filter, or while wake_any is counted up, every batch is for the
+ * reader; an untagged batch (th_ring_commit) is for every reader. */
+static void test_ring__wake_any_and_untagged_batches_reach_a_filtered_reader(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_open(&f, 1 << 16, 0);
+	uint64_t filter[TH_RING_TAG_WORDS], other[TH_RING_TAG_WORDS];
+	tags_bit(filter, 1);
+	tags_bit(other, 2);
+	th_ring_reader_set_filter(f.r, filter);
+	th_ring_reader_wake_any(f.r, 1);
+	th_ring_append(f.w, 1, "a", 1);
+	th_ring_commit_tagged(f.w, other, 1);
+	th_ring_reader_wake_any(f.r, -1);
+	th_ring_append(f.w, 1, "b", 1);
+	th_ring_commit(f.w);
+	th_ring_append(f.w, 1, "c", 1);
+	th_ring_commit_tagged(f.w, other, 3);
+	th_ring_reader_set_filter(f.r, NULL);
+	th_ring_append(f.w, 1, "d", 1);
+	th_ring_commit_tagged(f.w, other, 4);
+	char buf[8], got[8] = "";
+	struct th_ring_record rec;
+	int n = 0;
+	while (th_ring_read(f.r, &rec, buf, sizeof buf) == 1)
+		got[n++] = buf[0];
+	assert_string_equal(got, "abd");
+	fixture_close(&f);
+}
+
+/* A reader that forges its filter word on every commit, or its skip hint,
+ * misleads only itself: the writer goes on, and another reader gets every
+ * batch meant for it. */
+static void test_ring__a_forged_filter_or_skip_hint_misleads_only_its_owner(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_open(&f, 1 << 14, 0);
+	struct th_ring_reader_fds fds;
+	uint32_t bad_id;
+	assert_int_equal(th_ring_add_reader(f.w, &bad_id, &fds), 0);
+	uint8_t *slot = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds.slot_fd, 0);
+	assert_true(slot != MAP_FAILED);
+	uint64_t filter[TH_RING_TAG_WORDS];
+	tags_bit(filter, 5);
+	th_ring_reader_set_filter(f.r, filter);
+	char buf[64];
+	struct th_ring_record rec;
+	int got = 0;
+	for (uint32_t i = 0; i < 20000; i++) {
+		atomic_store((_Atomic uint32_t *)(void *)(slot + 80), i * 0x9E3779B1u); /* filter_word */
+		atomic_store((_Atomic uint64_t *)(void *)(slot + 128 + 8 * (i % 8)), ~0ull << (i % 64));
+		atomic_store((_Atomic uint32_t *)(void *)(slot + 84), i & 1); /* wake_any */
+		atomic_store((_Atomic uint32_t *)(void *)(slot + 256), i | 1); /* skip_seq, odd */
+		uint64_t tags[TH_RING_TAG_WORDS];
+		tags_bit(tags, i % 3 == 0 ? 5 : 6);
+		th_ring_append(f.w, 1, "x", 1);
+		th_ring_commit_tagged(f.w, tags, i);
+		while (th_ring_read(f.r, &rec, buf, sizeof buf) == 1)
+			got++;
+	}
+	assert_int_equal(got, (20000 + 2) / 3);
+	struct th_ring_lag lag;
+	assert_int_equal(th_ring_reader_lag(f.w, f.id, &lag), 0);
+	assert_int_equal(lag.lag_bytes, 0);
+	munmap(slot, 4096);
+	close(fds.ring_fd);
+	close(fds.slot_fd);
+	close(fds.event_fd);
 	fixture_close(&f);
 }
 
@@ -1170,7 +1388,11 @@ int main(void)
 		cmocka_unit_test(test_ring__ring_fd_cannot_be_written_or_mapped_writable),
 		cmocka_unit_test(test_ring__closed_ring_reports_closed_after_everything_is_read),
 		cmocka_unit_test(test_ring__futex_sleeper_is_woken_by_commit),
-		cmocka_unit_test(test_ring__fd_sleeper_is_woken_through_its_eventfd),
+		cmocka_unit_test(test_ring__fd_sleeper_is_woken_through_its_pipe),
+		cmocka_unit_test(test_ring__a_filtered_sleeper_is_woken_only_for_batches_that_meet_its_filter),
+		cmocka_unit_test(test_ring__a_reader_jumps_over_batches_it_was_not_woken_for_and_is_never_lapped_by_them),
+		cmocka_unit_test(test_ring__wake_any_and_untagged_batches_reach_a_filtered_reader),
+		cmocka_unit_test(test_ring__a_forged_filter_or_skip_hint_misleads_only_its_owner),
 		cmocka_unit_test(test_ring__eviction_wakes_a_sleeping_reader),
 		cmocka_unit_test(test_ring__wait_times_out_when_nothing_arrives),
 		cmocka_unit_test(test_ring__publish_makes_no_syscall_unless_a_reader_sleeps),

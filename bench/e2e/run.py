@@ -722,14 +722,18 @@ def run_vitess_point(env, vp, fault=None):
     return rec
 
 
-def vitess_points(quick, only, self_check=False):
+def vitess_points(quick, only, self_check=False, just=()):
     """The Vitess-shaped scenario: each N, the systems alternating (topohub
     first at one N, etcd2topo first at the next); at the largest N a run with
-    a vtgate-like process stopped, per system."""
+    a vtgate-like process stopped, per system. just: only these N, no stop
+    (--vitess, for looking at one size)."""
     systems = [s for s in VITESS_SYSTEMS if not only or s in only]
     if self_check:
         return [({"system": s, "subs": 2, "seconds": 1, "bursts_per_s": 5}, None) for s in systems]
     ns, secs = ((8,), 1.5) if quick else ((1, 8, 64), 4)
+    if just:
+        return [({"system": s, "subs": n, "seconds": secs, "bursts_per_s": 10}, None)
+                for j, n in enumerate(just) for s in (systems if j % 2 == 0 else systems[::-1])]
     pts = []
     for j, n in enumerate(ns):
         for s in (systems if j % 2 == 0 else systems[::-1]):
@@ -897,6 +901,8 @@ def main():
     ap.add_argument("--spin-ns", type=int, default=None,
                     help="topohub subscribers: spin this long before sleeping (default: the library's)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    ap.add_argument("--vitess", default="",
+                    help="only the Vitess-shaped scenario, at these process counts (comma-separated), no faults")
     ap.add_argument("--self-check", action="store_true",
                     help="a few seconds: 2 subscribers of each available system; exit 1 on any failure")
     args = ap.parse_args()
@@ -909,7 +915,7 @@ def main():
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
                for s in SYSTEMS if not only or s in only]
-    elif args.faults_only:
+    elif args.faults_only or args.vitess:
         pts = []
     else:
         pts = matrix(args.quick, only)
@@ -966,7 +972,8 @@ def main():
                 f"p99={rec.get('p99_ns', 0) / 1e3:9.1f} us  delivered={rec.get('delivered', 0)}/"
                 f"{rec.get('expected', 0)} ok={rec.get('ok')} {rec.get('error', rec.get('skipped', ''))}"
                 f" ({rec['wall_s']} s)")
-        for vp, fault in vitess_points(args.quick, only, args.self_check):
+        just = tuple(int(x) for x in args.vitess.split(",") if x)
+        for vp, fault in vitess_points(args.quick, only, args.self_check, just):
             if vp["system"] in no_go or (vp["system"] == "vitess-etcd2topo" and not have_etcd) or \
                     (vp["system"] == "vitess-topohub" and not have_hub) or args.faults_only:
                 continue
@@ -980,7 +987,8 @@ def main():
                 f"{lw.get('p50_ns', 0) / 1e3:.0f}/{lw.get('p99_ns', 0) / 1e3:.0f}/{lw.get('max_ns', 0) / 1e3:.0f} us "
                 f"CPU/change={rec.get('cpu_us_per_change')} us missing={rec.get('missing')} ok={rec.get('ok')} "
                 f"{rec.get('error', '')} ({rec['wall_s']} s)")
-        if have_hub and not args.no_faults and not args.self_check and (not only or "topohub" in only):
+        if have_hub and not args.no_faults and not args.self_check and not args.vitess and \
+                (not only or "topohub" in only):
             n = 8 if args.quick else 64
             secs = 3 if args.quick else 6
             base = {"system": "topohub", "subs": n, "rate": 1000, "size": 100, "keys": 100, "seconds": secs,

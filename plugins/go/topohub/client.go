@@ -140,17 +140,23 @@ type Client struct {
 	readyPos    uint64
 	// ... and for the ring to reach snapPending: a snapshot may hold part of
 	// a transaction whose batch was not in the ring yet (protocol.h).
-	ringRevision uint64   // the newest revision read from the ring (or told at attach)
-	snapPending  uint64   // the newest pending revision of a snapshot since attach
-	list         []*watch // adopted, in adoption order
-	exact        map[mkey][]*watch
-	rec          map[mkey][]*watch
-	revision     uint64        // of the last transaction read, snapshot or attach
-	spinCur      time.Duration // this wait's spin (adaptive, at most Options.Spin)
-	lastBatchNs  uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read; quietAfter counts from it
-	batchGapNs   uint64        // ... and the gap between it and the one before
-	askedRev     uint64        // the wantRev the hub was last asked about
-	hubRev       uint64        // the hub's published revision as last asked, to count after a drain
+	ringRevision uint64 // the newest revision read from the ring (or told at attach)
+	snapPending  uint64 // the newest pending revision of a snapshot since attach
+	// Targeted wake-ups (shm/ring.h): the slot's filter holds the tag bit of
+	// every watch (protocol.h, batch tags), off while anything is fetched or
+	// stitched, or while a watch covers every key.
+	filterOff   bool     // the slot's filter is off (nil was written last)
+	filterDirty bool     // the watches changed since the filter was written
+	skipsSeen   uint64   // ring.skips already folded into the revision
+	list        []*watch // adopted, in adoption order
+	exact       map[mkey][]*watch
+	rec         map[mkey][]*watch
+	revision    uint64        // of the last transaction read, snapshot or attach
+	spinCur     time.Duration // this wait's spin (adaptive, at most Options.Spin)
+	lastBatchNs uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read; quietAfter counts from it
+	batchGapNs  uint64        // ... and the gap between it and the one before
+	askedRev    uint64        // the wantRev the hub was last asked about
+	hubRev      uint64        // the hub's published revision as last asked, to count after a drain
 }
 
 // Open connects to the hub and attaches as a reader of its ring.

@@ -220,3 +220,37 @@ func TestList_and_a_recursive_watch_of_a_snapshot_larger_than_a_message(t *testi
 		t.Fatalf("entries %d", st.Entries)
 	}
 }
+
+// Issue 15: the reader is woken only for what its watches cover. Transactions
+// elsewhere are never read (Records does not move), yet WaitRevision reaches
+// the hub's revision through the ring's jump over them, and a change under
+// the watch still arrives. Each wait mode.
+func TestWatch_a_client_is_not_woken_for_changes_outside_its_watches(t *testing.T) {
+	checkGoroutines(t)
+	e := startEnv(t, testenv.HubOptions{})
+	for i, mode := range []WaitMode{WaitFutex, WaitFD} {
+		c := openClient(t, e, Options{Wait: mode})
+		ctx, cancel := context.WithCancel(context.Background())
+		mine := fmt.Sprintf("/tw/%d/a", i)
+		ch, err := c.WatchRecursive(ctx, TableData, mine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, ch, "SYNCED")
+		syncAll(t, e, c)
+		before := c.Stats()
+		for k := 0; k < 40; k++ {
+			put(t, e, fmt.Sprintf("/tw/%d/b/%d", i, k%5), fmt.Sprint(k))
+		}
+		syncAll(t, e, c)
+		after := c.Stats()
+		if after.Records != before.Records || after.Resyncs != before.Resyncs {
+			t.Fatalf("mode %d: read %d records and resynced %d times for changes it does not watch",
+				mode, after.Records-before.Records, after.Resyncs-before.Resyncs)
+		}
+		put(t, e, mine+"/x", "mine")
+		expect(t, ch, "PUT "+mine+"/x=mine")
+		cancel()
+		c.Close()
+	}
+}

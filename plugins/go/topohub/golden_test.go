@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -332,4 +333,57 @@ func TestGolden_replies_decode_field_by_field(t *testing.T) {
 	}
 	eq(t, "error code", uint64(int64(he.Code)), g.u64(t, "error.code"))
 	eq(t, "error text", he.Message, string(g.bytes(t, "error.text")))
+}
+
+func TestGolden_a_filter_and_a_jump_are_the_C_reader_s(t *testing.T) {
+	g := loadGolden(t)
+	// The filter words and the word that announces them, as
+	// th_ring_reader_set_filter writes them on a fresh slot.
+	slot := aligned(readGolden(t, "slot.bin"))
+	r, err := newRingReader(aligned(readGolden(t, "ring.bin")), slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f [tagWords]uint64
+	f[1], f[7] = g.u64(t, "slot-filtered.filter1"), g.u64(t, "slot-filtered.filter7")
+	r.setFilter(&f)
+	want := readGolden(t, "slot-filtered.bin")
+	if !bytes.Equal(slot[slotFilterWord:slotFilterWord+8], want[slotFilterWord:slotFilterWord+8]) ||
+		!bytes.Equal(slot[slotFilter:slotFilter+tagWords*8], want[slotFilter:slotFilter+tagWords*8]) {
+		t.Fatalf("filter differs from the C one:\n got %x\nwant %x", slot[64:192], want[64:192])
+	}
+	// The writer's hint: the reader jumps over the two batches it was not
+	// woken for, never reading them, and learns the last one's note.
+	fs := aligned(want)
+	r2, err := newRingReader(aligned(readGolden(t, "ring-filtered.bin")), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "position before", r2.pos, g.u64(t, "slot-filtered.skip_from"))
+	if _, st := r2.read(); st != readEmpty {
+		t.Fatalf("after the jump: %v", st)
+	}
+	eq(t, "position after", r2.pos, g.u64(t, "slot-filtered.skip_to"))
+	eq(t, "jumps", r2.skips, uint64(1))
+	eq(t, "note", r2.skipNote, g.u64(t, "slot-filtered.skip_note"))
+	eq(t, "read_pos stored", le.Uint64(fs[slotReadPos:]), g.u64(t, "slot-filtered.skip_to"))
+}
+
+func TestGolden_batch_tags_are_the_hubs(t *testing.T) {
+	g := loadGolden(t)
+	n := int(g.u64(t, "tags.count"))
+	if n == 0 {
+		t.Fatal("no tag vectors")
+	}
+	for i := 0; i < n; i++ {
+		obj := fmt.Sprintf("tags%d", i)
+		table := uint32(g.u64(t, obj+".table"))
+		key := string(g.bytes(t, obj+".key"))
+		eq(t, obj+" bit", uint64(tagBit(table, key)), g.u64(t, obj+".bit"))
+		var tags [tagWords]uint64
+		tagKey(&tags, table, key)
+		for k := 0; k < tagWords; k++ {
+			eq(t, fmt.Sprintf("%s word%d", obj, k), tags[k], g.u64(t, fmt.Sprintf("%s.word%d", obj, k)))
+		}
+	}
 }

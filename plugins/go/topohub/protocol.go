@@ -349,3 +349,44 @@ func decodeResync(p []byte) (resyncRecord, error) {
 	}
 	return resyncRecord{le.Uint64(p[0:]), le.Uint32(p[8:]), le.Uint32(p[12:])}, nil
 }
+
+// ---- batch tags (protocol.h) ---------------------------------------------------
+
+// tagBit is th_tag_bit: the bit of a batch's tags (and of a filter) that
+// stands for (table, path): FNV-1a over the table number (4 bytes,
+// little-endian) then the path, its top 9 bits after a multiplicative mix.
+func tagBit(table uint32, path string) uint {
+	return tagBitOf(tagHashPath(tagHashStart(table), path))
+}
+
+func tagHashStart(table uint32) uint64 {
+	h := uint64(0xcbf29ce484222325)
+	for i := 0; i < 4; i++ {
+		h = (h ^ uint64(table>>(8*i)&0xff)) * 0x100000001b3
+	}
+	return h
+}
+
+func tagHashPath(h uint64, p string) uint64 {
+	for i := 0; i < len(p); i++ {
+		h = (h ^ uint64(p[i])) * 0x100000001b3
+	}
+	return h
+}
+
+func tagBitOf(h uint64) uint { return uint((h * 0x9E3779B97F4A7C15) >> (64 - 9)) }
+
+// tagKey is th_tag_key: the bits of every component prefix of key (key[:i]
+// for each i > 0 with key[i] == '/') and of key itself.
+func tagKey(tags *[tagWords]uint64, table uint32, key string) {
+	h := tagHashStart(table)
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' && i > 0 {
+			b := tagBitOf(h)
+			tags[b/64] |= 1 << (b % 64)
+		}
+		h = (h ^ uint64(key[i])) * 0x100000001b3
+	}
+	b := tagBitOf(h)
+	tags[b/64] |= 1 << (b % 64)
+}

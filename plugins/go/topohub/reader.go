@@ -50,7 +50,9 @@ func (c *Client) run() {
 		if c.fetchAny && c.fetch() != nil {
 			continue
 		}
-		if n := c.readRing(); n == 0 && c.connected && !c.stop() {
+		n := c.readRing()
+		c.updateFilter()
+		if n == 0 && c.connected && !c.stop() {
 			c.wait()
 		}
 	}
@@ -125,6 +127,7 @@ func (c *Client) takeRegistrations() {
 }
 
 func (c *Client) adopt(w *watch) {
+	c.filterDirty = true
 	w.phase = phaseStitch
 	w.needFetch = !c.alreadyCovered(w)
 	c.list = append(c.list, w)
@@ -140,6 +143,63 @@ func (c *Client) adopt(w *watch) {
 		c.readyPos = math.MaxUint64
 	} else if c.readyPos == math.MaxUint64 && !c.fetchAny && c.ring != nil {
 		c.readyPos = c.ring.pos
+	}
+}
+
+// updateFilter keeps the slot's filter true to the watches (client.go,
+// "Targeted wake-ups"). Bits are added before any snapshot of what they
+// stand for is asked for (fetch calls this first, turning the filter off):
+// a batch the hub judged by the old filter is then one the snapshot covers.
+func (c *Client) updateFilter() {
+	if !c.connected {
+		return
+	}
+	if c.pending || c.fetchAny {
+		if !c.filterOff {
+			c.ring.setFilter(nil)
+		}
+		c.filterOff, c.filterDirty = true, true
+		return
+	}
+	if !c.filterDirty {
+		return
+	}
+	var bits [tagWords]uint64
+	all := false
+	for _, w := range c.list {
+		if w.ended {
+			continue
+		}
+		if w.recursive && w.path == "" {
+			all = true // every key: every batch
+			break
+		}
+		b := tagBit(w.table, w.path)
+		bits[b/64] |= 1 << (b % 64)
+	}
+	if all {
+		if !c.filterOff {
+			c.ring.setFilter(nil)
+		}
+	} else {
+		c.ring.setFilter(&bits)
+	}
+	c.filterOff, c.filterDirty = all, false
+}
+
+// foldSkips: the ring jumped over batches the hub did not wake us for (none
+// holds a change under a watch): they count as read, up to the last one's
+// revision.
+func (c *Client) foldSkips() {
+	if c.ring.skips == c.skipsSeen {
+		return
+	}
+	c.skipsSeen = c.ring.skips
+	if n := c.ring.skipNote; n > c.revision {
+		c.revision = n
+	}
+	if n := c.ring.skipNote; n > c.ringRevision {
+		c.ringRevision = n
 	}
 }
 
@@ -163,6 +223,7 @@ func (c *Client) removeWatch(w *watch) {
 	}
 	w.ended = true
 	w.stopAfter()
+	c.filterDirty = true
 	k := mkey{w.table, w.path}
 	idx := c.exact
 	if w.recursive {
@@ -326,6 +387,7 @@ func (c *Client) attach(ctx context.Context) error {
 		c.revision = rep.Revision
 	}
 	c.ringRevision, c.snapPending = rep.Revision, 0
+	c.filterOff, c.filterDirty, c.skipsSeen = true, true, 0 // a new slot: its filter is off
 	return nil
 }
 
@@ -529,6 +591,7 @@ func (c *Client) fetch() error {
 	if !c.fetchAny || !c.connected {
 		return nil
 	}
+	c.updateFilter() // off before the snapshots are asked for
 	for _, w := range c.list {
 		fresh := c.fetchTable[w.table]
 		if w.ended || (!fresh && !w.needFetch) || c.fetchedByOther(w) {
@@ -559,6 +622,7 @@ func (c *Client) readRing() int {
 	n := 0
 	for !c.stopping && c.connected {
 		rec, st := c.ring.read()
+		c.foldSkips()
 		switch st {
 		case readEmpty:
 			c.finishPending()

@@ -16,8 +16,10 @@ package topohub
 //	             initial_pos 40, max_record 48 (u32); head 64, reclaim 72; closed 128 (u32)
 //	ring page 1..: the data words; the record at p starts at word (p/8) & (capacity/8 - 1):
 //	             word 0 len | type<<32 | flags<<48, word 1 publish time (CLOCK_MONOTONIC ns), payload
-//	slot page:   read_pos 0; sleep_word 64 (u32), evict_ack 68 (u32), timeout_ns 72;
-//	             evict_seq 128, evict_reason 132, evictions 136 (u32s); magic 192, generation 200
+//	slot page:   read_pos 0; sleep_word 64 (u32), evict_ack 68 (u32), timeout_ns 72,
+//	             filter_word 80 (u32), wake_any 84 (u32); filter 128..191 (8 words);
+//	             evict_seq 192, evict_reason 196, evictions 200, wake_seq 204 (u32s);
+//	             skip_seq 256 (u32), skip_from 264, skip_to 272, skip_note 280; magic 320, generation 328
 
 import (
 	"fmt"
@@ -32,11 +34,11 @@ import (
 const (
 	ringMagic     = 0x31474e4952485423 // "#THRING1"
 	slotMagic     = 0x31544f4c53485423 // "#THSLOT1"
-	ringVersion   = 1
+	ringVersion   = 2
 	recordHeader  = 16
 	pageSize      = 4096
 	ringHeaderLen = 192 // sizeof(struct ring_header)
-	slotPageLen   = 256 // sizeof(struct slot_page)
+	slotPageLen   = 384 // sizeof(struct slot_page)
 	// RING_FORMAT: version, record header, header and slot sizes, 64-bit.
 	ringFormat = ringVersion<<48 | recordHeader<<32 | ringHeaderLen<<16 | slotPageLen<<4 | 1
 
@@ -45,8 +47,14 @@ const (
 	offHead, offReclaim, offClosed                  = 64, 72, 128
 
 	slotReadPos, slotSleepWord, slotEvictAck, slotTimeout = 0, 64, 68, 72
-	slotEvictSeq, slotEvictReason, slotEvictions          = 128, 132, 136
-	slotMagicOff, slotGeneration                          = 192, 200
+	slotFilterWord, slotWakeAny, slotFilter               = 80, 84, 128
+	slotEvictSeq, slotEvictReason, slotEvictions          = 192, 196, 200
+	slotWakeSeq                                           = 204
+	slotSkipSeq, slotSkipFrom, slotSkipTo, slotSkipNote   = 256, 264, 272, 280
+	slotMagicOff, slotGeneration                          = 320, 328
+
+	tagWords = 8 // TH_RING_TAG_WORDS
+	filterOn = 1 // FILTER_ON in filter_word
 
 	sleeping = 1 // SLEEPING
 	sleepFD  = 2 // SLEEP_FD
@@ -90,6 +98,11 @@ type ringReader struct {
 	head     uint64
 	evictAck uint32
 	sleepGen uint32
+	wakeSeen uint32     // wake_seq loaded before the sleeping flag was set
+	filters  uint32     // filter changes so far (filter_word >> 1)
+	atBatch  bool       // pos is a batch start (or the head)
+	skips    uint64     // jumps over batches the hub did not wake us for
+	skipNote uint64     // the note (revision) of the last batch of the last jump
 	sticky   readStatus // readEvicted / readLapped until rejoin; readRecord = none
 	buf      []byte
 }
@@ -189,9 +202,11 @@ func newRingReader(ring, slot []byte) (*ringReader, error) {
 	r.head = atomic.LoadUint64(u64(ring, offHead))
 	r.evictAck = atomic.LoadUint32(u32(slot, slotEvictAck))
 	r.sleepGen = atomic.LoadUint32(u32(slot, slotSleepWord)) / sleepGen
+	r.filters = atomic.LoadUint32(u32(slot, slotFilterWord)) >> 1
 	if r.pos > r.head || r.pos%8 != 0 {
 		r.pos = r.head
 	}
+	r.atBatch = true // a slot is handed over at the head, or where a batch ended
 	return r, nil
 }
 
@@ -247,6 +262,11 @@ func (r *ringReader) read() (ringRecord, readStatus) {
 			return ringRecord{}, readEmpty
 		}
 	}
+	if r.atBatch && r.skip() {
+		if p = r.pos; p == r.head {
+			return ringRecord{}, readEmpty
+		}
+	}
 	w := p / 8
 	w0 := r.word(w)
 	t := r.word(w + 1)
@@ -273,9 +293,59 @@ func (r *ringReader) read() (ringRecord, readStatus) {
 		return ringRecord{}, readCorrupt
 	}
 	r.pos = p + size
+	r.atBatch = uint16(w0>>48)&ringFlagBatchEnd != 0
 	// For the writer's lag reports only (relaxed in ring.c).
 	atomic.StoreUint64(u64(r.slot, slotReadPos), r.pos)
 	return ringRecord{Pos: p, PublishNs: t, Type: uint16(w0 >> 32), Flags: uint16(w0 >> 48), Payload: r.buf[:n]}, readRecord
+}
+
+// skip jumps over the batches the hub did not wake us for, when its hint in
+// our slot says r.pos is among them (reader_skip in ring.c): a seqlock read
+// of the hint; its end must be a position the ring has published. A forged
+// hint misleads only this reader.
+func (r *ringReader) skip() bool {
+	var from, to, note uint64
+	for {
+		v := atomic.LoadUint32(u32(r.slot, slotSkipSeq)) // pairs with seq_end()
+		from = atomic.LoadUint64(u64(r.slot, slotSkipFrom))
+		to = atomic.LoadUint64(u64(r.slot, slotSkipTo))
+		note = atomic.LoadUint64(u64(r.slot, slotSkipNote))
+		// Go's loads are ordered as the acquire fence orders them.
+		if v&1 == 0 && atomic.LoadUint32(u32(r.slot, slotSkipSeq)) == v {
+			break
+		}
+		runtime.Gosched()
+	}
+	if !(from <= r.pos && r.pos < to) || to%8 != 0 {
+		return false
+	}
+	if to > r.head {
+		r.head = r.loadHead()
+	}
+	if to > r.head {
+		return false
+	}
+	r.pos = to
+	r.skips++
+	r.skipNote = note
+	atomic.StoreUint64(u64(r.slot, slotReadPos), to) // relaxed in ring.c: the writer's lag reports
+	return true
+}
+
+// setFilter: be woken only for batches whose tags meet filter, or for every
+// batch (nil) (th_ring_reader_set_filter). The words, then the word that
+// announces them; Go's seq_cst store then the caller's head load are the
+// Dekker handshake with commit's fence.
+func (r *ringReader) setFilter(filter *[tagWords]uint64) {
+	on := uint32(0)
+	if filter != nil {
+		for i, v := range filter {
+			atomic.StoreUint64(u64(r.slot, slotFilter+uint64(i)*8), v)
+		}
+		on = filterOn
+	}
+	r.filters++
+	atomic.StoreUint32(u32(r.slot, slotFilterWord), r.filters<<1|on)
 }
 
 // ready: something may be read (reader_ready in ring.c).
@@ -290,6 +360,9 @@ func (r *ringReader) ready() bool {
 // skip the sleep.
 func (r *ringReader) prepareSleep(modeBit uint32) (uint64, bool) {
 	r.sleepGen++
+	// Before the flag: a wake-up for this sleep bumps it after it sees the
+	// flag. Pairs with the store-release in wake_futex().
+	r.wakeSeen = atomic.LoadUint32(u32(r.slot, slotWakeSeq))
 	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen|modeBit|sleeping)
 	h := r.loadHead()
 	return h, h != r.pos || r.sticky != readRecord || r.evicted() || r.closed()
@@ -299,16 +372,16 @@ func (r *ringReader) endSleep() {
 	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen) // reader_end_sleep
 }
 
-// waitFutex sleeps on the head word until something may be ready or the
-// timeout: a non-private FUTEX_WAIT on its low 32 bits (little-endian), as
-// th_ring_wait does; it works on a read-only mapping.
+// waitFutex sleeps on the slot's wake_seq until something may be ready or
+// the timeout: non-private futex words (the writer is another process), as
+// th_ring_wait does.
 func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32) bool {
-	h, ready := r.prepareSleep(0)
+	_, ready := r.prepareSleep(0)
 	if ready {
 		r.endSleep()
 		return true
 	}
-	sleepTwo(unsafe.Pointer(&r.ring[offHead]), uint32(h), unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck,
+	sleepTwo(unsafe.Pointer(&r.slot[slotWakeSeq]), r.wakeSeen, unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck,
 		kick, kickVal, timeout)
 	r.endSleep()
 	return r.ready()
@@ -330,16 +403,16 @@ const (
 )
 
 // sleepTwo is ring.c's sleep_two() plus the client's own kick word: sleep
-// until the head's low word moves off h, the slot's evict_seq moves off ack,
-// kick moves off kickVal, a wake-up, or the timeout. The writer wakes the
-// head on commit (every sleeper has something to read) and only the slot's
-// word on an eviction, so the words are waited on with futex_waitv; without
-// it (ENOSYS), the head alone in slices of at most 10 ms, so that an
-// eviction or a kick is seen within 10 ms, as evictions are in C.
-func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32, kick *atomic.Uint32, kickVal uint32,
+// until the slot's wake_seq moves off seen, its evict_seq moves off ack, kick
+// moves off kickVal, a wake-up, or the timeout. The writer wakes a reader's
+// own slot words only (a commit it wants, its eviction), so the words are
+// waited on with futex_waitv; without it (ENOSYS), wake_seq alone in slices
+// of at most 10 ms, so that an eviction or a kick is seen within 10 ms, as
+// evictions are in C.
+func sleepTwo(wakeSeq unsafe.Pointer, seen uint32, evictSeq unsafe.Pointer, ack uint32, kick *atomic.Uint32, kickVal uint32,
 	timeout time.Duration) {
 	wv := [3]futexWaitv{
-		{val: uint64(h), uaddr: uint64(uintptr(head)), flags: futex2SizeU32},
+		{val: uint64(seen), uaddr: uint64(uintptr(wakeSeq)), flags: futex2SizeU32},
 		{val: uint64(ack), uaddr: uint64(uintptr(evictSeq)), flags: futex2SizeU32},
 		{val: uint64(kickVal), uaddr: uint64(uintptr(unsafe.Pointer(kick))), flags: futex2SizeU32 | futex2Private},
 	}
@@ -356,7 +429,7 @@ func sleepTwo(head unsafe.Pointer, h uint32, evictSeq unsafe.Pointer, ack uint32
 		timeout = 10 * time.Millisecond
 	}
 	ts := syscall.NsecToTimespec(int64(timeout))
-	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(head), 0 /* FUTEX_WAIT */, uintptr(h), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(wakeSeq), 0 /* FUTEX_WAIT */, uintptr(seen), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // futexWakePrivate wakes the thread sleeping on a process-private futex word.
@@ -367,7 +440,7 @@ func futexWakePrivate(word *atomic.Uint32) {
 // rejoin moves to the head and acknowledges the eviction (th_ring_reader_rejoin).
 func (r *ringReader) rejoin() uint64 {
 	pos := r.loadHead()
-	r.pos, r.head, r.sticky = pos, pos, readRecord
+	r.pos, r.head, r.sticky, r.atBatch = pos, pos, readRecord, true
 	atomic.StoreUint64(u64(r.slot, slotReadPos), pos)   // relaxed in rejoin_at: the writer's lag reports
 	seq := atomic.LoadUint32(u32(r.slot, slotEvictSeq)) // pairs with the store-release in th_ring_evict()
 	r.evictAck = seq

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime/pprof"
 	"strings"
 
 	"vitess.io/vitess/go/vt/topo"
@@ -29,6 +30,15 @@ import (
 func main() {
 	if len(os.Args) < 2 {
 		usage()
+	}
+	// TOPOHUB_BENCH_CPUPROFILE=DIR: each program writes a Go CPU profile
+	// there (DIR/<command>-<pid>.pprof), for looking at one point.
+	if dir := os.Getenv("TOPOHUB_BENCH_CPUPROFILE"); dir != "" {
+		f, err := os.Create(path.Join(dir, fmt.Sprintf("%s-%d.pprof", os.Args[1], os.Getpid())))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
 	}
 	var rc int
 	switch os.Args[1] {
@@ -45,7 +55,9 @@ func main() {
 	default:
 		usage()
 	}
-	os.Exit(rc)
+	if rc != 0 {
+		os.Exit(rc)
+	}
 }
 
 func usage() {
