@@ -288,7 +288,7 @@ class Hub:
         self.p = subprocess.Popen(
             [os.path.join(build, "topohubd"), "--source", db.info["socket"], "--user", db.info["user"],
              "--socket", self.socket, "--socket-mode", "0666", "--reader-timeout-min-ms", "10",
-             "--log-level", "warn", *extra],
+             "--log-level", "warn", *extra, *shlex.split(os.environ.get("TOPOHUB_BENCH_HUB_ARGS", ""))],
             env=env, stdout=self.logf, stderr=subprocess.STDOUT)
         self.pid = self.p.pid
         ns.settimeout(30)
@@ -901,6 +901,8 @@ def main():
     ap.add_argument("--spin-ns", type=int, default=None,
                     help="topohub subscribers: spin this long before sleeping (default: the library's)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    ap.add_argument("--point", action="append", default=[],
+                    help="only this point of the matrix, SYSTEM:SUBS:RATE[:SIZE[:SECONDS]] (repeatable), no faults")
     ap.add_argument("--vitess", default="",
                     help="only the Vitess-shaped scenario, at these process counts (comma-separated), no faults")
     ap.add_argument("--self-check", action="store_true",
@@ -915,6 +917,12 @@ def main():
     if args.self_check:
         pts = [{"system": s, "subs": 2, "rate": 200, "size": 100, "keys": 10, "seconds": 1, "group": "self_check"}
                for s in SYSTEMS if not only or s in only]
+    elif args.point:
+        pts = []
+        for spec in args.point:
+            f = spec.split(":")
+            pts.append({"system": f[0], "subs": int(f[1]), "rate": int(f[2]), "size": int(f[3]) if len(f) > 3 else 100,
+                        "keys": 100, "seconds": float(f[4]) if len(f) > 4 else 3, "group": "point"})
     elif args.faults_only or args.vitess:
         pts = []
     else:
@@ -973,7 +981,7 @@ def main():
                 f"{rec.get('expected', 0)} ok={rec.get('ok')} {rec.get('error', rec.get('skipped', ''))}"
                 f" ({rec['wall_s']} s)")
         just = tuple(int(x) for x in args.vitess.split(",") if x)
-        for vp, fault in vitess_points(args.quick, only, args.self_check, just):
+        for vp, fault in ([] if args.point else vitess_points(args.quick, only, args.self_check, just)):
             if vp["system"] in no_go or (vp["system"] == "vitess-etcd2topo" and not have_etcd) or \
                     (vp["system"] == "vitess-topohub" and not have_hub) or args.faults_only:
                 continue
@@ -987,7 +995,7 @@ def main():
                 f"{lw.get('p50_ns', 0) / 1e3:.0f}/{lw.get('p99_ns', 0) / 1e3:.0f}/{lw.get('max_ns', 0) / 1e3:.0f} us "
                 f"CPU/change={rec.get('cpu_us_per_change')} us missing={rec.get('missing')} ok={rec.get('ok')} "
                 f"{rec.get('error', '')} ({rec['wall_s']} s)")
-        if have_hub and not args.no_faults and not args.self_check and not args.vitess and \
+        if have_hub and not args.no_faults and not args.self_check and not args.vitess and not args.point and \
                 (not only or "topohub" in only):
             n = 8 if args.quick else 64
             secs = 3 if args.quick else 6
