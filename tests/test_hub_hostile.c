@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Tests for topohubd against hostile peers (issue 13; ../shared/DESIGN.md,
+ * Tests for topohubd against hostile peers (issue 13; doc/DESIGN.md,
  * "What a reader can never do"): a reader that abuses what it was handed
  * (slot page, wake-up descriptor, control socket), clients that flood the
  * socket or hoard snapshots, a server that asks for the password in clear

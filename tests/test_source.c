@@ -23,6 +23,7 @@
 #include "common/th_time.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/replay_server.h"
+#include "tests/support/support.h"
 
 enum {
 	EV_QUERY = 2, EV_ROTATE = 4, EV_FORMAT_DESCRIPTION = 15, EV_XID = 16, EV_TABLE_MAP = 19,
@@ -409,11 +410,11 @@ struct replay_fixture {
 
 static void fixture_path(char *out, size_t len)
 {
-	const char *shared = getenv("TH_SHARED");
-	snprintf(out, len, "%s/fixtures/binlog/" MYSQL8_FILE, shared && *shared ? shared : "../shared");
+	if (th_test_fixture(MYSQL8_FILE, out, len) != 0)
+		fail_msg("fixture %s not found: run the tests from the repository root (or set TH_FIXTURES)", out);
 }
 
-static struct replay_fixture *replay_or_skip(bool stall)
+static struct replay_fixture *replay_open(bool stall)
 {
 	char path[512], why[512];
 	fixture_path(path, sizeof path);
@@ -421,11 +422,6 @@ static struct replay_fixture *replay_or_skip(bool stall)
 	struct replay_fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	int rc = th_replay_start(&o, &f->rs, why, sizeof why);
-	if (rc == -ENOENT) {
-		free(f);
-		print_message("skip: fixture missing: %s (set TH_SHARED)\n", why);
-		skip();
-	}
 	if (rc != 0)
 		fail_msg("th_replay_start: %s", why);
 	FILE *fp = fopen(path, "rb");
@@ -459,7 +455,7 @@ static struct th_source_config replay_config(const struct replay_fixture *f)
 static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = ""; /* GTID dump from the beginning */
 	c.non_blocking = true;
@@ -508,7 +504,7 @@ static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **s
 static void test_source__mysql8_resumes_from_gtid_set(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = MYSQL8_UUID ":1-2";
 	c.non_blocking = true;
@@ -544,7 +540,7 @@ static void test_source__mysql8_resumes_from_gtid_set(void **state)
 static void test_source__mysql8_dump_by_file_and_position(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.binlog_file = MYSQL8_FILE;
 	c.binlog_pos = 4;
@@ -572,7 +568,7 @@ static void test_source__mysql8_dump_by_file_and_position(void **state)
 static void test_source__mysql8_idle_stream_gets_heartbeats(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = "";
 	c.heartbeat_ms = 100;
@@ -594,7 +590,7 @@ static void test_source__mysql8_idle_stream_gets_heartbeats(void **state)
 static void test_source__mysql8_silent_server_is_a_dead_connection(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(true);
+	struct replay_fixture *f = replay_open(true);
 	struct th_source_config c = replay_config(f);
 	c.gtid = "";
 	c.heartbeat_ms = 200;
@@ -620,7 +616,7 @@ static void test_source__mysql8_silent_server_is_a_dead_connection(void **state)
 static void test_source__mysql8_refused_login_is_a_clear_mysql_error(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.user = "intruder";
 	struct th_source *src = NULL;
