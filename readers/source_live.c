@@ -65,24 +65,6 @@ static void set_err(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* The connector's one-time global setup is not thread-safe; mysql_init() would
  * run it implicitly on first use, from whichever thread comes first. */
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -261,15 +243,15 @@ static int build_dump(struct th_source *src, const struct th_source_config *cfg,
 			} else {
 				flags |= DUMP_THROUGH_POSITION;
 			}
-			put16(b, flags);
-			put32(b + 2, src->server_id);
-			put32(b + 6, (uint32_t)name_len);
+			th_put_le16(b, flags);
+			th_put_le32(b + 2, src->server_id);
+			th_put_le32(b + 6, (uint32_t)name_len);
 			th_buf_append(out, b, 10);
 			th_buf_append(out, file, name_len);
-			put64(b, pos);
+			th_put_le64(b, pos);
 			th_buf_append(out, b, 8);
 			/* The server reads data_size and the set whatever the flags say. */
-			put32(b, (uint32_t)enc.len);
+			th_put_le32(b, (uint32_t)enc.len);
 			th_buf_append(out, b, 4);
 			th_buf_append(out, enc.data, enc.len);
 			rc = th_buf_failed(out) ? -ENOMEM : 0;
@@ -291,9 +273,9 @@ static int build_dump(struct th_source *src, const struct th_source_config *cfg,
 		name_len = 0;
 		pos = 4;
 	}
-	put32(b, (uint32_t)pos);
-	put16(b + 4, flags);
-	put32(b + 6, src->server_id);
+	th_put_le32(b, (uint32_t)pos);
+	th_put_le16(b + 4, flags);
+	th_put_le32(b + 6, src->server_id);
 	th_buf_append(out, b, 10);
 	th_buf_append(out, file, name_len);
 	return th_buf_failed(out) ? -ENOMEM : 0;

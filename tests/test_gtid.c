@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "readers/gtid.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
 #include "tests/support/support.h"
 
@@ -287,11 +288,6 @@ static uint8_t *read_fixture(const char *name, size_t *len)
 	return buf;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void test_gtid__set_decodes_previous_gtids_written_by_mysql(void **state)
 {
 	(void)state;
@@ -300,7 +296,7 @@ static void test_gtid__set_decodes_previous_gtids_written_by_mysql(void **state)
 	struct th_gtid_set *s = set_of("");
 	bool seen = false;
 	for (size_t off = 4; off + 19 <= len;) {
-		uint32_t size = le32(file + off + 9);
+		uint32_t size = th_le32(file + off + 9);
 		assert_true(size >= 19 && off + size <= len);
 		if (file[off + 4] == 35) { /* PREVIOUS_GTIDS: body, then CRC32 */
 			size_t used = 0;

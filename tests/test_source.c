@@ -19,6 +19,7 @@
 
 #include "readers/source.h"
 #include "readers/gtid.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
 #include "common/th_time.h"
 #include "tests/support/mariadb.h"
@@ -36,16 +37,6 @@ struct shared {
 	struct th_mariadb *db; /* NULL when no server: tests skip with why */
 	char why[1024];
 };
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 /* A server for the tests that share it: with the topo schema, or (tls) with a
  * TLS-only account and nothing else. No server is a skip, not a failure. */
@@ -111,7 +102,7 @@ static struct th_source *open_or_fail(const struct th_source_config *c)
 /* The event's CRC32 (zlib's, the one binlogs use) matches its last 4 bytes. */
 static bool crc_ok(const uint8_t *ev, size_t len)
 {
-	return len >= 23 && crc32(0, ev, (uInt)(len - 4)) == le32(ev + len - 4);
+	return len >= 23 && crc32(0, ev, (uInt)(len - 4)) == th_le32(ev + len - 4);
 }
 
 struct stream {
@@ -130,7 +121,7 @@ static void note_event(struct stream *s, const uint8_t *ev, size_t len)
 	if (!crc_ok(ev, len))
 		s->all_crc_ok = false;
 	if (ev[4] == EV_MARIA_GTID && s->n_gtid < 64)
-		s->gtid_seq[s->n_gtid++] = le64(ev + 19);
+		s->gtid_seq[s->n_gtid++] = th_le64(ev + 19);
 	if (ev[4] == EV_WRITE_ROWS_V1)
 		for (int i = 0; i < 4; i++) {
 			char path[8];
@@ -478,7 +469,7 @@ static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **s
 	int rc;
 	while ((rc = th_source_next_event(src, &ev, &len)) == 1) {
 		assert_true(off + 19 <= f->file_len);
-		uint32_t size = le32(f->file + off + 9);
+		uint32_t size = th_le32(f->file + off + 9);
 		assert_int_equal(len, size);
 		assert_memory_equal(ev, f->file + off, size);
 		off += size;
@@ -516,7 +507,7 @@ static void test_source__mysql8_resumes_from_gtid_set(void **state)
 	size_t n = 0;
 	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
 		if (ev[4] == EV_GTID && n < 8)
-			gnos[n++] = le64(ev + 36);
+			gnos[n++] = th_le64(ev + 36);
 	assert_int_equal(rc, 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(gnos[0], 3);
