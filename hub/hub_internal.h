@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_internal.h: what the hub's threads share (hub.c, hub_publisher.c,
- * hub_load.c, hub_source.c, hub_control.c, hub_monitor.c, hub_fanout.c). Not
- * for other components.
+ * hub_load.c, hub_source.c, hub_control.c, hub_requests.c, hub_limits.c,
+ * hub_monitor.c, hub_fanout.c). Not for other components.
  *
  * Sharing, field by field:
  *
@@ -107,7 +107,7 @@ struct th__hub_live {
 	uint32_t snapshot_window_ms;
 	uint64_t snapshot_bytes_max;
 };
-void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c);
+void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c); /* hub_limits.c */
 
 /*
  * A latency histogram (hub_hist.c): TH_HUB_HIST_N upper bounds and a last
@@ -232,7 +232,7 @@ void *th__hub_publisher_main(void *arg);
  * blocked read returns; see hub_source.c. Any thread. */
 void th__hub_interrupt_mysql(void);
 
-/* The control socket (hub_control.c) and the monitor (hub_monitor.c). */
+/* The control socket (hub_control.c, hub_control.h) and the monitor (hub_monitor.c). */
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
