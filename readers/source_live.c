@@ -119,6 +119,13 @@ static uint32_t random_server_id(void)
 	return id | 0x80000000u;
 }
 
+const char *th_source_auth_plugins(bool tls, bool tls_verify, const char *socket)
+{
+	/* Over a Unix socket TLS is not used at all (the connector skips it). */
+	bool verified_tls = tls && tls_verify && !(socket && *socket);
+	return verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS;
+}
+
 static int set_options(struct th_source *src, const struct th_source_config *cfg, unsigned read_timeout_s)
 {
 	MYSQL *m = src->mysql;
@@ -135,9 +142,7 @@ static int set_options(struct th_source *src, const struct th_source_config *cfg
 	rc |= mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
 	unsigned proto = cfg->socket && *cfg->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 	rc |= mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
-	bool verified_tls = cfg->tls && cfg->tls_verify && !(cfg->socket && *cfg->socket);
-	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH,
-			     verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS);
+	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, th_source_auth_plugins(cfg->tls, cfg->tls_verify, cfg->socket));
 	if (cfg->tls) {
 		rc |= mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
 		if (cfg->tls_ca)

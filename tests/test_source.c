@@ -678,9 +678,27 @@ static void test_source__tls_connection_verifies_the_server_and_streams(void **s
 	th_source_close(src);
 }
 
+/* The password goes in clear text only where the server is known: TCP with
+ * TLS and its certificate verified; a Unix socket never has TLS. */
+static void test_source__clear_text_password_only_to_a_verified_tls_server_by_tcp(void **state)
+{
+	(void)state;
+	const char *clear = TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS, *never = TH_SOURCE_AUTH_PLUGINS;
+	assert_non_null(strstr(clear, "mysql_clear_password"));
+	assert_null(strstr(never, "mysql_clear_password"));
+	assert_null(strstr(never, "dialog"));
+	assert_string_equal(th_source_auth_plugins(true, true, NULL), clear);
+	assert_string_equal(th_source_auth_plugins(true, true, ""), clear);
+	assert_string_equal(th_source_auth_plugins(true, false, NULL), never);
+	assert_string_equal(th_source_auth_plugins(false, true, NULL), never);
+	assert_string_equal(th_source_auth_plugins(false, false, NULL), never);
+	assert_string_equal(th_source_auth_plugins(true, true, "/run/mysqld/mysqld.sock"), never);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_source__clear_text_password_only_to_a_verified_tls_server_by_tcp),
 		cmocka_unit_test(test_source__streams_row_events_from_the_start_with_crc32),
 		cmocka_unit_test(test_source__resumes_from_gtid_position),
 		cmocka_unit_test(test_source__blocking_stream_delivers_heartbeats_and_new_transactions),
@@ -701,5 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_source__stopped_server_is_a_dead_connection_within_the_deadline,
 						server_setup, server_teardown),
 	};
+	if (getenv("TH_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, server_setup, server_teardown);
 }
