@@ -143,6 +143,22 @@ static void uid_gc(struct th__control *x, uint64_t now)
 	}
 }
 
+/* Closes a socket whose refusal was just sent so that the reply reaches the
+ * peer: closing a Unix socket with messages of the peer unread sets the
+ * peer's error (ECONNRESET), which its next recv returns before the queued
+ * reply. So first shut reading down (the peer's further sends fail with
+ * EPIPE, and a client then reads the reply), drop what it sent before (a
+ * few messages: the socket is new; their descriptors are closed with them),
+ * then close. */
+static void close_refused(int fd)
+{
+	shutdown(fd, SHUT_RD);
+	char b[256];
+	for (int i = 0; i < 64 && recv(fd, b, sizeof b, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
+		; /* 0: nothing left (read is shut down) */
+	close(fd);
+}
+
 /* An ERROR on a socket that has no struct th__conn (yet). */
 static void refuse_fd(int fd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void refuse_fd(int fd, int code, const char *fmt, ...)
@@ -179,7 +195,7 @@ void th__limit_admit(struct th__control *x, int fd, const struct ucred *cr)
 		if (x->nlinger < LINGER_MAX)
 			th__control_conn_add(x, fd, cr, NULL, true, now + LINGER_MS * 1000000ull);
 		else
-			close(fd);
+			close_refused(fd);
 		return;
 	}
 	struct th__uid *u = uid_get(x, cr->uid);
@@ -192,7 +208,7 @@ void th__limit_admit(struct th__control *x, int fd, const struct ucred *cr)
 			       (int)cr->pid, (unsigned)cr->uid, per_uid ? "max_clients_per_uid" : "max_clients",
 			       per_uid ? x->live.max_clients_per_uid : h->max_clients);
 		refuse_fd(fd, -EMFILE, "too many connections (%s)", per_uid ? "max_clients_per_uid" : "max_clients");
-		close(fd);
+		close_refused(fd);
 		return;
 	}
 	th__control_conn_add(x, fd, cr, u, false, now);
@@ -215,7 +231,7 @@ void th__limit_accept_emfile(struct th__control *x, int err)
 			} b = { { -EMFILE, 0 }, { 0 } };
 			memcpy(b.text, msg, sizeof b.text);
 			th_proto_send(fd, TH_MSG_ERROR, 0, &b, sizeof b, NULL, 0, MSG_DONTWAIT);
-			close(fd);
+			close_refused(fd);
 		}
 		x->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}

@@ -708,6 +708,91 @@ static void test_hostile__4200_refused_connections_leave_room_for_an_allowed_cli
 	hub_stop_checked(h);
 }
 
+/* ---- the control socket's other limits --------------------------------------- */
+
+/* Connects and asks STATS: 0, or the hub's code (its text in why). */
+static int stats_once(const char *socket, struct th_ctl **keep, char *why, size_t len)
+{
+	struct th_ctl *c;
+	int rc = th_ctl_connect(socket, &c);
+	if (rc != 0) {
+		snprintf(why, len, "connect: %s", th_strerror(rc));
+		return rc;
+	}
+	char *json;
+	rc = th_ctl_json(c, TH_MSG_STATS, &json);
+	if (rc == 0) {
+		free(json);
+		*keep = c;
+		return 0;
+	}
+	snprintf(why, len, "%s", th_ctl_error(c));
+	th_ctl_close(c);
+	return rc;
+}
+
+static void test_hostile__max_clients_per_uid_refuses_one_more_of_a_uid_and_not_another_uid(void **state)
+{
+	struct shared *sh = need(state);
+	if (geteuid() != 0) {
+		print_message("skip: needs root to connect as another uid\n");
+		skip();
+	}
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--max-clients-per-uid=4",
+					    "--allow-uids=65534", NULL };
+	struct th_hub_proc *h = hub_start(sh, args, NULL);
+	struct th_ctl *mine[5] = { 0 };
+	char why[300];
+	for (int i = 0; i < 4; i++)
+		if (stats_once(h->socket, &mine[i], why, sizeof why) != 0)
+			fail_msg("connection %d of 4: %s", i + 1, why);
+	/* The fifth of this uid (root: its reserve is beyond max_clients, not per uid). */
+	assert_int_equal(stats_once(h->socket, &mine[4], why, sizeof why), -EMFILE);
+	assert_non_null(strstr(why, "max_clients_per_uid"));
+	/* Also when its request is there before the hub accepts (the hub
+	 * stopped meanwhile): the reply still reaches it, then the end. */
+	assert_int_equal(kill(h->pid, SIGSTOP), 0);
+	int early = nb_connect(h->socket);
+	assert_true(early >= 0);
+	assert_int_equal(th_proto_send(early, TH_MSG_STATS, 1, NULL, 0, NULL, 0, 0), 0);
+	assert_int_equal(kill(h->pid, SIGCONT), 0);
+	assert_true(answered_then_closed(early, -EMFILE, th_now_ns() + 5000ull * 1000000));
+	close(early);
+	/* Another uid still gets its own four, and not a fifth. */
+	int res[2];
+	assert_int_equal(pipe(res), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(1);
+		struct th_ctl *theirs[5] = { 0 };
+		char w[300];
+		int out[2] = { 0, 0 };
+		for (int i = 0; i < 4; i++)
+			out[0] += stats_once(h->socket, &theirs[i], w, sizeof w) == 0;
+		out[1] = stats_once(h->socket, &theirs[4], w, sizeof w);
+		_exit(write(res[1], out, sizeof out) == sizeof out ? 0 : 2);
+	}
+	int out[2] = { -1, -1 }, st;
+	assert_int_equal(read(res[0], out, sizeof out), (ssize_t)sizeof out);
+	waitpid(pid, &st, 0);
+	close(res[0]), close(res[1]);
+	print_message("uid 65534 got %d of 4, then %s\n", out[0], th_strerror(out[1]));
+	assert_int_equal(out[0], 4);
+	assert_int_equal(out[1], -EMFILE);
+	/* A connection that goes gives its place back. */
+	th_ctl_close(mine[0]);
+	uint64_t until = th_now_ns() + 2000ull * 1000000;
+	int rc;
+	while ((rc = stats_once(h->socket, &mine[0], why, sizeof why)) != 0 && th_now_ns() < until)
+		usleep(20000);
+	assert_int_equal(rc, 0);
+	assert_true(th_hub_proc_log_contains(h, "max_clients_per_uid (4) reached"));
+	for (int i = 0; i < 4; i++)
+		th_ctl_close(mine[i]);
+	hub_stop_checked(h);
+}
+
 /* ---- 5: the password in /proc/PID/environ ---------------------------------- */
 
 static void test_hostile__the_password_is_not_in_the_hubs_environ(void **state)
@@ -1053,6 +1138,7 @@ int main(void)
 		cmocka_unit_test(test_hostile__a_read_position_inside_a_record_changes_no_ones_lag),
 		cmocka_unit_test(test_hostile__1100_connections_under_an_open_file_limit_of_1024_make_no_busy_loop),
 		cmocka_unit_test(test_hostile__4200_refused_connections_leave_room_for_an_allowed_client),
+		cmocka_unit_test(test_hostile__max_clients_per_uid_refuses_one_more_of_a_uid_and_not_another_uid),
 		cmocka_unit_test(test_hostile__the_password_is_not_in_the_hubs_environ),
 		cmocka_unit_test(test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing),
 		cmocka_unit_test(test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound),
