@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -34,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -710,6 +712,58 @@ static void test_hostile__4200_refused_connections_leave_room_for_an_allowed_cli
 
 /* ---- the control socket's other limits --------------------------------------- */
 
+/* Has the peer closed fd (end of file now, without waiting)? Replies are
+ * skipped. */
+static bool peer_closed(int fd)
+{
+	uint8_t b[512];
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+		if (n == 0)
+			return true;
+		if (n < 0)
+			return errno != EAGAIN && errno != EINTR;
+	}
+}
+
+static void test_hostile__an_idle_connection_is_closed_and_a_busy_or_attached_one_is_not(void **state)
+{
+	struct shared *sh = need(state);
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--idle-timeout-ms=300", NULL };
+	struct th_hub_proc *h = hub_start(sh, args, NULL);
+	uint64_t t0 = th_now_ns();
+	int idle = nb_connect(h->socket);
+	assert_true(idle >= 0);
+	struct th_ctl *busy;
+	assert_int_equal(th_ctl_connect(h->socket, &busy), 0);
+	struct th_test_reader attached; /* silent on its socket, but a reader */
+	open_reader(h, &attached, 60ull * 1000000000u, "attached");
+	uint64_t closed_after = 0;
+	while (th_now_ns() - t0 < 1500ull * 1000000) {
+		char *json;
+		assert_int_equal(th_ctl_json(busy, TH_MSG_STATS, &json), 0);
+		free(json);
+		if (!closed_after && peer_closed(idle))
+			closed_after = th_now_ns() - t0;
+		usleep(100000);
+	}
+	print_message("the idle connection was closed after %.0f ms (idle_timeout_ms 300)\n", (double)closed_after / 1e6);
+	assert_true(closed_after >= 300ull * 1000000);
+	/* Within the timeout and two of the scan's ticks (100 ms each), and our own 100 ms poll. */
+	assert_true(closed_after <= 300ull * 1000000 + 300ull * 1000000 + 200ull * 1000000);
+	/* The busy one and the attached reader stay, after 1.5 s of the attached one's silence. */
+	assert_false(peer_closed(th_ctl_fd(busy)));
+	assert_false(peer_closed(th_ctl_fd(attached.c)));
+	char *json;
+	assert_int_equal(th_ctl_json(busy, TH_MSG_READERS, &json), 0);
+	assert_non_null(strstr(json, "\"attached\""));
+	free(json);
+	close(idle);
+	th_ctl_close(busy);
+	th_test_reader_close(&attached);
+	hub_stop_checked(h);
+}
+
 /* Connects and asks STATS: 0, or the hub's code (its text in why). */
 static int stats_once(const char *socket, struct th_ctl **keep, char *why, size_t len)
 {
@@ -790,6 +844,214 @@ static void test_hostile__max_clients_per_uid_refuses_one_more_of_a_uid_and_not_
 	assert_true(th_hub_proc_log_contains(h, "max_clients_per_uid (4) reached"));
 	for (int i = 0; i < 4; i++)
 		th_ctl_close(mine[i]);
+	hub_stop_checked(h);
+}
+
+static void test_hostile__an_open_file_limit_below_max_clients_clamps_it_and_says_so(void **state)
+{
+	struct shared *sh = need(state);
+	need_nofile(1200);
+	struct th_mariadb *src[1] = { sh->db };
+	/* The defaults (max_clients 4096, max_readers 1024) need 6,208 descriptors. */
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .extra_args = base_args, .nofile_limit = 1024 };
+	struct th_hub_proc *h;
+	char why[2048];
+	if (th_hub_proc_start(&o, &h, why, sizeof why) < 0)
+		fail_msg("hub: %s", why);
+	FILE *f = fopen(h->log, "re");
+	assert_non_null(f);
+	char line[1024];
+	unsigned clients = 0, readers = 0;
+	while (fgets(line, sizeof line, f)) {
+		const char *p = strstr(line, "open-file limit is 1024 (hard): max_clients clamped from 4096 to ");
+		if (p && sscanf(p, "open-file limit is 1024 (hard): max_clients clamped from 4096 to %u and max_readers "
+				   "from 1024 to %u", &clients, &readers) == 2)
+			break;
+	}
+	fclose(f);
+	print_message("the hub says: max_clients %u, max_readers %u under 1024 descriptors\n", clients, readers);
+	if (!clients)
+		fail_msg("no clamp warning in the hub's log");
+	assert_true(clients + 2 * readers + 64 <= 1024);
+	/* The clamp holds: this uid (the hub's operator: 16 beyond max_clients)
+	 * gets exactly clients + 16 connections, and the next is refused. */
+	static struct th_ctl *cs[1100];
+	int n = 0, rc = 0;
+	while (n < 1100 && (rc = stats_once(h->socket, &cs[n], why, sizeof why)) == 0)
+		n++;
+	print_message("%d connections served, then %s (%s)\n", n, th_strerror(rc), why);
+	assert_int_equal(n, (int)clients + 16);
+	assert_int_equal(rc, -EMFILE);
+	assert_non_null(strstr(why, "max_clients"));
+	for (int i = 0; i < n; i++)
+		th_ctl_close(cs[i]);
+	hub_stop_checked(h);
+}
+
+/* The owner of /proc/PID/environ, and errno of opening it as uid (0 when it
+ * opens): a process that is not dumpable has its /proc/PID files owned by
+ * root, and another process of its uid (without CAP_SYS_PTRACE) cannot
+ * open them. */
+static void environ_as(pid_t target, uid_t uid, uid_t *owner, int *err)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)target);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	*owner = st.st_uid;
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (uid != geteuid() && (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+					 setresuid(uid, uid, uid) != 0))
+			_exit(100);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		_exit(fd >= 0 ? 0 : errno & 0x7f);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 100);
+	*err = WEXITSTATUS(status);
+}
+
+static void test_hostile__the_hub_is_not_dumpable_and_has_no_core_limit(void **state)
+{
+	struct shared *sh = need(state);
+	/* As another uid than root's, where dumpability shows (root may open anything). */
+	uid_t uid = geteuid() == 0 ? 65534 : geteuid();
+	gid_t gid = geteuid() == 0 ? 65534 : getegid();
+	struct th_mariadb *src[1] = { sh->db };
+	struct th_hub_proc_options o = { .sources = src, .nsources = 1, .tcp = true, .extra_args = base_args };
+	if (geteuid() == 0)
+		o.run_as_uid = uid, o.run_as_gid = gid;
+	struct th_hub_proc *h;
+	char why[2048];
+	if (th_hub_proc_start(&o, &h, why, sizeof why) < 0)
+		fail_msg("hub: %s", why);
+	/* RLIMIT_CORE 0, soft and hard. */
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/limits", (int)h->pid);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	char soft[32] = "", hard[32] = "";
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Max core file size %31s %31s", soft, hard) == 2)
+			break;
+	fclose(f);
+	/* Not dumpable; beside it, a process of the same uid that is (so that
+	 * what is seen is the flag, not the uid). */
+	pid_t dumpable = fork();
+	if (dumpable == 0) {
+		if (uid != geteuid() && (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+					 setresuid(uid, uid, uid) != 0))
+			_exit(1);
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(1);
+	}
+	usleep(100000); /* exec'd */
+	uid_t hub_owner, other_owner;
+	int hub_err, other_err;
+	environ_as(h->pid, uid, &hub_owner, &hub_err);
+	environ_as(dumpable, uid, &other_owner, &other_err);
+	kill(dumpable, SIGKILL);
+	waitpid(dumpable, NULL, 0);
+	print_message("the hub (uid %u): core file size soft %s hard %s; /proc/PID/environ owned by uid %u, opened by "
+		      "uid %u: %s; a dumpable process of uid %u: owned by %u, %s\n",
+		      (unsigned)uid, soft, hard, (unsigned)hub_owner, (unsigned)uid, hub_err ? strerror(hub_err) : "yes",
+		      (unsigned)uid, (unsigned)other_owner, other_err ? strerror(other_err) : "opens");
+	assert_string_equal(soft, "0");
+	assert_string_equal(hard, "0");
+	assert_int_equal(other_owner, uid);
+	assert_int_equal(other_err, 0);
+	assert_int_equal(hub_owner, 0);
+	assert_int_equal(hub_err, EACCES);
+	hub_stop_checked(h);
+}
+
+/* Lines of the hub's log that contain what, and the sum of their
+ * "(N similar lines suppressed)" counts. */
+static unsigned log_lines(const struct th_hub_proc *h, const char *what, unsigned long long *suppressed)
+{
+	FILE *f = fopen(h->log, "re");
+	assert_non_null(f);
+	char line[4096];
+	unsigned n = 0;
+	*suppressed = 0;
+	while (fgets(line, sizeof line, f)) {
+		if (!strstr(line, what))
+			continue;
+		n++;
+		const char *p = strstr(line, " similar lines suppressed)");
+		while (p && p > line && p[-1] >= '0' && p[-1] <= '9')
+			p--;
+		if (p && p > line && p[-1] == '(')
+			*suppressed += strtoull(p, NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_hostile__a_flood_of_refusals_and_bad_messages_logs_a_bounded_number_of_lines(void **state)
+{
+	struct shared *sh = need(state);
+	need_nofile(200);
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--max-clients-per-uid=2", NULL };
+	struct th_hub_proc *h = hub_start(sh, args, NULL);
+	struct th_ctl *a, *b;
+	char why[300];
+	assert_int_equal(stats_once(h->socket, &a, why, sizeof why), 0);
+	assert_int_equal(stats_once(h->socket, &b, why, sizeof why), 0);
+	/* 3,000 malformed messages on a, each answered. */
+	uint8_t junk[64], reply[512];
+	memset(junk, 0xa5, sizeof junk);
+	for (int i = 0; i < 3000; i++) {
+		assert_int_equal(send(th_ctl_fd(a), junk, sizeof junk, MSG_NOSIGNAL), (ssize_t)sizeof junk);
+		assert_true(recv(th_ctl_fd(a), reply, sizeof reply, 0) > 0);
+	}
+	/* 2,000 connections over max_clients_per_uid, each refused with a line to log. */
+	uint64_t t0 = th_now_ns();
+	int made = 0;
+	while (made < 2000) {
+		int fd = nb_connect(h->socket);
+		if (fd == -EAGAIN) {
+			usleep(1000); /* the backlog is full: let the hub accept */
+			continue;
+		}
+		assert_true(fd >= 0);
+		assert_true(answered_then_closed(fd, -EMFILE, th_now_ns() + 5000ull * 1000000));
+		close(fd);
+		made++;
+	}
+	double secs = (double)(th_now_ns() - t0) / 1e9;
+	/* One more in a later interval: its line says how many were suppressed. */
+	usleep(1100000);
+	int fd = nb_connect(h->socket);
+	assert_true(fd >= 0 && answered_then_closed(fd, -EMFILE, th_now_ns() + 5000ull * 1000000));
+	close(fd);
+	unsigned long long suppressed = 0;
+	unsigned lines = 0;
+	uint64_t until = th_now_ns() + 2000ull * 1000000;
+	do {
+		lines = log_lines(h, "refused control connection from pid", &suppressed);
+		if (lines + suppressed >= (unsigned long long)made + 1)
+			break;
+		usleep(20000);
+	} while (th_now_ns() < until);
+	char *json;
+	assert_int_equal(th_ctl_json(b, TH_MSG_STATS, &json), 0); /* a third connection would be refused */
+	unsigned long long bad = json_u64(json, "bad_messages");
+	free(json);
+	unsigned long long junk_lines = 0;
+	unsigned any_lines = log_lines(h, "", &junk_lines);
+	print_message("3000 bad messages (%llu counted) and %d refusals in %.2f s: %u refusal lines, %llu suppressed; "
+		      "%u lines in the whole log\n", bad, made + 1, secs, lines, suppressed, any_lines);
+	assert_int_equal(bad, 3000);
+	/* Every refusal is a line or counted as suppressed, and lines are at most
+	 * the limiter's 5 per second. */
+	assert_int_equal(lines + suppressed, (unsigned long long)made + 1);
+	assert_true(lines <= 5 * ((unsigned)secs + 2) + 5);
+	assert_true(any_lines < 200);
+	th_ctl_close(a);
+	th_ctl_close(b);
 	hub_stop_checked(h);
 }
 
@@ -1138,7 +1400,11 @@ int main(void)
 		cmocka_unit_test(test_hostile__a_read_position_inside_a_record_changes_no_ones_lag),
 		cmocka_unit_test(test_hostile__1100_connections_under_an_open_file_limit_of_1024_make_no_busy_loop),
 		cmocka_unit_test(test_hostile__4200_refused_connections_leave_room_for_an_allowed_client),
+		cmocka_unit_test(test_hostile__an_idle_connection_is_closed_and_a_busy_or_attached_one_is_not),
 		cmocka_unit_test(test_hostile__max_clients_per_uid_refuses_one_more_of_a_uid_and_not_another_uid),
+		cmocka_unit_test(test_hostile__an_open_file_limit_below_max_clients_clamps_it_and_says_so),
+		cmocka_unit_test(test_hostile__the_hub_is_not_dumpable_and_has_no_core_limit),
+		cmocka_unit_test(test_hostile__a_flood_of_refusals_and_bad_messages_logs_a_bounded_number_of_lines),
 		cmocka_unit_test(test_hostile__the_password_is_not_in_the_hubs_environ),
 		cmocka_unit_test(test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing),
 		cmocka_unit_test(test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound),
