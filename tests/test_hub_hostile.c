@@ -1262,6 +1262,27 @@ static void test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound(void **stat
 	hub_stop_checked(h);
 }
 
+/* A memfd of zeros is not a snapshot: the parser says so instead of
+ * handing out empty keys. */
+static void test_hostile__a_snapshot_memfd_of_zeros_is_refused_by_the_parser(void **state)
+{
+	(void)state;
+	int fd = memfd_create("zeros", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	uint8_t *copy;
+	assert_int_equal(th_snap_read(fd, 4096, &copy), 0);
+	struct th_snap_iter it = { .map = copy, .len = 4096, .count = 3 };
+	struct th_snap_entry e;
+	const uint8_t *k, *v;
+	assert_int_equal(th_snap_next(&it, &e, &k, &v), -TH_EPROTO);
+	free(copy);
+	/* Longer than its reply says: malformed; shorter: taken back. */
+	assert_int_equal(th_snap_read(fd, 100, &copy), -TH_EPROTO);
+	assert_int_equal(th_snap_read(fd, 8192, &copy), -ESTALE);
+	close(fd);
+}
+
 /* ---- soak: every slot-page attack at once ----------------------------------- */
 
 struct soak_attacker {
@@ -1408,6 +1429,7 @@ int main(void)
 		cmocka_unit_test(test_hostile__the_password_is_not_in_the_hubs_environ),
 		cmocka_unit_test(test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing),
 		cmocka_unit_test(test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound),
+		cmocka_unit_test(test_hostile__a_snapshot_memfd_of_zeros_is_refused_by_the_parser),
 		cmocka_unit_test(test_hostile__a_soak_of_every_slot_page_attack_leaves_an_honest_view_equal_to_the_tables),
 	};
 	if (getenv("TH_TEST_FILTER"))
