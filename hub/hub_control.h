@@ -33,7 +33,20 @@ struct th__uid {
 	uint32_t conns;
 	uint64_t win_start;          /* CLOCK_MONOTONIC ns */
 	uint64_t bytes;              /* snapshot bytes sent in the window */
+	uint32_t held;               /* snapshot memfds of this uid the hub holds */
+	uint64_t held_bytes;         /* and their memory (bytes in whole pages) */
 	struct th__uid *next;
+};
+
+/* A snapshot memfd sent and held (hub_limits.c): the hub keeps a descriptor
+ * of its own, so that it can take the memory back (truncate it) while the
+ * client still holds its own. */
+struct th__held {
+	int fd;
+	uint64_t bytes;              /* its memory: the contents in whole pages */
+	uint64_t sent_ns;            /* CLOCK_MONOTONIC */
+	struct th__uid *u;
+	struct th__held *prev, *next; /* x->held, oldest first */
 };
 
 /* One control connection. */
@@ -70,6 +83,9 @@ struct th__control {
 	struct th_buf out;
 	uint32_t nsync;
 	struct th__uid *uids;
+	struct th__held *held, *held_last; /* oldest first */
+	uint32_t nheld;
+	uint64_t held_bytes;
 	uint32_t nlinger;            /* refused connections waiting for their request */
 	int reserve_fd;              /* closed to shed a connection on EMFILE */
 	uint64_t listen_paused_until; /* 0: the listen socket is polled */
@@ -108,16 +124,20 @@ void th__limit_admit(struct th__control *x, int fd, const struct ucred *cr);
 /* accept() failed with err (EMFILE and kin): shed one connection and pause
  * the listen socket. */
 void th__limit_accept_emfile(struct th__control *x, int err);
-/* Every tick: lingering refused and idle connections closed, uid entries
- * no longer needed freed. */
+/* Every tick: lingering refused and idle connections closed, snapshots past
+ * snapshot_hold_ms (or over a bound a SIGHUP lowered) taken back, uid
+ * entries no longer needed freed. */
 void th__limit_scan(struct th__control *x, uint64_t now);
-/* Frees every uid entry (at the thread's end). */
+/* Takes every held snapshot back and frees every uid entry (at the
+ * thread's end). */
 void th__limit_free(struct th__control *x);
 /* Before a SNAPSHOT/GET reply is built: 0 when the uid may be sent one, or
  * -1 after an -ENOBUFS reply. */
 int th__limit_snapshot_admit(struct th__control *x, struct th__conn *cn, uint32_t req);
-/* A reply of bytes was built for cn's uid. */
-void th__limit_snapshot_sent(struct th__control *x, struct th__conn *cn, uint64_t bytes);
+/* A reply's memfd fd of bytes was sent to a connection of u: charged to the
+ * uid's window, and held (the fd is the callee's: closed when taken back, or
+ * at once when there is nothing to hold). */
+void th__limit_snapshot_sent(struct th__control *x, struct th__uid *u, int fd, uint64_t bytes);
 
 /* ---- hub_requests.c: the requests of protocol.h ------------------------- */
 

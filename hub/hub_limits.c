@@ -17,15 +17,23 @@
  * - A connection that is not attached, not streaming, without a pending
  *   SYNC and silent for idle_timeout_ms is closed.
  * - Snapshot memory: a SNAPSHOT/GET reply is a memfd charged to the hub for
- *   as long as the client keeps it, and the hub cannot see when the client
- *   closes it. What is bounded is what the hub hands out: at most
- *   snapshot_bytes_max bytes of replies per uid per snapshot_window_ms (a
- *   request when the uid's window is spent gets -ENOBUFS; the one that
- *   crosses the bound is still served, so a single snapshot larger than the
- *   bound works). Per uid, not per connection, so that more connections buy
- *   nothing. A uid can so pin at most snapshot_bytes_max (plus one snapshot)
- *   per window it keeps hoarding; the honest client maps and closes its
- *   memfd at once.
+ *   as long as anyone holds it, and the hub cannot see when the client
+ *   closes it. So the hub keeps a descriptor of each one it sent and takes
+ *   the memory back itself (truncates the memfd, held_release()): when its
+ *   client had snapshot_hold_ms to read it, and, oldest first, when the uid
+ *   holds more than snapshot_bytes_max bytes or SNAP_HELD_PER_UID memfds
+ *   (never the uid's newest, so a single snapshot larger than the bound
+ *   works), or the hub more than TH__HUB_SNAP_HELD_MAX (then from the uid
+ *   that holds most). A hoarder that keeps
+ *   every descriptor holds nothing but empty files: a uid pins at most
+ *   max(snapshot_bytes_max, its largest snapshot), however long it hoards.
+ *   An honest client reads its memfd at once and never sees it cut short
+ *   unless its own uid asked for more than the bound meanwhile (then it
+ *   fails that snapshot and asks again, protocol.h). And what it costs to
+ *   build them is bounded too: at most snapshot_bytes_max bytes of replies
+ *   per uid per snapshot_window_ms (a request when the uid's window is spent
+ *   gets -ENOBUFS; the one that crosses the bound is still served). Per uid,
+ *   not per connection, so that more connections buy nothing.
  * - Every line a peer can cause is logged through th_log_limited().
  *
  * The settings a SIGHUP may change (allow_uids, allow_gids and the keys
@@ -88,6 +96,7 @@ void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c)
 	l->idle_timeout_ms = c->idle_timeout_ms;
 	l->snapshot_window_ms = c->snapshot_window_ms;
 	l->snapshot_bytes_max = c->snapshot_bytes_max;
+	l->snapshot_hold_ms = c->snapshot_hold_ms;
 }
 
 /* A SIGHUP changed the live settings (hub.c): the connections of peers they
@@ -128,13 +137,13 @@ static struct th__uid *uid_get(struct th__control *x, uid_t uid)
 	return u;
 }
 
-/* Entries of uids with no connection and no live snapshot window. */
+/* Entries of uids with no connection, no snapshot held and no live snapshot window. */
 static void uid_gc(struct th__control *x, uint64_t now)
 {
 	uint64_t win = (uint64_t)x->live.snapshot_window_ms * 1000000u;
 	for (struct th__uid **pp = &x->uids; *pp;) {
 		struct th__uid *u = *pp;
-		if (u->conns == 0 && now - u->win_start >= win) {
+		if (u->conns == 0 && u->held == 0 && now - u->win_start >= win) {
 			*pp = u->next;
 			free(u);
 		} else {
@@ -243,34 +252,85 @@ void th__limit_accept_emfile(struct th__control *x, int err)
 		       strerror(err), EMFILE_PAUSE_MS, th_load_relaxed(&x->h->st_clients));
 }
 
-void th__limit_scan(struct th__control *x, uint64_t now)
-{
-	uint64_t idle = (uint64_t)x->live.idle_timeout_ms * 1000000u;
-	for (struct th__conn *cn = x->conns, *nx; cn; cn = nx) {
-		nx = cn->next;
-		if (cn->refused) {
-			if (now >= cn->last_ns)
-				th__control_close(x, cn);
-		} else if (idle && cn->reader < 0 && !cn->stream && !cn->sync && now - cn->last_ns >= idle) {
-			th_log_limited(&lim_idle, TH_LOG_INFO,
-				       "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
-				       (int)cn->pid, (unsigned)cn->uid, x->live.idle_timeout_ms);
-			th__control_close(x, cn);
-		}
-	}
-	uid_gc(x, now);
-}
-
-void th__limit_free(struct th__control *x)
-{
-	while (x->uids) {
-		struct th__uid *u = x->uids;
-		x->uids = u->next;
-		free(u);
-	}
-}
-
 /* ---- snapshot memory ------------------------------------------------------ */
+
+#define SNAP_HELD_PER_UID 64u
+
+static void held_gauges(struct th__control *x)
+{
+	th_store_relaxed(&x->h->st_snap_held, x->nheld);
+	th_store_relaxed(&x->h->st_snap_held_bytes, x->held_bytes);
+}
+
+/* Takes a held snapshot's memory back: truncated to nothing, even while its
+ * client still holds it (protocol.h: the client then reads it short, and
+ * fails that snapshot). Not a hole punched in it: the seal against writes
+ * that the client relies on forbids punching, a hole reads as zeros that a
+ * reader cannot tell from a value's, and a mapping's read fault fills a hole
+ * again; a file cut short ends before reply.bytes, which no reader can
+ * mistake, and F_SEAL_GROW keeps it so. */
+static void held_release(struct th__control *x, struct th__held *s)
+{
+	if (ftruncate(s->fd, 0) != 0)
+		th_log_limited(&lim_snap, TH_LOG_WARN, "snapshot memfd of uid %u: truncate: %s", (unsigned)s->u->uid,
+			       strerror(errno));
+	close(s->fd);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		x->held = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		x->held_last = s->prev;
+	s->u->held--;
+	s->u->held_bytes -= s->bytes;
+	x->nheld--;
+	x->held_bytes -= s->bytes;
+	free(s);
+}
+
+/* Before its time: the uid (or the hub) holds too much. */
+static void held_reclaim(struct th__control *x, struct th__held *s, uint64_t now, const char *why)
+{
+	th_log_limited(&lim_snap, TH_LOG_WARN,
+		       "uid %u: snapshot of %" PRIu64 " bytes sent %" PRIu64 " ms ago taken back (%s)",
+		       (unsigned)s->u->uid, s->bytes, (now - s->sent_ns) / 1000000u, why);
+	th_fetch_add_relaxed(&x->h->st_snap_reclaimed, 1);
+	held_release(x, s);
+}
+
+static struct th__held *oldest_of(struct th__control *x, const struct th__uid *u)
+{
+	for (struct th__held *s = x->held; s; s = s->next)
+		if (s->u == u)
+			return s;
+	return NULL;
+}
+
+/* The bounds on what is held, oldest taken back first; never the uid's
+ * newest (so that a single snapshot above snapshot_bytes_max is still
+ * served): a uid holds at most max(snapshot_bytes_max, its newest) bytes
+ * and SNAP_HELD_PER_UID memfds, the hub TH__HUB_SNAP_HELD_MAX memfds (with
+ * 64 per uid, only four uids at their bound reach it). */
+static void held_enforce(struct th__control *x, struct th__uid *u, uint64_t now)
+{
+	while (u->held > 1 && (u->held_bytes > x->live.snapshot_bytes_max || u->held > SNAP_HELD_PER_UID))
+		held_reclaim(x, oldest_of(x, u), now,
+			     u->held > SNAP_HELD_PER_UID ? "more snapshots than the hub keeps per uid"
+							 : "snapshot_bytes_max held");
+	/* Over the hub's bound (several uids at theirs): from the uid that holds
+	 * most, so that an honest one (a snapshot or two) is the last to lose. */
+	while (x->nheld > TH__HUB_SNAP_HELD_MAX) {
+		struct th__uid *most = u;
+		for (struct th__uid *v = x->uids; v; v = v->next)
+			if (v->held > most->held)
+				most = v;
+		if (most->held < 2)
+			break;
+		held_reclaim(x, oldest_of(x, most), now, "more snapshots than the hub keeps");
+	}
+}
 
 int th__limit_snapshot_admit(struct th__control *x, struct th__conn *cn, uint32_t req)
 {
@@ -295,8 +355,75 @@ int th__limit_snapshot_admit(struct th__control *x, struct th__conn *cn, uint32_
 	return 0;
 }
 
-void th__limit_snapshot_sent(struct th__control *x, struct th__conn *cn, uint64_t bytes)
+void th__limit_snapshot_sent(struct th__control *x, struct th__uid *u, int fd, uint64_t bytes)
 {
-	if (cn->u)
-		cn->u->bytes += bytes;
+	struct th__held *s = bytes && u ? calloc(1, sizeof *s) : NULL;
+	if (u)
+		u->bytes += bytes;
+	if (!s) {
+		/* Nothing to take back (no bytes), or no memory to remember it:
+		 * the window's budget still bounds what this uid can pin. */
+		close(fd);
+		return;
+	}
+	uint64_t now = th_now_ns();
+	/* What it costs: memory comes in pages. */
+	uint64_t mem = (bytes + 4095) & ~(uint64_t)4095;
+	*s = (struct th__held){ .fd = fd, .bytes = mem, .sent_ns = now, .u = u, .prev = x->held_last };
+	if (x->held_last)
+		x->held_last->next = s;
+	else
+		x->held = s;
+	x->held_last = s;
+	u->held++;
+	u->held_bytes += mem;
+	x->nheld++;
+	x->held_bytes += mem;
+	held_enforce(x, u, now);
+	held_gauges(x);
+}
+
+/* Every tick: what its client had snapshot_hold_ms to read, and the bounds
+ * again (a SIGHUP may have lowered snapshot_bytes_max). */
+static void held_scan(struct th__control *x, uint64_t now)
+{
+	uint64_t hold = (uint64_t)x->live.snapshot_hold_ms * 1000000u;
+	while (hold && x->held && now - x->held->sent_ns >= hold)
+		held_release(x, x->held);
+	for (struct th__uid *u = x->uids; u; u = u->next)
+		if (u->held > 1 && u->held_bytes > x->live.snapshot_bytes_max)
+			held_enforce(x, u, now);
+	held_gauges(x);
+}
+
+/* ---- every tick ------------------------------------------------------------- */
+
+void th__limit_scan(struct th__control *x, uint64_t now)
+{
+	uint64_t idle = (uint64_t)x->live.idle_timeout_ms * 1000000u;
+	for (struct th__conn *cn = x->conns, *nx; cn; cn = nx) {
+		nx = cn->next;
+		if (cn->refused) {
+			if (now >= cn->last_ns)
+				th__control_close(x, cn);
+		} else if (idle && cn->reader < 0 && !cn->stream && !cn->sync && now - cn->last_ns >= idle) {
+			th_log_limited(&lim_idle, TH_LOG_INFO,
+				       "client %u (pid %d uid %u): idle for %u ms: closed", cn->cid,
+				       (int)cn->pid, (unsigned)cn->uid, x->live.idle_timeout_ms);
+			th__control_close(x, cn);
+		}
+	}
+	held_scan(x, now);
+	uid_gc(x, now);
+}
+
+void th__limit_free(struct th__control *x)
+{
+	while (x->held)
+		held_release(x, x->held);
+	while (x->uids) {
+		struct th__uid *u = x->uids;
+		x->uids = u->next;
+		free(u);
+	}
 }

@@ -203,8 +203,11 @@ static int sealed_memfd(const void *data, size_t len)
 		}
 		done += (size_t)n;
 	}
-	/* Sealed: the client may map it and trust that nobody changes it. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+	/* Sealed: nobody writes it or makes it longer, so the client may trust
+	 * what it reads. It may be made shorter: the hub takes the memory back
+	 * by truncating it (hub_limits.c), and a reader sees that as a short
+	 * read (protocol.h). */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -285,7 +288,6 @@ static void do_snapshot(struct th__control *x, struct th__conn *cn, uint16_t typ
 		return;
 	}
 	rep.bytes = b->len;
-	th__limit_snapshot_sent(x, cn, b->len);
 	int fd = sealed_memfd(b->data, b->len);
 	if (b->cap > (1u << 20))
 		th_buf_free(b); /* do not keep a huge buffer around */
@@ -293,8 +295,13 @@ static void do_snapshot(struct th__control *x, struct th__conn *cn, uint16_t typ
 		th__control_error(x, cn, req, fd, "snapshot memfd: %s", th_strerror(fd));
 		return;
 	}
-	th__control_send(x, cn, type | TH_MSG_REPLY, req, &rep, sizeof rep, &fd, 1);
-	close(fd);
+	/* The hub keeps its descriptor: the memory is charged to it for as long
+	 * as anyone holds the memfd, so the limits take it back in time. */
+	struct th__uid *u = cn->u;
+	if (th__control_send(x, cn, type | TH_MSG_REPLY, req, &rep, sizeof rep, &fd, 1) == 0)
+		th__limit_snapshot_sent(x, u, fd, rep.bytes);
+	else
+		close(fd);
 }
 
 /* ---- SYNC ------------------------------------------------------------------- */
@@ -506,7 +513,9 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      ",\"refused\":%" PRIu64 ",\"bad_messages\":%" PRIu64 ",\"clients\":%" PRIu64
 		      ",\"entries\":%" PRIu64 ",\"last_commit_us\":%" PRIu64 ",\"last_publish_ns\":%" PRIu64
 		      ",\"ring_head\":%" PRIu64 ",\"ring_oldest\":%" PRIu64 ",\"ring_capacity\":%" PRIu64
-		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64 ",\"config_reloads\":%" PRIu64,
+		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64 ",\"config_reloads\":%" PRIu64
+		      ",\"snapshots_held\":%" PRIu64 ",\"snapshot_bytes_held\":%" PRIu64
+		      ",\"snapshots_reclaimed\":%" PRIu64,
 		      th_load_relaxed(&h->st_txns), th_load_relaxed(&h->st_txns_seen), th_load_relaxed(&h->st_changes),
 		      th_load_relaxed(&h->st_records), th_load_relaxed(&h->st_bytes), th_load_relaxed(&h->st_events),
 		      th_load_relaxed(&h->st_reconnects), th_load_relaxed(&h->st_reloads),
@@ -516,7 +525,8 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      th_load_relaxed(&h->st_clients), th_state_count(h->state),
 		      th_load_relaxed(&h->st_last_commit_us), last_pub, th_ring_head(h->ring), th_ring_oldest(h->ring),
 		      th_ring_capacity(h->ring), c->ntables, th_load_relaxed(&h->st_monitor_rounds),
-		      th_load_relaxed(&h->st_config_reloads));
+		      th_load_relaxed(&h->st_config_reloads), th_load_relaxed(&h->st_snap_held),
+		      th_load_relaxed(&h->st_snap_held_bytes), th_load_relaxed(&h->st_snap_reclaimed));
 	th__hub_hist_json(&h->publish_latency, b, "publish_latency");
 	th__hub_hist_json(&h->reader_lag, b, "reader_lag");
 }

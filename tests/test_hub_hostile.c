@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -872,7 +873,8 @@ static void test_hostile__an_open_file_limit_below_max_clients_clamps_it_and_say
 	print_message("the hub says: max_clients %u, max_readers %u under 1024 descriptors\n", clients, readers);
 	if (!clients)
 		fail_msg("no clamp warning in the hub's log");
-	assert_true(clients + 2 * readers + 64 <= 1024);
+	/* 64 of its own descriptors and 256 for the snapshot memfds it may hold (hub.c). */
+	assert_true(clients + 2 * readers + 320 <= 1024);
 	/* The clamp holds: this uid (the hub's operator: 16 beyond max_clients)
 	 * gets exactly clients + 16 connections, and the next is refused. */
 	static struct th_ctl *cs[1100];
@@ -1216,6 +1218,68 @@ static void test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing(
 
 /* ---- 7: a snapshot hoarder -------------------------------------------------- */
 
+/* SNAPSHOT of prefix in table 0 as a hoarder asks for it: the reply's memfd
+ * kept, unread. 0 with *fd and *rep, or the hub's code. */
+static int hoard(struct th_ctl *c, const char *prefix, int *fd, struct th_msg_snapshot_reply *rep)
+{
+	uint8_t body[sizeof(struct th_msg_snapshot) + 64];
+	struct th_msg_snapshot s = { .table = 0, .prefix_len = (uint32_t)strlen(prefix) };
+	memcpy(body, &s, sizeof s);
+	memcpy(body + sizeof s, prefix, s.prefix_len);
+	struct th_ctl_reply r;
+	int rc = th_ctl_call(c, TH_MSG_SNAPSHOT, body, sizeof s + s.prefix_len, &r, 5000);
+	if (rc)
+		return rc;
+	if (r.nfds != 1 || r.len < sizeof *rep) {
+		th_ctl_reply_free(&r);
+		return -TH_EPROTO;
+	}
+	memcpy(rep, r.body, sizeof *rep);
+	*fd = r.fds[0];
+	r.fds[0] = -1;
+	th_ctl_reply_free(&r);
+	return 0;
+}
+
+/* The memory (st_blocks) of the memfds in fds[0..n). */
+static uint64_t memfd_memory(const int *fds, int n)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (fstat(fds[i], &st) == 0)
+			sum += (uint64_t)st.st_blocks * 512;
+	}
+	return sum;
+}
+
+/* The memory of the snapshot memfds the hub process holds, seen through
+ * /proc/PID/fd; -1 when that folder cannot be read (not root: the hub is
+ * not dumpable). */
+static long long hub_snapshot_memory(pid_t pid)
+{
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	long long sum = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char path[384], target[256];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		struct stat st;
+		if (strstr(target, "memfd:topohub-snapshot") && stat(path, &st) == 0)
+			sum += (long long)st.st_blocks * 512;
+	}
+	closedir(d);
+	return sum;
+}
+
 static void test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound(void **state)
 {
 	struct shared *sh = need(state);
@@ -1231,14 +1295,15 @@ static void test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound(void **stat
 	struct th_hub_proc *h = hub_start(sh, args, NULL);
 	struct th_ctl *c;
 	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
-	static struct th_ctl_snapshot kept[400];
+	static int kept[400];
 	uint64_t bytes = 0, one = 0;
 	int n = 0, rc = 0;
 	for (n = 0; n < 400; n++) {
-		rc = th_ctl_snapshot(c, TH_MSG_SNAPSHOT, 0, "/hoard/", 7, &kept[n], 5000);
+		struct th_msg_snapshot_reply rep;
+		rc = hoard(c, "/hoard/", &kept[n], &rep);
 		if (rc != 0)
 			break;
-		one = kept[n].reply.bytes;
+		one = rep.bytes;
 		bytes += one;
 	}
 	print_message("%d snapshots of %" PRIu64 " bytes kept (%" PRIu64 " in all), then %s\n", n, one, bytes,
@@ -1257,7 +1322,153 @@ static void test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound(void **stat
 	free(json);
 	th_ctl_close(c2);
 	for (int i = 0; i < n; i++)
-		th_ctl_snapshot_free(&kept[i]);
+		close(kept[i]);
+	th_ctl_close(c);
+	hub_stop_checked(h);
+}
+
+/* An honest client of another uid, in its own process: SNAPSHOT after
+ * SNAPSHOT for ms, each read whole at once (the client's way). */
+static void honest_snapshots(const char *socket, uid_t uid, int ms, int out_fd)
+{
+	if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0)
+		_exit(1);
+	int got[2] = { 0, 0 }; /* whole and right, anything else */
+	struct th_ctl *c;
+	if (th_ctl_connect(socket, &c) != 0)
+		_exit(2);
+	uint64_t until = th_now_ns() + (uint64_t)ms * 1000000u;
+	while (th_now_ns() < until) {
+		struct th_ctl_snapshot s;
+		int rc = th_ctl_snapshot(c, TH_MSG_SNAPSHOT, 0, "/hoard2/", 8, &s, 5000);
+		int entries = 0, right = rc == 0;
+		if (rc == 0) {
+			struct th_snap_iter it = th_ctl_snapshot_iter(&s);
+			struct th_snap_entry e;
+			const uint8_t *k, *v;
+			while ((rc = th_snap_next(&it, &e, &k, &v)) == 1) {
+				entries++;
+				right &= e.value_len == 16000 && v[0] == 'h' && v[15999] == 'h';
+			}
+			right &= rc == 0 && entries == 8;
+			th_ctl_snapshot_free(&s);
+		}
+		got[right ? 0 : 1]++;
+		usleep(100000);
+	}
+	th_ctl_close(c);
+	_exit(write(out_fd, got, sizeof got) == sizeof got ? 0 : 3);
+}
+
+static void test_hostile__a_hoarder_that_keeps_every_snapshot_holds_no_more_than_snapshot_bytes_max(void **state)
+{
+	struct shared *sh = need(state);
+	need_nofile(1200);
+	/* Windows of 300 ms: the hoarder is sent 1 MiB (and one more) every one. */
+	static const char *const args[] = { "--reader-timeout-min-ms=5", "--snapshot-bytes-max=1M",
+					    "--snapshot-window-ms=300", "--snapshot-hold-ms=1500",
+					    "--allow-uids=65534", NULL };
+	const uint64_t cap = 1u << 20;
+	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/hoard2/%'");
+	for (int i = 0; i < 8; i++) {
+		char q[160];
+		snprintf(q, sizeof q,
+			 "INSERT INTO topo.topo_data (path, data) VALUES ('/hoard2/%d', REPEAT('h', 16000))", i);
+		sql(sh, q);
+	}
+	struct th_hub_proc *h = hub_start(sh, args, NULL);
+	int res[2] = { -1, -1 };
+	pid_t honest = -1;
+	if (geteuid() == 0) {
+		assert_int_equal(pipe(res), 0);
+		honest = fork();
+		if (honest == 0)
+			honest_snapshots(h->socket, 65534, 3000, res[1]);
+	} else {
+		print_message("not root: no honest client of another uid beside the hoarder\n");
+	}
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	static int kept[1000];
+	int n = 0, refused = 0;
+	uint64_t asked = 0, one = 0, mine_max = 0, stats_max = 0, snap_mem = 0;
+	long long hub_max = -1;
+	uint64_t until = th_now_ns() + 3000ull * 1000000;
+	while (th_now_ns() < until && n < 1000) {
+		struct th_msg_snapshot_reply rep;
+		int rc = hoard(c, "/hoard2/", &kept[n], &rep);
+		if (rc == -ENOBUFS) {
+			refused++;
+			usleep(20000); /* the window is spent: the next one comes */
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		one = rep.bytes;
+		asked += one;
+		n++;
+		if (!snap_mem)
+			snap_mem = memfd_memory(&kept[n - 1], 1);
+		/* What every memfd it keeps still holds, and what the hub holds. */
+		uint64_t mine = memfd_memory(kept, n);
+		if (mine > mine_max)
+			mine_max = mine;
+		long long hub = hub_snapshot_memory(h->pid);
+		if (hub > hub_max)
+			hub_max = hub;
+		char *json;
+		assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
+		uint64_t held = json_u64(json, "snapshot_bytes_held");
+		free(json);
+		if (held > stats_max)
+			stats_max = held;
+	}
+	print_message("the hoarder was sent %d snapshots of %" PRIu64 " bytes (%" PRIu64 " in all, %d refused) and keeps "
+		      "every descriptor; at most %" PRIu64 " bytes of memory in them, the hub's memfds at most %lld, "
+		      "STATS at most %" PRIu64 " (snapshot_bytes_max %" PRIu64 ")\n",
+		      n, one, asked, refused, mine_max, hub_max, stats_max, cap);
+	assert_true(asked >= 8 * cap); /* many windows' worth */
+	/* Outstanding: the bound, and for a moment the snapshot just sent before
+	 * the hub took the oldest back. The hub's figures are of every uid: the
+	 * honest one's snapshots are held for snapshot_hold_ms too (the hub
+	 * cannot see it close them), within its own bound. */
+	uint64_t uids = honest > 0 ? 2 : 1;
+	assert_true(mine_max <= cap + snap_mem);
+	assert_true(stats_max <= uids * cap);
+	if (hub_max >= 0)
+		assert_true((uint64_t)hub_max <= uids * cap + snap_mem);
+	/* Taken back memfds read short: a client fails them, never reads zeros. */
+	uint8_t *copy;
+	assert_int_equal(th_snap_read(kept[0], one, &copy), -ESTALE);
+	assert_null(copy);
+	/* After snapshot_hold_ms nothing is held, whatever the hoarder keeps. */
+	usleep(1500000 + 300000);
+	char *json;
+	assert_int_equal(th_ctl_json(c, TH_MSG_STATS, &json), 0);
+	uint64_t held = json_u64(json, "snapshot_bytes_held"), nheld = json_u64(json, "snapshots_held");
+	uint64_t reclaimed = json_u64(json, "snapshots_reclaimed");
+	free(json);
+	uint64_t mine = memfd_memory(kept, n);
+	long long hub = hub_snapshot_memory(h->pid);
+	print_message("after snapshot_hold_ms: %" PRIu64 " bytes in the hoarder's memfds, %lld in the hub's, STATS %" PRIu64
+		      " bytes in %" PRIu64 " memfds, %" PRIu64 " taken back early\n", mine, hub, held, nheld, reclaimed);
+	assert_int_equal(mine, 0);
+	assert_int_equal(held, 0);
+	assert_int_equal(nheld, 0);
+	assert_true(reclaimed >= (uint64_t)n - cap / snap_mem - 1);
+	if (hub >= 0)
+		assert_int_equal(hub, 0);
+	if (honest > 0) {
+		int got[2] = { -1, -1 }, st;
+		assert_int_equal(read(res[0], got, sizeof got), (ssize_t)sizeof got);
+		waitpid(honest, &st, 0);
+		close(res[0]), close(res[1]);
+		print_message("the honest client of uid 65534: %d whole snapshots, %d of anything else\n", got[0], got[1]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		assert_true(got[0] >= 10);
+		assert_int_equal(got[1], 0);
+	}
+	for (int i = 0; i < n; i++)
+		close(kept[i]);
 	th_ctl_close(c);
 	hub_stop_checked(h);
 }
@@ -1429,6 +1640,7 @@ int main(void)
 		cmocka_unit_test(test_hostile__the_password_is_not_in_the_hubs_environ),
 		cmocka_unit_test(test_hostile__a_server_asking_for_mysql_clear_password_gets_nothing),
 		cmocka_unit_test(test_hostile__a_snapshot_hoarder_is_cut_off_at_its_bound),
+		cmocka_unit_test(test_hostile__a_hoarder_that_keeps_every_snapshot_holds_no_more_than_snapshot_bytes_max),
 		cmocka_unit_test(test_hostile__a_snapshot_memfd_of_zeros_is_refused_by_the_parser),
 		cmocka_unit_test(test_hostile__a_soak_of_every_slot_page_attack_leaves_an_honest_view_equal_to_the_tables),
 	};
