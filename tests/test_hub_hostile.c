@@ -490,6 +490,65 @@ static void test_hostile__a_read_position_inside_a_record_changes_no_ones_lag(vo
 	hub_stop_checked(h);
 }
 
+/* ---- 8: a reader that hides its own lag ------------------------------------- */
+
+static void test_hostile__a_reader_that_hides_its_lag_is_not_evicted_and_finds_itself_lapped(void **state)
+{
+	struct shared *sh = need(state);
+	struct th_hub_proc *h = hub_start(sh, NULL, NULL);
+	sql(sh, "DELETE FROM topo.topo_data WHERE path LIKE '/hide/%'");
+	struct th_test_reader honest;
+	open_reader(h, &honest, 30ull * 1000000000u, "honest");
+	struct attacker a;
+	attacker_open(h, &a, 50ull * 1000000); /* a 50 ms timeout, and it never reads */
+	uint64_t ev0 = stat_u64(h, "evictions");
+	/* 5 MB through a ring of 4 MB while the attacker writes the head as its
+	 * position (the hub's lag reports read it; its reader keeps its own). */
+	static char q[1 << 10];
+	for (int i = 0; i < 6; i++) {
+		snprintf(q, sizeof q,
+			 "INSERT INTO topo.topo_data (path, data) VALUES ('/hide/%d', REPEAT('x', 900000))", i);
+		sql(sh, q);
+		for (int k = 0; k < 20; k++) {
+			atomic_store(slot64(&a, SLOT_READ_POS), th_ring_reader_head(a.r));
+			usleep(10000);
+		}
+		struct th_test_rec r;
+		next_rec(&honest, &r, 5000);
+		th_test_rec_free(&r);
+	}
+	/* Shown caught up, never evicted: 1.2 s without reading, past 24 of its timeouts. */
+	atomic_store(slot64(&a, SLOT_READ_POS), th_ring_reader_head(a.r));
+	struct th_ctl *c;
+	assert_int_equal(th_ctl_connect(h->socket, &c), 0);
+	char *json;
+	assert_int_equal(th_ctl_json(c, TH_MSG_READERS, &json), 0);
+	const char *me = strstr(json, "\"attacker\"");
+	assert_non_null(me);
+	uint64_t lag_bytes = json_u64(me, "lag_bytes");
+	free(json);
+	th_ctl_close(c);
+	uint64_t evictions = stat_u64(h, "evictions") - ev0;
+	/* Its own reader finds what it skipped overwritten: lapped, with certainty. */
+	struct th_ring_record rr;
+	static uint8_t b[1 << 20];
+	int rc = th_ring_read(a.r, &rr, b, sizeof b);
+	print_message("the liar: lag_bytes %" PRIu64 " in READERS, %" PRIu64 " evictions; its next read: %s\n", lag_bytes,
+		      evictions, th_strerror(rc));
+	assert_int_equal(lag_bytes, 0);
+	assert_int_equal(evictions, 0);
+	assert_int_equal(rc, -TH_ELAPPED);
+	/* The honest reader was served all along and still is. */
+	sql(sh, "INSERT INTO topo.topo_data (path, data) VALUES ('/hide/after', 'v')");
+	struct th_test_rec r;
+	next_rec(&honest, &r, 5000);
+	assert_string_equal(r.key, "/hide/after");
+	th_test_rec_free(&r);
+	th_test_reader_close(&honest);
+	attacker_close(&a);
+	hub_stop_checked(h);
+}
+
 /* ---- 3: the open-file limit ----------------------------------------------- */
 
 static double hub_cpu_s(pid_t pid)
@@ -1630,6 +1689,7 @@ int main(void)
 		cmocka_unit_test(test_hostile__a_reader_that_blocks_its_wakeup_fd_stops_nothing),
 		cmocka_unit_test(test_hostile__reacknowledging_an_eviction_without_moving_counts_once_and_wakes_no_one),
 		cmocka_unit_test(test_hostile__a_read_position_inside_a_record_changes_no_ones_lag),
+		cmocka_unit_test(test_hostile__a_reader_that_hides_its_lag_is_not_evicted_and_finds_itself_lapped),
 		cmocka_unit_test(test_hostile__1100_connections_under_an_open_file_limit_of_1024_make_no_busy_loop),
 		cmocka_unit_test(test_hostile__4200_refused_connections_leave_room_for_an_allowed_client),
 		cmocka_unit_test(test_hostile__an_idle_connection_is_closed_and_a_busy_or_attached_one_is_not),
