@@ -21,6 +21,8 @@
 
 #include <curl/curl.h>
 
+#include "common/th_buf.h"
+
 /* ---- base64 ------------------------------------------------------------------ */
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -233,9 +235,10 @@ static void on_line(struct watcher *w, char *line, size_t n)
 		if (!q)
 			break;
 		size_t len = (size_t)(q - p);
-		if (len / 4 * 3 + 3 > w->val_cap) {
-			w->val_cap = len / 4 * 3 + 3;
-			w->val = realloc(w->val, w->val_cap);
+		if (th_grow((void **)&w->val, &w->val_cap, len / 4 * 3 + 3, 1) != 0) {
+			th__e2e_error(w->s, "etcd watch: out of memory for a value of %zu base64 bytes", len);
+			w->failed = true;
+			return;
 		}
 		long got = b64_decode(w->val, p, len);
 		if (got < 0)
@@ -253,9 +256,10 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 	for (size_t i = 0; i < len;) {
 		char *nl = memchr(p + i, '\n', len - i);
 		size_t take = nl ? (size_t)(nl - (p + i)) : len - i;
-		if (w->len + take + 1 > w->cap) {
-			w->cap = (w->len + take + 1) * 2;
-			w->buf = realloc(w->buf, w->cap);
+		if (th_grow((void **)&w->buf, &w->cap, w->len + take + 1, 1) != 0) {
+			th__e2e_error(w->s, "etcd watch: out of memory for a line of %zu bytes", w->len + take + 1);
+			w->failed = true;
+			return 0; /* curl ends the transfer */
 		}
 		memcpy(w->buf + w->len, p + i, take);
 		w->len += take;

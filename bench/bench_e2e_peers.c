@@ -3,8 +3,8 @@
  * The per-process peers of the end-to-end benchmark: each subscriber process
  * opens its own binlog dump connection to the server.
  *
- *   mysqltopo  what the mysqltopo backend does today (../shared/seeds/
- *              mysqltopo-pr.txt): on every row event of topo_data, re-read the
+ *   mysqltopo  what the mysqltopo backend does today (doc/DESIGN.md, "Why it
+ *              exists"): on every row event of topo_data, re-read the
  *              whole table (SELECT path, data, version FROM topo_data) on a
  *              second connection and diff it against what it knew, by version;
  *              each changed row under the prefix is a delivery, in the order the

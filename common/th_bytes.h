@@ -34,11 +34,16 @@ static inline uint32_t th_le24(const uint8_t *p) { return th_le16(p) | (uint32_t
 static inline uint32_t th_le32(const uint8_t *p) { return th_le24(p) | (uint32_t)p[3] << 24; }
 static inline uint64_t th_le64(const uint8_t *p) { return th_le32(p) | (uint64_t)th_le32(p + 4) << 32; }
 
-static inline void th_put_le64(uint8_t *p, uint64_t v)
+/* The low n (0..8) bytes of v, least significant first. */
+static inline void th_put_le(uint8_t *p, uint64_t v, size_t n)
 {
-	for (int i = 0; i < 8; i++)
+	for (size_t i = 0; i < n; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
+
+static inline void th_put_le16(uint8_t *p, uint16_t v) { th_put_le(p, v, 2); }
+static inline void th_put_le32(uint8_t *p, uint32_t v) { th_put_le(p, v, 4); }
+static inline void th_put_le64(uint8_t *p, uint64_t v) { th_put_le(p, v, 8); }
 
 /* The low `bits` (1..64) bits of v as a two's complement number; bits above
  * them are ignored. */

@@ -192,10 +192,11 @@ static int wait_signal_or(struct th_hub *h, struct th_hub_config **applied, int 
  * with max_clients above the open-file limit, accept() failed with EMFILE
  * while the listen socket stayed readable. So: raise the soft limit to the
  * hard one, and if that is still short of max_clients + max_readers plus a
- * reserve (MySQL connections, snapshot memfds, the log, epoll...), clamp
- * both, and say so.
+ * reserve (MySQL connections, the log, epoll..., and the snapshot memfds the
+ * control thread holds to take their memory back, TH__HUB_SNAP_HELD_MAX),
+ * clamp both, and say so.
  */
-#define FD_RESERVE 64u
+#define FD_RESERVE (64u + TH__HUB_SNAP_HELD_MAX)
 static void fd_budget(struct th_hub *h)
 {
 	const struct th_hub_config *c = h->cfg;

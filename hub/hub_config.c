@@ -67,9 +67,13 @@ static const struct key keys[] = {
 	{ "hub", "idle_timeout_ms", K_U32, OFF(idle_timeout_ms), "60000",
 	  "close a connection that is not attached and sent no request for this long (0: never)", LIVE },
 	{ "hub", "snapshot_bytes_max", K_SIZE, OFF(snapshot_bytes_max), "256M",
-	  "most bytes of SNAPSHOT/GET replies one uid is sent per snapshot_window_ms (K, M, G)", LIVE },
+	  "most bytes of SNAPSHOT/GET replies one uid holds (beyond it the hub takes the oldest back) and is sent "
+	  "per snapshot_window_ms (K, M, G)", LIVE },
 	{ "hub", "snapshot_window_ms", K_U32, OFF(snapshot_window_ms), "10000",
 	  "the window of snapshot_bytes_max", LIVE },
+	{ "hub", "snapshot_hold_ms", K_U32, OFF(snapshot_hold_ms), "10000",
+	  "how long a client may take to read a SNAPSHOT/GET reply: then the hub takes its memory back (0: only "
+	  "snapshot_bytes_max does)", LIVE },
 	{ "hub", "reader_timeout_min_ms", K_MS_NS, OFF(reader_timeout_min_ns), "10",
 	  "smallest slow-consumer timeout a reader may ask for", LIVE },
 	{ "hub", "reader_timeout_max_ms", K_MS_NS, OFF(reader_timeout_max_ns), "60000",

@@ -8,7 +8,7 @@
  *   [hub]     socket, socket_mode, socket_group, allow_uids, allow_gids,
  *             ring_capacity, max_readers, max_clients, max_clients_per_uid,
  *             idle_timeout_ms, snapshot_bytes_max, snapshot_window_ms,
- *             reader_timeout_min_ms,
+ *             snapshot_hold_ms, reader_timeout_min_ms,
  *             reader_timeout_max_ms, reader_timeout_default_ms,
  *             monitor_interval_us, monitor_realtime, log_level,
  *             metrics_listen (loopback HTTP for Prometheus, hub_metrics_http.c),
@@ -32,7 +32,7 @@
  * SIGHUP (hub.c) re-reads the same flags and file into a new struct
  * (th_hub_config_reread) and applies the keys `topohubd --help` marks
  * (SIGHUP): log_level, allow_uids, allow_gids, max_clients_per_uid,
- * idle_timeout_ms, snapshot_bytes_max, snapshot_window_ms and the three
+ * idle_timeout_ms, snapshot_bytes_max, snapshot_window_ms, snapshot_hold_ms and the three
  * reader_timeout_*_ms; th_hub_config_diff names every key that changed, and
  * the hub logs the others as needing a restart.
  *
@@ -79,6 +79,7 @@ struct th_hub_config {
 	uint32_t idle_timeout_ms;
 	uint64_t snapshot_bytes_max;
 	uint32_t snapshot_window_ms;
+	uint32_t snapshot_hold_ms;
 	uint64_t reader_timeout_min_ns, reader_timeout_max_ns, reader_timeout_default_ns;
 	uint64_t monitor_interval_ns;
 	bool monitor_realtime;

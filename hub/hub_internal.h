@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hub_internal.h: what the hub's threads share (hub.c, hub_publisher.c,
- * hub_load.c, hub_source.c, hub_control.c, hub_monitor.c, hub_fanout.c). Not
- * for other components.
+ * hub_load.c, hub_source.c, hub_control.c, hub_requests.c, hub_limits.c,
+ * hub_monitor.c, hub_fanout.c). Not for other components.
  *
  * Sharing, field by field:
  *
@@ -106,8 +106,9 @@ struct th__hub_live {
 	uint32_t idle_timeout_ms;
 	uint32_t snapshot_window_ms;
 	uint64_t snapshot_bytes_max;
+	uint32_t snapshot_hold_ms;
 };
-void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c);
+void th__hub_live_from(struct th__hub_live *l, const struct th_hub_config *c); /* hub_limits.c */
 
 /*
  * A latency histogram (hub_hist.c): TH_HUB_HIST_N upper bounds and a last
@@ -187,6 +188,9 @@ struct th_hub {
 	th_atomic_u64 st_refused;     /* control: peers refused by credentials */
 	th_atomic_u64 st_bad_msgs;    /* control */
 	th_atomic_u64 st_clients;     /* control: open connections */
+	th_atomic_u64 st_snap_held;   /* control: snapshot memfds the hub holds (hub_limits.c) */
+	th_atomic_u64 st_snap_held_bytes; /* control: their bytes */
+	th_atomic_u64 st_snap_reclaimed; /* control: taken back before snapshot_hold_ms (over a bound) */
 	th_atomic_u64 st_config_reloads; /* main: SIGHUPs that applied a change */
 	/* publisher: a transaction, its commit event decoded, to its publication (c) */
 	struct th__hub_hist publish_latency;
@@ -232,7 +236,7 @@ void *th__hub_publisher_main(void *arg);
  * blocked read returns; see hub_source.c. Any thread. */
 void th__hub_interrupt_mysql(void);
 
-/* The control socket (hub_control.c) and the monitor (hub_monitor.c). */
+/* The control socket (hub_control.c, hub_control.h) and the monitor (hub_monitor.c). */
 int th__hub_control_open(struct th_hub *h, int *listen_fd);
 void *th__hub_control_main(void *arg);   /* arg: struct th__hub_control_arg */
 void *th__hub_monitor_main(void *arg);   /* arg: struct th_hub */
@@ -252,6 +256,10 @@ void th__hub_stream_remove(struct th_hub *h, struct th__hub_stream *s);
 void th__hub_stream_finish(struct th_hub *h);
 struct mmsghdr;
 void th__hub_fanout_send(struct th_hub *h, struct mmsghdr *msgs, unsigned n);
+
+/* The most snapshot memfds the control thread holds at once (hub_limits.c),
+ * in the open-file budget of hub.c. */
+#define TH__HUB_SNAP_HELD_MAX 256u
 
 /* The optional Prometheus endpoint (hub_metrics_http.c): main thread, once
  * the control socket serves; *handle stays NULL when metrics_listen is not

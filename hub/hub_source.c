@@ -73,8 +73,7 @@ MYSQL *th__pub_sql_connect(struct th__pub *p, const struct th_hub_source *s, cha
 	unsigned proto = s->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 	mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
 	/* Never the password in clear text (readers/source.h). */
-	mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH,
-		       c->tls && c->tls_verify && !s->socket ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS);
+	mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, th_source_auth_plugins(c->tls, c->tls_verify, s->socket));
 	if (c->tls && !s->socket) {
 		mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
 		if (c->tls_ca)

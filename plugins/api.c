@@ -272,7 +272,8 @@ static int api_get(struct th_conn *c, uint32_t table, const char *key, struct th
 	pthread_mutex_lock(&c->qlock);
 	struct th_ctl_snapshot s;
 	int rc = -ECONNRESET;
-	for (int attempt = 0; attempt < 2 && rc == -ECONNRESET; attempt++) {
+	/* Again after a lost connection, or a snapshot taken back before it was read (protocol.h). */
+	for (int attempt = 0; attempt < 2 && (rc == -ECONNRESET || rc == -ESTALE); attempt++) {
 		if (!c->q) {
 			rc = th_ctl_connect(c->socket_path, &c->q);
 			if (rc)

@@ -164,7 +164,10 @@ static bool covered_before(struct th_conn *c, uint32_t table, const char *key, u
 static int fetch_one(struct th_conn *c, uint32_t table, bool recursive, const char *path, uint32_t plen, bool fresh)
 {
 	struct th_ctl_snapshot s;
-	int rc = th_ctl_snapshot(c->ctl, recursive ? TH_MSG_SNAPSHOT : TH_MSG_GET, table, path, plen, &s, 30000);
+	uint16_t type = recursive ? TH_MSG_SNAPSHOT : TH_MSG_GET;
+	int rc = th_ctl_snapshot(c->ctl, type, table, path, plen, &s, 30000);
+	if (rc == -ESTALE) /* taken back before it was read (protocol.h): once more, else a reconnect */
+		rc = th_ctl_snapshot(c->ctl, type, table, path, plen, &s, 30000);
 	if (rc)
 		return rc;
 	struct th_snap_iter it = th_ctl_snapshot_iter(&s);

@@ -331,7 +331,10 @@ struct th_api {
 	 * Read one entry from the hub's state now (a round trip on the control
 	 * socket, not the local copy). *out is allocated; free it with
 	 * entry_free(). Errors: -TH_ENOTFOUND, -EINVAL, -ENOMEM, -ECONNRESET,
-	 * -TH_EPROTO. Any thread; blocks for the round trip.
+	 * -TH_EPROTO, -ENOBUFS (the uid's snapshot budget is spent: the hub's
+	 * snapshot_bytes_max), -ESTALE (the hub took the reply back before it was
+	 * read, twice: the uid holds more than snapshot_bytes_max). Any thread;
+	 * blocks for the round trip.
 	 */
 	int (*get)(struct th_conn *c, uint32_t table, const char *key, struct th_entry **out);
 	void (*entry_free)(struct th_entry *e);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -252,39 +251,31 @@ int th_ctl_snapshot(struct th_ctl *c, uint16_t type, uint32_t table, const void 
 	}
 	memset(&out->reply, 0, sizeof out->reply);
 	memcpy(&out->reply, rep.body, rep.len < sizeof out->reply ? rep.len : sizeof out->reply);
-	struct stat st;
-	if (fstat(rep.fds[0], &st) != 0 || (uint64_t)st.st_size != out->reply.bytes ||
-	    out->reply.bytes > SIZE_MAX) {
-		set_err(c, "snapshot memfd size disagrees with the reply");
-		th_ctl_reply_free(&rep);
-		return -TH_EPROTO;
-	}
-	if (out->reply.bytes) {
-		void *p = mmap(NULL, out->reply.bytes, PROT_READ, MAP_SHARED, rep.fds[0], 0);
-		if (p == MAP_FAILED) {
-			rc = -errno;
-			set_err(c, "snapshot memfd: mmap: %s", strerror(-rc));
-			th_ctl_reply_free(&rep);
-			return rc;
-		}
-		out->map = p;
-		out->map_len = out->reply.bytes;
-	}
+	rc = th_snap_read(rep.fds[0], out->reply.bytes, &out->data);
+	if (rc == -ESTALE)
+		set_err(c, "snapshot memfd of %llu bytes ended early: the hub took it back before it was read "
+			   "(snapshot_hold_ms, or this uid held more than snapshot_bytes_max)",
+			(unsigned long long)out->reply.bytes);
+	else if (rc == -TH_EPROTO)
+		set_err(c, "snapshot memfd larger than the %llu bytes of the reply", (unsigned long long)out->reply.bytes);
+	else if (rc < 0)
+		set_err(c, "snapshot memfd: %s", strerror(-rc));
+	else
+		out->len = (size_t)out->reply.bytes;
 	th_ctl_reply_free(&rep);
-	return 0;
+	return rc;
 }
 
 struct th_snap_iter th_ctl_snapshot_iter(const struct th_ctl_snapshot *s)
 {
-	return (struct th_snap_iter){ .map = s->map, .len = s->map_len, .count = s->reply.count };
+	return (struct th_snap_iter){ .map = s->data, .len = s->len, .count = s->reply.count };
 }
 
 void th_ctl_snapshot_free(struct th_ctl_snapshot *s)
 {
-	if (s->map)
-		munmap((void *)s->map, s->map_len);
-	s->map = NULL;
-	s->map_len = 0;
+	free(s->data);
+	s->data = NULL;
+	s->len = 0;
 }
 
 int th_ctl_sync(struct th_ctl *c, const char *gtid, int64_t timeout_ns, uint64_t *revision)

@@ -3,8 +3,11 @@
 #include "protocol/protocol.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/th_buf.h"
@@ -121,13 +124,45 @@ int th_snap_next(struct th_snap_iter *it, struct th_snap_entry *e, const uint8_t
 		return -TH_EPROTO;
 	memcpy(e, it->map + it->off, sizeof *e);
 	uint64_t need = sizeof *e + (uint64_t)e->key_len + e->value_len;
-	if (it->len - it->off < need || e->key_len > TH_KEY_MAX)
+	if (it->len - it->off < need || e->key_len > TH_KEY_MAX || e->revision == 0)
 		return -TH_EPROTO;
 	*key = it->map + it->off + sizeof *e;
 	*value = *key + e->key_len;
 	it->off += (need + 7) & ~(uint64_t)7;
 	it->index++;
 	return 1;
+}
+
+int th_snap_read(int fd, uint64_t bytes, uint8_t **out)
+{
+	*out = NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if ((uint64_t)st.st_size < bytes)
+		return -ESTALE;
+	if ((uint64_t)st.st_size > bytes || bytes > SIZE_MAX)
+		return -TH_EPROTO;
+	if (!bytes)
+		return 0;
+	uint8_t *b = malloc((size_t)bytes);
+	if (!b)
+		return -ENOMEM;
+	/* Not a mapping: a memfd cut short faults a mapping with SIGBUS, and
+	 * read(2) sees its end. */
+	for (uint64_t off = 0; off < bytes;) {
+		ssize_t n = pread(fd, b + off, (size_t)(bytes - off), (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? -errno : -ESTALE;
+			free(b);
+			return e;
+		}
+		off += (uint64_t)n;
+	}
+	*out = b;
+	return 0;
 }
 
 /* ---- batch tags ---------------------------------------------------------- */

@@ -211,8 +211,16 @@ struct th_msg_attach_reply {
 
 /* SNAPSHOT: the entries of a table whose keys start with prefix (on the bytes;
  * component-boundary matching is the client's). The reply carries one
- * descriptor: a sealed memfd holding `count` entries, each struct
- * th_snap_entry + key + value, 8-byte aligned. */
+ * descriptor: a memfd holding `count` entries, each struct th_snap_entry +
+ * key + value, 8-byte aligned. It is sealed against writing and growing, not
+ * against shrinking: the hub takes its memory back by truncating it, after
+ * snapshot_hold_ms, or earlier when the client's uid holds more than
+ * snapshot_bytes_max of them (a client that keeps them holds empty files).
+ * So a client reads it at once, with read(2)/pread(2) into memory of its
+ * own (th_snap_read; a mapping would fault with SIGBUS once it is cut), and
+ * a read that ends before `bytes` means it was taken back: that snapshot
+ * fails (-ESTALE) and the client asks again. What it did read is the hub's,
+ * byte for byte (nobody can write the memfd). */
 struct th_msg_snapshot {
 	uint32_t table;
 	uint32_t prefix_len;  /* followed by prefix bytes */
@@ -330,9 +338,16 @@ struct th_snap_iter {
 	uint64_t index;      /* start at 0 */
 };
 /* The next entry: 1 with *e, *key and *value (pointers into the map) set, 0
- * after count entries, -TH_EPROTO when an entry does not fit the map or its
- * key is longer than TH_KEY_MAX. */
+ * after count entries, -TH_EPROTO when an entry does not fit the map, its
+ * key is longer than TH_KEY_MAX, or its revision is 0 (none is: zeros are
+ * not a snapshot). */
 int th_snap_next(struct th_snap_iter *it, struct th_snap_entry *e, const uint8_t **key, const uint8_t **value);
+
+/* A snapshot memfd (fd, of the bytes its reply announced) read into a
+ * malloc'ed copy *out (NULL when bytes is 0; the caller frees it): 0,
+ * -ESTALE when it ends before bytes (the hub took it back before it was
+ * read), -TH_EPROTO when it is longer, -ENOMEM, or -errno. */
+int th_snap_read(int fd, uint64_t bytes, uint8_t **out);
 
 /* ---- the client of the control socket (ctl_client.c) --------------------- */
 
@@ -389,15 +404,16 @@ void th_ctl_reply_free(struct th_ctl_reply *rep);
 int th_ctl_attach(struct th_ctl *c, uint64_t timeout_ns, uint32_t pid, const char *name,
 		  struct th_msg_attach_reply *out, struct th_ring_reader_fds *fds, int timeout_ms);
 
-/* A snapshot's entries as received, mapped read-only. */
+/* A snapshot's entries as received: a copy of the memfd's, the memfd closed. */
 struct th_ctl_snapshot {
 	struct th_msg_snapshot_reply reply;
-	const uint8_t *map;  /* NULL when reply.bytes is 0 */
-	size_t map_len;
+	uint8_t *data;       /* malloc'ed; NULL when reply.bytes is 0 */
+	size_t len;
 };
 /* SNAPSHOT (type TH_MSG_SNAPSHOT, key = prefix) or GET (TH_MSG_GET). Walk the
  * entries with th_ctl_snapshot_iter() and th_snap_next(); release with
- * th_ctl_snapshot_free(). */
+ * th_ctl_snapshot_free(). -ESTALE: the hub took the memfd back before it was
+ * read (th_snap_read); ask again. */
 int th_ctl_snapshot(struct th_ctl *c, uint16_t type, uint32_t table, const void *key, uint32_t key_len,
 		    struct th_ctl_snapshot *out, int timeout_ms);
 struct th_snap_iter th_ctl_snapshot_iter(const struct th_ctl_snapshot *s);

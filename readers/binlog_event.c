@@ -678,9 +678,9 @@ static int decode_table_map(struct th_binlog_decoder *dec, struct th_binlog_even
 			/* NEWDECIMAL and STRING/ENUM/SET store (precision|real type) first */
 			if (c->type == TH_COL_NEWDECIMAL || c->type == TH_COL_STRING ||
 			    c->type == TH_COL_ENUM || c->type == TH_COL_SET)
-				c->meta = (uint16_t)(q[0] << 8 | q[1]);
+				c->meta = (uint16_t)th_be(q, 2);
 			else
-				c->meta = (uint16_t)(q[0] | q[1] << 8);
+				c->meta = (uint16_t)th_le16(q);
 		}
 		if (c->type == TH_COL_JSON)
 			e->njson++;
@@ -951,14 +951,14 @@ static int decode_gtid_mysql(struct th_binlog_decoder *dec, struct th_binlog_eve
 	struct rd r = rd_make(ev->body, ph);
 	g->gtid_flags = rd_u8(&r);
 	memcpy(g->uuid, rd_take(&r, 16), 16);
-	g->gno = (int64_t)rd_u64(&r);
+	g->gno = th_sext(rd_u64(&r), 64);
 	if (ph >= 42) {
 		uint8_t lt = rd_u8(&r);
 		if (lt != 2)
 			return fail(dec, ev->pos, TH_EBINLOG, "GTID: logical clock type %u (want 2)", lt);
 		g->has_logical_clock = true;
-		g->last_committed = (int64_t)rd_u64(&r);
-		g->sequence_number = (int64_t)rd_u64(&r);
+		g->last_committed = th_sext(rd_u64(&r), 64);
+		g->sequence_number = th_sext(rd_u64(&r), 64);
 	}
 	if (ev->type == TH_BINLOG_GTID && (g->gno < 1 || g->gno == INT64_MAX))
 		return fail(dec, ev->pos, TH_EBINLOG, "GTID with sequence number %lld out of range",
@@ -1015,7 +1015,7 @@ static int decode_gtid_maria(struct th_binlog_decoder *dec, struct th_binlog_eve
 			return fail(dec, ev->pos, TH_EBINLOG, "MariaDB GTID: commit id cut short");
 	}
 	if (g->flags2 & (TH_MARIA_GTID_PREPARED_XA | TH_MARIA_GTID_COMPLETED_XA)) {
-		g->xid.format_id = (int32_t)rd_u32(&r);
+		g->xid.format_id = (int32_t)th_sext(rd_u32(&r), 32);
 		g->xid.gtrid_len = rd_u8(&r);
 		g->xid.bqual_len = rd_u8(&r);
 		if (r.bad || g->xid.gtrid_len > 64 || g->xid.bqual_len > 64)
@@ -1048,7 +1048,7 @@ static int decode_prev_gtids(struct th_binlog_decoder *dec, struct th_binlog_eve
 		if (k > rd_left(&r) / 16)
 			r.bad = true;
 		for (uint64_t j = 0; j < k && !r.bad; j++) {
-			int64_t a = (int64_t)rd_u64(&r), b = (int64_t)rd_u64(&r);
+			int64_t a = th_sext(rd_u64(&r), 64), b = th_sext(rd_u64(&r), 64);
 			if (a < 1 || b <= a)
 				r.bad = true;
 		}
@@ -1269,7 +1269,7 @@ static int decode_xa_prepare(struct th_binlog_decoder *dec, struct th_binlog_eve
 	struct th_ev_xa_prepare *x = &ev->u.xa_prepare;
 	struct rd r = rd_make(ev->body + ph, ev->body_len - ph);
 	x->one_phase = rd_u8(&r) != 0;
-	x->xid.format_id = (int32_t)rd_u32(&r);
+	x->xid.format_id = (int32_t)th_sext(rd_u32(&r), 32);
 	uint32_t g = rd_u32(&r), b = rd_u32(&r);
 	if (r.bad || g > 64 || b > 64)
 		return fail(dec, ev->pos, TH_EBINLOG, "XA_PREPARE: malformed XA id");

@@ -65,6 +65,11 @@
 #define TH_SOURCE_AUTH_PLUGINS "mysql_native_password,caching_sha2_password,client_ed25519"
 #define TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS TH_SOURCE_AUTH_PLUGINS ",mysql_clear_password"
 
+/* Which of the two lists a connection gets: the one with clear text only to
+ * a TCP server (socket NULL or "") with tls and tls_verify both set. Any
+ * thread. */
+const char *th_source_auth_plugins(bool tls, bool tls_verify, const char *socket);
+
 /* Same values as enum th_binlog_flavor in binlog.h. */
 enum th_source_flavor {
 	TH_SOURCE_FLAVOR_UNKNOWN = 0,

@@ -65,24 +65,6 @@ static void set_err(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* The connector's one-time global setup is not thread-safe; mysql_init() would
  * run it implicitly on first use, from whichever thread comes first. */
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -137,6 +119,13 @@ static uint32_t random_server_id(void)
 	return id | 0x80000000u;
 }
 
+const char *th_source_auth_plugins(bool tls, bool tls_verify, const char *socket)
+{
+	/* Over a Unix socket TLS is not used at all (the connector skips it). */
+	bool verified_tls = tls && tls_verify && !(socket && *socket);
+	return verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS;
+}
+
 static int set_options(struct th_source *src, const struct th_source_config *cfg, unsigned read_timeout_s)
 {
 	MYSQL *m = src->mysql;
@@ -153,9 +142,7 @@ static int set_options(struct th_source *src, const struct th_source_config *cfg
 	rc |= mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
 	unsigned proto = cfg->socket && *cfg->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 	rc |= mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
-	bool verified_tls = cfg->tls && cfg->tls_verify && !(cfg->socket && *cfg->socket);
-	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH,
-			     verified_tls ? TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS : TH_SOURCE_AUTH_PLUGINS);
+	rc |= mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, th_source_auth_plugins(cfg->tls, cfg->tls_verify, cfg->socket));
 	if (cfg->tls) {
 		rc |= mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
 		if (cfg->tls_ca)
@@ -261,15 +248,15 @@ static int build_dump(struct th_source *src, const struct th_source_config *cfg,
 			} else {
 				flags |= DUMP_THROUGH_POSITION;
 			}
-			put16(b, flags);
-			put32(b + 2, src->server_id);
-			put32(b + 6, (uint32_t)name_len);
+			th_put_le16(b, flags);
+			th_put_le32(b + 2, src->server_id);
+			th_put_le32(b + 6, (uint32_t)name_len);
 			th_buf_append(out, b, 10);
 			th_buf_append(out, file, name_len);
-			put64(b, pos);
+			th_put_le64(b, pos);
 			th_buf_append(out, b, 8);
 			/* The server reads data_size and the set whatever the flags say. */
-			put32(b, (uint32_t)enc.len);
+			th_put_le32(b, (uint32_t)enc.len);
 			th_buf_append(out, b, 4);
 			th_buf_append(out, enc.data, enc.len);
 			rc = th_buf_failed(out) ? -ENOMEM : 0;
@@ -291,9 +278,9 @@ static int build_dump(struct th_source *src, const struct th_source_config *cfg,
 		name_len = 0;
 		pos = 4;
 	}
-	put32(b, (uint32_t)pos);
-	put16(b + 4, flags);
-	put32(b + 6, src->server_id);
+	th_put_le32(b, (uint32_t)pos);
+	th_put_le16(b + 4, flags);
+	th_put_le32(b + 6, src->server_id);
 	th_buf_append(out, b, 10);
 	th_buf_append(out, file, name_len);
 	return th_buf_failed(out) ? -ENOMEM : 0;

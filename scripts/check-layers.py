@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Fails on an #include that points up the layers (run by `make test`).
+"""Fails on an #include that points up the layers, or that names a header of
+the project without its folder (run by `make test`).
 
 Layers, lowest first; a file may include headers of its own component and of
 lower layers only. Components on one layer do not include each other (the hub
@@ -15,6 +16,11 @@ and the client library know the protocol, never each other).
   6 bench      benchmarks and the tracer (they start servers through tests/support)
   7 tests      everything may be tested
 
+An include names its folder from the repository root ("shm/ring.h", one -I.),
+so that whose header it is can be judged: a bare "ring.h" that is the name of
+a header in the tree fails. Headers not in the tree (generated into the build
+folder, such as the tracer's vmlinux.h and skeleton) are not the project's.
+
 Usage: check-layers.py [ROOT]    (default: the repository this script is in)
        check-layers.py --self-test
 """
@@ -25,7 +31,7 @@ import tempfile
 
 LAYERS = {"common": 0, "shm": 1, "readers": 2, "protocol": 3, "hub": 4, "plugins": 4,
           "ctl": 5, "tests/support": 5, "bench": 6, "tests": 7}
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"', re.M)
 
 
 def component(path):
@@ -35,28 +41,36 @@ def component(path):
     return top if top in LAYERS else None
 
 
-def check(root):
-    bad = []
+def sources(root):
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("build", "go")]
         for name in filenames:
-            if not name.endswith((".c", ".h")):
+            if name.endswith((".c", ".h")):
+                yield os.path.relpath(os.path.join(dirpath, name), root)
+
+
+def check(root):
+    bad = []
+    paths = list(sources(root))
+    headers = {os.path.basename(p) for p in paths if p.endswith(".h")}
+    for path in paths:
+        own = component(path)
+        if own is None:
+            continue
+        with open(os.path.join(root, path), errors="replace") as f:
+            text = f.read()
+        for m in INCLUDE.finditer(text):
+            line = text.count("\n", 0, m.start(1)) + 1
+            if "/" not in m.group(1) and m.group(1) in headers:
+                bad.append(f"{path}:{line}: includes {m.group(1)} without its folder (a header of the tree)")
                 continue
-            path = os.path.relpath(os.path.join(dirpath, name), root)
-            own = component(path)
-            if own is None:
+            target = component(m.group(1))
+            if target is None or target == own:
                 continue
-            with open(os.path.join(root, path), errors="replace") as f:
-                text = f.read()
-            for m in INCLUDE.finditer(text):
-                target = component(m.group(1))
-                if target is None or target == own:
-                    continue
-                line = text.count("\n", 0, m.start()) + 1
-                if LAYERS[target] > LAYERS[own]:
-                    bad.append(f"{path}:{line}: includes {m.group(1)}: {target} is above {own}")
-                elif LAYERS[target] == LAYERS[own]:
-                    bad.append(f"{path}:{line}: includes {m.group(1)}: {target} and {own} are on one layer")
+            if LAYERS[target] > LAYERS[own]:
+                bad.append(f"{path}:{line}: includes {m.group(1)}: {target} is above {own}")
+            elif LAYERS[target] == LAYERS[own]:
+                bad.append(f"{path}:{line}: includes {m.group(1)}: {target} and {own} are on one layer")
     return bad
 
 
@@ -72,6 +86,14 @@ def self_test():
         got = check(d)
         assert len(got) == 2 and "hub is above shm" in got[0] + got[1], got
         assert "on one layer" in got[0] + got[1], got
+    with tempfile.TemporaryDirectory() as d:
+        # A bare include of a header of the tree fails; one the build generates passes.
+        for rel, text in {"shm/ring.h": "", "shm/ring.c": '#include "ring.h"\n#include "vmlinux.h"\n',
+                          "plugins/examples/host.c": '#include "ring.h"\n'}.items():
+            os.makedirs(os.path.join(d, os.path.dirname(rel)), exist_ok=True)
+            open(os.path.join(d, rel), "w").write(text)
+        got = check(d)
+        assert len(got) == 2 and all("ring.h without its folder" in g for g in got), got
     print("check-layers: self-test passed")
 
 
@@ -84,10 +106,10 @@ def main():
     for b in bad:
         print(b, file=sys.stderr)
     if bad:
-        print(f"check-layers: {len(bad)} include(s) point up the layers (see scripts/check-layers.py)",
+        print(f"check-layers: {len(bad)} include(s) point up the layers or name no folder (see scripts/check-layers.py)",
               file=sys.stderr)
         return 1
-    print("check-layers: every include points down the layers")
+    print("check-layers: every include names its folder and points down the layers")
     return 0
 
 

@@ -65,7 +65,10 @@
  * the writer's own (the slot mirrors them; an acknowledgment without moving
  * is not a second eviction), and lag is computed only from record headers at
  * positions the writer knows are record starts (th_ring_lag.invalid
- * otherwise).
+ * otherwise). A reader's read_pos is only its report to the writer: one that
+ * shows the head without reading is taken as caught up (no lag, no
+ * eviction), which harms only itself: it reads on from its own position,
+ * and its next read past what the writer reclaimed is -TH_ELAPPED.
  *
  * Who may call what concurrently:
  *

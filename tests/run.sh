@@ -2,12 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the test programs given as arguments, each under a time limit, and prints
 # one closing line: "N passed, N failed, N skipped" counted over all cmocka tests.
-# Environment: TH_SHARED (default ../shared) locates the fixtures; SAN names the
-# sanitizer build, for the log only.
+# Environment: SAN names the sanitizer build, for the log only. The tests find
+# their binlog fixtures in tests/fixtures/binlog (from here, the repository
+# root; TH_FIXTURES overrides).
 set -u
 cd "$(dirname "$0")/.."
-: "${TH_SHARED:=$(cd .. && pwd)/shared}"
-export TH_SHARED
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$(pwd)/tests/tsan.supp}"

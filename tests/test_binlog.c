@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the binlog event layer (readers/binlog.h): hand-built events of
- * every type we decode, the real binlogs of ../shared/fixtures/binlog and of
+ * every type we decode, the real binlogs of tests/fixtures/binlog and of
  * Debian's mariadb-test-data, a cross-check against mariadb-binlog, and
  * random mutations of real files.
  */
@@ -22,6 +22,7 @@
 #include <zlib.h>
 
 #include "tests/support/binlog_build.h"
+#include "tests/support/support.h"
 #include "readers/binlog.h"
 #include "common/th_buf.h"
 #include "common/th_error.h"
@@ -821,12 +822,6 @@ static void test_binlog__start_encryption_is_unsupported(void **state)
 
 /* ---- real files --------------------------------------------------------------- */
 
-static const char *shared_dir(void)
-{
-	const char *s = getenv("TH_SHARED");
-	return s && *s ? s : "/work/shared";
-}
-
 #define STD_DATA "/usr/share/mysql/mysql-test/std_data"
 
 struct stats {
@@ -880,6 +875,14 @@ static bool exists(const char *p)
 	return access(p, R_OK) == 0;
 }
 
+/* A fixture of the repository (tests/fixtures/binlog) into path: it is part
+ * of the tree, so its absence is a failure, not a skip. */
+static void fixture(const char *name, char *path, size_t len)
+{
+	if (th_test_fixture(name, path, len) != 0)
+		fail_msg("fixture %s not found: run the tests from the repository root (or set TH_FIXTURES)", path);
+}
+
 static void test_binlog__fixture_files_decode_completely(void **state)
 {
 	(void)state;
@@ -894,14 +897,8 @@ static void test_binlog__fixture_files_decode_completely(void **state)
 		{ "mysql-5.7.20-nochecksum.bin", 10, 0, 0 },
 	};
 	char path[1024];
-	unsigned found = 0;
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		snprintf(path, sizeof path, "%s/fixtures/binlog/%s", shared_dir(), files[i].name);
-		if (!exists(path)) {
-			print_message("  absent: %s\n", path);
-			continue;
-		}
-		found++;
+		fixture(files[i].name, path, sizeof path);
 		struct stats st;
 		int rc = decode_path(path, &st, false);
 		if (rc != 0)
@@ -912,8 +909,6 @@ static void test_binlog__fixture_files_decode_completely(void **state)
 			fail_msg("%s: %u row events (%u in payloads), %u gtids", files[i].name, st.rows_events,
 				 st.payload_rows, st.gtids);
 	}
-	if (!found)
-		skip();
 }
 
 static void test_binlog__mariadb_test_data_decode_or_fail_cleanly(void **state)
@@ -988,10 +983,8 @@ static void test_binlog__file_follows_rotate_to_next_file(void **state)
 {
 	(void)state;
 	char a[1024], b[1024], dir[] = "/tmp/th_binlog_XXXXXX", pa[1100], pb[1100];
-	snprintf(a, sizeof a, "%s/fixtures/binlog/mysql-8.0.45-gtid.000001", shared_dir());
-	snprintf(b, sizeof b, "%s/fixtures/binlog/mysql-8.0.45-gtid.000002", shared_dir());
-	if (!exists(a) || !exists(b))
-		skip();
+	fixture("mysql-8.0.45-gtid.000001", a, sizeof a);
+	fixture("mysql-8.0.45-gtid.000002", b, sizeof b);
 	assert_non_null(mkdtemp(dir));
 	/* the first file's ROTATE names binlog.000002 */
 	snprintf(pa, sizeof pa, "%s/binlog.000001", dir);
@@ -1290,7 +1283,7 @@ static void test_binlog__random_mutations_fail_cleanly(void **state)
 	const char *fx[] = { "mysql-8.0.45-gtid.000001", "mysql-8.0.28-transaction-payload.bin",
 			     "mysql-8.0.31-gtid-payload.000057", "mysql-8.0.45-position.000002" };
 	for (size_t i = 0; i < 4; i++)
-		snprintf(paths[np++], sizeof paths[0], "%s/fixtures/binlog/%s", shared_dir(), fx[i]);
+		fixture(fx[i], paths[np++], sizeof paths[0]);
 	snprintf(paths[np++], sizeof paths[0], STD_DATA "/mdev29078-mysql-bin.000001");
 	snprintf(paths[np++], sizeof paths[0], STD_DATA "/mariadb-5.5-binlog.000001");
 	snprintf(paths[np++], sizeof paths[0], STD_DATA "/binlog_savepoint.000001");

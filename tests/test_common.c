@@ -92,6 +92,14 @@ static void test_bytes__sign_extension_ignores_bits_above_the_width(void **state
 	uint8_t out[8];
 	th_put_le64(out, 0x0807060504030201ull);
 	assert_memory_equal(out, le, 8);
+	memset(out, 0xee, sizeof out);
+	th_put_le16(out, 0x0201);
+	th_put_le32(out + 2, 0x06050403);
+	assert_memory_equal(out, le, 6);
+	assert_int_equal(out[6], 0xee); /* nothing beyond the width */
+	th_put_le(out, 0x0504030201ull, 5);
+	assert_memory_equal(out, le, 5);
+	assert_true(th_sext(th_le32((const uint8_t *)"\xfe\xff\xff\xff"), 32) == -2);
 }
 
 static void test_buf__grow_doubles_and_refuses_overflow(void **state)

@@ -311,7 +311,7 @@ static void ring_vectors(const struct out *o)
 
 /* ---- the control protocol ------------------------------------------------- */
 
-/* As hub_control.c's put_entry: entry, key, value, zero padding to 8. */
+/* As hub_requests.c's put_entry: entry, key, value, zero padding to 8. */
 static size_t snap_put(uint8_t *b, size_t n, const struct th_snap_entry *e, const char *key, const char *value)
 {
 	memcpy(b + n, e, sizeof *e);

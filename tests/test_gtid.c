@@ -6,13 +6,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "readers/gtid.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
+#include "tests/support/support.h"
 
 #define U1 "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 #define U2 "5a1f0000-0000-4000-8000-000000000001"
@@ -265,17 +268,15 @@ static void test_gtid__uuid_parse_and_format(void **state)
 	assert_int_equal(th_gtid_uuid_parse(U1, 35, u), -TH_EGTID);
 }
 
-/* Reads a fixture binlog under $TH_SHARED/fixtures/binlog; NULL (and a skip) when absent. */
+/* Reads a fixture binlog of the repository (tests/fixtures/binlog). */
 static uint8_t *read_fixture(const char *name, size_t *len)
 {
-	const char *shared = getenv("TH_SHARED");
 	char path[512];
-	snprintf(path, sizeof path, "%s/fixtures/binlog/%s", shared && *shared ? shared : "../shared", name);
+	th_test_fixture(name, path, sizeof path);
 	FILE *f = fopen(path, "rb");
-	if (!f) {
-		print_message("skip: fixture %s not found (set TH_SHARED)\n", path);
-		return NULL;
-	}
+	if (!f)
+		fail_msg("fixture %s: %s (run the tests from the repository root, or set TH_FIXTURES)", path,
+			 strerror(errno));
 	fseek(f, 0, SEEK_END);
 	long n = ftell(f);
 	fseek(f, 0, SEEK_SET);
@@ -287,22 +288,15 @@ static uint8_t *read_fixture(const char *name, size_t *len)
 	return buf;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void test_gtid__set_decodes_previous_gtids_written_by_mysql(void **state)
 {
 	(void)state;
 	size_t len;
 	uint8_t *file = read_fixture("mysql-8.0.45-gtid.000002", &len);
-	if (!file)
-		skip();
 	struct th_gtid_set *s = set_of("");
 	bool seen = false;
 	for (size_t off = 4; off + 19 <= len;) {
-		uint32_t size = le32(file + off + 9);
+		uint32_t size = th_le32(file + off + 9);
 		assert_true(size >= 19 && off + size <= len);
 		if (file[off + 4] == 35) { /* PREVIOUS_GTIDS: body, then CRC32 */
 			size_t used = 0;

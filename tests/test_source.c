@@ -19,10 +19,12 @@
 
 #include "readers/source.h"
 #include "readers/gtid.h"
+#include "common/th_bytes.h"
 #include "common/th_error.h"
 #include "common/th_time.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/replay_server.h"
+#include "tests/support/support.h"
 
 enum {
 	EV_QUERY = 2, EV_ROTATE = 4, EV_FORMAT_DESCRIPTION = 15, EV_XID = 16, EV_TABLE_MAP = 19,
@@ -35,16 +37,6 @@ struct shared {
 	struct th_mariadb *db; /* NULL when no server: tests skip with why */
 	char why[1024];
 };
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 /* A server for the tests that share it: with the topo schema, or (tls) with a
  * TLS-only account and nothing else. No server is a skip, not a failure. */
@@ -110,7 +102,7 @@ static struct th_source *open_or_fail(const struct th_source_config *c)
 /* The event's CRC32 (zlib's, the one binlogs use) matches its last 4 bytes. */
 static bool crc_ok(const uint8_t *ev, size_t len)
 {
-	return len >= 23 && crc32(0, ev, (uInt)(len - 4)) == le32(ev + len - 4);
+	return len >= 23 && crc32(0, ev, (uInt)(len - 4)) == th_le32(ev + len - 4);
 }
 
 struct stream {
@@ -129,7 +121,7 @@ static void note_event(struct stream *s, const uint8_t *ev, size_t len)
 	if (!crc_ok(ev, len))
 		s->all_crc_ok = false;
 	if (ev[4] == EV_MARIA_GTID && s->n_gtid < 64)
-		s->gtid_seq[s->n_gtid++] = le64(ev + 19);
+		s->gtid_seq[s->n_gtid++] = th_le64(ev + 19);
 	if (ev[4] == EV_WRITE_ROWS_V1)
 		for (int i = 0; i < 4; i++) {
 			char path[8];
@@ -409,11 +401,11 @@ struct replay_fixture {
 
 static void fixture_path(char *out, size_t len)
 {
-	const char *shared = getenv("TH_SHARED");
-	snprintf(out, len, "%s/fixtures/binlog/" MYSQL8_FILE, shared && *shared ? shared : "../shared");
+	if (th_test_fixture(MYSQL8_FILE, out, len) != 0)
+		fail_msg("fixture %s not found: run the tests from the repository root (or set TH_FIXTURES)", out);
 }
 
-static struct replay_fixture *replay_or_skip(bool stall)
+static struct replay_fixture *replay_open(bool stall)
 {
 	char path[512], why[512];
 	fixture_path(path, sizeof path);
@@ -421,11 +413,6 @@ static struct replay_fixture *replay_or_skip(bool stall)
 	struct replay_fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	int rc = th_replay_start(&o, &f->rs, why, sizeof why);
-	if (rc == -ENOENT) {
-		free(f);
-		print_message("skip: fixture missing: %s (set TH_SHARED)\n", why);
-		skip();
-	}
 	if (rc != 0)
 		fail_msg("th_replay_start: %s", why);
 	FILE *fp = fopen(path, "rb");
@@ -459,7 +446,7 @@ static struct th_source_config replay_config(const struct replay_fixture *f)
 static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = ""; /* GTID dump from the beginning */
 	c.non_blocking = true;
@@ -482,7 +469,7 @@ static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **s
 	int rc;
 	while ((rc = th_source_next_event(src, &ev, &len)) == 1) {
 		assert_true(off + 19 <= f->file_len);
-		uint32_t size = le32(f->file + off + 9);
+		uint32_t size = th_le32(f->file + off + 9);
 		assert_int_equal(len, size);
 		assert_memory_equal(ev, f->file + off, size);
 		off += size;
@@ -508,7 +495,7 @@ static void test_source__mysql8_binlog_streams_end_to_end_byte_for_byte(void **s
 static void test_source__mysql8_resumes_from_gtid_set(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = MYSQL8_UUID ":1-2";
 	c.non_blocking = true;
@@ -520,7 +507,7 @@ static void test_source__mysql8_resumes_from_gtid_set(void **state)
 	size_t n = 0;
 	while ((rc = th_source_next_event(src, &ev, &len)) == 1)
 		if (ev[4] == EV_GTID && n < 8)
-			gnos[n++] = le64(ev + 36);
+			gnos[n++] = th_le64(ev + 36);
 	assert_int_equal(rc, 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(gnos[0], 3);
@@ -544,7 +531,7 @@ static void test_source__mysql8_resumes_from_gtid_set(void **state)
 static void test_source__mysql8_dump_by_file_and_position(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.binlog_file = MYSQL8_FILE;
 	c.binlog_pos = 4;
@@ -572,7 +559,7 @@ static void test_source__mysql8_dump_by_file_and_position(void **state)
 static void test_source__mysql8_idle_stream_gets_heartbeats(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.gtid = "";
 	c.heartbeat_ms = 100;
@@ -594,7 +581,7 @@ static void test_source__mysql8_idle_stream_gets_heartbeats(void **state)
 static void test_source__mysql8_silent_server_is_a_dead_connection(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(true);
+	struct replay_fixture *f = replay_open(true);
 	struct th_source_config c = replay_config(f);
 	c.gtid = "";
 	c.heartbeat_ms = 200;
@@ -620,7 +607,7 @@ static void test_source__mysql8_silent_server_is_a_dead_connection(void **state)
 static void test_source__mysql8_refused_login_is_a_clear_mysql_error(void **state)
 {
 	(void)state;
-	struct replay_fixture *f = replay_or_skip(false);
+	struct replay_fixture *f = replay_open(false);
 	struct th_source_config c = replay_config(f);
 	c.user = "intruder";
 	struct th_source *src = NULL;
@@ -691,9 +678,27 @@ static void test_source__tls_connection_verifies_the_server_and_streams(void **s
 	th_source_close(src);
 }
 
+/* The password goes in clear text only where the server is known: TCP with
+ * TLS and its certificate verified; a Unix socket never has TLS. */
+static void test_source__clear_text_password_only_to_a_verified_tls_server_by_tcp(void **state)
+{
+	(void)state;
+	const char *clear = TH_SOURCE_AUTH_PLUGINS_VERIFIED_TLS, *never = TH_SOURCE_AUTH_PLUGINS;
+	assert_non_null(strstr(clear, "mysql_clear_password"));
+	assert_null(strstr(never, "mysql_clear_password"));
+	assert_null(strstr(never, "dialog"));
+	assert_string_equal(th_source_auth_plugins(true, true, NULL), clear);
+	assert_string_equal(th_source_auth_plugins(true, true, ""), clear);
+	assert_string_equal(th_source_auth_plugins(true, false, NULL), never);
+	assert_string_equal(th_source_auth_plugins(false, true, NULL), never);
+	assert_string_equal(th_source_auth_plugins(false, false, NULL), never);
+	assert_string_equal(th_source_auth_plugins(true, true, "/run/mysqld/mysqld.sock"), never);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_source__clear_text_password_only_to_a_verified_tls_server_by_tcp),
 		cmocka_unit_test(test_source__streams_row_events_from_the_start_with_crc32),
 		cmocka_unit_test(test_source__resumes_from_gtid_position),
 		cmocka_unit_test(test_source__blocking_stream_delivers_heartbeats_and_new_transactions),
@@ -714,5 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_source__stopped_server_is_a_dead_connection_within_the_deadline,
 						server_setup, server_teardown),
 	};
+	if (getenv("TH_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, server_setup, server_teardown);
 }

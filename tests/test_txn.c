@@ -2,7 +2,7 @@
 /*
  * Tests for the transaction assembler and topo mapping (readers/txn.h):
  * hand-built event sequences of both flavours fed through the real decoder,
- * the DDL matcher, and the real binlogs of ../shared/fixtures/binlog with one
+ * the DDL matcher, and the real binlogs of tests/fixtures/binlog with one
  * of their tables configured as the watched one.
  */
 #include <setjmp.h>
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "tests/support/binlog_build.h"
+#include "tests/support/support.h"
 #include "readers/binlog.h"
 #include "common/th_buf.h"
 #include "common/th_error.h"
@@ -737,12 +738,6 @@ static void test_txn__changes_stay_valid_until_the_next_feed(void **state)
 
 /* ---- real binlog files ------------------------------------------------------- */
 
-static const char *shared_dir(void)
-{
-	const char *s = getenv("TH_SHARED");
-	return s && *s ? s : "/work/shared";
-}
-
 struct file_run {
 	size_t txns, changes, resyncs, rows_expected, changes_expected;
 	char gtid_after[512];
@@ -761,12 +756,8 @@ static void run_file(const char *name, const char *schema, const char *table, ui
 		     uint32_t value_pos, struct file_run *out)
 {
 	char path[512];
-	snprintf(path, sizeof path, "%s/fixtures/binlog/%s", shared_dir(), name);
-	struct stat st;
-	if (stat(path, &st)) {
-		print_message("skipped: fixture %s not found (TH_SHARED)\n", path);
-		skip();
-	}
+	if (th_test_fixture(name, path, sizeof path) != 0)
+		fail_msg("fixture %s not found: run the tests from the repository root (or set TH_FIXTURES)", path);
 	struct th_binlog_file_opts fo = { .size = sizeof fo, .follow_rotate = true };
 	fo.decoder.size = sizeof fo.decoder;
 	struct th_binlog_file *f;

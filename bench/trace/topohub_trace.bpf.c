@@ -21,7 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
 
-#include "topohub_trace.h"
+#include "bench/trace/topohub_trace.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

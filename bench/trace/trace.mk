@@ -32,7 +32,7 @@ TRACE_MISSING := $(strip \
 	$(if $(wildcard $(TRACE_BTF)),,kernel-BTF($(TRACE_BTF))) \
 	$(if $(shell echo '$(TRACE_HASH)include <sys/sdt.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo y),,systemtap-sdt-dev(sys/sdt.h)))
 TRACE_BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(TRACE_ARCH) -Wall -Werror \
-	-I$(TRACE_OUT) -Ibench/trace $(if $(TRACE_MULTIARCH),-I/usr/include/$(TRACE_MULTIARCH))
+	-I$(TRACE_OUT) -I. $(if $(TRACE_MULTIARCH),-I/usr/include/$(TRACE_MULTIARCH))
 TRACE_LIBBPF_CFLAGS := $(shell pkg-config --cflags libbpf 2>/dev/null)
 TRACE_LIBBPF_LIBS   := $(shell pkg-config --libs libbpf 2>/dev/null)
 endif

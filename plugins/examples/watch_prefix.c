@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "topohub.h"
+/* The installed header, as a host outside this tree includes it (-Iplugins
+ * here, pkg-config topohub against an installed library). */
+#include <topohub.h>
 
 struct host {
 	const struct th_api *api;

@@ -7,10 +7,10 @@
  *
  * Build and run (from the repository root):
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
- *     -Icommon -Ireaders tests/fuzz/fuzz_binlog.c readers/binlog_event.c \
+ *     -I. tests/fuzz/fuzz_binlog.c readers/binlog_event.c \
  *     readers/binlog_json.c readers/rows.c readers/rows_json.c common/th_buf.c \
- *     common/th_error.c -lzstd -lz -lm -o build/fuzz_binlog
- *   mkdir -p build/fuzz-corpus && cp ../shared/fixtures/binlog/mysql-8.0.45-gtid.00000[12] build/fuzz-corpus/
+ *     common/th_error.c -lzstd -lz -lisal -lm -o build/fuzz_binlog
+ *   mkdir -p build/fuzz-corpus && cp tests/fixtures/binlog/mysql-8.0.45-gtid.00000[12] build/fuzz-corpus/
  *   build/fuzz_binlog -max_total_time=60 -max_len=65536 build/fuzz-corpus
  */
 #include <stdint.h>

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -60,7 +61,8 @@ static void remove_stale(void)
 }
 
 /* fork + exec with the death signal; only async-signal-safe calls in the child. */
-static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, unsigned nofile)
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, unsigned nofile,
+		   uid_t uid, gid_t gid)
 {
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -74,6 +76,14 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], int
 		struct rlimit rl = { nofile, nofile };
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			_exit(126);
+	}
+	if (uid) {
+		if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
+			_exit(125);
+		/* A change of credentials clears the death signal: again. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null >= 0)
@@ -163,7 +173,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	while (recv(h->notify_fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
 		;
 	uint64_t t0 = th_now_ns();
-	pid_t pid = spawn(h->binary, argv, envp, out, h->nofile_limit);
+	pid_t pid = spawn(h->binary, argv, envp, out, h->nofile_limit, h->run_as_uid, h->run_as_gid);
 	close(out);
 	free(argv);
 	free(envp);
@@ -275,6 +285,15 @@ int th_hub_proc_start(const struct th_hub_proc_options *o, struct th_hub_proc **
 		goto fail;
 	h->ready_timeout_ms = o->ready_timeout_ms;
 	h->nofile_limit = o->nofile_limit;
+	h->run_as_uid = o->run_as_uid;
+	h->run_as_gid = o->run_as_gid;
+	if (h->run_as_uid && (chown(h->dir, h->run_as_uid, h->run_as_gid) != 0 ||
+			      chown(h->config, h->run_as_uid, h->run_as_gid) != 0 ||
+			      chown(h->notify, h->run_as_uid, h->run_as_gid) != 0)) {
+		rc = -errno;
+		th_test_say(why, why_len, "handing %s to uid %u: %s", h->dir, (unsigned)h->run_as_uid, strerror(errno));
+		goto fail;
+	}
 	rc = -ENOMEM;
 	if (o->extra_args) {
 		size_t k = 0;
@@ -458,7 +477,7 @@ int th_hub_mariadb_restart(struct th_mariadb *db, char *why, size_t why_len)
 		db->admin = NULL;
 	}
 	int out = open(db->error_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out, 0) : -EIO;
+	pid_t pid = out >= 0 ? spawn(argv[0], argv, NULL, out, 0, 0, 0) : -EIO;
 	if (out >= 0)
 		close(out);
 	free(cmd);

@@ -56,6 +56,11 @@ struct th_hub_proc_options {
 	unsigned ready_timeout_ms;       /* 0: 30000 */
 	bool no_wait;                    /* return once started, without waiting for READY */
 	unsigned nofile_limit;           /* >0: RLIMIT_NOFILE (soft and hard) of the hub, as prlimit --nofile */
+	/* >0: the hub runs as this uid and run_as_gid (the test must be root):
+	 * its folder, configuration and notify socket are handed to it. Use tcp
+	 * too: the servers' own folders are private. */
+	uid_t run_as_uid;
+	gid_t run_as_gid;
 };
 
 struct th_hub_proc {
@@ -73,6 +78,8 @@ struct th_hub_proc {
 	char **extra_args;               /* copies, for restarts */
 	unsigned ready_timeout_ms;
 	unsigned nofile_limit;           /* 0: inherited */
+	uid_t run_as_uid;                /* 0: the test's own */
+	gid_t run_as_gid;
 };
 
 /* Starts a hub. 0 and *out; a negative code with why otherwise (the handle is

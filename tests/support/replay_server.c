@@ -22,6 +22,7 @@
 
 #include "readers/gtid.h"
 #include "common/th_buf.h"
+#include "common/th_bytes.h"
 #include "common/th_time.h"
 
 /* Capability flags we offer: 4.1 protocol, plugin auth, no TLS, classic EOF. */
@@ -74,26 +75,10 @@ struct conn {
 	uint8_t seq;                 /* next sequence number to send */
 };
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void buf_le(struct th_buf *b, uint64_t v, int n)
 {
 	uint8_t t[8];
-	put_le(t, v, n);
+	th_put_le(t, v, n);
 	th_buf_append(b, t, (size_t)n);
 }
 
@@ -162,7 +147,7 @@ static bool read_packet(struct conn *c, struct th_buf *out)
 	uint8_t h[4];
 	if (!read_full(c, h, 4))
 		return false;
-	size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16;
+	size_t len = th_le24(h);
 	c->seq = (uint8_t)(h[3] + 1);
 	th_buf_reset(out);
 	if (len == 0xffffff || th_buf_reserve(out, len + 1) != 0)
@@ -270,7 +255,7 @@ static bool handshake(struct conn *c, struct th_buf *pkt)
 
 	/* HandshakeResponse41: caps 4, max packet 4, charset 1, 23 zero, user NUL... */
 	const uint8_t *p = (const uint8_t *)pkt->data;
-	if (pkt->len < 33 || !(le32(p) & CLIENT_PROTOCOL_41))
+	if (pkt->len < 33 || !(th_le32(p) & CLIENT_PROTOCOL_41))
 		return send_err(c, 1043, "08S01", "replay server: bad handshake"), false;
 	const char *user = (const char *)p + 32;
 	size_t ulen = strnlen(user, pkt->len - 32);
@@ -374,19 +359,19 @@ static bool stream_binlog(struct conn *c, const struct th_buf *pkt)
 		return false;
 	bool ok = true;
 	if (p[0] == COM_BINLOG_DUMP && n >= 11) {
-		r.pos = le32(p + 1);
-		r.flags = (uint16_t)(p[5] | p[6] << 8);
-		r.server_id = le32(p + 7);
+		r.pos = th_le32(p + 1);
+		r.flags = (uint16_t)th_le16(p + 5);
+		r.server_id = th_le32(p + 7);
 		snprintf(r.file, sizeof r.file, "%.*s", (int)(n - 11), (const char *)p + 11);
 	} else if (p[0] == COM_BINLOG_DUMP_GTID && n >= 11) {
-		r.flags = (uint16_t)(p[1] | p[2] << 8);
-		r.server_id = le32(p + 3);
-		uint32_t name_len = le32(p + 7);
+		r.flags = (uint16_t)th_le16(p + 1);
+		r.server_id = th_le32(p + 3);
+		uint32_t name_len = th_le32(p + 7);
 		ok = n >= 11 + (size_t)name_len + 12;
 		if (ok) {
 			snprintf(r.file, sizeof r.file, "%.*s", (int)name_len, (const char *)p + 11);
-			r.pos = le64(p + 11 + name_len);
-			uint32_t data_len = le32(p + 19 + name_len);
+			r.pos = th_le64(p + 11 + name_len);
+			uint32_t data_len = th_le32(p + 19 + name_len);
 			ok = n == 23 + (size_t)name_len + data_len && data_len <= sizeof r.gtid;
 			if (ok) {
 				memcpy(r.gtid, p + 23 + name_len, data_len);
@@ -409,13 +394,13 @@ static bool stream_binlog(struct conn *c, const struct th_buf *pkt)
 	bool skipping = false;
 	for (size_t off = 4; ok && off + 19 <= rs->binlog_len;) {
 		const uint8_t *ev = rs->binlog + off;
-		uint32_t size = le32(ev + 9);
+		uint32_t size = th_le32(ev + 9);
 		if (size < 19 || size > rs->binlog_len - off)
 			break;
 		uint8_t type = ev[4];
 		/* MySQL sends no event of a transaction the replica already has. */
 		if (type == EV_GTID && size >= 19 + 25)
-			skipping = th_gtid_set_contains_gtid(skip, ev + 20, le64(ev + 36));
+			skipping = th_gtid_set_contains_gtid(skip, ev + 20, th_le64(ev + 36));
 		else if (type == EV_ANONYMOUS_GTID || type == EV_ROTATE || type == EV_STOP)
 			skipping = false;
 		if (!skipping) {

@@ -59,3 +59,11 @@ int th_test_free_port(void)
 	close(fd);
 	return rc;
 }
+
+int th_test_fixture(const char *name, char *out, size_t len)
+{
+	const char *dir = getenv("TH_FIXTURES");
+	snprintf(out, len, "%s/%s", dir && *dir ? dir : "tests/fixtures/binlog", name);
+	struct stat st;
+	return stat(out, &st) == 0 ? 0 : -ENOENT;
+}

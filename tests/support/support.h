@@ -16,5 +16,10 @@ const char *th_test_tmp_root(void);
 void th_test_rm_rf(const char *path);
 /* A loopback TCP port nobody listens on now, or a negative errno. */
 int th_test_free_port(void);
+/* The path of a binlog fixture of the repository (tests/fixtures/binlog/name,
+ * under $TH_FIXTURES when set, else relative to the current folder: the
+ * repository root, where tests/run.sh runs the tests) into out[len]: 0, or
+ * -ENOENT when the file is not there (out still names where it was looked for). */
+int th_test_fixture(const char *name, char *out, size_t len);
 
 #endif

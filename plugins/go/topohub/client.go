@@ -375,6 +375,9 @@ func (c *Client) query(ctx context.Context, get bool, table uint32, key string) 
 		if err == nil {
 			return rep, items, nil
 		}
+		if errors.Is(err, syscall.ESTALE) {
+			continue // taken back before it was read: once more, on the same connection
+		}
 		var he *HubError
 		if errors.As(err, &he) {
 			return rep, nil, err // the hub answered: the connection is fine

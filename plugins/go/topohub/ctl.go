@@ -142,7 +142,9 @@ func (cc *ctlConn) dead() bool {
 }
 
 // snapshot asks for SNAPSHOT (prefix, on the bytes) or GET (one key) and
-// reads the sealed memfd of entries.
+// reads the memfd of entries: with pread, into memory of our own, at once,
+// since the hub may take it back (protocol.h): one that ends early is an
+// error wrapping syscall.ESTALE, never entries.
 func (cc *ctlConn) snapshot(ctx context.Context, get bool, table uint32, key string) (snapshotReply, []snapItem, error) {
 	if len(key) > keyMax {
 		return snapshotReply{}, nil, fmt.Errorf("topohub: key of %d bytes: %w", len(key), syscall.ENAMETOOLONG)
@@ -174,8 +176,11 @@ func (cc *ctlConn) snapshot(ctx context.Context, get bool, table uint32, key str
 		return rep, nil, fmt.Errorf("%w: snapshot reply without its memfd", ErrProto)
 	}
 	var st syscall.Stat_t
-	if err := syscall.Fstat(fds[0], &st); err != nil || uint64(st.Size) < rep.Bytes || rep.Bytes > 1<<40 {
-		return rep, nil, fmt.Errorf("%w: snapshot memfd smaller than the %d bytes announced", ErrProto, rep.Bytes)
+	if err := syscall.Fstat(fds[0], &st); err != nil || rep.Bytes > 1<<40 {
+		return rep, nil, fmt.Errorf("%w: snapshot memfd of %d bytes: %v", ErrProto, rep.Bytes, err)
+	}
+	if uint64(st.Size) < rep.Bytes {
+		return rep, nil, errReclaimed(rep.Bytes, uint64(st.Size))
 	}
 	data := make([]byte, rep.Bytes)
 	for off := 0; off < len(data); {
@@ -183,11 +188,23 @@ func (cc *ctlConn) snapshot(ctx context.Context, get bool, table uint32, key str
 		if err == syscall.EINTR {
 			continue
 		}
-		if err != nil || n == 0 {
+		if err != nil {
 			return rep, nil, fmt.Errorf("%w: reading the snapshot memfd: %v", ErrProto, err)
+		}
+		if n == 0 {
+			return rep, nil, errReclaimed(rep.Bytes, uint64(off))
 		}
 		off += n
 	}
 	items, err := parseSnapshot(data, rep.Count)
 	return rep, items, err
+}
+
+// errReclaimed: a snapshot memfd that ends before the bytes its reply
+// announced. The hub took it back (truncated it) before it was read: after
+// snapshot_hold_ms, or because this uid held more than snapshot_bytes_max.
+// The snapshot fails; asking again gets a new one.
+func errReclaimed(want, got uint64) error {
+	return fmt.Errorf("topohub: snapshot memfd ended at %d of its %d bytes: the hub took it back before it was "+
+		"read (snapshot_hold_ms, or this uid held more than snapshot_bytes_max): %w", got, want, syscall.ESTALE)
 }

@@ -12,6 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,44 +25,51 @@ type fakeReply struct {
 	fds []*os.File
 }
 
-// fakeHub answers the first request of each connection with reply(request).
+// fakeHub answers every request of each connection with reply(request),
+// serving the connections at once (a client has its reader's and a query
+// connection).
 func fakeHub(t *testing.T, reply func(req []byte) fakeReply) string {
 	path := filepath.Join(t.TempDir(), "fake.sock")
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		for {
 			c, err := l.AcceptUnix()
 			if err != nil {
 				return
 			}
-			// Every request until the client closes (or 10 s of silence).
-			buf := make([]byte, msgMax)
-			for {
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, _, _, _, err := c.ReadMsgUnix(buf, nil)
-				if err != nil || n == 0 {
-					break
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				// Every request until the client closes (or 10 s of silence).
+				buf := make([]byte, msgMax)
+				for {
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					n, _, _, _, err := c.ReadMsgUnix(buf, nil)
+					if err != nil || n == 0 {
+						return
+					}
+					r := reply(buf[:n])
+					var fds []int
+					for _, f := range r.fds {
+						fds = append(fds, int(f.Fd()))
+					}
+					var oob []byte
+					if len(fds) > 0 {
+						oob = syscall.UnixRights(fds...)
+					}
+					c.WriteMsgUnix(r.msg, oob, nil)
 				}
-				r := reply(buf[:n])
-				var fds []int
-				for _, f := range r.fds {
-					fds = append(fds, int(f.Fd()))
-				}
-				var oob []byte
-				if len(fds) > 0 {
-					oob = syscall.UnixRights(fds...)
-				}
-				c.WriteMsgUnix(r.msg, oob, nil)
-			}
-			c.Close()
+			}()
 		}
 	}()
-	t.Cleanup(func() { l.Close(); <-done })
+	t.Cleanup(func() { l.Close(); wg.Wait() })
 	return path
 }
 
@@ -250,5 +260,69 @@ func TestWaitRevision_asks_the_hub_when_the_ring_has_nothing_more_to_say(t *test
 	defer cancel2()
 	if err := c.WaitRevision(short, told+2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitRevision of the future: %v", err)
+	}
+}
+
+// A snapshot memfd the hub took back (cut short: protocol.h) or one of zeros
+// is an error, never entries; one taken back is asked for once more.
+func TestGet_a_snapshot_taken_back_or_of_zeros_is_an_error_never_entries(t *testing.T) {
+	checkGoroutines(t)
+	fds := []*os.File{tempFile(t, readGolden(t, "ring.bin")), tempFile(t, readGolden(t, "slot.bin")), tempFile(t, nil)}
+	attach := goldenAttachBody(t)
+	// One entry: key "/k", value "v", revision 7.
+	entry := make([]byte, 40)
+	le.PutUint64(entry[0:], 7)
+	le.PutUint32(entry[16:], 2)
+	le.PutUint32(entry[20:], 1)
+	copy(entry[snapEntrySize:], "/kv")
+	good, cut, zeros := tempFile(t, entry), tempFile(t, nil), tempFile(t, make([]byte, len(entry)))
+	reply := func(req []byte, f *os.File) fakeReply {
+		b := make([]byte, snapshotRepSize)
+		le.PutUint64(b[0:], 7)
+		le.PutUint64(b[16:], 1)
+		le.PutUint64(b[24:], uint64(len(entry))) // what it held when sent
+		return fakeReply{msg: replyTo(req, msgGet|msgReply, b), fds: []*os.File{f}}
+	}
+	var gets atomic.Int32
+	var answer atomic.Value // the file the next GET gets; cut is good's taken back
+	path := fakeHub(t, func(req []byte) fakeReply {
+		h, _ := parseHeader(req)
+		if h.Type == msgAttach {
+			return fakeReply{msg: replyTo(req, msgAttach|msgReply, attach), fds: fds}
+		}
+		n := gets.Add(1)
+		f := answer.Load().(*os.File)
+		if f == good && n == 1 {
+			f = cut // the first taken back, the second read in time
+		}
+		return reply(req, f)
+	})
+	c, err := Open(context.Background(), Options{Socket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	answer.Store(cut)
+	if e, err := c.Get(ctx, 0, "/k"); !errors.Is(err, syscall.ESTALE) || !strings.Contains(err.Error(), "took it back") {
+		t.Fatalf("a snapshot cut short: %+v, %v", e, err)
+	}
+	if n := gets.Swap(0); n != 2 {
+		t.Fatalf("%d GETs for a snapshot taken back, want 2 (one more)", n)
+	}
+	answer.Store(zeros)
+	if e, err := c.Get(ctx, 0, "/k"); !errors.Is(err, ErrProto) {
+		t.Fatalf("a snapshot of zeros: %+v, %v", e, err)
+	}
+	gets.Store(0)
+	answer.Store(good)
+	e, err := c.Get(ctx, 0, "/k")
+	if err != nil || e.Key != "/k" || string(e.Value) != "v" || e.Revision != 7 {
+		t.Fatalf("taken back once, then read: %+v, %v", e, err)
+	}
+	if n := gets.Load(); n != 2 {
+		t.Fatalf("%d GETs, want 2", n)
 	}
 }

@@ -317,6 +317,9 @@ func TestGolden_replies_decode_field_by_field(t *testing.T) {
 	if _, err := parseSnapshot(snap[:len(snap)-9], sr.Count); !errors.Is(err, ErrProto) {
 		t.Errorf("a truncated memfd: %v", err)
 	}
+	if _, err := parseSnapshot(make([]byte, len(snap)), sr.Count); !errors.Is(err, ErrProto) {
+		t.Errorf("a memfd of zeros: %v", err)
+	}
 
 	rev, err := decodeRevisionReply(goldenReply(t, g, "sync-reply", msgSync))
 	eq(t, "sync revision", rev, g.u64(t, "sync-reply.revision"))

@@ -268,6 +268,10 @@ func parseSnapshot(b []byte, count uint64) ([]snapItem, error) {
 			return nil, fmt.Errorf("%w: snapshot entry %d (key %d, value %d bytes) beyond %d bytes",
 				ErrProto, i, keyLen, valueLen, n)
 		}
+		if le.Uint64(e[0:]) == 0 {
+			// No revision is 0 (protocol.h): zeros are not a snapshot.
+			return nil, fmt.Errorf("%w: snapshot entry %d at %d has revision 0", ErrProto, i, off)
+		}
 		items = append(items, snapItem{
 			Revision: le.Uint64(e[0:]),
 			Version:  int64(le.Uint64(e[8:])),

@@ -22,6 +22,7 @@ package topohub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -534,6 +535,10 @@ func (c *Client) fetchOne(w *watch, fresh bool) error {
 	ctx, cancel := context.WithTimeout(c.ctx, callTimeout)
 	defer cancel()
 	rep, items, err := c.ctl.snapshot(ctx, !w.recursive, w.table, w.path)
+	if errors.Is(err, syscall.ESTALE) {
+		// Taken back before it was read (protocol.h): once more, else a reconnect.
+		rep, items, err = c.ctl.snapshot(ctx, !w.recursive, w.table, w.path)
+	}
 	if err != nil {
 		return err
 	}
