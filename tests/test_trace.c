@@ -38,6 +38,7 @@
 #include "common/th_trace.h"
 #include "plugins/topohub.h"
 #include "tests/support/hub_proc.h"
+#include "tests/support/support.h"
 #include "tests/support/mariadb.h"
 #include "tests/support/trace_synth.h"
 
@@ -105,35 +106,6 @@ static int spawn(struct child *c, char *const argv[], uid_t as_uid)
 	c->out_fd = out[0];
 	c->err_fd = err[0];
 	return 0;
-}
-
-/* Copies a file (a program, a suppressions list) to `to` with mode. 0 or -errno. */
-static int copy_file(const char *from, const char *to, mode_t mode)
-{
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return -errno;
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (out < 0) {
-		int e = -errno;
-		close(in);
-		return e;
-	}
-	char buf[65536];
-	ssize_t n;
-	int rc = 0;
-	while ((n = read(in, buf, sizeof buf)) > 0)
-		if (write(out, buf, (size_t)n) != n) {
-			rc = -EIO;
-			break;
-		}
-	if (n < 0)
-		rc = -errno;
-	close(in);
-	if (fchmod(out, mode) != 0 && rc == 0)
-		rc = -errno;
-	close(out);
-	return rc;
 }
 
 /* Appends what fd has to buf (NUL-terminated) until `until` appears, EOF, or
@@ -274,14 +246,14 @@ static void test_trace__tracer_refuses_without_root_and_says_why(void **state)
 		assert_non_null(mkdtemp(dir));
 		assert_int_equal(chmod(dir, 0755), 0);
 		snprintf(copy, sizeof copy, "%s/topohub-trace", dir);
-		assert_int_equal(copy_file(path, copy, 0755), 0);
+		assert_int_equal(th_test_copy_file(path, copy, 0755), 0);
 		const char *tsan = getenv("TSAN_OPTIONS");
 		const char *at = tsan ? strstr(tsan, "suppressions=") : NULL;
 		if (at) {
 			char from[PATH_MAX];
 			snprintf(from, sizeof from, "%.*s", (int)strcspn(at + 13, " :"), at + 13);
 			snprintf(supp, sizeof supp, "%s/tsan.supp", dir);
-			assert_int_equal(copy_file(from, supp, 0644), 0);
+			assert_int_equal(th_test_copy_file(from, supp, 0644), 0);
 			saved_tsan = strdup(tsan);
 			char opts[PATH_MAX * 2];
 			snprintf(opts, sizeof opts, "%.*ssuppressions=%s%s", (int)(at - tsan), tsan, supp,

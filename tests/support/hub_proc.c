@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -139,7 +140,7 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	size_t nenv = 0;
 	while (environ[nenv])
 		nenv++;
-	char **envp = calloc(nenv + 3, sizeof *envp);
+	char **envp = calloc(nenv + 4, sizeof *envp);
 	char notify_env[300];
 	snprintf(notify_env, sizeof notify_env, "NOTIFY_SOCKET=%s", h->notify);
 	if (!argv || !envp) {
@@ -154,10 +155,27 @@ static int launch(struct th_hub_proc *h, bool no_wait, char *why, size_t why_len
 	for (size_t i = 0; i < nextra; i++)
 		argv[a++] = (char *)extra[i];
 	argv[a] = NULL;
+	/* A hub run as another uid may not read the sanitizer's suppressions in
+	 * a private checkout (a mktemp -d folder, /root): a copy in its own
+	 * folder, and TSAN_OPTIONS naming it. */
+	char tsan_env[PATH_MAX * 2] = "";
+	const char *tsan = getenv("TSAN_OPTIONS");
+	const char *at = tsan ? strstr(tsan, "suppressions=") : NULL;
+	if (h->run_as_uid && at) {
+		char from[PATH_MAX], copy[PATH_MAX];
+		snprintf(from, sizeof from, "%.*s", (int)strcspn(at + 13, " :"), at + 13);
+		snprintf(copy, sizeof copy, "%s/tsan.supp", h->dir);
+		if (th_test_copy_file(from, copy, 0644) == 0)
+			snprintf(tsan_env, sizeof tsan_env, "TSAN_OPTIONS=%.*ssuppressions=%s%s", (int)(at - tsan), tsan,
+				 copy, at + 13 + strcspn(at + 13, " :"));
+	}
 	size_t e = 0;
 	for (size_t i = 0; i < nenv; i++)
-		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) && strncmp(environ[i], "TOPOHUB_MYSQL_PASSWORD=", 23))
+		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) && strncmp(environ[i], "TOPOHUB_MYSQL_PASSWORD=", 23) &&
+		    (!tsan_env[0] || strncmp(environ[i], "TSAN_OPTIONS=", 13)))
 			envp[e++] = environ[i];
+	if (tsan_env[0])
+		envp[e++] = tsan_env;
 	envp[e++] = notify_env;
 	envp[e++] = h->env_password;
 	envp[e] = NULL;

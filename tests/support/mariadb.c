@@ -71,49 +71,6 @@ static bool find_program(const char *env, const char *name, char *out, size_t ou
 	return false;
 }
 
-static int copy_file(const char *from, const char *to, mode_t mode)
-{
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return -errno;
-	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0777);
-	if (out < 0) {
-		int e = -errno;
-		close(in);
-		return e;
-	}
-	int rc = 0;
-	for (;;) {
-		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-		if (n == 0)
-			break;
-		if (n > 0)
-			continue;
-		if (errno == EINTR)
-			continue;
-		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) {
-			rc = -errno;
-			break;
-		}
-		/* Cross-filesystem or unsupported: plain copy. */
-		char buf[65536];
-		ssize_t r;
-		while ((r = read(in, buf, sizeof buf)) > 0) {
-			if (write(out, buf, (size_t)r) != r) {
-				rc = -EIO;
-				break;
-			}
-		}
-		if (r < 0)
-			rc = -errno;
-		break;
-	}
-	close(in);
-	if (close(out) != 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 /* Copies a tree of folders and regular files (what a MariaDB data dir holds). */
 static int copy_tree(const char *from, const char *to)
 {
@@ -136,7 +93,7 @@ static int copy_tree(const char *from, const char *to)
 		else if (S_ISDIR(st.st_mode))
 			rc = copy_tree(src, dst);
 		else if (S_ISREG(st.st_mode))
-			rc = copy_file(src, dst, st.st_mode);
+			rc = th_test_copy_file(src, dst, st.st_mode);
 	}
 	closedir(d);
 	return rc;

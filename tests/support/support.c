@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -66,4 +67,49 @@ int th_test_fixture(const char *name, char *out, size_t len)
 	snprintf(out, len, "%s/%s", dir && *dir ? dir : "tests/fixtures/binlog", name);
 	struct stat st;
 	return stat(out, &st) == 0 ? 0 : -ENOENT;
+}
+
+int th_test_copy_file(const char *from, const char *to, mode_t mode)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 0777);
+	if (out < 0) {
+		int e = -errno;
+		close(in);
+		return e;
+	}
+	int rc = 0;
+	for (;;) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+		if (n == 0)
+			break;
+		if (n > 0)
+			continue;
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) {
+			rc = -errno;
+			break;
+		}
+		/* Cross-filesystem or unsupported: plain copy. */
+		char buf[65536];
+		ssize_t r;
+		while ((r = read(in, buf, sizeof buf)) > 0) {
+			if (write(out, buf, (size_t)r) != r) {
+				rc = -EIO;
+				break;
+			}
+		}
+		if (r < 0)
+			rc = -errno;
+		break;
+	}
+	close(in);
+	if (fchmod(out, mode & 0777) != 0 && rc == 0)
+		rc = -errno;
+	if (close(out) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
 }

@@ -7,6 +7,7 @@
 #define TH_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Format a reason into why[len]; nothing when why is NULL or len is 0. */
 void th_test_say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -21,5 +22,8 @@ int th_test_free_port(void);
  * repository root, where tests/run.sh runs the tests) into out[len]: 0, or
  * -ENOENT when the file is not there (out still names where it was looked for). */
 int th_test_fixture(const char *name, char *out, size_t len);
+/* Copy a file (a program, a suppressions list) to `to`, replacing it, with
+ * mode (copy_file_range where it works). 0 or -errno. */
+int th_test_copy_file(const char *from, const char *to, mode_t mode);
 
 #endif
