@@ -24,6 +24,11 @@
  * bytes) padded with '.' to the value size; seq 0 is the setup value, which
  * subscribers ignore. One writer updates keys "<prefix>/k%05u" round-robin,
  * so every subscriber of the prefix must see seq 1, 2, 3, ... in order.
+ *
+ * The sparse scenario (groups G > 1): key k is "<prefix>/g%04u/k%05u" with
+ * g = k mod G, and subscriber i watches "<prefix>/g%04u" for g = i mod G
+ * only: it must see, in order, exactly the seqs of its group
+ * (th__e2e_mine), and nothing else.
  */
 #ifndef TH_BENCH_E2E_H
 #define TH_BENCH_E2E_H
@@ -41,7 +46,7 @@
 struct e2e_hdr {
 	uint64_t magic;                /* 0 */
 	uint32_t nsubs;                /* 8 */
-	uint32_t pad0;                 /* 12 */
+	uint32_t groups;               /* 12: sparse scenario: G groups of keys (0 or 1: one prefix for all) */
 	uint64_t max_seq;              /* 16 */
 	_Atomic uint64_t total;        /* 24: updates the writer committed (final when writer_done) */
 	_Atomic uint64_t writer_done;  /* 32 */
@@ -54,6 +59,7 @@ struct e2e_hdr {
 	uint64_t deliver_stride;       /* 88 */
 	_Atomic uint64_t fault_cont_ns;   /* 96: driver: when it sent SIGCONT to the stopped one */
 	_Atomic uint64_t committed_seq;   /* 104: last seq whose commit returned */
+	uint64_t keys;                 /* 112: keys the writer updates round-robin (seq s: key (s-1) mod keys) */
 };
 
 /* Per subscriber; offsets are read by the driver. */
@@ -77,6 +83,15 @@ struct e2e_sub_stat {
 
 _Static_assert(sizeof(struct e2e_sub_stat) == 128, "e2e_sub_stat layout");
 _Static_assert(offsetof(struct e2e_hdr, committed_seq) == 104, "e2e_hdr layout");
+_Static_assert(offsetof(struct e2e_hdr, keys) == 112, "e2e_hdr layout");
+
+/* Is update seq one that subscriber idx must see? (Every one, unless sparse.) */
+static inline bool th__e2e_mine(const struct e2e_hdr *h, unsigned idx, uint64_t seq)
+{
+	if (h->groups <= 1 || !h->keys)
+		return true;
+	return ((seq - 1) % h->keys) % h->groups == idx % h->groups;
+}
 
 struct e2e_run {
 	struct e2e_hdr *h;
@@ -95,8 +110,9 @@ struct e2e_sub {
 	unsigned idx;
 	struct e2e_sub_stat *st;
 	uint64_t *deliver;
-	const char *prefix;            /* without a trailing '/' */
+	const char *prefix;            /* without a trailing '/'; its group's in the sparse scenario */
 	size_t prefix_len;
+	char group_prefix[512];
 	bool after_resync;             /* a gap after this is announced */
 	uint64_t last_seq;
 };

@@ -52,7 +52,8 @@ def latest_per_point(recs):
     """A point run again (its first run lost too much CPU to the host) is
     reported by its later record; the first is left out, its steal noted."""
     def key(r):
-        return (r.get("system"), r.get("subs"), r.get("rate"), r.get("size"), r.get("fault"), r.get("repeat"))
+        return (r.get("system"), r.get("subs"), r.get("rate"), r.get("size"), r.get("groups", 1), r.get("fault"),
+                r.get("repeat"))
     last = {key(r): i for i, r in enumerate(recs) if r.get("name") == "e2e"}
     return [r for i, r in enumerate(recs) if r.get("name") != "e2e" or last[key(r)] == i]
 
@@ -113,7 +114,7 @@ def machine():
 
 
 def point_key(r):
-    return (r["subs"], r["rate"], r["size"])
+    return (r["subs"], r["rate"], r["size"], r.get("groups", 1))
 
 
 def e2e_tables(recs):
@@ -123,11 +124,14 @@ def e2e_tables(recs):
     for r in recs:
         if r.get("name") == "e2e" and not r.get("fault"):
             scen.setdefault(point_key(r), {})[r["system"]] = r
-    for key in sorted(scen, key=lambda k: (k[2], k[1], k[0])):
-        n, rate, size = key
+    for key in sorted(scen, key=lambda k: (k[3], k[2], k[1], k[0])):
+        n, rate, size, groups = key
         rows = scen[key]
         base = rows.get("topohub")
-        out.append(f"\n#### {n} subscriber{'s' if n > 1 else ''}, {rate:,} updates/s, {size_name(size)} values\n")
+        sparse = (f", sparse: {groups} groups of keys, subscriber i watches group i mod {groups} only"
+                  if groups > 1 else "")
+        out.append(f"\n#### {n} subscriber{'s' if n > 1 else ''}, {rate:,} updates/s, {size_name(size)} values"
+                   f"{sparse}\n")
         out.append("| system | p50 us | p99 us | p99.9 us | max us | p99 / topohub | delivered / expected | lost | "
                    "out of order | backlog | deliveries/s | writer rate | CPU hub s | CPU server s | CPU subs s | "
                    "CPU total s | CPU us / update | CPU / update vs topohub | dump threads | RSS KiB/sub | PSS KiB/sub | "
@@ -202,10 +206,10 @@ def ring_worth(recs):
     return out + [""]
 
 
-def find(recs, system, n, rate, size, fault=None):
+def find(recs, system, n, rate, size, fault=None, groups=1):
     for r in recs:
         if (r.get("name") == "e2e" and r.get("system") == system and r.get("subs") == n and r.get("rate") == rate
-                and r.get("size") == size and r.get("fault") == fault):
+                and r.get("size") == size and r.get("fault") == fault and r.get("groups", 1) == groups):
             return r
     return None
 
@@ -307,6 +311,7 @@ def targets(recs, ring=(), dec=()):
         line("... against etcd's own Go client (gRPC watch), 64 watchers, same workload",
              f"etcd-grpc p99 {us(eg['p99_ns'])} us / topohub {us(th['p99_ns'])} us = {r:.1f}x", r >= 5)
     go_targets(recs, line)
+    many_targets(recs, line)
     if th:
         per = [f"{s} {x.get('dump_threads')}" for s, x in (("decoder", de), ("mysqltopo", mt)) if x]
         line("one binlog dump thread on the server instead of N (N = 64)",
@@ -362,6 +367,36 @@ def targets(recs, ring=(), dec=()):
                    f"(polled with topohubctl readers); others' p99 {us(kill.get('p99_ns'))} us, "
                    f"ok={kill.get('ok')} | reported |")
     return out
+
+
+def many_targets(recs, line):
+    """Issue 15: many processes per host, and only the ones that care."""
+    th, de = find(recs, "topohub", 256, 1000, 100), find(recs, "decoder", 256, 1000, 100)
+    if th and de and th.get("p99_ns") and de.get("p99_ns") and th.get("cpu_us_per_update"):
+        all_in = th.get("delivered") == th.get("expected") and th.get("ok")
+        line("256 subscribers, 1,000/s, one prefix: every update to every subscriber, p99 at most half the "
+             "per-process decoders', CPU per update at most half theirs",
+             f"{th['delivered']}/{th['expected']} delivered; p99 {us(th['p99_ns'])} / {us(de['p99_ns'])} us = "
+             f"{th['p99_ns'] / de['p99_ns']:.2f}x; CPU {th['cpu_us_per_update']:.0f} / "
+             f"{de['cpu_us_per_update']:.0f} us = {th['cpu_us_per_update'] / de['cpu_us_per_update']:.2f}x",
+             bool(all_in and 2 * th["p99_ns"] <= de["p99_ns"]
+                  and 2 * th["cpu_us_per_update"] <= de["cpu_us_per_update"]))
+    big = find(recs, "topohub", 1024, 100, 100)
+    if big and big.get("p99_ns") is not None:
+        line("1,024 subscribers at 100/s: every update delivered, p99 < 100 ms (PSS per subscriber reported)",
+             f"{big['delivered']}/{big['expected']} delivered, p99 {us(big['p99_ns'])} us, PSS "
+             f"{big.get('pss_kb_per_sub')} KiB per subscriber",
+             bool(big.get("ok") and big["delivered"] == big["expected"] and big["p99_ns"] < 100e6))
+    sp, one = find(recs, "topohub", 256, 1000, 100, groups=256), find(recs, "topohub", 1, 1000, 100)
+    if sp and one and sp.get("p99_ns") and one.get("p99_ns") and one.get("cpu_us_per_update"):
+        line("sparse: 256 subscribers, each watching its own keyspace, 1,000/s spread evenly: total CPU per "
+             "update within 3x of one subscriber's, p99 within 2x of the 1-subscriber point",
+             f"CPU {sp['cpu_us_per_update']:.0f} / {one['cpu_us_per_update']:.0f} us = "
+             f"{sp['cpu_us_per_update'] / one['cpu_us_per_update']:.2f}x; p99 {us(sp['p99_ns'])} / "
+             f"{us(one['p99_ns'])} us = {sp['p99_ns'] / one['p99_ns']:.2f}x; "
+             f"{sp['delivered']}/{sp['expected']} delivered",
+             bool(sp.get("ok") and sp["cpu_us_per_update"] <= 3 * one["cpu_us_per_update"]
+                  and sp["p99_ns"] <= 2 * one["p99_ns"]))
 
 
 def per_delivery_ns(r):

@@ -139,9 +139,10 @@ def proc_mem_kb(pid):
 class RunFile:
     """The run file shared with the C programs (layout in bench/bench_e2e.h)."""
 
-    def __init__(self, bench, path, nsubs, max_seq):
+    def __init__(self, bench, path, nsubs, max_seq, keys=0, groups=1):
         subprocess.run([bench, "e2e", "create", "--file", path, "--subs", str(nsubs),
-                        "--max-seq", str(max_seq)], check=True)
+                        "--max-seq", str(max_seq), "--keys", str(keys), "--groups", str(groups)], check=True)
+        self.keys, self.groups = keys, groups
         self.path = path
         self.nsubs = nsubs
         self.fd = os.open(path, os.O_RDWR)
@@ -164,6 +165,15 @@ class RunFile:
 
     def last_seq(self, i):
         return self.u64(4096 + i * 128 + 8)
+
+    def last_owed(self, i, total):
+        """The last update subscriber i must see (th__e2e_mine in bench_e2e.h)."""
+        if self.groups <= 1 or not self.keys:
+            return total
+        for s in range(total, max(0, total - self.keys) - 1, -1):
+            if s >= 1 and ((s - 1) % self.keys) % self.groups == i % self.groups:
+                return s
+        return 0
 
     def errors(self, i):
         return self.u64(4096 + i * 128 + 48)
@@ -400,16 +410,22 @@ def run_point(env, pt, fault=None):
     system, n = pt["system"], pt["subs"]
     active = fault in ("stop", "kill")
     label = {k: pt[k] for k in ("system", "subs", "rate", "size", "keys", "seconds")}
+    groups = pt.get("groups", 1)
+    if groups > 1:
+        label["groups"] = groups  # the sparse scenario (bench_e2e.h)
     if fault:
         label["fault"] = fault
     rec = {"name": "e2e", **label}
+    if groups > 1 and system in GO_BIN:
+        rec.update(ok=False, skipped="the sparse scenario runs the C subscribers only")
+        return rec
     env.want_etcd(system in ETCD_SYSTEMS)
     # socket: the same hub in its benchmark mode, records over each subscriber's
     # control connection instead of the ring (hub/protocol.h STREAM).
     env.want_hub(system in HUB_SYSTEMS, SOCKET_HUB_ARGS if system == "socket" else ())
     server = env.etcd if system in ETCD_SYSTEMS else env.db
     penv = env.db.env()
-    wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"])]
+    wargs = ["--prefix", PREFIX, "--keys", str(pt["keys"]), "--size", str(pt["size"]), "--groups", str(groups)]
     if system in ETCD_SYSTEMS:
         # Every etcd peer is written by the same C writer (a PUT through the
         # JSON gateway per update, its response the commit's return).
@@ -420,7 +436,7 @@ def run_point(env, pt, fault=None):
 
     max_seq = int(pt["rate"] * pt["seconds"]) + 16
     path = f"/dev/shm/topohub-e2e-{os.getpid()}.run"
-    rf = RunFile(env.bench, path, n, max_seq)
+    rf = RunFile(env.bench, path, n, max_seq, pt["keys"], groups)
     errpath = os.path.join(env.workdir, "subs.log")
     errlog = open(errpath, "a")
     errlog_off = errlog.tell()
@@ -489,7 +505,7 @@ def run_point(env, pt, fault=None):
         t_end = time.time()
         live = [i for i in range(n) if not (fault == "kill" and i == 0)]
         while time.time() - t_end < GRACE_S + (2.0 if active else 0):
-            if all(rf.last_seq(i) >= total for i in live):
+            if all(rf.last_seq(i) >= rf.last_owed(i, total) for i in live):
                 break
             time.sleep(0.005)
         rec["catch_up_s"] = round(time.time() - t_end, 3)
@@ -842,11 +858,11 @@ def build_go(build):
 def matrix(quick, only):
     pts = []
 
-    def add(system, subs, rate, size, seconds, keys=100, why=None):
+    def add(system, subs, rate, size, seconds, keys=100, why=None, groups=1):
         if only and system not in only:
             return
         pts.append({"system": system, "subs": subs, "rate": rate, "size": size, "keys": keys,
-                    "seconds": seconds, "group": why})
+                    "seconds": seconds, "group": why, "groups": groups})
 
     # The systems that came before the Go peers keep their points; the Go
     # peers (NEW) run at fewer, so that make bench stays within 15 minutes.
@@ -877,9 +893,14 @@ def matrix(quick, only):
         for s in SYSTEMS:
             if s != "topohub-nospin" and (rate > 1000 or s not in NEW):
                 add(s, 64, rate, 100, secs, why="rate_sweep")
-    # 100 B: the ends of the N x rate grid, topohub only.
+    # 100 B: the ends of the N x rate grid, topohub only; 1,024 subscribers at 100/s.
     for rate, secs in ((100, 5), (10000, 2)):
         add("topohub", 256, rate, 100, secs, why="grid")
+    add("topohub", 1024, 100, 100, 5, why="many")
+    # The sparse scenario: 256 subscribers, each watching its own group of
+    # keys (bench_e2e.h), against the per-process decoders (C subscribers).
+    for s in ("topohub", "decoder"):
+        add(s, 256, 1000, 100, 3, keys=512, why="sparse", groups=256)
     # Larger values: fewer points (of the Go peers, the client and etcd's).
     for s in SYSTEMS:
         if s != "topohub-nospin" and s not in ("vitess-etcd2topo", "vitess-topohub"):
@@ -902,7 +923,8 @@ def main():
                     help="topohub subscribers: spin this long before sleeping (default: the library's)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     ap.add_argument("--point", action="append", default=[],
-                    help="only this point of the matrix, SYSTEM:SUBS:RATE[:SIZE[:SECONDS]] (repeatable), no faults")
+                    help="only this point of the matrix, SYSTEM:SUBS:RATE[:SIZE[:SECONDS[:GROUPS]]] (repeatable), "
+                         "no faults; GROUPS > 1: the sparse scenario")
     ap.add_argument("--vitess", default="",
                     help="only the Vitess-shaped scenario, at these process counts (comma-separated), no faults")
     ap.add_argument("--self-check", action="store_true",
@@ -921,8 +943,10 @@ def main():
         pts = []
         for spec in args.point:
             f = spec.split(":")
+            g = int(f[5]) if len(f) > 5 else 1
             pts.append({"system": f[0], "subs": int(f[1]), "rate": int(f[2]), "size": int(f[3]) if len(f) > 3 else 100,
-                        "keys": 100, "seconds": float(f[4]) if len(f) > 4 else 3, "group": "point"})
+                        "keys": max(100, 2 * g), "seconds": float(f[4]) if len(f) > 4 else 3, "groups": g,
+                        "group": "point"})
     elif args.faults_only or args.vitess:
         pts = []
     else:
