@@ -462,9 +462,9 @@ func cmdVCollect(args []string) int {
 	}
 	var lat, first []uint64
 	burstLast := map[int]uint64{} // burst -> its worst commit-to-last-watcher
-	watched, missing, deliveries, unwatched := 0, 0, 0, 0
+	watched, missing, deliveries, unwatched, early := 0, 0, 0, 0, 0
 	for _, e := range plan {
-		_, commit := run.CommitTimes(e.Seq)
+		send, commit := run.CommitTimes(e.Seq)
 		var last, firstSeen uint64
 		nw := 0
 		miss := false
@@ -478,6 +478,11 @@ func cmdVCollect(args []string) int {
 				miss = true
 				missing++
 				continue
+			}
+			if t < send {
+				// Seen before the writer sent it: a stale value of an earlier
+				// run with the same sequence number, not this write.
+				early++
 			}
 			deliveries++
 			if t > last {
@@ -514,7 +519,7 @@ func cmdVCollect(args []string) int {
 		bursts = append(bursts, v)
 	}
 	rec := map[string]any{"name": "vitess_latency", "writes": len(plan), "watched_writes": watched,
-		"unwatched_writes": unwatched, "deliveries": deliveries, "missing": missing,
+		"unwatched_writes": unwatched, "deliveries": deliveries, "missing": missing, "seen_before_sent": early,
 		"last_watcher": quantiles(lat), "first_watcher": quantiles(first), "per_burst": quantiles(bursts)}
 	// The stopped process: from SIGCONT until it has seen, for each file it
 	// watches, the last write committed before SIGCONT.
