@@ -602,7 +602,20 @@ static void seq_begin(th_atomic_u32 *seq, uint32_t *v)
 
 static void seq_end(th_atomic_u32 *seq, uint32_t v)
 {
-	th_store_release(seq, v + 1); /* pairs with the load-acquire that starts a read */
+	th_store_release(seq, v + 1); /* pairs with the load-acquire in seq_read_begin() */
+}
+
+/* A seqlock read: v = seq_read_begin(), the loads, then seq_read_retry(v)
+ * says whether they may be torn (a write ran meanwhile) and must be redone. */
+static uint32_t seq_read_begin(th_atomic_u32 *seq)
+{
+	return th_load_acquire(seq); /* pairs with seq_end() */
+}
+
+static bool seq_read_retry(th_atomic_u32 *seq, uint32_t v)
+{
+	th_fence_acquire(); /* the data loads before the re-check; pairs with the release fence in seq_begin() */
+	return (v & 1) || th_load_relaxed(seq) != v;
 }
 
 /* Batch [start, end) is not for reader s: extend its range of batches it
@@ -910,14 +923,12 @@ int th_ring_reader_lag(struct th_ring_writer *w, uint32_t id, struct th_ring_lag
 	/* Within the batches it was not woken for: it has nothing to read
 	 * before their end (the writer's own record, not the slot's). */
 	uint64_t from, to;
-	for (;;) {
-		uint32_t v = th_load_acquire(&s->skip_seq); /* pairs with seq_end() */
+	for (uint32_t v;; sched_yield()) {
+		v = seq_read_begin(&s->skip_seq);
 		from = th_load_relaxed(&s->skip_from);
 		to = th_load_relaxed(&s->skip_to);
-		th_fence_acquire(); /* pairs with the release fence in seq_begin() */
-		if (!(v & 1) && th_load_relaxed(&s->skip_seq) == v)
+		if (!seq_read_retry(&s->skip_seq, v))
 			break;
-		sched_yield();
 	}
 	if (from <= rp && rp < to && to <= head)
 		rp = to;
@@ -1135,15 +1146,15 @@ static bool reader_skip(struct th_ring_reader *r)
 {
 	struct slot_page *pg = r->slot;
 	uint64_t from, to, note;
-	for (;;) {
-		uint32_t v = th_load_acquire(&pg->skip_seq); /* pairs with seq_end() */
+	for (uint32_t v, tries = 0;; th_cpu_relax()) {
+		v = seq_read_begin(&pg->skip_seq);
 		from = th_load_relaxed(&pg->skip_from);
 		to = th_load_relaxed(&pg->skip_to);
 		note = th_load_relaxed(&pg->skip_note);
-		th_fence_acquire(); /* pairs with the release fence in seq_begin() */
-		if (!(v & 1) && th_load_relaxed(&pg->skip_seq) == v)
+		if (!seq_read_retry(&pg->skip_seq, v))
 			break;
-		th_cpu_relax();
+		if (++tries == 1000)
+			return false; /* held odd for long: not the writer (it holds it for three stores) */
 	}
 	if (!(from <= r->pos && r->pos < to) || to % 8)
 		return false;
