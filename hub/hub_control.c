@@ -110,23 +110,26 @@ int th__control_send(struct th__control *x, struct th__conn *cn, uint16_t type, 
 	return 0;
 }
 
-int th__control_error(struct th__control *x, struct th__conn *cn, uint32_t req, int code, const char *fmt, ...)
+size_t th__error_body(struct th__error_body *b, int code, const char *fmt, va_list ap)
 {
-	struct {
-		struct th_msg_error e;
-		char text[256];
-	} b;
-	b.e.code = code;
-	b.e.reserved = 0;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(b.text, sizeof b.text, fmt, ap);
-	va_end(ap);
+	b->e.code = code;
+	b->e.reserved = 0;
+	int n = vsnprintf(b->text, sizeof b->text, fmt, ap);
 	if (n < 0)
 		n = 0;
-	if ((size_t)n >= sizeof b.text)
-		n = sizeof b.text - 1;
-	return th__control_send(x, cn, TH_MSG_ERROR, req, &b, sizeof b.e + (size_t)n, NULL, 0);
+	if ((size_t)n >= sizeof b->text)
+		n = sizeof b->text - 1;
+	return sizeof b->e + (size_t)n;
+}
+
+int th__control_error(struct th__control *x, struct th__conn *cn, uint32_t req, int code, const char *fmt, ...)
+{
+	struct th__error_body b;
+	va_list ap;
+	va_start(ap, fmt);
+	size_t len = th__error_body(&b, code, fmt, ap);
+	va_end(ap);
+	return th__control_send(x, cn, TH_MSG_ERROR, req, &b, len, NULL, 0);
 }
 
 void th__control_close(struct th__control *x, struct th__conn *cn)

@@ -15,6 +15,7 @@
 #ifndef TH_HUB_CONTROL_H
 #define TH_HUB_CONTROL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 
 #include "common/th_buf.h"
 #include "hub/hub_internal.h"
+#include "protocol/protocol.h"
 #include "readers/gtid.h"
 
 #define TH__CONTROL_TICK_MS 100   /* the longest the loop sleeps: the scan's period */
@@ -107,6 +109,14 @@ void th__control_close(struct th__control *x, struct th__conn *cn);
  * reading, or gone) closes the connection and returns -1, else 0. */
 int th__control_send(struct th__control *x, struct th__conn *cn, uint16_t type, uint32_t req, const void *body,
 		     size_t len, const int *fds, int nfds);
+/* An ERROR message's body with a formatted text (at most 255 bytes of it):
+ * fills b, returns the bytes to send. */
+struct th__error_body {
+	struct th_msg_error e;
+	char text[256];
+};
+size_t th__error_body(struct th__error_body *b, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* An ERROR reply with a formatted text; as th__control_send. */
 int th__control_error(struct th__control *x, struct th__conn *cn, uint32_t req, int code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

@@ -172,19 +172,12 @@ static void close_refused(int fd)
 static void refuse_fd(int fd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void refuse_fd(int fd, int code, const char *fmt, ...)
 {
-	struct {
-		struct th_msg_error e;
-		char text[200];
-	} b = { { code, 0 }, { 0 } };
+	struct th__error_body b;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(b.text, sizeof b.text, fmt, ap);
+	size_t len = th__error_body(&b, code, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof b.text)
-		n = sizeof b.text - 1;
-	th_proto_send(fd, TH_MSG_ERROR, 0, &b, sizeof b.e + (size_t)n, NULL, 0, MSG_DONTWAIT);
+	th_proto_send(fd, TH_MSG_ERROR, 0, &b, len, NULL, 0, MSG_DONTWAIT);
 }
 
 void th__limit_admit(struct th__control *x, int fd, const struct ucred *cr)
