@@ -410,9 +410,8 @@ static void wake_futex(struct slot *s)
 	futex32(&s->page->wake_seq, FUTEX_WAKE, INT_MAX, NULL);
 }
 
-static void wake_all(struct th_ring_writer *w, struct reader_set *set)
+static void wake_all(struct reader_set *set)
 {
-	(void)w;
 	for (uint32_t i = 0; i < set->n; i++) {
 		wake_futex(set->slots[i]);
 		wake_send(set->slots[i]->event_fd);
@@ -436,7 +435,7 @@ void th_ring_writer_destroy(struct th_ring_writer *w)
 	 * at head: everything published before is visible to it. */
 	th_store_release(&w->hdr->closed, 1);
 	th_fence_seq_cst(); /* the closed flag before the sleep-word scan, as in commit */
-	wake_all(w, set);
+	wake_all(set);
 	for (uint32_t i = 0; i < set->n; i++)
 		slot_free(set->slots[i]);
 	free(set);
@@ -1230,8 +1229,8 @@ static inline bool reader_ready(struct th_ring_reader *r)
 }
 
 /* Set the sleeping flag, then re-check: the Dekker handshake with commit.
- * Returns the head seen after the flag was set, or sets *ready. */
-static uint64_t reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit, bool *ready)
+ * Returns whether there is something to read after all (do not sleep). */
+static bool reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit)
 {
 	r->sleep_gen++;
 	uint32_t sw = r->sleep_gen * SLEEP_GEN | mode_bit | SLEEPING;
@@ -1242,9 +1241,8 @@ static uint64_t reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit
 	/* Pairs with the seq_cst fence in th_ring_commit() (head store; fence;
 	 * sleep_word load): either the writer sees us sleeping or we see its head. */
 	th_fence_seq_cst();
-	uint64_t h = th_load_relaxed(&r->hdr->head);
-	*ready = h != r->pos || r->sticky || reader_evicted(r) || th_load_relaxed(&r->hdr->closed);
-	return h;
+	return th_load_relaxed(&r->hdr->head) != r->pos || r->sticky || reader_evicted(r) ||
+	       th_load_relaxed(&r->hdr->closed);
 }
 
 static void reader_end_sleep(struct th_ring_reader *r)
@@ -1311,9 +1309,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 		now = th_now_ns();
 	}
 	for (;; now = th_now_ns()) {
-		bool ready;
-		reader_prepare_sleep(r, 0, &ready);
-		if (ready) {
+		if (reader_prepare_sleep(r, 0)) {
 			reader_end_sleep(r);
 			return 1;
 		}
@@ -1325,7 +1321,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 		reader_end_sleep(r);
 		if (reader_ready(r))
 			return 1;
-		/* Spurious wake-up, a wake for another reader, or the timeout. */
+		/* A spurious wake-up, or the timeout. */
 	}
 }
 
@@ -1336,9 +1332,7 @@ int th_ring_reader_event_fd(const struct th_ring_reader *r)
 
 int th_ring_reader_arm(struct th_ring_reader *r)
 {
-	bool ready;
-	reader_prepare_sleep(r, SLEEP_FD, &ready);
-	if (ready) {
+	if (reader_prepare_sleep(r, SLEEP_FD)) {
 		reader_end_sleep(r);
 		return 1;
 	}

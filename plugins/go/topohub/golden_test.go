@@ -197,7 +197,7 @@ func TestGolden_slot_writes_are_the_C_reader_writes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Armed in fd mode: the same sleep word as th_ring_reader_arm.
-	if _, ready := r.prepareSleep(sleepFD); ready {
+	if r.prepareSleep(sleepFD) {
 		t.Fatal("a caught-up reader should sleep")
 	}
 	if want := readGolden(t, "slot-armed.bin"); !bytes.Equal(slot, want) {

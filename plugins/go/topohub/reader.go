@@ -923,7 +923,7 @@ func (c *Client) wait() {
 // kick (kick() moves the read deadline) or sliceFD.
 func (c *Client) waitFD() bool {
 	r := c.ring
-	if _, rd := r.prepareSleep(sleepFD); rd {
+	if r.prepareSleep(sleepFD) {
 		r.endSleep()
 		return true
 	}

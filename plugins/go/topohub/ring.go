@@ -356,16 +356,15 @@ func (r *ringReader) ready() bool {
 // prepareSleep sets the sleeping flag, then looks again: the Dekker
 // handshake with th_ring_commit (head store; fence; sleep_word load). Go's
 // store then load are sequentially consistent, as the seq_cst fence in
-// reader_prepare_sleep orders them. Returns the head seen and whether to
-// skip the sleep.
-func (r *ringReader) prepareSleep(modeBit uint32) (uint64, bool) {
+// reader_prepare_sleep orders them. Returns whether to skip the sleep
+// (something to read after all).
+func (r *ringReader) prepareSleep(modeBit uint32) bool {
 	r.sleepGen++
 	// Before the flag: a wake-up for this sleep bumps it after it sees the
 	// flag. Pairs with the store-release in wake_futex().
 	r.wakeSeen = atomic.LoadUint32(u32(r.slot, slotWakeSeq))
 	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen|modeBit|sleeping)
-	h := r.loadHead()
-	return h, h != r.pos || r.sticky != readRecord || r.evicted() || r.closed()
+	return r.loadHead() != r.pos || r.sticky != readRecord || r.evicted() || r.closed()
 }
 
 func (r *ringReader) endSleep() {
@@ -376,7 +375,7 @@ func (r *ringReader) endSleep() {
 // the timeout: non-private futex words (the writer is another process), as
 // th_ring_wait does.
 func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32) bool {
-	_, ready := r.prepareSleep(0)
+	ready := r.prepareSleep(0)
 	if ready {
 		r.endSleep()
 		return true
