@@ -286,6 +286,7 @@ int th_hub_run(const struct th_hub_config *cfg)
 	}
 	th_log_info("starting: ring generation %" PRIu64 " (%" PRIu64 " bytes), %zu source(s), %zu table(s) in schema %s",
 		    th_ring_generation(h->ring), cfg->ring_capacity, cfg->nsources, cfg->ntables, cfg->schema);
+	th_ring_set_wake_delay_max(h->ring, cfg->wake_delay_max_ns);
 
 	pthread_t pub, ctl, mon;
 	void *http = NULL;

@@ -82,6 +82,10 @@ static const struct key keys[] = {
 	  "timeout of a reader that asks for none (0)", LIVE },
 	{ "hub", "monitor_interval_us", K_US_NS, OFF(monitor_interval_ns), "1000",
 	  "the shortest sleep of the monitor (it wakes at the earliest moment a reader can be late): how late an eviction can be", RESTART },
+	{ "hub", "wake_delay_max_us", K_US_NS, OFF(wake_delay_max_ns), "5000",
+	  "under load, the longest a busy subscriber's wake-up may be held back to take several commits in one "
+	  "(moderation; the hub picks the delay from what waking costs, a subscriber may ask for less; 0: never)",
+	  RESTART },
 	{ "hub", "monitor_realtime", K_BOOL, OFF(monitor_realtime), "true",
 	  "run the monitor at the lowest SCHED_FIFO priority (needs CAP_SYS_NICE or RLIMIT_RTPRIO)", RESTART },
 	{ "hub", "log_level", K_LEVEL, OFF(log_level), "info", "error, warn, info or debug", LIVE },

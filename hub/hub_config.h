@@ -82,6 +82,7 @@ struct th_hub_config {
 	uint32_t snapshot_hold_ms;
 	uint64_t reader_timeout_min_ns, reader_timeout_max_ns, reader_timeout_default_ns;
 	uint64_t monitor_interval_ns;
+	uint64_t wake_delay_max_ns;
 	bool monitor_realtime;
 	int log_level;
 	bool bench_socket_fanout;         /* benchmark only: serve STREAM (hub_fanout.c) */

@@ -515,7 +515,7 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      ",\"ring_head\":%" PRIu64 ",\"ring_oldest\":%" PRIu64 ",\"ring_capacity\":%" PRIu64
 		      ",\"ntables\":%zu,\"monitor_rounds\":%" PRIu64 ",\"config_reloads\":%" PRIu64
 		      ",\"snapshots_held\":%" PRIu64 ",\"snapshot_bytes_held\":%" PRIu64
-		      ",\"snapshots_reclaimed\":%" PRIu64,
+		      ",\"snapshots_reclaimed\":%" PRIu64 ",\"wake_delay_ns\":%" PRIu64,
 		      th_load_relaxed(&h->st_txns), th_load_relaxed(&h->st_txns_seen), th_load_relaxed(&h->st_changes),
 		      th_load_relaxed(&h->st_records), th_load_relaxed(&h->st_bytes), th_load_relaxed(&h->st_events),
 		      th_load_relaxed(&h->st_reconnects), th_load_relaxed(&h->st_reloads),
@@ -526,7 +526,8 @@ static void json_common(struct th_hub *h, struct th_buf *b)
 		      th_load_relaxed(&h->st_last_commit_us), last_pub, th_ring_head(h->ring), th_ring_oldest(h->ring),
 		      th_ring_capacity(h->ring), c->ntables, th_load_relaxed(&h->st_monitor_rounds),
 		      th_load_relaxed(&h->st_config_reloads), th_load_relaxed(&h->st_snap_held),
-		      th_load_relaxed(&h->st_snap_held_bytes), th_load_relaxed(&h->st_snap_reclaimed));
+		      th_load_relaxed(&h->st_snap_held_bytes), th_load_relaxed(&h->st_snap_reclaimed),
+		      th_ring_wake_delay(h->ring));
 	th__hub_hist_json(&h->publish_latency, b, "publish_latency");
 	th__hub_hist_json(&h->reader_lag, b, "reader_lag");
 }

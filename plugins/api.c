@@ -49,6 +49,8 @@ static int api_open(const struct th_open_opts *uopts, struct th_conn **out)
 	c->timeout_ns = o.timeout_ns ? o.timeout_ns : DEFAULT_TIMEOUT_NS;
 	c->spin_ns = o.spin_ns ? o.spin_ns : DEFAULT_SPIN_NS;
 	c->spin_cur = c->spin_ns;
+	c->slice_cur = SLICE_FUTEX_NS;
+	c->max_wake_delay_ns = o.max_wake_delay_ns;
 	snprintf(c->name, sizeof c->name, "%s", o.name ? o.name : "libtopohub");
 	th_store_relaxed(&c->next_id, 1);
 	pthread_mutex_init(&c->qlock, NULL);

@@ -83,7 +83,8 @@
 #define tsan_release(p) TH_TSAN_RELEASE(p)
 
 #define NTABLES_MAX 256u
-#define SLICE_FUTEX_NS 10000000ull  /* futex mode re-checks registrations and the hub this often */
+#define SLICE_FUTEX_NS 10000000ull  /* futex mode: the first check that the hub is alive after the last work */
+#define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this (an idle process stays asleep) */
 #define SLICE_SPIN_NS 1000000ull
 #define BACKOFF_MIN_NS 10000000ull
 #define BACKOFF_MAX_NS 1000000000ull
@@ -129,6 +130,7 @@ struct th_conn {
 	char *socket_path;
 	char name[32];
 	uint64_t timeout_ns, spin_ns;
+	uint64_t max_wake_delay_ns; /* 0: the hub's */
 	uint32_t wait_mode, flags;
 
 	/* registry: any thread */
@@ -145,6 +147,7 @@ struct th_conn {
 	th_atomic_u32 stop;        /* the library's thread should return */
 	int wake_fd;               /* eventfd: new registrations, stop */
 	th_atomic_u32 wake_pending; /* set after each write to wake_fd: drain only then */
+	th_atomic_u32 kick_word;    /* moved after wake_pending: ends a futex-mode wait (th_ring_wait_or) */
 	int epoll_fd;              /* TH_WAIT_FD: wake_fd, ring event fd, ctl's socket, timer_fd */
 	int timer_fd;              /* TH_WAIT_FD: reconnect backoff */
 	char tsan_rcu;             /* TSan's name for "a grace period" */
@@ -198,6 +201,8 @@ struct th_conn {
 	size_t scratchlen;
 	uint64_t revision;          /* of the last transaction read */
 	uint64_t spin_cur;          /* this wait's spin (adaptive, at most spin_ns) */
+	uint64_t slice_cur;         /* this futex wait's longest sleep (doubles while idle) */
+	uint32_t kick_seen;         /* kick_word loaded before the round that found no work */
 	uint64_t last_batch_ns;     /* publication time of the last transaction read */
 	uint64_t batch_gap_ns;      /* ... and the gap between it and the one before */
 	int delivered;
@@ -300,6 +305,9 @@ static inline void th__wake(struct th_conn *c)
 	 * set (or drained by an earlier round). Pairs with the exchange in
 	 * th__dispatch_round(). */
 	th_store_release(&c->wake_pending, 1);
+	/* After the flag: a dispatcher that loaded the kick word before its
+	 * round either sees the flag in the round or the word moved. */
+	th_ring_kick(&c->kick_word);
 }
 
 /* stats().revision: the revision up to which every change this connection

@@ -378,9 +378,17 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 		}
 		return 1;
 	}
-	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : SLICE_FUTEX_NS;
-	int r = th_ring_wait(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
-			     (int64_t)(left < slice ? left : slice), c->spin_cur);
+	/* A registration from another thread kicks the wait (th__wake); what
+	 * only a slice finds is a hub that died without closing its ring, and
+	 * the slice doubles while nothing comes, so that a thousand idle
+	 * subscribers do not wake a hundred times a second each. */
+	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : c->slice_cur;
+	int r = th_ring_wait_or(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
+				(int64_t)(left < slice ? left : slice), c->spin_cur, &c->kick_word, c->kick_seen);
+	if (r == 1)
+		c->slice_cur = SLICE_FUTEX_NS;
+	else if (left >= slice && c->slice_cur < SLICE_FUTEX_MAX_NS)
+		c->slice_cur *= 2;
 	/* Adaptive spin: spinning pays only while the hub publishes
 	 * transactions closer together than spin_ns; otherwise every wait burns
 	 * spin_ns of CPU for nothing, and with many subscribers on few cores
@@ -410,10 +418,12 @@ int th__dispatch_locked(struct th_conn *c, int64_t timeout_ns)
 		th_ring_reader_disarm(c->ring);
 	if (c->wait_mode == TH_WAIT_FD)
 		poll_events(c, 0);
+	c->kick_seen = th_load_acquire(&c->kick_word); /* before the round: pairs with th_ring_kick() */
 	int work = th__dispatch_round(c);
 	while (work == 0 && !th_load_relaxed(&c->stop)) {
 		if (!wait_work(c, deadline) && th_now_ns() >= deadline)
 			break;
+		c->kick_seen = th_load_acquire(&c->kick_word);
 		work = th__dispatch_round(c);
 	}
 	if (c->wait_mode == TH_WAIT_FD) {

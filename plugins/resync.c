@@ -54,6 +54,8 @@ int th__attach(struct th_conn *c)
 		return rc;
 	}
 	th_ring_reader_set_timeout(r, c->timeout_ns);
+	if (c->max_wake_delay_ns)
+		th_ring_reader_set_max_delay(r, c->max_wake_delay_ns);
 	c->ctl = ctl;
 	c->ring = r;
 	c->generation = rep.generation;

@@ -63,10 +63,11 @@
  *     watch's free function runs exactly once, after its last callback, on the
  *     dispatching thread (or in close()).
  *   - close() must not race with any other call on the connection.
- *   - A new watch is taken in by the next dispatch: at once in TH_WAIT_FD
- *     (the descriptor fires) and with the library's thread in that mode; a
- *     dispatch sleeping on the futex notices it within 10 ms (1 ms spinning),
- *     and a hub that died without closing its ring within the same time. A
+ *   - A new watch is taken in by the next dispatch, at once in every mode (a
+ *     dispatch sleeping on the futex is woken by the registration). A hub
+ *     that died without closing its ring is noticed within 10 ms of the last
+ *     activity (1 ms spinning), the check doubling while the connection is
+ *     idle up to every 0.5 s, so that idle subscribers stay asleep. A
  *     watch whose path no other watch covers costs one round trip to the hub
  *     (snapshot or get) inside that dispatch.
  *
@@ -95,7 +96,8 @@ extern "C" {
 #endif
 
 #define TH_ABI_MAJOR 1
-#define TH_ABI_MINOR 0
+/* Minor 1: th_open_opts.max_wake_delay_ns. */
+#define TH_ABI_MINOR 1
 
 /* The one exported symbol, for dlsym(). */
 #define TH_API_SYMBOL "th_api_get"
@@ -174,6 +176,10 @@ struct th_open_opts {
 	uint32_t wait_mode;      /* enum th_wait_mode */
 	uint32_t reserved;       /* 0 */
 	const char *name;        /* shown by `topohubctl readers`; NULL: "libtopohub" */
+	uint64_t max_wake_delay_ns; /* TH_WAIT_FUTEX: under load the hub batches wake-ups, so that a
+	                          * busy stream wakes each subscriber at most once per delay (it
+	                          * chooses, 5 ms at most by default); bound that delay (0: as the
+	                          * hub says; below 50 us: never batched, every commit wakes) */
 };
 
 /* ---- events ------------------------------------------------------------- */
@@ -383,7 +389,8 @@ th_api_get_fn th_api_get;
 
 /* ---- layout, fixed (LP64) ------------------------------------------------ */
 #if defined(__LP64__) && !defined(__cplusplus)
-_Static_assert(sizeof(struct th_open_opts) == 48, "th_open_opts layout");
+_Static_assert(sizeof(struct th_open_opts) == 56, "th_open_opts layout");
+_Static_assert(offsetof(struct th_open_opts, max_wake_delay_ns) == 48, "th_open_opts layout");
 _Static_assert(offsetof(struct th_open_opts, timeout_ns) == 16, "th_open_opts layout");
 _Static_assert(offsetof(struct th_open_opts, name) == 40, "th_open_opts layout");
 _Static_assert(sizeof(struct th_watch_opts) == 48, "th_watch_opts layout");

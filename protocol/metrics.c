@@ -100,6 +100,8 @@ static const struct metric metrics[] = {
 	{ "snapshots_reclaimed", "topohub_snapshots_reclaimed_total", "counter", 0,
 	  "Snapshots taken back before snapshot_hold_ms: their uid held more than its bound." },
 	{ "ring_capacity", "topohub_ring_capacity_bytes", "gauge", 0, "Size of the ring." },
+	{ "wake_delay_ns", "topohub_wake_delay_seconds", "gauge", 1e-9,
+	  "Wake-up moderation: how long a busy subscriber naps to take several commits per wake-up (0: none)." },
 	{ "connected", "topohub_source_connected", "gauge", 0, "1 while streaming from a source." },
 	{ "last_commit_us", "topohub_last_commit_timestamp_seconds", "gauge", 1e-6,
 	  "Server commit time of the last transaction read (0: none yet)." },

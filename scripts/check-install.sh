@@ -13,7 +13,7 @@ fail() { echo "check-install: $*" >&2; exit 1; }
 make --no-print-directory -s install BUILD="$build" DESTDIR="$dest" PREFIX=/usr >/dev/null
 lib="$dest/usr/lib/libtopohub.so.1"
 [ -L "$lib" ] || fail "no libtopohub.so.1 symlink"
-readelf -d "$dest/usr/lib/libtopohub.so.1.0.0" | grep -q 'SONAME.*\[libtopohub.so.1\]' || fail "SONAME is not libtopohub.so.1"
+readelf -d "$(readlink -f "$lib")" | grep -q 'SONAME.*\[libtopohub.so.1\]' || fail "SONAME is not libtopohub.so.1"
 [ "$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}')" = "th_api_get@@TOPOHUB_1" ] ||
 	fail "the installed library exports more than th_api_get"
 # A host built against the installed header, through pkg-config.

@@ -6,7 +6,8 @@
  *
  *   page 0   struct ring_header: constants (magic, format, generation, sizes),
  *            then one cache line the writer stores on publish (head, reclaim),
- *            then one line for the closed flag.
+ *            then one line it stores rarely (the closed flag, the wake-up
+ *            delay).
  *   page 1.. data: capacity bytes, an array of 64-bit words. Record at position
  *            p starts at word (p / 8) & (capacity / 8 - 1).
  *
@@ -47,6 +48,22 @@
  * lapped for records it never needed. A new range starts only once the
  * reader has passed the old one (its read_pos, untrusted: a lie costs only
  * the liar its own hint).
+ *
+ * Moderation. Each wake-up costs a system call here and a context switch in
+ * the reader, so waking n readers on every commit costs n x the commit rate:
+ * past what the cores can do, every reader falls behind together. Like a
+ * network card's interrupt moderation, the writer publishes in the header a
+ * delay, wake_delay_ns = WAKE_BUDGET x (its measured cost of one wake-up) x
+ * (the readers a batch is for), capped by th_ring_set_wake_delay_max(). A
+ * reader that was woken again within that delay of its previous wake-up (a
+ * busy stream) does not set its sleeping flag after the next round: it naps
+ * until its previous wake-up plus the delay, not woken by commits (it can be
+ * by its eviction), and reads what came meanwhile in one round. A stream
+ * slower than the delay wakes a reader at once, as without moderation, and
+ * a reader may ask for a smaller bound or none (th_ring_reader_set_max_delay).
+ * The delay is only when: the reader reads the same records. Its inputs are
+ * the writer's own (its clock, its reader set), so a reader can move it by
+ * at most its own share of the count, within the cap.
  *
  * What a reader can never do (doc/DESIGN.md). The slot page and the
  * wake-up descriptor are in the reader's hands; nothing it writes there may
@@ -117,6 +134,12 @@
 #define RECORD_HEADER 16u
 #define PAGE 4096u
 #define DEFAULT_MAX_READERS 1024u
+/* Moderation: the delay is this many times the wake-ups' cost, so that
+ * waking takes at most 1/WAKE_BUDGET of the writer's time per busy reader
+ * pace; below WAKE_DELAY_MIN_NS it is not worth a timer (0 is published). */
+#define WAKE_BUDGET 4u
+#define WAKE_DELAY_MIN_NS 50000ull
+#define DEFAULT_WAKE_DELAY_MAX_NS 5000000ull
 
 /* The format word: incompatible builds refuse each other's segments. */
 #define RING_FORMAT                                                                        \
@@ -138,8 +161,11 @@ struct ring_header {
 	/* Written by the writer on publish; read by every reader on every read. */
 	_Alignas(TH_CACHELINE) th_atomic_u64 head;
 	th_atomic_u64 reclaim;
-	/* Set once, when the writer goes away. */
+	/* Written by the writer rarely: closed set once, when it goes away;
+	 * wake_delay_ns when its wake-up moderation changes (see Moderation). */
 	_Alignas(TH_CACHELINE) th_atomic_u32 closed;
+	uint32_t reserved2;
+	th_atomic_u64 wake_delay_ns;
 };
 
 #define SLEEPING 1u
@@ -280,6 +306,11 @@ struct th_ring_writer {
 	uint64_t last_rec;     /* position of the last record appended to this batch */
 	uint32_t batch_count;
 	uint64_t oldest;       /* == hdr->reclaim, kept privately */
+	/* Moderation: moving averages (x 16) of one wake-up's cost and of the
+	 * readers a batch is for; the delay as last published. */
+	uint64_t wake_cost_x16, wanted_x16;
+	uint64_t wake_delay_ns;
+	th_atomic_u64 wake_delay_max_ns; /* any thread */
 
 	/* Grace period for reader-set changes: odd while the publisher scans. */
 	_Alignas(TH_CACHELINE) th_atomic_u64 scan_seq;
@@ -353,6 +384,7 @@ int th_ring_writer_create(const struct th_ring_config *cfg, struct th_ring_write
 	}
 	w->pos = w->batch_start = w->oldest = cfg->initial_pos;
 	w->next_id = 1;
+	th_store_relaxed(&w->wake_delay_max_ns, DEFAULT_WAKE_DELAY_MAX_NS);
 	pthread_mutex_init(&w->ctl_lock, NULL);
 	struct reader_set *empty = calloc(1, sizeof *empty);
 	if (!empty) {
@@ -642,6 +674,8 @@ static void slot_skip(struct slot *s, uint64_t start, uint64_t end, uint64_t not
 	seq_end(&pg->skip_seq, v);
 }
 
+static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t woken, uint64_t wake_ns);
+
 int th_ring_commit(struct th_ring_writer *w)
 {
 	return th_ring_commit_tagged(w, NULL, 0);
@@ -675,25 +709,68 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
 	 *   sees our odd scan_seq and waits for us, or we load the new set. */
 	th_fence_seq_cst();
 	struct reader_set *set = th_load_acquire(&w->readers); /* pairs with the store-release in set_replace() */
+	uint32_t wanted = 0, woken = 0;
+	uint64_t t0 = 0, t1 = 0; /* the first wake-up's start, the last one's end */
 	for (uint32_t i = 0; i < set->n; i++) {
 		struct slot *s = set->slots[i];
 		if (tags && !slot_wants(s, tags)) {
 			slot_skip(s, start, w->pos, note);
 			continue;
 		}
+		wanted++;
 		uint32_t sw = th_load_relaxed(&s->page->sleep_word);
 		if (!(sw & SLEEPING) || sw == s->woken_word)
 			continue;
+		if (woken++ == 0)
+			t0 = th_now_ns();
 		s->woken_word = sw;
 		if (sw & SLEEP_FD)
 			wake_send(s->event_fd);
 		else
 			wake_futex(s);
+		t1 = th_now_ns();
 	}
 	/* Pairs with the load-acquire in wait_for_publisher(): our reads of the
 	 * old set and its slots happen before the remover frees them. */
 	th_store_release(&w->scan_seq, seq + 2);
+	moderate(w, wanted, woken, t1 - t0);
 	return (int)count;
+}
+
+/* Moderation (see the top of this file): follow the cost of a wake-up and
+ * the readers a batch is for, and publish the delay when it moved by more
+ * than an eighth. One clock read per wake-up (and one more per commit that
+ * woke someone), none otherwise. */
+static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t woken, uint64_t wake_ns)
+{
+	w->wanted_x16 += (uint64_t)wanted * 16 / 8 - w->wanted_x16 / 8;
+	if (woken) {
+		uint64_t cost = wake_ns / woken;
+		if (cost > 1000000)
+			cost = 1000000; /* the writer was preempted mid-loop: not a wake-up's cost */
+		w->wake_cost_x16 += cost * 16 / 8 - w->wake_cost_x16 / 8;
+	}
+	uint64_t d = WAKE_BUDGET * (w->wake_cost_x16 / 16) * (w->wanted_x16 / 16);
+	uint64_t max = th_load_relaxed(&w->wake_delay_max_ns);
+	if (d > max)
+		d = max;
+	if (d < WAKE_DELAY_MIN_NS)
+		d = 0;
+	uint64_t old = w->wake_delay_ns;
+	if (d == old || (d && old && d - old + old / 8 <= old / 4))
+		return;
+	w->wake_delay_ns = d;
+	th_store_relaxed(&w->hdr->wake_delay_ns, d); /* advisory: no ordering needed */
+}
+
+void th_ring_set_wake_delay_max(struct th_ring_writer *w, uint64_t max_ns)
+{
+	th_store_relaxed(&w->wake_delay_max_ns, max_ns);
+}
+
+uint64_t th_ring_wake_delay(const struct th_ring_writer *w)
+{
+	return th_load_relaxed(&w->hdr->wake_delay_ns);
 }
 
 uint64_t th_ring_head(const struct th_ring_writer *w)
@@ -1026,6 +1103,12 @@ struct th_ring_reader {
 	bool at_batch;       /* pos is the start of a batch (or the head) */
 	uint64_t skips, skip_note;
 	int sticky;          /* -TH_ELAPPED / -TH_EEVICTED until rejoin */
+	/* Moderation: our bound on the writer's delay, when we were last woken,
+	 * whether the stream is busy (woken again within the delay), naps taken. */
+	uint64_t max_delay_ns;
+	uint64_t woke_ns;
+	bool busy;
+	uint64_t naps;
 };
 
 static int format_error(char *errbuf, size_t errlen, const char *fmt, uint64_t a, uint64_t b)
@@ -1116,6 +1199,7 @@ int th_ring_reader_open(const struct th_ring_reader_fds *fds, struct th_ring_rea
 	if (r->pos > r->head || r->pos % 8)
 		r->pos = r->head;
 	r->at_batch = true; /* a slot is handed over at the head, or where a batch ended */
+	r->max_delay_ns = UINT64_MAX;
 	*out = r;
 	return 0;
 }
@@ -1228,6 +1312,12 @@ static inline bool reader_ready(struct th_ring_reader *r)
 	       th_load_relaxed(&r->hdr->closed);
 }
 
+/* The caller's own word (th_ring_wait_or) moved: it has work for us. */
+static inline bool kicked(th_atomic_u32 *kick, uint32_t kick_val)
+{
+	return kick && th_load_acquire(kick) != kick_val; /* pairs with the fetch-add-release in th_ring_kick() */
+}
+
 /* Set the sleeping flag, then re-check: the Dekker handshake with commit.
  * Returns whether there is something to read after all (do not sleep). */
 static bool reader_prepare_sleep(struct th_ring_reader *r, uint32_t mode_bit)
@@ -1253,6 +1343,10 @@ static void reader_end_sleep(struct th_ring_reader *r)
 #ifndef FUTEX2_SIZE_U32
 #define FUTEX2_SIZE_U32 0x02
 #endif
+#ifndef FUTEX2_PRIVATE
+#define FUTEX2_PRIVATE 128
+#endif
+#define MAX_NAP_NS 100000000ull /* 100 ms */
 
 /*
  * Sleep until our slot's wake_seq moves off the one seen before the sleeping
@@ -1262,32 +1356,93 @@ static void reader_end_sleep(struct th_ring_reader *r)
  * only the readers a batch is for. Without futex_waitv, wake_seq alone in
  * slices of 10 ms, so that an eviction is seen within 10 ms.
  */
-static void sleep_two(struct th_ring_reader *r, uint64_t deadline, uint64_t now)
+static void sleep_on(struct th_ring_reader *r, bool commits, th_atomic_u32 *kick, uint32_t kick_val,
+		     uint64_t deadline, uint64_t now)
 {
-	struct futex_waitv wv[2] = {
-		{ .val = r->wake_seen, .uaddr = (uintptr_t)(void *)&r->slot->wake_seq, .flags = FUTEX2_SIZE_U32 },
+	struct futex_waitv wv[3] = {
 		{ .val = r->evict_ack, .uaddr = (uintptr_t)(void *)&r->slot->evict_seq, .flags = FUTEX2_SIZE_U32 },
 	};
+	unsigned n = 1;
+	if (commits)
+		wv[n++] = (struct futex_waitv){ .val = r->wake_seen, .uaddr = (uintptr_t)(void *)&r->slot->wake_seq,
+						.flags = FUTEX2_SIZE_U32 };
+	if (kick)
+		wv[n++] = (struct futex_waitv){ .val = kick_val, .uaddr = (uintptr_t)(const void *)kick,
+						.flags = FUTEX2_SIZE_U32 | FUTEX2_PRIVATE };
 	struct timespec abs = th_ns_to_timespec(deadline);
-	if (syscall(SYS_futex_waitv, wv, 2, 0, deadline == UINT64_MAX ? NULL : &abs, CLOCK_MONOTONIC) >= 0 ||
+	if (syscall(SYS_futex_waitv, wv, n, 0, deadline == UINT64_MAX ? NULL : &abs, CLOCK_MONOTONIC) >= 0 ||
 	    errno != ENOSYS)
 		return;
 	uint64_t left = deadline - now;
 	if (left > 10000000)
 		left = 10000000;
 	struct timespec ts = th_ns_to_timespec(left);
-	futex32(&r->slot->wake_seq, FUTEX_WAIT, r->wake_seen, &ts);
+	if (commits)
+		futex32(&r->slot->wake_seq, FUTEX_WAIT, r->wake_seen, &ts);
+	else
+		futex32(&r->slot->evict_seq, FUTEX_WAIT, r->evict_ack, &ts);
+}
+
+/* The delay this reader naps for when busy: the writer's, within our bound;
+ * 0 when too small to be worth a timer. */
+static uint64_t reader_delay(const struct th_ring_reader *r)
+{
+	uint64_t d = th_load_relaxed(&r->hdr->wake_delay_ns); /* the writer's advice: any value is safe */
+	if (d > r->max_delay_ns)
+		d = r->max_delay_ns;
+	if (d > MAX_NAP_NS)
+		d = MAX_NAP_NS; /* a header is the writer's, but a bound costs nothing */
+	return d < WAKE_DELAY_MIN_NS ? 0 : d;
+}
+
+/* A wait ends with something to read: were we woken again within the
+ * delay of the previous wake-up (a busy stream, next time we nap)? */
+static void reader_woken(struct th_ring_reader *r, uint64_t now)
+{
+	uint64_t d = reader_delay(r);
+	r->busy = d && now - r->woke_ns < d;
+	r->woke_ns = now;
 }
 
 int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns)
 {
-	if (reader_ready(r))
+	return th_ring_wait_or(r, mode, timeout_ns, spin_ns, NULL, 0);
+}
+
+int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns,
+		    th_atomic_u32 *kick, uint32_t kick_val)
+{
+	if (reader_ready(r) || kicked(kick, kick_val))
 		return 1;
 	/* One clock read when there is nothing to spin for: a woken subscriber
 	 * runs on a cold cache, and every read counts (vDSO clock, ~30-60 ns). */
 	uint64_t start = th_now_ns();
 	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
 	uint64_t now = start;
+	if (mode == TH_RING_WAIT_FUTEX && r->busy) {
+		/* Moderation: a busy stream, woken again within the delay. Nap
+		 * until the previous wake-up plus the delay, with no sleeping flag
+		 * (commits do not wake us; our eviction and the caller's word do),
+		 * then read what came meanwhile in one round. */
+		uint64_t d = reader_delay(r), until = r->woke_ns + d;
+		if (until > deadline)
+			until = deadline;
+		if (d && until > now) {
+			r->naps++;
+			sleep_on(r, false, kick, kick_val, until, now);
+			now = th_now_ns();
+		}
+		if (reader_ready(r)) {
+			r->woke_ns = now; /* still busy: the next wait naps again */
+			return 1;
+		}
+		r->busy = false; /* nothing came: the stream is quiet, sleep until woken */
+		if (kicked(kick, kick_val))
+			return 1;
+		if (now >= deadline)
+			return 0;
+		spin_ns = 0;
+	}
 	if (mode != TH_RING_WAIT_FUTEX || spin_ns > 0) {
 		uint64_t spin_until = mode == TH_RING_WAIT_SPIN ? deadline : start + spin_ns;
 		if (spin_until > deadline)
@@ -1298,7 +1453,12 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 			 * writer publishes, both its line and the head's line miss, and
 			 * this load lets the two misses overlap instead of queueing. */
 			(void)th_load_relaxed(next);
-			if (reader_ready(r))
+			if (reader_ready(r)) {
+				if (mode == TH_RING_WAIT_FUTEX)
+					reader_woken(r, th_now_ns());
+				return 1;
+			}
+			if (kicked(kick, kick_val))
 				return 1;
 			th_cpu_relax();
 			if ((i & 63) == 0 && th_now_ns() >= spin_until)
@@ -1313,16 +1473,38 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 			reader_end_sleep(r);
 			return 1;
 		}
-		if (now >= deadline) {
+		if (now >= deadline || kicked(kick, kick_val)) {
 			reader_end_sleep(r);
-			return 0;
+			return now < deadline;
 		}
-		sleep_two(r, deadline, now);
+		sleep_on(r, true, kick, kick_val, deadline, now);
 		reader_end_sleep(r);
-		if (reader_ready(r))
+		if (reader_ready(r)) {
+			reader_woken(r, th_now_ns());
+			return 1;
+		}
+		if (kicked(kick, kick_val))
 			return 1;
 		/* A spurious wake-up, or the timeout. */
 	}
+}
+
+void th_ring_kick(th_atomic_u32 *kick)
+{
+	th_fetch_add_release(kick, 1); /* pairs with the load-acquire in kicked() */
+	futex32(kick, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL);
+}
+
+void th_ring_reader_set_max_delay(struct th_ring_reader *r, uint64_t max_ns)
+{
+	r->max_delay_ns = max_ns;
+	if (reader_delay(r) == 0)
+		r->busy = false;
+}
+
+uint64_t th_ring_reader_naps(const struct th_ring_reader *r)
+{
+	return r->naps;
 }
 
 int th_ring_reader_event_fd(const struct th_ring_reader *r)

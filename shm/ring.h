@@ -99,6 +99,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include "common/th_atomic.h"
 
 /* Words of a batch's tags and of a reader's filter (512 bits, one cache line). */
 #define TH_RING_TAG_WORDS 8
@@ -218,6 +219,14 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
  */
 void th_ring_set_batch_time(struct th_ring_writer *w, uint64_t monotonic_ns);
 
+/*
+ * Wake-up moderation: the longest delay the writer may advise readers to
+ * batch their wake-ups by (0: none; 5 ms by default), and the delay it
+ * advises now (see Moderation in ring.c). Any thread.
+ */
+void th_ring_set_wake_delay_max(struct th_ring_writer *w, uint64_t max_ns);
+uint64_t th_ring_wake_delay(const struct th_ring_writer *w);
+
 /* Drop the unpublished batch (its space is reused). Publishing thread only. */
 void th_ring_abort(struct th_ring_writer *w);
 
@@ -290,6 +299,25 @@ int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf
  */
 int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns,
 		 uint64_t spin_ns);
+
+/*
+ * The same, and also return 1 when *kick is not (or stops being) kick_val:
+ * a word of the reader's own process that another of its threads moves with
+ * th_ring_kick() when it has work for the waiting one (load kick_val before
+ * looking for that work, so that a kick in between is not slept through).
+ */
+int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns,
+		    uint64_t spin_ns, th_atomic_u32 *kick, uint32_t kick_val);
+void th_ring_kick(th_atomic_u32 *kick);
+
+/*
+ * Moderation (ring.c explains it): in TH_RING_WAIT_FUTEX, a reader woken
+ * again within the writer's wake-up delay naps for that delay instead of
+ * being woken by each commit. Bound that delay (0: never nap; the default
+ * is the writer's). th_ring_reader_naps() counts the naps taken.
+ */
+void th_ring_reader_set_max_delay(struct th_ring_reader *r, uint64_t max_ns);
+uint64_t th_ring_reader_naps(const struct th_ring_reader *r);
 
 /*
  * For event loops: the fd becomes readable when the writer publishes while

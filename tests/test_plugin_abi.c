@@ -25,7 +25,9 @@
 #include "plugins/topohub.h"
 
 /* The layout is part of the ABI: these numbers never change (LP64). */
-_Static_assert(sizeof(struct th_open_opts) == 48, "open opts");
+/* Structures grow only at their end, with a minor: 1.1 appended max_wake_delay_ns (48 bytes in 1.0). */
+_Static_assert(sizeof(struct th_open_opts) == 56, "open opts");
+_Static_assert(offsetof(struct th_open_opts, max_wake_delay_ns) == 48, "open opts");
 _Static_assert(offsetof(struct th_open_opts, wait_mode) == 32, "open opts");
 _Static_assert(sizeof(struct th_watch_opts) == 48, "watch opts");
 _Static_assert(offsetof(struct th_watch_opts, callback) == 24, "watch opts");

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1545,6 +1546,53 @@ static void test_plugin_live__a_subscriber_sleeps_through_changes_it_does_not_wa
 	}
 }
 
+/* An idle dispatcher in futex mode sleeps: it does not wake every 10 ms to
+ * look for registrations (a thousand idle subscribers would wake the host
+ * 100,000 times a second); a watch registered from another thread ends its
+ * sleep instead (a 10 s dispatch returns with the watch's first event). */
+struct idle_dispatch {
+	struct th_conn *c;
+	int rc;
+	long switches;
+};
+
+static void *idle_dispatch_thread(void *p)
+{
+	struct idle_dispatch *d = p;
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_THREAD, &ru0);
+	d->rc = api->dispatch(d->c, 10000000000ll);
+	getrusage(RUSAGE_THREAD, &ru1);
+	d->switches = ru1.ru_nvcsw - ru0.ru_nvcsw;
+	return NULL;
+}
+
+static void test_plugin_live__an_idle_futex_dispatcher_sleeps_until_a_watch_is_registered(void **state)
+{
+	(void)state;
+	NEED_SERVER();
+	sql("INSERT INTO topo.topo_data (path, data) VALUES ('/idle/a', 'there') "
+	    "ON DUPLICATE KEY UPDATE data = 'there'");
+	struct th_conn *c = open_conn(TH_WAIT_FUTEX, 0, 0);
+	catch_up(c);
+	pump_for(c, 20);
+	struct idle_dispatch d = { .c = c };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, idle_dispatch_thread, &d), 0);
+	usleep(2000000);
+	static struct rec r;
+	rec_init(&r);
+	watch(c, true, TH_TABLE_DATA, "/idle", &r);
+	pthread_join(t, NULL);
+	assert_true(d.rc > 0);
+	expect(&r, 0, TH_EVENT_INITIAL, "/idle/a", "there");
+	print_message("  idle dispatcher: %ld wake-ups in 2 s\n", d.switches);
+	/* 10 ms slices would be ~200 wake-ups in those 2 s. */
+	if (d.switches >= 60)
+		fail_msg("the idle dispatcher woke %ld times in 2 s", d.switches);
+	api->close(c);
+}
+
 /* The hub killed and started again: every reader (futex and fd modes) gets
  * RESYNC, then what changed while it was away, then SYNCED. */
 static void test_plugin_live__hub_restart_every_reader_resyncs(void **state)
@@ -1648,6 +1696,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_live__reload_after_ddl_on_one_table_tells_the_other_tables),
 		cmocka_unit_test(test_plugin_live__stats_revision_reaches_sync_without_a_ring_batch),
 		cmocka_unit_test(test_plugin_live__a_subscriber_sleeps_through_changes_it_does_not_watch),
+		cmocka_unit_test(test_plugin_live__an_idle_futex_dispatcher_sleeps_until_a_watch_is_registered),
 		cmocka_unit_test(test_plugin_live__hub_restart_every_reader_resyncs),
 	};
 	if (getenv("TH_TEST_FILTER"))

@@ -51,6 +51,7 @@ static int have(const char *cmd)
 #define ABI_FIELDS(X)                                                                                   \
 	X(th_open_opts, size) X(th_open_opts, flags) X(th_open_opts, socket_path) X(th_open_opts, timeout_ns) \
 	X(th_open_opts, spin_ns) X(th_open_opts, wait_mode) X(th_open_opts, reserved) X(th_open_opts, name)   \
+	X(th_open_opts, max_wake_delay_ns)                                                              \
 	X(th_event, size) X(th_event, kind) X(th_event, flags) X(th_event, watch) X(th_event, table)          \
 	X(th_event, reason) X(th_event, key) X(th_event, value) X(th_event, key_len) X(th_event, value_len)   \
 	X(th_event, version) X(th_event, revision) X(th_event, commit_us) X(th_event, publish_ns)             \

@@ -683,6 +683,178 @@ static void test_ring__wait_times_out_when_nothing_arrives(void **state)
 	fixture_close(&f);
 }
 
+/* th_ring_wait_or(): another thread's kick ends a wait that no commit,
+ * eviction or timeout would end; a kick before the wait is not slept through. */
+struct kick_args {
+	struct th_ring_reader *r;
+	th_atomic_u32 word;
+	uint32_t seen;
+	int result;
+};
+
+static void *kick_waiter(void *p)
+{
+	struct kick_args *a = p;
+	a->result = th_ring_wait_or(a->r, TH_RING_WAIT_FUTEX, -1, 0, &a->word, a->seen);
+	return NULL;
+}
+
+static void test_ring__a_kick_ends_a_wait_that_nothing_else_would(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_open(&f, 4096, 0);
+	struct kick_args a = { .r = f.r };
+	a.seen = th_load_acquire(&a.word);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, kick_waiter, &a), 0);
+	wait_until_sleeping(f.w, f.id);
+	th_ring_kick(&a.word);
+	pthread_join(t, NULL);
+	assert_int_equal(a.result, 1);
+	struct th_ring_lag lag;
+	assert_int_equal(th_ring_reader_lag(f.w, f.id, &lag), 0);
+	assert_false(lag.sleeping); /* it left its sleep properly */
+	/* Kicked between loading the word and waiting: returns at once. */
+	th_ring_kick(&a.word);
+	assert_int_equal(th_ring_wait_or(f.r, TH_RING_WAIT_FUTEX, -1, 0, &a.word, a.seen), 1);
+	fixture_close(&f);
+}
+
+/*
+ * Wake-up moderation. The writer's delay grows with its measured cost of a
+ * wake-up times the readers a batch is for, so a writer with a thousand
+ * (idle, never-reading) readers besides ours advises one well above the
+ * 50 us floor; the reader under test sleeps in futex mode and is fed a
+ * commit every ~50 us.
+ */
+#define MOD_IDLE_READERS 1000
+#define MOD_RECORDS 2000
+
+struct mod_reader {
+	struct th_ring_reader *r;
+	uint64_t want, got, rounds, naps_after_busy;
+	bool in_order;
+};
+
+static void *mod_reader_thread(void *p)
+{
+	struct mod_reader *m = p;
+	m->in_order = true;
+	while (m->got < m->want) {
+		if (th_ring_wait(m->r, TH_RING_WAIT_FUTEX, 10ll * 1000000000, 0) != 1)
+			break;
+		struct th_ring_record rec;
+		uint64_t seq;
+		int n = 0;
+		while (th_ring_read(m->r, &rec, &seq, sizeof seq) == 1) {
+			m->in_order &= rec.len == sizeof seq && seq == m->got;
+			m->got++, n++;
+		}
+		m->rounds += n > 0;
+		if (m->got == MOD_RECORDS)
+			m->naps_after_busy = th_ring_reader_naps(m->r);
+	}
+	return NULL;
+}
+
+static void mod_open(struct fixture *f, uint32_t *idle_ids)
+{
+	struct th_ring_config cfg = { .capacity = 1u << 20, .max_readers = MOD_IDLE_READERS + 1 };
+	assert_int_equal(th_ring_writer_create(&cfg, &f->w), 0);
+	struct th_ring_reader_fds fds;
+	for (int i = 0; i < MOD_IDLE_READERS; i++) {
+		assert_int_equal(th_ring_add_reader(f->w, &idle_ids[i], &fds), 0);
+		close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+	}
+	assert_int_equal(th_ring_add_reader(f->w, &f->id, &fds), 0);
+	assert_int_equal(th_ring_reader_open(&fds, &f->r, NULL, 0), 0);
+	close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+}
+
+/* Publish MOD_RECORDS one per commit, ~50 us apart; return the largest delay advised. */
+static uint64_t mod_publish_busy(struct th_ring_writer *w)
+{
+	uint64_t delay = 0;
+	for (uint64_t seq = 0; seq < MOD_RECORDS; seq++) {
+		th_ring_append(w, 1, &seq, sizeof seq);
+		th_ring_commit(w);
+		uint64_t d = th_ring_wake_delay(w);
+		delay = d > delay ? d : delay;
+		usleep(50);
+	}
+	return delay;
+}
+
+static void test_ring__a_busy_stream_is_read_in_rounds_of_the_writers_delay_and_an_idle_one_wakes_at_once(
+	void **state)
+{
+	(void)state;
+	static uint32_t idle[MOD_IDLE_READERS];
+	struct fixture f;
+	mod_open(&f, idle);
+	struct mod_reader m = { .r = f.r, .want = MOD_RECORDS + 1 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, mod_reader_thread, &m), 0);
+	uint64_t delay = mod_publish_busy(f.w);
+	assert_true(delay >= 50000); /* the writer did advise a delay */
+	/* Quiet: the reader naps once more, finds nothing, and goes back to the
+	 * sleep that a commit ends (its sleeping flag is what the writer sees). */
+	usleep(3 * delay / 1000 + 1000);
+	wait_until_sleeping(f.w, f.id);
+	uint64_t seq = MOD_RECORDS;
+	th_ring_append(f.w, 1, &seq, sizeof seq);
+	th_ring_commit(f.w);
+	pthread_join(t, NULL);
+	assert_int_equal(m.got, MOD_RECORDS + 1);
+	assert_true(m.in_order);
+	uint64_t naps = th_ring_reader_naps(f.r);
+	/* Woken again within the delay, the reader napped and read many commits
+	 * per round instead of being woken by each. */
+	assert_true(naps > 0);
+	assert_true(m.rounds < MOD_RECORDS / 2);
+	/* The quiet period ended the napping: at most the one nap that found
+	 * nothing, none for the commit after it. */
+	assert_true(naps - m.naps_after_busy <= 1);
+	fixture_close(&f);
+}
+
+static void test_ring__a_reader_that_bounds_the_delay_at_zero_never_naps(void **state)
+{
+	(void)state;
+	static uint32_t idle[MOD_IDLE_READERS];
+	struct fixture f;
+	mod_open(&f, idle);
+	th_ring_reader_set_max_delay(f.r, 0);
+	struct mod_reader m = { .r = f.r, .want = MOD_RECORDS };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, mod_reader_thread, &m), 0);
+	assert_true(mod_publish_busy(f.w) >= 50000);
+	pthread_join(t, NULL);
+	assert_int_equal(m.got, MOD_RECORDS);
+	assert_true(m.in_order);
+	assert_int_equal(th_ring_reader_naps(f.r), 0);
+	fixture_close(&f);
+}
+
+static void test_ring__a_writer_capped_at_zero_advises_no_delay(void **state)
+{
+	(void)state;
+	static uint32_t idle[MOD_IDLE_READERS];
+	struct fixture f;
+	mod_open(&f, idle);
+	th_ring_set_wake_delay_max(f.w, 0);
+	struct mod_reader m = { .r = f.r, .want = MOD_RECORDS };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, mod_reader_thread, &m), 0);
+	assert_int_equal(mod_publish_busy(f.w), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(m.got, MOD_RECORDS);
+	assert_true(m.in_order);
+	assert_int_equal(th_ring_reader_naps(f.r), 0);
+	fixture_close(&f);
+}
+
 /*
  * The writer's publish path makes no system call unless a reader sleeps:
  * a child process under a seccomp filter that kills it on any system call but
@@ -1395,6 +1567,10 @@ int main(void)
 		cmocka_unit_test(test_ring__a_forged_filter_or_skip_hint_misleads_only_its_owner),
 		cmocka_unit_test(test_ring__eviction_wakes_a_sleeping_reader),
 		cmocka_unit_test(test_ring__wait_times_out_when_nothing_arrives),
+		cmocka_unit_test(test_ring__a_kick_ends_a_wait_that_nothing_else_would),
+		cmocka_unit_test(test_ring__a_busy_stream_is_read_in_rounds_of_the_writers_delay_and_an_idle_one_wakes_at_once),
+		cmocka_unit_test(test_ring__a_reader_that_bounds_the_delay_at_zero_never_naps),
+		cmocka_unit_test(test_ring__a_writer_capped_at_zero_advises_no_delay),
 		cmocka_unit_test(test_ring__publish_makes_no_syscall_unless_a_reader_sleeps),
 		cmocka_unit_test(test_ring__lapped_reader_thread_never_returns_torn_records),
 		cmocka_unit_test(test_ring__readers_come_and_go_while_the_writer_publishes),

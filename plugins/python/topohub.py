@@ -30,7 +30,7 @@ import threading
 import traceback
 
 ABI_MAJOR = 1
-ABI_MINOR = 0
+ABI_MINOR = 1
 
 TABLE_DATA, TABLE_LOCKS, TABLE_ELECTIONS = 0, 1, 2
 WAIT_FUTEX, WAIT_SPIN, WAIT_FD = 0, 1, 2
@@ -104,7 +104,8 @@ class _OpenOpts(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("socket_path", ctypes.c_char_p), ("timeout_ns", ctypes.c_uint64),
                 ("spin_ns", ctypes.c_uint64), ("wait_mode", ctypes.c_uint32),
-                ("reserved", ctypes.c_uint32), ("name", ctypes.c_char_p)]
+                ("reserved", ctypes.c_uint32), ("name", ctypes.c_char_p),
+                ("max_wake_delay_ns", ctypes.c_uint64)]
 
 
 class _Event(ctypes.Structure):
