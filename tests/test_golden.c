@@ -15,7 +15,9 @@
  * slot-armed.bin (the same reader armed in fd mode), slot-evicted.bin (then
  * evicted as lapped), slot-rejoined.bin (then rejoined), snapshot.bin (a
  * SNAPSHOT memfd as the hub writes it), msg-*.bin (whole control messages,
- * header and body, every protocol.h struct with distinct field values) and
+ * header and body, every protocol.h struct with distinct field values),
+ * ring-moderated-header.bin (the header page of a writer advising a wake-up
+ * delay) and
  * golden.txt (every field and record as the C side knows it, "name = value").
  */
 #include <setjmp.h>
@@ -309,6 +311,47 @@ static void ring_vectors(const struct out *o)
 	th_ring_writer_destroy(w);
 }
 
+/* The header of a writer that moderates its wake-ups: a thousand readers a
+ * batch is for and one woken (armed in fd mode) on each commit make its
+ * computed delay far above the cap, so the delay it publishes is the cap. */
+#define MODERATED_DELAY_NS 77777ull
+
+static void moderated_vectors(const struct out *o)
+{
+	struct th_ring_config cfg = { .capacity = RING_CAPACITY, .initial_pos = INITIAL_POS,
+				      .generation = GENERATION + 1, .max_readers = 1001 };
+	struct th_ring_writer *w;
+	assert_int_equal(th_ring_writer_create(&cfg, &w), 0);
+	th_ring_set_wake_delay_max(w, MODERATED_DELAY_NS);
+	struct th_ring_reader_fds fds;
+	uint32_t id;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(th_ring_add_reader(w, &id, &fds), 0);
+		close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+	}
+	assert_int_equal(th_ring_add_reader(w, &id, &fds), 0);
+	struct th_ring_reader *r;
+	assert_int_equal(th_ring_reader_open(&fds, &r, NULL, 0), 0);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(th_ring_reader_arm(r), 0);
+		th_ring_set_batch_time(w, 0x0a00000000000000ull + (uint64_t)i); /* fixed bytes: no clock */
+		th_ring_append(w, TH_REC_CHANGE, "moderated", 9);
+		assert_int_equal(th_ring_commit(w), 1);
+		th_ring_reader_disarm(r);
+		struct th_ring_record rec;
+		uint8_t buf[16];
+		assert_int_equal(th_ring_read(r, &rec, buf, sizeof buf), 1);
+	}
+	assert_int_equal(th_ring_wake_delay(w), MODERATED_DELAY_NS);
+	uint8_t hdr[PAGE];
+	assert_int_equal(pread(fds.ring_fd, hdr, PAGE, 0), (ssize_t)PAGE);
+	write_file(o, "ring-moderated-header.bin", hdr, PAGE);
+	field(o, "ring-moderated", "wake_delay_ns", th_ring_wake_delay(w));
+	th_ring_reader_close(r);
+	close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
+	th_ring_writer_destroy(w);
+}
+
 /* ---- the control protocol ------------------------------------------------- */
 
 /* As hub_requests.c's put_entry: entry, key, value, zero padding to 8. */
@@ -469,6 +512,7 @@ static void generate(const char *dir)
 	assert_non_null(o.txt);
 	fprintf(o.txt, "# written by tests/test_golden.c: do not edit; regenerate with build/tests/test_golden --write DIR\n");
 	ring_vectors(&o);
+	moderated_vectors(&o);
 	protocol_vectors(&o);
 	tag_vectors(&o);
 	assert_int_equal(fclose(o.txt), 0);

@@ -67,6 +67,11 @@ type Options struct {
 	Name    string        // shown by `topohubctl readers`; "" = "topohub-go"
 	Wait    WaitMode
 	Spin    time.Duration // WaitFutex: spin at most this long before sleeping; 0 = 20 us
+	// MaxWakeDelay bounds, in WaitFutex, the delay by which the hub batches
+	// wake-ups under load (a busy stream wakes the client at most once per
+	// delay; the hub chooses it, 5 ms at most by default). 0: as the hub
+	// says; negative or below 50 us: every commit wakes.
+	MaxWakeDelay time.Duration
 	// Buffer is each watch channel's capacity (0 = 256). A consumer that
 	// leaves its channel full holds up the client's reader; past Timeout the
 	// hub evicts it and every watch of the client gets EventResync.

@@ -13,11 +13,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -389,4 +392,48 @@ func TestGolden_batch_tags_are_the_hubs(t *testing.T) {
 			eq(t, fmt.Sprintf("%s word%d", obj, k), tags[k], g.u64(t, fmt.Sprintf("%s.word%d", obj, k)))
 		}
 	}
+}
+
+// The wake-up delay a moderating C writer publishes is the one the Go reader
+// naps by, within its own bound, and a busy stream naps once per wait.
+func TestGolden_the_wake_up_delay_is_the_C_writer_s(t *testing.T) {
+	g := loadGolden(t)
+	hdr := readGolden(t, "ring-moderated-header.bin")
+	capacity := le.Uint64(hdr[offCapacity:])
+	ring := aligned(append(hdr, make([]byte, capacity)...))
+	slot := aligned(readGolden(t, "slot.bin"))
+	le.PutUint64(slot[slotGeneration:], le.Uint64(hdr[offGeneration:])) // a slot of this ring
+	r, err := newRingReader(ring, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := g.u64(t, "ring-moderated.wake_delay_ns")
+	eq(t, "delay", r.delay(), want)
+	r.setMaxDelay(want - 1000)
+	eq(t, "delay within our bound", r.delay(), want-1000)
+	r.setMaxDelay(wakeDelayMin - 1)
+	eq(t, "delay below the floor", r.delay(), 0)
+	r.setMaxDelay(math.MaxUint64)
+
+	// Woken again within the delay: busy; later than it: not.
+	r.wokeNs = 1_000_000
+	r.woken(1_000_000 + want/2)
+	eq(t, "busy after a quick second wake-up", r.busy, true)
+	r.woken(1_000_000 + want/2 + want + 1)
+	eq(t, "busy after a slow one", r.busy, false)
+
+	// A busy wait naps (no sleeping flag), finds nothing, then sleeps with
+	// the flag until its timeout.
+	var kick atomic.Uint32
+	now := func() uint64 { return uint64(time.Now().UnixNano()) }
+	r.busy, r.wokeNs = true, now()
+	if r.waitFutex(5*time.Millisecond, &kick, kick.Load(), now) {
+		t.Fatal("a wait on a ring with nothing new found something")
+	}
+	eq(t, "naps", r.naps, 1)
+	eq(t, "busy after a nap that found nothing", r.busy, false)
+	if r.waitFutex(time.Millisecond, &kick, kick.Load(), now) {
+		t.Fatal("a wait on a ring with nothing new found something")
+	}
+	eq(t, "naps of a wait that is not busy", r.naps, 1)
 }

@@ -370,6 +370,11 @@ func (c *Client) attach(ctx context.Context) error {
 	syscall.Close(fds[0])
 	syscall.Close(fds[1])
 	r.setTimeout(c.opts.Timeout)
+	if d := c.opts.MaxWakeDelay; d < 0 {
+		r.setMaxDelay(0)
+	} else if d > 0 {
+		r.setMaxDelay(uint64(d))
+	}
 	// Non-blocking (O_NONBLOCK, shared with the hub's end): os.NewFile gives
 	// it to Go's poller. Futex mode sleeps on it too when the stream is quiet
 	// (wait).
@@ -885,19 +890,27 @@ func (c *Client) wait() {
 	case WaitSpin:
 		ready = c.spin(sliceSpin)
 	default:
-		if ready = c.spin(c.spinCur); !ready && !c.kicked() {
+		// A busy stream naps instead of spinning (see waitFutex).
+		napping := r.napping()
+		spin := c.spinCur
+		if napping {
+			spin = 0
+		}
+		if ready = c.spin(spin); ready && spin > 0 {
+			r.woken(c.monoNow())
+		} else if !ready && !c.kicked() {
 			// Let what this round readied (a watch's receiver, woken by
 			// deliver) run on this P before the thread blocks: left in the
 			// P's run queue, it waits for sysmon to take the P from the
 			// blocked thread (tens of us to 10 ms) and keeps sysmon polling.
 			runtime.Gosched()
-			if int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter) {
+			if !napping && int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter) {
 				// A quiet stream: no thread in a syscall (see quietAfter).
 				ready = c.waitFD()
 			} else {
 				c.kickWait.Store(true)
 				if kw := c.kickWord.Load(); !c.kicked() {
-					ready = r.waitFutex(sliceFutex, &c.kickWord, kw)
+					ready = r.waitFutex(sliceFutex, &c.kickWord, kw, c.monoNow)
 				}
 				c.kickWait.Store(false)
 			}

@@ -13,7 +13,8 @@ package topohub
 // golden vectors):
 //
 //	ring page 0: magic 0, format 8, generation 16, capacity 24, data_offset 32,
-//	             initial_pos 40, max_record 48 (u32); head 64, reclaim 72; closed 128 (u32)
+//	             initial_pos 40, max_record 48 (u32); head 64, reclaim 72; closed 128 (u32),
+//	             wake_delay_ns 136
 //	ring page 1..: the data words; the record at p starts at word (p/8) & (capacity/8 - 1):
 //	             word 0 len | type<<32 | flags<<48, word 1 publish time (CLOCK_MONOTONIC ns), payload
 //	slot page:   read_pos 0; sleep_word 64 (u32), evict_ack 68 (u32), timeout_ns 72,
@@ -45,6 +46,7 @@ const (
 	offMagic, offFormat, offGeneration, offCapacity = 0, 8, 16, 24
 	offDataOffset, offInitialPos, offMaxRecord      = 32, 40, 48
 	offHead, offReclaim, offClosed                  = 64, 72, 128
+	offWakeDelay                                    = 136
 
 	slotReadPos, slotSleepWord, slotEvictAck, slotTimeout = 0, 64, 68, 72
 	slotFilterWord, slotWakeAny, slotFilter               = 80, 84, 128
@@ -61,6 +63,11 @@ const (
 	sleepGen = 4 // SLEEP_GEN: the generation counts above the flags
 
 	ringFlagBatchEnd = 0x0001 // TH_RING_F_BATCH_END
+
+	// Moderation (ring.c): below this a delay is not worth a timer; a
+	// header's delay is bounded by this whatever it says.
+	wakeDelayMin = 50000
+	maxNap       = 100000000
 
 	evictNone, evictSlow, evictLapped, evictAdmin, evictShutdown = 0, 1, 2, 3, 4
 )
@@ -105,6 +112,14 @@ type ringReader struct {
 	skipNote uint64     // the note (revision) of the last batch of the last jump
 	sticky   readStatus // readEvicted / readLapped until rejoin; readRecord = none
 	buf      []byte
+
+	// Moderation, as ring.c's reader: our bound on the writer's delay, when
+	// we were last woken (monotonic ns), whether the stream is busy (woken
+	// again within the delay), naps taken.
+	maxDelay uint64
+	wokeNs   uint64
+	busy     bool
+	naps     uint64
 }
 
 func u64(b []byte, off uint64) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
@@ -194,7 +209,7 @@ func newRingReader(ring, slot []byte) (*ringReader, error) {
 			ErrFormat, le.Uint64(slot[slotGeneration:]), gen)
 	}
 	r := &ringReader{ring: ring, slot: slot, data: ring[pageSize : pageSize+c], capacity: c, maskWords: c/8 - 1,
-		maxRecord: le.Uint32(ring[offMaxRecord:]), generation: gen, sticky: readRecord}
+		maxRecord: le.Uint32(ring[offMaxRecord:]), generation: gen, sticky: readRecord, maxDelay: math.MaxUint64}
 	// The reader's own words, as th_ring_reader_open loads them (relaxed):
 	// the hub set read_pos to the head before handing the slot over.
 	r.pos = atomic.LoadUint64(u64(slot, slotReadPos))
@@ -371,19 +386,70 @@ func (r *ringReader) endSleep() {
 	atomic.StoreUint32(u32(r.slot, slotSleepWord), r.sleepGen*sleepGen) // reader_end_sleep
 }
 
+// delay is what this reader naps for when busy (reader_delay in ring.c):
+// the writer's advice within our bound, 0 when too small for a timer.
+func (r *ringReader) delay() uint64 {
+	d := atomic.LoadUint64(u64(r.ring, offWakeDelay)) // relaxed in ring.c: advice, any value is safe
+	d = min(d, r.maxDelay, maxNap)
+	if d < wakeDelayMin {
+		return 0
+	}
+	return d
+}
+
+// woken: a wait ended with something to read; were we woken again within
+// the delay of the previous wake-up (reader_woken)?
+func (r *ringReader) woken(now uint64) {
+	d := r.delay()
+	r.busy = d > 0 && now-r.wokeNs < d
+	r.wokeNs = now
+}
+
+func (r *ringReader) setMaxDelay(ns uint64) {
+	r.maxDelay = ns
+	if r.delay() == 0 {
+		r.busy = false
+	}
+}
+
+// napping: the next futex wait naps (and does not spin).
+func (r *ringReader) napping() bool { return r.busy && r.delay() > 0 }
+
 // waitFutex sleeps on the slot's wake_seq until something may be ready or
 // the timeout: non-private futex words (the writer is another process), as
-// th_ring_wait does.
-func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32) bool {
-	ready := r.prepareSleep(0)
-	if ready {
+// th_ring_wait does. A busy stream (see Moderation in ring.c) first naps
+// until the previous wake-up plus the writer's delay, without the sleeping
+// flag, and returns if that brought something; now is the client's
+// monotonic clock.
+func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32, now func() uint64) bool {
+	evictSeq := unsafe.Pointer(&r.slot[slotEvictSeq])
+	if r.busy {
+		t := now()
+		if d := r.delay(); d > 0 && r.wokeNs+d > t {
+			r.naps++
+			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, min(time.Duration(r.wokeNs+d-t), timeout))
+			t = now()
+		}
+		if r.ready() {
+			r.wokeNs = t // still busy: the next wait naps again
+			return true
+		}
+		r.busy = false // nothing came: the stream is quiet, sleep until woken
+		if kick.Load() != kickVal {
+			return false
+		}
+	}
+	if r.prepareSleep(0) {
 		r.endSleep()
 		return true
 	}
-	sleepTwo(unsafe.Pointer(&r.slot[slotWakeSeq]), r.wakeSeen, unsafe.Pointer(&r.slot[slotEvictSeq]), r.evictAck,
-		kick, kickVal, timeout)
+	sleepOn(unsafe.Pointer(&r.slot[slotWakeSeq]), r.wakeSeen, evictSeq, r.evictAck, kick, kickVal, timeout)
 	r.endSleep()
-	return r.ready()
+	if r.ready() {
+		r.woken(now())
+		return true
+	}
+	return false
 }
 
 // futexWaitv is struct futex_waitv of <linux/futex.h>.
@@ -401,24 +467,29 @@ const (
 	clockMonotonic = 1
 )
 
-// sleepTwo is ring.c's sleep_two() plus the client's own kick word: sleep
-// until the slot's wake_seq moves off seen, its evict_seq moves off ack, kick
-// moves off kickVal, a wake-up, or the timeout. The writer wakes a reader's
-// own slot words only (a commit it wants, its eviction), so the words are
-// waited on with futex_waitv; without it (ENOSYS), wake_seq alone in slices
-// of at most 10 ms, so that an eviction or a kick is seen within 10 ms, as
-// evictions are in C.
-func sleepTwo(wakeSeq unsafe.Pointer, seen uint32, evictSeq unsafe.Pointer, ack uint32, kick *atomic.Uint32, kickVal uint32,
+// sleepOn is ring.c's sleep_on() with the client's own kick word: sleep
+// until the slot's wake_seq moves off seen (unless wakeSeq is nil: a nap,
+// which commits do not end), its evict_seq moves off ack, kick moves off
+// kickVal, a wake-up, or the timeout. The writer wakes a reader's own slot
+// words only (a commit it wants, its eviction), so the words are waited on
+// with futex_waitv; without it (ENOSYS), one word alone in slices of at most
+// 10 ms, so that an eviction or a kick is seen within 10 ms, as evictions
+// are in C.
+func sleepOn(wakeSeq unsafe.Pointer, seen uint32, evictSeq unsafe.Pointer, ack uint32, kick *atomic.Uint32, kickVal uint32,
 	timeout time.Duration) {
 	wv := [3]futexWaitv{
-		{val: uint64(seen), uaddr: uint64(uintptr(wakeSeq)), flags: futex2SizeU32},
 		{val: uint64(ack), uaddr: uint64(uintptr(evictSeq)), flags: futex2SizeU32},
 		{val: uint64(kickVal), uaddr: uint64(uintptr(unsafe.Pointer(kick))), flags: futex2SizeU32 | futex2Private},
+	}
+	n := 2
+	if wakeSeq != nil {
+		wv[n] = futexWaitv{val: uint64(seen), uaddr: uint64(uintptr(wakeSeq)), flags: futex2SizeU32}
+		n++
 	}
 	var now syscall.Timespec
 	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&now)), 0)
 	abs := syscall.NsecToTimespec(now.Nano() + int64(timeout))
-	_, _, errno := syscall.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&wv[0])), uintptr(len(wv)), 0,
+	_, _, errno := syscall.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&wv[0])), uintptr(n), 0,
 		uintptr(unsafe.Pointer(&abs)), clockMonotonic, 0)
 	runtime.KeepAlive(kick)
 	if errno != syscall.ENOSYS {
@@ -428,7 +499,11 @@ func sleepTwo(wakeSeq unsafe.Pointer, seen uint32, evictSeq unsafe.Pointer, ack 
 		timeout = 10 * time.Millisecond
 	}
 	ts := syscall.NsecToTimespec(int64(timeout))
-	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(wakeSeq), 0 /* FUTEX_WAIT */, uintptr(seen), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	word, val := wakeSeq, seen
+	if word == nil {
+		word, val = evictSeq, ack
+	}
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(word), 0 /* FUTEX_WAIT */, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // futexWakePrivate wakes the thread sleeping on a process-private futex word.
