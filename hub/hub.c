@@ -241,6 +241,10 @@ int th_hub_run(const struct th_hub_config *cfg)
 	if (!h)
 		return TH_HUB_EXIT_FAILURE;
 	rcu_register_thread();
+	/* liburcu's call_rcu thread, made here rather than on the first
+	 * call_rcu(): made by the publisher it would inherit its real-time
+	 * priority, and frees need none. */
+	(void)get_default_call_rcu_data();
 	h->cfg = cfg;
 	h->start_ns = th_realtime_ns();
 	h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

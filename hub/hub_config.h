@@ -84,6 +84,7 @@ struct th_hub_config {
 	uint64_t monitor_interval_ns;
 	uint64_t wake_delay_max_ns;
 	bool monitor_realtime;
+	bool publisher_realtime;
 	int log_level;
 	bool bench_socket_fanout;         /* benchmark only: serve STREAM (hub_fanout.c) */
 	char *metrics_listen;             /* NULL or "": no HTTP endpoint */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,7 @@ static void conn_read(struct th__control *x, struct th__conn *cn)
 void *th__hub_control_main(void *arg)
 {
 	struct th__hub_control_arg *a = arg;
+	pthread_setname_np(pthread_self(), "th-control"); /* top -H, /proc/PID/task/TID/comm */
 	struct th_hub *h = a->h;
 	struct th__control x = { .h = h, .listen_fd = a->listen_fd, .epfd = -1 };
 	rcu_register_thread();

@@ -63,6 +63,7 @@ void *th__hub_monitor_main(void *arg)
 {
 	struct th_hub *h = arg;
 	const struct th_hub_config *c = h->cfg;
+	pthread_setname_np(pthread_self(), "th-monitor"); /* top -H, /proc/PID/task/TID/comm */
 	struct pollfd pfd[2] = { { .fd = h->stop_fd, .events = POLLIN }, { .fd = h->monitor_fd, .events = POLLIN } };
 	uint64_t sleep_ns = c->monitor_interval_ns;
 	if (c->monitor_realtime) {

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -557,6 +559,59 @@ static void test_hub__monitor_does_not_poll_idle_readers_every_interval(void **s
 	assert_true(rounds < 30);
 	for (int i = 0; i < N; i++)
 		th_test_reader_close(&rd[i]);
+}
+
+/* The publisher (whose wake-ups put subscribers on the CPUs) and the
+ * monitor run at real-time priority, so that the processes they wake do not
+ * preempt them; when the hub may not (no CAP_SYS_NICE, RLIMIT_RTPRIO 0), it
+ * says so in its log, which is what this test then checks. */
+static void test_hub__the_publisher_and_the_monitor_run_at_real_time_priority(void **state)
+{
+	struct shared *sh = need(state);
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)sh->hub->pid);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int fifo = 0, threads = 0;
+	bool publisher = false, monitor = false, control = true;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char cpath[400], comm[32] = "";
+		snprintf(cpath, sizeof cpath, "%s/%s/comm", path, e->d_name);
+		FILE *f = fopen(cpath, "r");
+		if (f) {
+			if (!fgets(comm, sizeof comm, f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		comm[strcspn(comm, "\n")] = 0;
+		bool rt = sched_getscheduler(atoi(e->d_name)) == SCHED_FIFO;
+		threads++;
+		fifo += rt;
+		print_message("  thread %s %s%s\n", e->d_name, comm, rt ? " SCHED_FIFO" : "");
+		if (!strcmp(comm, "th-publisher"))
+			publisher = rt;
+		else if (!strcmp(comm, "th-monitor"))
+			monitor = rt;
+		else if (!strcmp(comm, "th-control"))
+			control = !rt;
+	}
+	closedir(d);
+	assert_true(control); /* what answers clients runs as they do */
+	char tail[8000];
+	th_hub_proc_log_tail(sh->hub, tail, sizeof tail);
+	bool refused = strstr(tail, "publisher: no real-time priority") != NULL;
+	print_message("  %d of %d hub threads SCHED_FIFO%s\n", fifo, threads,
+		      refused ? " (the hub logged that it may not)" : "");
+	if (refused) {
+		assert_non_null(strstr(tail, "monitor: no real-time priority"));
+	} else {
+		assert_true(publisher);
+		assert_true(monitor);
+		assert_int_equal(fifo, 2); /* and no thread they made inherited it */
+	}
 }
 
 static void test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms(void **state)
@@ -1355,6 +1410,7 @@ int main(void)
 		cmocka_unit_test(test_hub__survives_garbage_oversized_and_100k_fuzz_messages),
 		cmocka_unit_test(test_hub__evicts_a_stopped_reader_within_its_timeout_plus_10ms),
 		cmocka_unit_test(test_hub__monitor_does_not_poll_idle_readers_every_interval),
+		cmocka_unit_test(test_hub__the_publisher_and_the_monitor_run_at_real_time_priority),
 		cmocka_unit_test(test_hub__reclaims_the_slot_of_a_killed_reader_within_100ms),
 		cmocka_unit_test(test_hub__ddl_on_a_watched_table_publishes_a_resync),
 		cmocka_unit_test(test_hub__a_transaction_too_big_for_the_ring_is_a_resync),
