@@ -383,6 +383,12 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 	 * the slice doubles while nothing comes, so that a thousand idle
 	 * subscribers do not wake a hundred times a second each. */
 	uint64_t slice = c->wait_mode == TH_WAIT_SPIN ? SLICE_SPIN_NS : c->slice_cur;
+	if (c->wait_mode == TH_WAIT_FUTEX) {
+		/* A moderated nap in one sleep, not cut into slices (each a wake-up). */
+		uint64_t nap = th_ring_reader_nap_left(c->ring, now);
+		if (nap > slice)
+			slice = nap;
+	}
 	int r = th_ring_wait_or(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
 				(int64_t)(left < slice ? left : slice), c->spin_cur, &c->kick_word, c->kick_seen);
 	if (r == 1)

@@ -178,7 +178,7 @@ struct th_open_opts {
 	const char *name;        /* shown by `topohubctl readers`; NULL: "libtopohub" */
 	uint64_t max_wake_delay_ns; /* TH_WAIT_FUTEX: under load the hub batches wake-ups, so that a
 	                          * busy stream wakes each subscriber at most once per delay (it
-	                          * chooses, 5 ms at most by default); bound that delay (0: as the
+	                          * chooses, 40 ms at most by default); bound that delay (0: as the
 	                          * hub says; below 50 us: never batched, every commit wakes) */
 };
 

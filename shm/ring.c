@@ -52,9 +52,14 @@
  * Moderation. Each wake-up costs a system call here and a context switch in
  * the reader, so waking n readers on every commit costs n x the commit rate:
  * past what the cores can do, every reader falls behind together. Like a
- * network card's interrupt moderation, the writer publishes in the header a
- * delay, wake_delay_ns = WAKE_BUDGET x (its measured cost of one wake-up) x
- * (the readers a batch is for), capped by th_ring_set_wake_delay_max(). A
+ * network card's interrupt moderation, while the host is behind (most
+ * readers a batch is for are still awake when it comes, not done with the
+ * ones before, or waking them all takes the writer nearly all the time
+ * between batches), the writer publishes in the header a delay, wake_delay_ns =
+ * WAKE_BUDGET x (its measured cost of one wake-up) x (the readers a batch
+ * is for), capped by th_ring_set_wake_delay_max() (0 otherwise, and below
+ * 50 us): readers that each wake at most once per delay cost it at most
+ * 1/WAKE_BUDGET of its time. A
  * reader that was woken again within that delay of its previous wake-up (a
  * busy stream) does not set its sleeping flag after the next round: it naps
  * until its previous wake-up plus the delay, not woken by commits (it can be
@@ -62,8 +67,8 @@
  * slower than the delay wakes a reader at once, as without moderation, and
  * a reader may ask for a smaller bound or none (th_ring_reader_set_max_delay).
  * The delay is only when: the reader reads the same records. Its inputs are
- * the writer's own (its clock, its reader set), so a reader can move it by
- * at most its own share of the count, within the cap.
+ * the writer's clock and its reader set, and each reader's sleeping flag: a
+ * reader can move it by at most its own share of the counts, within the cap.
  *
  * What a reader can never do (doc/DESIGN.md). The slot page and the
  * wake-up descriptor are in the reader's hands; nothing it writes there may
@@ -134,12 +139,12 @@
 #define RECORD_HEADER 16u
 #define PAGE 4096u
 #define DEFAULT_MAX_READERS 1024u
-/* Moderation: the delay is this many times the wake-ups' cost, so that
- * waking takes at most 1/WAKE_BUDGET of the writer's time per busy reader
- * pace; below WAKE_DELAY_MIN_NS it is not worth a timer (0 is published). */
-#define WAKE_BUDGET 4u
+/* Moderation: the delay is this many times the cost of waking every reader
+ * a batch is for, so that waking takes at most 1/WAKE_BUDGET of the writer's
+ * time; below WAKE_DELAY_MIN_NS it is not worth a timer (0 is published). */
+#define WAKE_BUDGET 8u
 #define WAKE_DELAY_MIN_NS 50000ull
-#define DEFAULT_WAKE_DELAY_MAX_NS 5000000ull
+#define DEFAULT_WAKE_DELAY_MAX_NS 40000000ull
 
 /* The format word: incompatible builds refuse each other's segments. */
 #define RING_FORMAT                                                                        \
@@ -308,7 +313,9 @@ struct th_ring_writer {
 	uint64_t oldest;       /* == hdr->reclaim, kept privately */
 	/* Moderation: moving averages (x 16) of one wake-up's cost and of the
 	 * readers a batch is for; the delay as last published. */
-	uint64_t wake_cost_x16, wanted_x16;
+	uint64_t wake_cost_x16, wanted_x16, awake_x16, gap_x16;
+	uint64_t last_batch_ns;
+	bool moderating;
 	uint64_t wake_delay_ns;
 	th_atomic_u64 wake_delay_max_ns; /* any thread */
 
@@ -674,7 +681,7 @@ static void slot_skip(struct slot *s, uint64_t start, uint64_t end, uint64_t not
 	seq_end(&pg->skip_seq, v);
 }
 
-static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t woken, uint64_t wake_ns);
+static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t awake, uint32_t woken, uint64_t wake_ns);
 
 int th_ring_commit(struct th_ring_writer *w)
 {
@@ -709,7 +716,7 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
 	 *   sees our odd scan_seq and waits for us, or we load the new set. */
 	th_fence_seq_cst();
 	struct reader_set *set = th_load_acquire(&w->readers); /* pairs with the store-release in set_replace() */
-	uint32_t wanted = 0, woken = 0;
+	uint32_t wanted = 0, awake = 0, woken = 0;
 	uint64_t t0 = 0, t1 = 0; /* the first wake-up's start, the last one's end */
 	for (uint32_t i = 0; i < set->n; i++) {
 		struct slot *s = set->slots[i];
@@ -719,6 +726,7 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
 		}
 		wanted++;
 		uint32_t sw = th_load_relaxed(&s->page->sleep_word);
+		awake += !(sw & SLEEPING);
 		if (!(sw & SLEEPING) || sw == s->woken_word)
 			continue;
 		if (woken++ == 0)
@@ -733,24 +741,40 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
 	/* Pairs with the load-acquire in wait_for_publisher(): our reads of the
 	 * old set and its slots happen before the remover frees them. */
 	th_store_release(&w->scan_seq, seq + 2);
-	moderate(w, wanted, woken, t1 - t0);
+	moderate(w, wanted, awake, woken, t1 - t0);
 	return (int)count;
 }
 
-/* Moderation (see the top of this file): follow the cost of a wake-up and
- * the readers a batch is for, and publish the delay when it moved by more
- * than an eighth. One clock read per wake-up (and one more per commit that
- * woke someone), none otherwise. */
-static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t woken, uint64_t wake_ns)
+/* Moderation (see the top of this file): follow the cost of a wake-up, the
+ * readers a batch is for, how many of them were still awake (not done with
+ * the batches before) and the time between batches. The host is behind when
+ * most readers are still awake, or when waking them all takes the writer
+ * nearly all the time between batches (the writer is the one that wakes,
+ * so a saturated writer's batches come one wake loop apart); it has caught
+ * up when a quarter are awake and waking takes under half that time. Publish the delay when
+ * it moved by more than an eighth. One clock read per wake-up (and one more
+ * per commit that woke someone), none otherwise: the batch's time is the
+ * writer's. */
+static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t awake, uint32_t woken, uint64_t wake_ns)
 {
+	if (w->last_batch_ns && w->batch_ns > w->last_batch_ns)
+		w->gap_x16 += (w->batch_ns - w->last_batch_ns) * 16 / 8 - w->gap_x16 / 8;
+	w->last_batch_ns = w->batch_ns;
 	w->wanted_x16 += (uint64_t)wanted * 16 / 8 - w->wanted_x16 / 8;
+	/* Slower: moderation is for a host that stays behind, not a hiccup. */
+	w->awake_x16 += (uint64_t)awake * 16 / 16 - w->awake_x16 / 16;
 	if (woken) {
 		uint64_t cost = wake_ns / woken;
 		if (cost > 1000000)
 			cost = 1000000; /* the writer was preempted mid-loop: not a wake-up's cost */
 		w->wake_cost_x16 += cost * 16 / 8 - w->wake_cost_x16 / 8;
 	}
-	uint64_t d = WAKE_BUDGET * (w->wake_cost_x16 / 16) * (w->wanted_x16 / 16);
+	uint64_t all = (w->wake_cost_x16 / 16) * (w->wanted_x16 / 16), gap = w->gap_x16 / 16;
+	if (!w->moderating && (w->awake_x16 * 2 > w->wanted_x16 || all * 10 > gap * 9))
+		w->moderating = true;
+	else if (w->moderating && w->awake_x16 * 4 < w->wanted_x16 && all * 2 < gap)
+		w->moderating = false;
+	uint64_t d = w->moderating ? WAKE_BUDGET * all : 0;
 	uint64_t max = th_load_relaxed(&w->wake_delay_max_ns);
 	if (d > max)
 		d = max;
@@ -1103,10 +1127,12 @@ struct th_ring_reader {
 	bool at_batch;       /* pos is the start of a batch (or the head) */
 	uint64_t skips, skip_note;
 	int sticky;          /* -TH_ELAPPED / -TH_EEVICTED until rejoin */
-	/* Moderation: our bound on the writer's delay, when we were last woken,
+	/* Moderation: our bound on the writer's delay, when we were last woken
+	 * (and the end of the nap under way),
 	 * whether the stream is busy (woken again within the delay), naps taken. */
 	uint64_t max_delay_ns;
 	uint64_t woke_ns;
+	uint64_t nap_until;
 	bool busy;
 	uint64_t naps;
 };
@@ -1423,22 +1449,29 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 		/* Moderation: a busy stream, woken again within the delay. Nap
 		 * until the previous wake-up plus the delay, with no sleeping flag
 		 * (commits do not wake us; our eviction and the caller's word do),
-		 * then read what came meanwhile in one round. */
+		 * then read what came meanwhile in one round. A nap cut short by
+		 * the caller's deadline goes on in its next wait: ending it there
+		 * would have the writer wake us for the next commit. */
 		uint64_t d = reader_delay(r), until = r->woke_ns + d;
-		if (until > deadline)
-			until = deadline;
-		if (d && until > now) {
+		if (d && until > now && until != r->nap_until) {
+			r->nap_until = until;
 			r->naps++;
-			sleep_on(r, false, kick, kick_val, until, now);
+		}
+		while (d && until > now && now < deadline) {
+			sleep_on(r, false, kick, kick_val, until < deadline ? until : deadline, now);
 			now = th_now_ns();
+			if (reader_ready(r) || kicked(kick, kick_val))
+				break;
 		}
 		if (reader_ready(r)) {
 			r->woke_ns = now; /* still busy: the next wait naps again */
 			return 1;
 		}
-		r->busy = false; /* nothing came: the stream is quiet, sleep until woken */
 		if (kicked(kick, kick_val))
 			return 1;
+		if (d && until > now)
+			return 0; /* the deadline came first */
+		r->busy = false; /* nothing came: the stream is quiet, sleep until woken */
 		if (now >= deadline)
 			return 0;
 		spin_ns = 0;
@@ -1453,11 +1486,8 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 			 * writer publishes, both its line and the head's line miss, and
 			 * this load lets the two misses overlap instead of queueing. */
 			(void)th_load_relaxed(next);
-			if (reader_ready(r)) {
-				if (mode == TH_RING_WAIT_FUTEX)
-					reader_woken(r, th_now_ns());
-				return 1;
-			}
+			if (reader_ready(r))
+				return 1; /* not woken by the writer: a spinning reader never naps */
 			if (kicked(kick, kick_val))
 				return 1;
 			th_cpu_relax();
@@ -1493,6 +1523,12 @@ void th_ring_kick(th_atomic_u32 *kick)
 {
 	th_fetch_add_release(kick, 1); /* pairs with the load-acquire in kicked() */
 	futex32(kick, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL);
+}
+
+uint64_t th_ring_reader_nap_left(const struct th_ring_reader *r, uint64_t now_ns)
+{
+	uint64_t d = r->busy ? reader_delay(r) : 0;
+	return d && r->woke_ns + d > now_ns ? r->woke_ns + d - now_ns : 0;
 }
 
 void th_ring_reader_set_max_delay(struct th_ring_reader *r, uint64_t max_ns)

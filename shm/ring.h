@@ -221,7 +221,7 @@ void th_ring_set_batch_time(struct th_ring_writer *w, uint64_t monotonic_ns);
 
 /*
  * Wake-up moderation: the longest delay the writer may advise readers to
- * batch their wake-ups by (0: none; 5 ms by default), and the delay it
+ * batch their wake-ups by (0: none; 40 ms by default), and the delay it
  * advises now (see Moderation in ring.c). Any thread.
  */
 void th_ring_set_wake_delay_max(struct th_ring_writer *w, uint64_t max_ns);
@@ -318,6 +318,10 @@ void th_ring_kick(th_atomic_u32 *kick);
  */
 void th_ring_reader_set_max_delay(struct th_ring_reader *r, uint64_t max_ns);
 uint64_t th_ring_reader_naps(const struct th_ring_reader *r);
+/* How long the next futex wait would nap at now_ns (0: it would not): a
+ * caller that waits in slices gives the wait at least this, so that one nap
+ * is one sleep. */
+uint64_t th_ring_reader_nap_left(const struct th_ring_reader *r, uint64_t now_ns);
 
 /*
  * For event loops: the fd becomes readable when the writer publishes while

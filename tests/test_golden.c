@@ -321,6 +321,7 @@ static void moderated_vectors(const struct out *o)
 	struct th_ring_config cfg = { .capacity = RING_CAPACITY, .initial_pos = INITIAL_POS,
 				      .generation = GENERATION + 1, .max_readers = 1001 };
 	struct th_ring_writer *w;
+	assert_int_equal(th_test_raise_nofile(2 * 1001 + 64), 0); /* two descriptors per reader */
 	assert_int_equal(th_ring_writer_create(&cfg, &w), 0);
 	th_ring_set_wake_delay_max(w, MODERATED_DELAY_NS);
 	struct th_ring_reader_fds fds;

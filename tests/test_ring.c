@@ -31,6 +31,7 @@
 #include "common/th_atomic.h"
 #include "common/th_error.h"
 #include "common/th_time.h"
+#include "tests/support/support.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1
@@ -734,6 +735,7 @@ static void test_ring__a_kick_ends_a_wait_that_nothing_else_would(void **state)
 struct mod_reader {
 	struct th_ring_reader *r;
 	uint64_t want, got, rounds, naps_after_busy;
+	int64_t timeout_ns; /* of each wait; 0: 10 s */
 	bool in_order;
 };
 
@@ -741,9 +743,10 @@ static void *mod_reader_thread(void *p)
 {
 	struct mod_reader *m = p;
 	m->in_order = true;
-	while (m->got < m->want) {
-		if (th_ring_wait(m->r, TH_RING_WAIT_FUTEX, 10ll * 1000000000, 0) != 1)
-			break;
+	uint64_t give_up = th_now_ns() + 20ull * 1000000000;
+	while (m->got < m->want && th_now_ns() < give_up) {
+		if (th_ring_wait(m->r, TH_RING_WAIT_FUTEX, m->timeout_ns ? m->timeout_ns : 10ll * 1000000000, 0) != 1)
+			continue;
 		struct th_ring_record rec;
 		uint64_t seq;
 		int n = 0;
@@ -758,12 +761,15 @@ static void *mod_reader_thread(void *p)
 	return NULL;
 }
 
-static void mod_open(struct fixture *f, uint32_t *idle_ids)
+static void mod_open_n(struct fixture *f, uint32_t *idle_ids, int n_idle)
 {
-	struct th_ring_config cfg = { .capacity = 1u << 20, .max_readers = MOD_IDLE_READERS + 1 };
+	/* The writer keeps two descriptors per reader. */
+	if (th_test_raise_nofile(2u * (unsigned)n_idle + 64) != 0)
+		fail_msg("this test needs an open-file limit of %d (ulimit -Hn is lower)", 2 * n_idle + 64);
+	struct th_ring_config cfg = { .capacity = 1u << 20, .max_readers = (uint32_t)n_idle + 1 };
 	assert_int_equal(th_ring_writer_create(&cfg, &f->w), 0);
 	struct th_ring_reader_fds fds;
-	for (int i = 0; i < MOD_IDLE_READERS; i++) {
+	for (int i = 0; i < n_idle; i++) {
 		assert_int_equal(th_ring_add_reader(f->w, &idle_ids[i], &fds), 0);
 		close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
 	}
@@ -772,18 +778,28 @@ static void mod_open(struct fixture *f, uint32_t *idle_ids)
 	close(fds.ring_fd), close(fds.slot_fd), close(fds.event_fd);
 }
 
-/* Publish MOD_RECORDS one per commit, ~50 us apart; return the largest delay advised. */
-static uint64_t mod_publish_busy(struct th_ring_writer *w)
+static void mod_open(struct fixture *f, uint32_t *idle_ids)
+{
+	mod_open_n(f, idle_ids, MOD_IDLE_READERS);
+}
+
+/* Publish n records one per commit, gap_us apart; return the largest delay advised. */
+static uint64_t mod_publish(struct th_ring_writer *w, uint64_t n, unsigned gap_us)
 {
 	uint64_t delay = 0;
-	for (uint64_t seq = 0; seq < MOD_RECORDS; seq++) {
+	for (uint64_t seq = 0; seq < n; seq++) {
 		th_ring_append(w, 1, &seq, sizeof seq);
 		th_ring_commit(w);
 		uint64_t d = th_ring_wake_delay(w);
 		delay = d > delay ? d : delay;
-		usleep(50);
+		usleep(gap_us);
 	}
 	return delay;
+}
+
+static uint64_t mod_publish_busy(struct th_ring_writer *w)
+{
+	return mod_publish(w, MOD_RECORDS, 50);
 }
 
 static void test_ring__a_busy_stream_is_read_in_rounds_of_the_writers_delay_and_an_idle_one_wakes_at_once(
@@ -816,6 +832,54 @@ static void test_ring__a_busy_stream_is_read_in_rounds_of_the_writers_delay_and_
 	/* The quiet period ended the napping: at most the one nap that found
 	 * nothing, none for the commit after it. */
 	assert_true(naps - m.naps_after_busy <= 1);
+	fixture_close(&f);
+}
+
+/* A caller that waits in slices shorter than the nap (as the client does,
+ * to look at its hub now and then) does not end the nap: a wait cut short
+ * by its timeout returns 0 and the nap goes on in the next wait (ending it
+ * there would have the writer wake the reader for the next commit). */
+struct cut_probe {
+	struct mod_reader m;
+	uint64_t left_before, left_after;
+	int cut;
+};
+
+static void *cut_probe_thread(void *p)
+{
+	struct cut_probe *c = p;
+	mod_reader_thread(&c->m);
+	c->left_before = th_ring_reader_nap_left(c->m.r, th_now_ns());
+	c->cut = th_ring_wait(c->m.r, TH_RING_WAIT_FUTEX, 1000000, 0);
+	c->left_after = th_ring_reader_nap_left(c->m.r, th_now_ns());
+	return NULL;
+}
+
+static void test_ring__a_nap_cut_short_by_the_callers_timeout_goes_on_in_the_next_wait(void **state)
+{
+	(void)state;
+	/* Four times the idle readers: the delay (4 x a wake-up's cost x
+	 * readers) reaches the 8 ms cap for any wake-up dearer than 500 ns. */
+	static uint32_t idle[4 * MOD_IDLE_READERS];
+	struct fixture f;
+	mod_open_n(&f, idle, 4 * MOD_IDLE_READERS);
+	th_ring_set_wake_delay_max(f.w, 8000000);
+	enum { N = 200 };
+	struct cut_probe c = { .m = { .r = f.r, .want = N } };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, cut_probe_thread, &c), 0);
+	uint64_t delay = mod_publish(f.w, N, 1000); /* then nothing: the probe's wait finds nothing */
+	pthread_join(t, NULL);
+	assert_int_equal(c.m.got, N);
+	assert_true(c.m.in_order);
+	if (delay < 4000000)
+		fail_msg("the writer advised %llu ns, below the 4 ms this test needs", (unsigned long long)delay);
+	if (c.left_before <= 2000000)
+		fail_msg("the reader was not napping after a busy stream (%llu ns left)",
+			 (unsigned long long)c.left_before);
+	assert_int_equal(c.cut, 0);
+	if (c.left_after == 0)
+		fail_msg("a wait cut short by its timeout ended the nap");
 	fixture_close(&f);
 }
 
@@ -1569,6 +1633,7 @@ int main(void)
 		cmocka_unit_test(test_ring__wait_times_out_when_nothing_arrives),
 		cmocka_unit_test(test_ring__a_kick_ends_a_wait_that_nothing_else_would),
 		cmocka_unit_test(test_ring__a_busy_stream_is_read_in_rounds_of_the_writers_delay_and_an_idle_one_wakes_at_once),
+		cmocka_unit_test(test_ring__a_nap_cut_short_by_the_callers_timeout_goes_on_in_the_next_wait),
 		cmocka_unit_test(test_ring__a_reader_that_bounds_the_delay_at_zero_never_naps),
 		cmocka_unit_test(test_ring__a_writer_capped_at_zero_advises_no_delay),
 		cmocka_unit_test(test_ring__publish_makes_no_syscall_unless_a_reader_sleeps),

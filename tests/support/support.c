@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -112,4 +113,17 @@ int th_test_copy_file(const char *from, const char *to, mode_t mode)
 	if (close(out) != 0 && rc == 0)
 		rc = -errno;
 	return rc;
+}
+
+int th_test_raise_nofile(unsigned need)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -errno;
+	if (rl.rlim_cur >= need)
+		return 0;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -errno;
+	return rl.rlim_cur >= need ? 0 : -EMFILE;
 }

@@ -25,5 +25,9 @@ int th_test_fixture(const char *name, char *out, size_t len);
 /* Copy a file (a program, a suppressions list) to `to`, replacing it, with
  * mode (copy_file_range where it works). 0 or -errno. */
 int th_test_copy_file(const char *from, const char *to, mode_t mode);
+/* Raise this process's open-file soft limit to at least need (up to the
+ * hard limit): 0, or -EMFILE when the hard limit is lower (a test that opens
+ * thousands of ring readers says so instead of failing on its n-th). */
+int th_test_raise_nofile(unsigned need);
 
 #endif

@@ -69,7 +69,7 @@ type Options struct {
 	Spin    time.Duration // WaitFutex: spin at most this long before sleeping; 0 = 20 us
 	// MaxWakeDelay bounds, in WaitFutex, the delay by which the hub batches
 	// wake-ups under load (a busy stream wakes the client at most once per
-	// delay; the hub chooses it, 5 ms at most by default). 0: as the hub
+	// delay; the hub chooses it, 40 ms at most by default). 0: as the hub
 	// says; negative or below 50 us: every commit wakes.
 	MaxWakeDelay time.Duration
 	// Buffer is each watch channel's capacity (0 = 256). A consumer that

@@ -896,9 +896,9 @@ func (c *Client) wait() {
 		if napping {
 			spin = 0
 		}
-		if ready = c.spin(spin); ready && spin > 0 {
-			r.woken(c.monoNow())
-		} else if !ready && !c.kicked() {
+		// A spin that found something was not a wake-up: a spinning client
+		// never naps.
+		if ready = c.spin(spin); !ready && !c.kicked() {
 			// Let what this round readied (a watch's receiver, woken by
 			// deliver) run on this P before the thread blocks: left in the
 			// P's run queue, it waits for sysmon to take the P from the
@@ -910,7 +910,7 @@ func (c *Client) wait() {
 			} else {
 				c.kickWait.Store(true)
 				if kw := c.kickWord.Load(); !c.kicked() {
-					ready = r.waitFutex(sliceFutex, &c.kickWord, kw, c.monoNow)
+					ready = r.waitFutex(max(sliceFutex, r.napLeft(c.monoNow())), &c.kickWord, kw, c.monoNow)
 				}
 				c.kickWait.Store(false)
 			}

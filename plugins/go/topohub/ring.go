@@ -118,6 +118,7 @@ type ringReader struct {
 	// again within the delay), naps taken.
 	maxDelay uint64
 	wokeNs   uint64
+	napUntil uint64 // the end of the nap under way
 	busy     bool
 	naps     uint64
 }
@@ -415,6 +416,18 @@ func (r *ringReader) setMaxDelay(ns uint64) {
 // napping: the next futex wait naps (and does not spin).
 func (r *ringReader) napping() bool { return r.busy && r.delay() > 0 }
 
+// napLeft: how long the next futex wait would nap at now (0: it would not);
+// the caller's slice is at least this, so that one nap is one sleep.
+func (r *ringReader) napLeft(now uint64) time.Duration {
+	if !r.busy {
+		return 0
+	}
+	if d := r.delay(); d > 0 && r.wokeNs+d > now {
+		return time.Duration(r.wokeNs + d - now)
+	}
+	return 0
+}
+
 // waitFutex sleeps on the slot's wake_seq until something may be ready or
 // the timeout: non-private futex words (the writer is another process), as
 // th_ring_wait does. A busy stream (see Moderation in ring.c) first naps
@@ -424,20 +437,28 @@ func (r *ringReader) napping() bool { return r.busy && r.delay() > 0 }
 func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickVal uint32, now func() uint64) bool {
 	evictSeq := unsafe.Pointer(&r.slot[slotEvictSeq])
 	if r.busy {
+		// A nap cut short by the timeout goes on in the next wait: ending it
+		// would have the writer wake us for the next commit.
 		t := now()
-		if d := r.delay(); d > 0 && r.wokeNs+d > t {
+		d := r.delay()
+		until := r.wokeNs + d
+		if d > 0 && until > t && until != r.napUntil {
+			r.napUntil = until
 			r.naps++
-			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, min(time.Duration(r.wokeNs+d-t), timeout))
+		}
+		end := t + uint64(timeout)
+		for d > 0 && until > t && t < end && !r.ready() && kick.Load() == kickVal {
+			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, time.Duration(min(until, end)-t))
 			t = now()
 		}
 		if r.ready() {
 			r.wokeNs = t // still busy: the next wait naps again
 			return true
 		}
-		r.busy = false // nothing came: the stream is quiet, sleep until woken
-		if kick.Load() != kickVal {
+		if kick.Load() != kickVal || (d > 0 && until > t) {
 			return false
 		}
+		r.busy = false // nothing came: the stream is quiet, sleep until woken
 	}
 	if r.prepareSleep(0) {
 		r.endSleep()
