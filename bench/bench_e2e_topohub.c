@@ -79,7 +79,7 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		return 1;
 	}
 	while (!th__e2e_stopping(s)) {
-		rc = api->dispatch(c, 50 * 1000000);
+		rc = api->dispatch(c, 250 * 1000000); /* a long wait: idle subscribers that poll cost the host */
 		if (rc < 0) {
 			th__e2e_error(s, "dispatch: %s", api->strerror(rc));
 			break;

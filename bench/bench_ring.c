@@ -12,6 +12,11 @@
  *                 (spin, futex, fd) and reader count (1, 8, 64)
  *   ring_publish  records per second a writer publishes with no sleeping reader
  *
+ * Each floor and the ring modes compared with it are measured in rounds,
+ * interleaved (floor, ring, floor, ring, ...; ABAB) and merged: measured one
+ * after the other, a floor swung 0.3x-1.7x between runs on a shared host, and
+ * a ratio of two measurements minutes apart measured the host.
+ *
  * Latency samples are taken one publication at a time: the writer waits until
  * every reader has the record (and, in the sleeping modes, until every reader
  * is asleep again) before the next, so that each sample measures a wake-up,
@@ -78,6 +83,42 @@ static void pause_us(unsigned us)
 	nanosleep(&ts, NULL);
 }
 
+/* One measurement's rounds, merged: every sample, and per publication the
+ * time until the last reader had it. */
+struct acc {
+	struct th_hist all, wake_all;
+	uint64_t sent;
+	int rounds;
+};
+
+static void acc_init(struct acc *a)
+{
+	memset(a, 0, sizeof *a);
+	th_hist_init(&a->all);
+	th_hist_init(&a->wake_all);
+}
+
+static void acc_round(struct acc *a, const struct th_hist *samples, const _Atomic uint64_t *slowest, uint64_t sent)
+{
+	th_hist_merge(&a->all, samples);
+	for (uint64_t i = 0; slowest && i < sent; i++)
+		th_hist_add(&a->wake_all, atomic_load(&slowest[i]));
+	a->sent += sent;
+	a->rounds++;
+}
+
+/* extra: the record's own fields, then the merged wake-all quantiles. */
+static void acc_emit(const struct opts *o, const char *name, const char *extra, const struct acc *a)
+{
+	char buf[320];
+	int n = snprintf(buf, sizeof buf, "%s%s\"rounds\":%d", extra ? extra : "", extra ? "," : "", a->rounds);
+	if (a->wake_all.count)
+		snprintf(buf + n, sizeof buf - (size_t)n, ",\"publications\":%llu,\"wake_all_p50_ns\":%llu,\"wake_all_p99_ns\":%llu",
+			 (unsigned long long)a->sent, (unsigned long long)th_hist_quantile(&a->wake_all, 0.5),
+			 (unsigned long long)th_hist_quantile(&a->wake_all, 0.99));
+	emit(o, name, buf, &a->all);
+}
+
 /* ---- floors ---------------------------------------------------------- */
 
 struct ping_area {
@@ -86,11 +127,10 @@ struct ping_area {
 	struct th_hist hist;
 };
 
-static void floor_ping(const struct opts *o)
+static void floor_ping(uint64_t n, struct acc *acc)
 {
 	struct ping_area *a = shared_alloc(sizeof *a);
 	th_hist_init(&a->hist);
-	uint64_t n = (uint64_t)(200000 * o->scale);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -115,7 +155,7 @@ static void floor_ping(const struct opts *o)
 			th_cpu_relax();
 	}
 	waitpid(pid, NULL, 0);
-	emit(o, "floor_ping", NULL, &a->hist);
+	acc_round(acc, &a->hist, NULL, n);
 	munmap(a, sizeof *a);
 }
 
@@ -145,17 +185,6 @@ static void atomic_max(_Atomic uint64_t *p, uint64_t v)
 		;
 }
 
-/* Per-publication "time until the last reader had it", as JSON fields. */
-static void wake_all_fields(char *buf, size_t n, const _Atomic uint64_t *slowest, uint64_t sent)
-{
-	struct th_hist h;
-	th_hist_init(&h);
-	for (uint64_t i = 0; i < sent; i++)
-		th_hist_add(&h, atomic_load(&slowest[i]));
-	snprintf(buf, n, "\"wake_all_p50_ns\":%llu,\"wake_all_p99_ns\":%llu",
-		 (unsigned long long)th_hist_quantile(&h, 0.5), (unsigned long long)th_hist_quantile(&h, 0.99));
-}
-
 /* The floor of every sleeping handoff: N processes asleep in FUTEX_WAIT on one
  * word, one FUTEX_WAKE for all of them, each stamping when it runs. Nothing
  * else: no ring, no copy. */
@@ -170,7 +199,7 @@ struct asleep_flag {
 	_Alignas(64) _Atomic uint32_t v; /* one cache line per reader, like the ring's slots */
 };
 
-static void floor_futex(const struct opts *o, int nreaders, uint64_t samples)
+static void floor_futex(int nreaders, uint64_t samples, struct acc *acc)
 {
 	struct futex_area *a = shared_alloc(sizeof *a);
 	struct asleep_flag *asleep = shared_alloc((size_t)nreaders * sizeof *asleep);
@@ -219,10 +248,7 @@ static void floor_futex(const struct opts *o, int nreaders, uint64_t samples)
 		waitpid(pids[i], NULL, 0);
 		th_hist_merge(&all, &hist[i]);
 	}
-	char extra[160], wake[96];
-	wake_all_fields(wake, sizeof wake, slowest, samples);
-	snprintf(extra, sizeof extra, "\"readers\":%d,%s", nreaders, wake);
-	emit(o, "floor_futex", extra, &all);
+	acc_round(acc, &all, slowest, samples);
 	free(pids);
 	munmap(slowest, samples * sizeof *slowest);
 	munmap(hist, (size_t)nreaders * sizeof *hist);
@@ -252,6 +278,9 @@ static void ring_reader_proc(struct th_ring_reader_fds fds, enum th_ring_wait_mo
 	struct th_ring_reader *r;
 	if (th_ring_reader_open(&fds, &r, NULL, 0))
 		_exit(1);
+	/* Each sample is one wake-up: no moderation (it batches a busy stream,
+	 * and a publication here waits for every reader to be asleep). */
+	th_ring_reader_set_max_delay(r, 0);
 	int ep = -1;
 	if (mode == TH_RING_WAIT_FD) {
 		ep = epoll_create1(EPOLL_CLOEXEC);
@@ -294,11 +323,6 @@ static void ring_reader_proc(struct th_ring_reader_fds fds, enum th_ring_wait_mo
 	_exit(0);
 }
 
-static const char *mode_name(enum th_ring_wait_mode m)
-{
-	return m == TH_RING_WAIT_SPIN ? "spin" : m == TH_RING_WAIT_FUTEX ? "futex" : "fd";
-}
-
 static bool all_asleep(struct th_ring_writer *w, const uint32_t *ids, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -309,8 +333,8 @@ static bool all_asleep(struct th_ring_writer *w, const uint32_t *ids, int n)
 	return true;
 }
 
-static void ring_latency(const struct opts *o, enum th_ring_wait_mode mode, int nreaders, uint64_t samples,
-			 double max_seconds)
+static void ring_latency(enum th_ring_wait_mode mode, int nreaders, uint64_t samples, double max_seconds,
+			 struct acc *acc)
 {
 	struct th_ring_config cfg = { .capacity = 1 << 20 };
 	struct th_ring_writer *w;
@@ -359,8 +383,6 @@ static void ring_latency(const struct opts *o, enum th_ring_wait_mode mode, int 
 		th_ring_commit(w);
 		wait_acks(&sh->acks, (sent + 1) * (uint64_t)nreaders, nreaders, !sleeping_mode);
 	}
-	char wake[96];
-	wake_all_fields(wake, sizeof wake, sh->slowest, sent);
 	th_ring_writer_destroy(w); /* readers that did not get all samples see the ring closed */
 	struct th_hist all;
 	th_hist_init(&all);
@@ -368,12 +390,9 @@ static void ring_latency(const struct opts *o, enum th_ring_wait_mode mode, int 
 		waitpid(pids[i], NULL, 0);
 		th_hist_merge(&all, &sh->hist[i]);
 	}
-	char extra[160];
-	snprintf(extra, sizeof extra, "\"mode\":\"%s\",\"readers\":%d,\"publications\":%llu,%s",
-		 mode_name(mode), nreaders, (unsigned long long)sent, wake);
 	if (atomic_load(&sh->failed))
 		fprintf(stderr, "ring_latency: a reader failed: %s\n", th_strerror(atomic_load(&sh->failed)));
-	emit(o, "ring_latency", extra, &all);
+	acc_round(acc, &all, sh->slowest, sent);
 	free(ids);
 	free(pids);
 	munmap(sh->slowest, samples * sizeof(uint64_t));
@@ -443,23 +462,50 @@ int th__bench_ring(int argc, char **argv)
 		o.scale = 0.2;
 	if (!o.json)
 		fprintf(stderr, "(plain output is the same JSON lines; --json adds a human summary on stderr)\n");
-	floor_ping(&o);
+	const int rounds = o.quick ? 2 : 4;
+	char extra[96];
+	/* The spinning handoff: floor_ping and the ring spinning with one reader, ABAB. */
+	struct acc ping, spin1;
+	acc_init(&ping), acc_init(&spin1);
+	for (int r = 0; r < rounds; r++) {
+		floor_ping((uint64_t)(200000 * o.scale) / rounds, &ping);
+		ring_latency(TH_RING_WAIT_SPIN, 1, (uint64_t)(100000 * o.scale) / rounds, (o.quick ? 2.0 : 8.0) / rounds,
+			     &spin1);
+	}
+	acc_emit(&o, "floor_ping", NULL, &ping);
+	acc_emit(&o, "ring_latency", "\"mode\":\"spin\",\"readers\":1", &spin1);
+	/* The sleeping handoffs: floor_futex and the ring's futex and fd modes
+	 * to as many readers, interleaved. Several sleeping readers: 1,000
+	 * publications even in a quick run, for a p99 of wake-ups that is not
+	 * the second-worst of a handful (they are cheap: well under a
+	 * millisecond each). */
 	static const int counts[] = { 1, 8, 64 };
-	/* Several sleeping readers: 1,000 publications even in a quick run, for
-	 * a p99 of wake-ups that is not the second-worst of a handful (they are
-	 * cheap: well under a millisecond each). */
-	for (int c = 0; c < 3; c++)
-		floor_futex(&o, counts[c], counts[c] > 1 ? 1000 : (uint64_t)(10000 * o.scale));
-	for (int m = 0; m < 3; m++)
-		for (int c = 0; c < 3; c++) {
-			enum th_ring_wait_mode mode = (enum th_ring_wait_mode)m;
-			uint64_t samples = mode == TH_RING_WAIT_SPIN ? 100000 : 10000;
-			if (counts[c] > 1)
-				samples /= 10;
-			if (mode == TH_RING_WAIT_SPIN || counts[c] == 1)
-				samples = (uint64_t)((double)samples * o.scale);
-			ring_latency(&o, mode, counts[c], samples, o.quick ? 2.0 : 8.0);
+	for (int c = 0; c < 3; c++) {
+		int n = counts[c];
+		uint64_t floor_samples = n > 1 ? 1000 : (uint64_t)(10000 * o.scale);
+		uint64_t ring_samples = n > 1 ? 1000 : (uint64_t)(10000 * o.scale);
+		struct acc fl, fu, fd;
+		acc_init(&fl), acc_init(&fu), acc_init(&fd);
+		for (int r = 0; r < rounds; r++) {
+			floor_futex(n, floor_samples / rounds, &fl);
+			ring_latency(TH_RING_WAIT_FUTEX, n, ring_samples / rounds, (o.quick ? 2.0 : 8.0) / rounds, &fu);
+			ring_latency(TH_RING_WAIT_FD, n, ring_samples / rounds, (o.quick ? 2.0 : 8.0) / rounds, &fd);
 		}
+		snprintf(extra, sizeof extra, "\"readers\":%d", n);
+		acc_emit(&o, "floor_futex", extra, &fl);
+		snprintf(extra, sizeof extra, "\"mode\":\"futex\",\"readers\":%d", n);
+		acc_emit(&o, "ring_latency", extra, &fu);
+		snprintf(extra, sizeof extra, "\"mode\":\"fd\",\"readers\":%d", n);
+		acc_emit(&o, "ring_latency", extra, &fd);
+	}
+	/* Spinning readers beside each other: no floor to interleave with. */
+	for (int c = 1; c < 3; c++) {
+		struct acc sp;
+		acc_init(&sp);
+		ring_latency(TH_RING_WAIT_SPIN, counts[c], 10000, o.quick ? 2.0 : 8.0, &sp);
+		snprintf(extra, sizeof extra, "\"mode\":\"spin\",\"readers\":%d", counts[c]);
+		acc_emit(&o, "ring_latency", extra, &sp);
+	}
 	static const uint32_t sizes[] = { 64, 1024, 65536 };
 	for (int s = 0; s < 3; s++) {
 		ring_publish(&o, sizes[s], 1, false);
