@@ -83,8 +83,8 @@
 #define tsan_release(p) TH_TSAN_RELEASE(p)
 
 #define NTABLES_MAX 256u
-#define SLICE_FUTEX_NS 10000000ull  /* futex mode: the first check that the hub is alive after the last work */
-#define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this (an idle process stays asleep) */
+#define SLICE_FUTEX_NS 10000000ull  /* futex mode: the shortest interval between checks that the hub is alive */
+#define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this, halving with activity */
 #define SLICE_SPIN_NS 1000000ull
 #define BACKOFF_MIN_NS 10000000ull
 #define BACKOFF_MAX_NS 1000000000ull

@@ -391,9 +391,7 @@ static int wait_work(struct th_conn *c, uint64_t deadline)
 	}
 	int r = th_ring_wait_or(c->ring, c->wait_mode == TH_WAIT_SPIN ? TH_RING_WAIT_SPIN : TH_RING_WAIT_FUTEX,
 				(int64_t)(left < slice ? left : slice), c->spin_cur, &c->kick_word, c->kick_seen);
-	if (r == 1)
-		c->slice_cur = SLICE_FUTEX_NS;
-	else if (left >= slice && c->slice_cur < SLICE_FUTEX_MAX_NS)
+	if (r == 0 && left >= slice && c->slice_cur < SLICE_FUTEX_MAX_NS)
 		c->slice_cur *= 2;
 	/* Adaptive spin: spinning pays only while the hub publishes
 	 * transactions closer together than spin_ns; otherwise every wait burns
@@ -427,11 +425,20 @@ int th__dispatch_locked(struct th_conn *c, int64_t timeout_ns)
 	c->kick_seen = th_load_acquire(&c->kick_word); /* before the round: pairs with th_ring_kick() */
 	int work = th__dispatch_round(c);
 	while (work == 0 && !th_load_relaxed(&c->stop)) {
-		if (!wait_work(c, deadline) && th_now_ns() >= deadline)
+		if (!wait_work(c, deadline) && th_now_ns() >= deadline) {
+			if (c->connected && c->ring)
+				fold_skips(c); /* the wait may have jumped over batches for others */
 			break;
+		}
 		c->kick_seen = th_load_acquire(&c->kick_word);
 		work = th__dispatch_round(c);
 	}
+	/* Work (not a wait that ended on batches for others, which the round
+	 * jumped over) halves the hub check's interval; resetting it to 10 ms had
+	 * a subscriber with a change every 250 ms wake five times in between,
+	 * and one whose ring moves with others' changes every 10 ms. */
+	if (work > 0 && c->slice_cur > SLICE_FUTEX_NS)
+		c->slice_cur = c->slice_cur / 2 < SLICE_FUTEX_NS ? SLICE_FUTEX_NS : c->slice_cur / 2;
 	if (c->wait_mode == TH_WAIT_FD) {
 		/* Leave the fd meaning "call dispatch": armed, or signalled. */
 		if (c->connected && (th_ring_reader_arm(c->ring) == 1 || !cds_wfcq_empty(&c->adopt_head, &c->adopt_tail) ||

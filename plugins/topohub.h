@@ -65,9 +65,10 @@
  *   - close() must not race with any other call on the connection.
  *   - A new watch is taken in by the next dispatch, at once in every mode (a
  *     dispatch sleeping on the futex is woken by the registration). A hub
- *     that died without closing its ring is noticed within 10 ms of the last
- *     activity (1 ms spinning), the check doubling while the connection is
- *     idle up to every 0.5 s, so that idle subscribers stay asleep. A
+ *     that died without closing its ring is noticed within 10 ms on a busy
+ *     connection (1 ms spinning): the check's interval doubles while nothing
+ *     comes, up to 0.5 s, and halves with each wait that something ends, so
+ *     that idle and sparse subscribers stay asleep. A
  *     watch whose path no other watch covers costs one round trip to the hub
  *     (snapshot or get) inside that dispatch.
  *

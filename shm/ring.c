@@ -1338,6 +1338,21 @@ static inline bool reader_ready(struct th_ring_reader *r)
 	       th_load_relaxed(&r->hdr->closed);
 }
 
+/* reader_ready(), less the batches the writer did not wake us for: a wait
+ * jumps over them as th_ring_read() would, so that a reader filtered away
+ * from a busy ring is not woken by every timeout it sets (each found the
+ * head moved by others' batches and returned as if there were work). */
+static bool reader_ready_for_us(struct th_ring_reader *r)
+{
+	if (!reader_ready(r))
+		return false;
+	if (r->sticky || reader_evicted(r) || th_load_relaxed(&r->hdr->closed))
+		return true;
+	if (r->at_batch && reader_skip(r))
+		return th_load_relaxed(&r->hdr->head) != r->pos;
+	return true;
+}
+
 /* The caller's own word (th_ring_wait_or) moved: it has work for us. */
 static inline bool kicked(th_atomic_u32 *kick, uint32_t kick_val)
 {
@@ -1438,7 +1453,7 @@ int th_ring_wait(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t 
 int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64_t timeout_ns, uint64_t spin_ns,
 		    th_atomic_u32 *kick, uint32_t kick_val)
 {
-	if (reader_ready(r) || kicked(kick, kick_val))
+	if (reader_ready_for_us(r) || kicked(kick, kick_val))
 		return 1;
 	/* One clock read when there is nothing to spin for: a woken subscriber
 	 * runs on a cold cache, and every read counts (vDSO clock, ~30-60 ns). */
@@ -1460,10 +1475,10 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 		while (d && until > now && now < deadline) {
 			sleep_on(r, false, kick, kick_val, until < deadline ? until : deadline, now);
 			now = th_now_ns();
-			if (reader_ready(r) || kicked(kick, kick_val))
+			if (reader_ready_for_us(r) || kicked(kick, kick_val))
 				break;
 		}
-		if (reader_ready(r)) {
+		if (reader_ready_for_us(r)) {
 			r->woke_ns = now; /* still busy: the next wait naps again */
 			return 1;
 		}
@@ -1486,7 +1501,7 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 			 * writer publishes, both its line and the head's line miss, and
 			 * this load lets the two misses overlap instead of queueing. */
 			(void)th_load_relaxed(next);
-			if (reader_ready(r))
+			if (reader_ready_for_us(r))
 				return 1; /* not woken by the writer: a spinning reader never naps */
 			if (kicked(kick, kick_val))
 				return 1;
@@ -1495,7 +1510,7 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 				break;
 		}
 		if (mode != TH_RING_WAIT_FUTEX)
-			return reader_ready(r);
+			return reader_ready_for_us(r);
 		now = th_now_ns();
 	}
 	for (;; now = th_now_ns()) {
@@ -1509,7 +1524,7 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 		}
 		sleep_on(r, true, kick, kick_val, deadline, now);
 		reader_end_sleep(r);
-		if (reader_ready(r)) {
+		if (reader_ready_for_us(r)) {
 			reader_woken(r, th_now_ns());
 			return 1;
 		}

@@ -1058,6 +1058,40 @@ static void test_ring__a_filtered_sleeper_is_woken_only_for_batches_that_meet_it
 /* Batches a reader was not woken for are jumped over, never read, whatever
  * their volume: the reader is neither lapped nor slow for them, learns the
  * last one's note, and reads the next batch that is for it. */
+/* A wait does not end on batches the reader was not woken for: it jumps
+ * over them (as a read would) and sleeps on, to its timeout. Before, a
+ * subscriber filtered away from a busy ring returned from every timeout as
+ * if there were work (the head had moved), and woke 100 times a second. */
+static void test_ring__a_wait_is_not_ended_by_batches_for_others(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_open(&f, 1u << 16, 0);
+	uint64_t filter[TH_RING_TAG_WORDS], other[TH_RING_TAG_WORDS], mine[TH_RING_TAG_WORDS];
+	tags_bit(filter, 7);
+	tags_bit(other, 8);
+	tags_bit(mine, 7);
+	th_ring_reader_set_filter(f.r, filter);
+	for (int i = 0; i < 3; i++) {
+		th_ring_append(f.w, 1, "other", 5);
+		th_ring_commit_tagged(f.w, other, 100 + (uint64_t)i);
+	}
+	assert_int_equal(th_ring_wait(f.r, TH_RING_WAIT_FUTEX, 20000000, 0), 0);
+	uint64_t note = 0;
+	assert_int_equal(th_ring_reader_skips(f.r, &note), 1);
+	assert_int_equal(note, 102);
+	assert_int_equal(th_ring_reader_pos(f.r), th_ring_head(f.w));
+	/* One for it: the wait ends, and the read returns it. */
+	th_ring_append(f.w, 1, "mine", 4);
+	th_ring_commit_tagged(f.w, mine, 200);
+	assert_int_equal(th_ring_wait(f.r, TH_RING_WAIT_FUTEX, 20000000, 0), 1);
+	char buf[16];
+	struct th_ring_record rec;
+	assert_int_equal(th_ring_read(f.r, &rec, buf, sizeof buf), 1);
+	assert_memory_equal(buf, "mine", 4);
+	fixture_close(&f);
+}
+
 static void test_ring__a_reader_jumps_over_batches_it_was_not_woken_for_and_is_never_lapped_by_them(void **state)
 {
 	(void)state;
@@ -1629,6 +1663,7 @@ int main(void)
 		cmocka_unit_test(test_ring__fd_sleeper_is_woken_through_its_pipe),
 		cmocka_unit_test(test_ring__a_filtered_sleeper_is_woken_only_for_batches_that_meet_its_filter),
 		cmocka_unit_test(test_ring__a_reader_jumps_over_batches_it_was_not_woken_for_and_is_never_lapped_by_them),
+		cmocka_unit_test(test_ring__a_wait_is_not_ended_by_batches_for_others),
 		cmocka_unit_test(test_ring__wake_any_and_untagged_batches_reach_a_filtered_reader),
 		cmocka_unit_test(test_ring__a_forged_filter_or_skip_hint_misleads_only_its_owner),
 		cmocka_unit_test(test_ring__eviction_wakes_a_sleeping_reader),
