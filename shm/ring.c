@@ -52,23 +52,23 @@
  * Moderation. Each wake-up costs a system call here and a context switch in
  * the reader, so waking n readers on every commit costs n x the commit rate:
  * past what the cores can do, every reader falls behind together. Like a
- * network card's interrupt moderation, while the host is behind (most
- * readers a batch is for are still awake when it comes, not done with the
- * ones before, or waking them all takes the writer nearly all the time
- * between batches), the writer publishes in the header a delay, wake_delay_ns =
- * WAKE_BUDGET x (its measured cost of one wake-up) x (the readers a batch
- * is for), capped by th_ring_set_wake_delay_max() (0 otherwise, and below
- * 50 us): readers that each wake at most once per delay cost it at most
- * 1/WAKE_BUDGET of its time. A
- * reader that was woken again within that delay of its previous wake-up (a
- * busy stream) does not set its sleeping flag after the next round: it naps
- * until its previous wake-up plus the delay, not woken by commits (it can be
- * by its eviction), and reads what came meanwhile in one round. A stream
- * slower than the delay wakes a reader at once, as without moderation, and
- * a reader may ask for a smaller bound or none (th_ring_reader_set_max_delay).
- * The delay is only when: the reader reads the same records. Its inputs are
- * the writer's clock and its reader set, and each reader's sleeping flag: a
- * reader can move it by at most its own share of the counts, within the cap.
+ * network card's interrupt moderation, while the host is behind (three
+ * quarters of the readers a batch is for are still awake when it comes, not
+ * done with the ones before, or waking them all takes the writer nearly all
+ * the time between batches), the writer publishes in the header a delay,
+ * wake_delay_ns = WAKE_BUDGET x (its measured cost of one wake-up) x (the
+ * readers a batch is for), capped by th_ring_set_wake_delay_max() (0
+ * otherwise, and below 50 us): readers that each wake at most once per delay
+ * cost it at most 1/WAKE_BUDGET of its time. A reader that was woken again
+ * within that delay of its previous wake-up (a busy stream) does not set its
+ * sleeping flag after the next round: it naps until its previous wake-up
+ * plus the delay, not woken by commits (it can be by its eviction), and
+ * reads what came meanwhile in one round. A stream slower than the delay
+ * wakes a reader at once, as without moderation, and a reader may ask for a
+ * smaller bound or none (th_ring_reader_set_max_delay). The delay is only
+ * when: the reader reads the same records. Its inputs are the writer's clock
+ * and its reader set, and each reader's sleeping flag: a reader can move it
+ * by at most its own share of the counts, within the cap.
  *
  * What a reader can never do (doc/DESIGN.md). The slot page and the
  * wake-up descriptor are in the reader's hands; nothing it writes there may
@@ -748,21 +748,20 @@ int th_ring_commit_tagged(struct th_ring_writer *w, const uint64_t *tags, uint64
 /* Moderation (see the top of this file): follow the cost of a wake-up, the
  * readers a batch is for, how many of them were still awake (not done with
  * the batches before) and the time between batches. The host is behind when
- * most readers are still awake, or when waking them all takes the writer
- * nearly all the time between batches (the writer is the one that wakes,
- * so a saturated writer's batches come one wake loop apart); it has caught
- * up when a quarter are awake and waking takes under half that time. Publish the delay when
- * it moved by more than an eighth. One clock read per wake-up (and one more
- * per commit that woke someone), none otherwise: the batch's time is the
- * writer's. */
+ * three quarters of the readers are still awake, or when waking them all
+ * takes the writer nearly all the time between batches (the writer is the
+ * one that wakes, so a saturated writer's batches come one wake loop apart);
+ * it has caught up when a quarter are awake and waking takes under half that
+ * time. Publish the delay when it moved by more than an eighth. One clock
+ * read per wake-up (and one more per commit that woke someone), none
+ * otherwise: the batch's time is the writer's. */
 static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t awake, uint32_t woken, uint64_t wake_ns)
 {
 	if (w->last_batch_ns && w->batch_ns > w->last_batch_ns)
 		w->gap_x16 += (w->batch_ns - w->last_batch_ns) * 16 / 8 - w->gap_x16 / 8;
 	w->last_batch_ns = w->batch_ns;
 	w->wanted_x16 += (uint64_t)wanted * 16 / 8 - w->wanted_x16 / 8;
-	/* Slower: moderation is for a host that stays behind, not a hiccup. */
-	w->awake_x16 += (uint64_t)awake * 16 / 16 - w->awake_x16 / 16;
+	w->awake_x16 += (uint64_t)awake * 16 / 8 - w->awake_x16 / 8;
 	if (woken) {
 		uint64_t cost = wake_ns / woken;
 		if (cost > 1000000)
@@ -770,7 +769,7 @@ static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t awake, 
 		w->wake_cost_x16 += cost * 16 / 8 - w->wake_cost_x16 / 8;
 	}
 	uint64_t all = (w->wake_cost_x16 / 16) * (w->wanted_x16 / 16), gap = w->gap_x16 / 16;
-	if (!w->moderating && (w->awake_x16 * 2 > w->wanted_x16 || all * 10 > gap * 9))
+	if (!w->moderating && (w->awake_x16 * 4 > w->wanted_x16 * 3 || all * 10 > gap * 9))
 		w->moderating = true;
 	else if (w->moderating && w->awake_x16 * 4 < w->wanted_x16 && all * 2 < gap)
 		w->moderating = false;

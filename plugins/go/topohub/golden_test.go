@@ -373,6 +373,21 @@ func TestGolden_a_filter_and_a_jump_are_the_C_reader_s(t *testing.T) {
 	eq(t, "jumps", r2.skips, uint64(1))
 	eq(t, "note", r2.skipNote, g.u64(t, "slot-filtered.skip_note"))
 	eq(t, "read_pos stored", le.Uint64(fs[slotReadPos:]), g.u64(t, "slot-filtered.skip_to"))
+
+	// A wait is not ended by those batches: readyForUs jumps over them.
+	fs3 := aligned(want)
+	r3, err := newRingReader(aligned(readGolden(t, "ring-filtered.bin")), fs3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r3.ready() {
+		t.Fatal("the head is past the reader: ready")
+	}
+	if r3.readyForUs() {
+		t.Fatal("only batches for others: not ready for us")
+	}
+	eq(t, "position after readyForUs", r3.pos, g.u64(t, "slot-filtered.skip_to"))
+	eq(t, "jumps", r3.skips, uint64(1))
 }
 
 func TestGolden_batch_tags_are_the_hubs(t *testing.T) {

@@ -946,7 +946,7 @@ func (c *Client) waitFD() bool {
 		c.ev.Read(b[:]) // drains the wake-up pipe (th_ring_reader_disarm)
 	}
 	r.endSleep()
-	return r.ready()
+	return r.readyForUs()
 }
 
 func (c *Client) spin(d time.Duration) bool {

@@ -369,6 +369,23 @@ func (r *ringReader) ready() bool {
 	return r.sticky != readRecord || r.loadHead() != r.pos || r.evicted() || r.closed()
 }
 
+// readyForUs is ready less the batches the hub did not wake us for: a wait
+// jumps over them, as read would, instead of ending on them (reader_ready_for_us
+// in ring.c: a client filtered away from a busy ring would otherwise return
+// from every slice as if there were work).
+func (r *ringReader) readyForUs() bool {
+	if !r.ready() {
+		return false
+	}
+	if r.sticky != readRecord || r.evicted() || r.closed() {
+		return true
+	}
+	if r.atBatch && r.skip() {
+		return r.loadHead() != r.pos
+	}
+	return true
+}
+
 // prepareSleep sets the sleeping flag, then looks again: the Dekker
 // handshake with th_ring_commit (head store; fence; sleep_word load). Go's
 // store then load are sequentially consistent, as the seq_cst fence in
@@ -447,11 +464,11 @@ func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickV
 			r.naps++
 		}
 		end := t + uint64(timeout)
-		for d > 0 && until > t && t < end && !r.ready() && kick.Load() == kickVal {
+		for d > 0 && until > t && t < end && !r.readyForUs() && kick.Load() == kickVal {
 			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, time.Duration(min(until, end)-t))
 			t = now()
 		}
-		if r.ready() {
+		if r.readyForUs() {
 			r.wokeNs = t // still busy: the next wait naps again
 			return true
 		}
@@ -466,7 +483,7 @@ func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickV
 	}
 	sleepOn(unsafe.Pointer(&r.slot[slotWakeSeq]), r.wakeSeen, evictSeq, r.evictAck, kick, kickVal, timeout)
 	r.endSleep()
-	if r.ready() {
+	if r.readyForUs() {
 		r.woken(now())
 		return true
 	}
