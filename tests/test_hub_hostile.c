@@ -577,6 +577,39 @@ static double hub_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* kill(SIGSTOP) returns before the process has stopped: its threads stop
+ * as each is next scheduled. Wait until every one is in state 'T'. */
+static void wait_all_stopped(pid_t pid)
+{
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+	for (int tries = 0; tries < 5000; tries++) {
+		DIR *d = opendir(dir);
+		assert_non_null(d);
+		bool all = true;
+		struct dirent *e;
+		while (all && (e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			char path[400], buf[512];
+			snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+			FILE *f = fopen(path, "re");
+			if (!f)
+				continue; /* a thread that just ended */
+			size_t n = fread(buf, 1, sizeof buf - 1, f);
+			fclose(f);
+			buf[n] = '\0';
+			const char *p = strrchr(buf, ')');
+			all = p && (p[2] == 'T' || p[2] == 't');
+		}
+		closedir(d);
+		if (all)
+			return;
+		usleep(1000);
+	}
+	fail_msg("process %d did not stop within 5 s of SIGSTOP", (int)pid);
+}
+
 static int nb_connect(const char *path)
 {
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -872,6 +905,7 @@ static void test_hostile__max_clients_per_uid_refuses_one_more_of_a_uid_and_not_
 	/* Also when its request is there before the hub accepts (the hub
 	 * stopped meanwhile): the reply still reaches it, then the end. */
 	assert_int_equal(kill(h->pid, SIGSTOP), 0);
+	wait_all_stopped(h->pid); /* else the hub may still accept, refuse and close it */
 	int early = nb_connect(h->socket);
 	assert_true(early >= 0);
 	assert_int_equal(th_proto_send(early, TH_MSG_STATS, 1, NULL, 0, NULL, 0, 0), 0);
