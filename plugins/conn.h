@@ -201,7 +201,7 @@ struct th_conn {
 	size_t scratchlen;
 	uint64_t revision;          /* of the last transaction read */
 	uint64_t spin_cur;          /* this wait's spin (adaptive, at most spin_ns) */
-	uint64_t slice_cur;         /* this futex wait's longest sleep (doubles while idle) */
+	uint64_t slice_cur;         /* this futex wait's longest sleep (doubles while idle, halves with work) */
 	uint32_t kick_seen;         /* kick_word loaded before the round that found no work */
 	uint64_t last_batch_ns;     /* publication time of the last transaction read */
 	uint64_t batch_gap_ns;      /* ... and the gap between it and the one before */

@@ -311,12 +311,12 @@ struct th_ring_writer {
 	uint64_t last_rec;     /* position of the last record appended to this batch */
 	uint32_t batch_count;
 	uint64_t oldest;       /* == hdr->reclaim, kept privately */
-	/* Moderation: moving averages (x 16) of one wake-up's cost and of the
-	 * readers a batch is for; the delay as last published. */
+	/* Moderation: moving averages (x 16) of one wake-up's cost, of the
+	 * readers a batch is for, of those still awake and of the time between
+	 * batches; the last batch's time; whether the delay is on. */
 	uint64_t wake_cost_x16, wanted_x16, awake_x16, gap_x16;
 	uint64_t last_batch_ns;
 	bool moderating;
-	uint64_t wake_delay_ns;
 	th_atomic_u64 wake_delay_max_ns; /* any thread */
 
 	/* Grace period for reader-set changes: odd while the publisher scans. */
@@ -779,10 +779,9 @@ static void moderate(struct th_ring_writer *w, uint32_t wanted, uint32_t awake, 
 		d = max;
 	if (d < WAKE_DELAY_MIN_NS)
 		d = 0;
-	uint64_t old = w->wake_delay_ns;
+	uint64_t old = th_load_relaxed(&w->hdr->wake_delay_ns); /* ours: only the writer stores it */
 	if (d == old || (d && old && d - old + old / 8 <= old / 4))
 		return;
-	w->wake_delay_ns = d;
 	th_store_relaxed(&w->hdr->wake_delay_ns, d); /* advisory: no ordering needed */
 }
 
@@ -1126,9 +1125,9 @@ struct th_ring_reader {
 	bool at_batch;       /* pos is the start of a batch (or the head) */
 	uint64_t skips, skip_note;
 	int sticky;          /* -TH_ELAPPED / -TH_EEVICTED until rejoin */
-	/* Moderation: our bound on the writer's delay, when we were last woken
-	 * (and the end of the nap under way),
-	 * whether the stream is busy (woken again within the delay), naps taken. */
+	/* Moderation: our bound on the writer's delay, when we were last woken,
+	 * the end of the nap last counted, whether the stream is busy (woken
+	 * again within the delay), naps taken. */
 	uint64_t max_delay_ns;
 	uint64_t woke_ns;
 	uint64_t nap_until;
@@ -1331,22 +1330,17 @@ int th_ring_read(struct th_ring_reader *r, struct th_ring_record *rec, void *buf
 	return 1;
 }
 
-static inline bool reader_ready(struct th_ring_reader *r)
-{
-	return r->sticky || th_load_relaxed(&r->hdr->head) != r->pos || reader_evicted(r) ||
-	       th_load_relaxed(&r->hdr->closed);
-}
-
-/* reader_ready(), less the batches the writer did not wake us for: a wait
- * jumps over them as th_ring_read() would, so that a reader filtered away
- * from a busy ring is not woken by every timeout it sets (each found the
- * head moved by others' batches and returned as if there were work). */
+/* Something for a wait to return for: a record, an eviction, a lap, the
+ * ring closed. Not the batches the writer did not wake us for: a wait jumps
+ * over them as th_ring_read() would, so that a reader filtered away from a
+ * busy ring is not woken by every timeout it sets (each found the head moved
+ * by others' batches and returned as if there were work). */
 static bool reader_ready_for_us(struct th_ring_reader *r)
 {
-	if (!reader_ready(r))
-		return false;
 	if (r->sticky || reader_evicted(r) || th_load_relaxed(&r->hdr->closed))
 		return true;
+	if (th_load_relaxed(&r->hdr->head) == r->pos)
+		return false;
 	if (r->at_batch && reader_skip(r))
 		return th_load_relaxed(&r->hdr->head) != r->pos;
 	return true;
@@ -1435,6 +1429,14 @@ static uint64_t reader_delay(const struct th_ring_reader *r)
 	return d < WAKE_DELAY_MIN_NS ? 0 : d;
 }
 
+/* When a busy reader's nap ends (its previous wake-up plus the delay); 0
+ * when it would not nap. */
+static uint64_t nap_end(const struct th_ring_reader *r)
+{
+	uint64_t d = r->busy ? reader_delay(r) : 0;
+	return d ? r->woke_ns + d : 0;
+}
+
 /* A wait ends with something to read: were we woken again within the
  * delay of the previous wake-up (a busy stream, next time we nap)? */
 static void reader_woken(struct th_ring_reader *r, uint64_t now)
@@ -1466,12 +1468,12 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 		 * then read what came meanwhile in one round. A nap cut short by
 		 * the caller's deadline goes on in its next wait: ending it there
 		 * would have the writer wake us for the next commit. */
-		uint64_t d = reader_delay(r), until = r->woke_ns + d;
-		if (d && until > now && until != r->nap_until) {
+		uint64_t until = nap_end(r);
+		if (until > now && until != r->nap_until) {
 			r->nap_until = until;
 			r->naps++;
 		}
-		while (d && until > now && now < deadline) {
+		while (until > now && now < deadline) {
 			sleep_on(r, false, kick, kick_val, until < deadline ? until : deadline, now);
 			now = th_now_ns();
 			if (reader_ready_for_us(r) || kicked(kick, kick_val))
@@ -1483,7 +1485,7 @@ int th_ring_wait_or(struct th_ring_reader *r, enum th_ring_wait_mode mode, int64
 		}
 		if (kicked(kick, kick_val))
 			return 1;
-		if (d && until > now)
+		if (until > now)
 			return 0; /* the deadline came first */
 		r->busy = false; /* nothing came: the stream is quiet, sleep until woken */
 		if (now >= deadline)
@@ -1541,8 +1543,8 @@ void th_ring_kick(th_atomic_u32 *kick)
 
 uint64_t th_ring_reader_nap_left(const struct th_ring_reader *r, uint64_t now_ns)
 {
-	uint64_t d = r->busy ? reader_delay(r) : 0;
-	return d && r->woke_ns + d > now_ns ? r->woke_ns + d - now_ns : 0;
+	uint64_t until = nap_end(r);
+	return until > now_ns ? until - now_ns : 0;
 }
 
 void th_ring_reader_set_max_delay(struct th_ring_reader *r, uint64_t max_ns)

@@ -118,7 +118,7 @@ type ringReader struct {
 	// again within the delay), naps taken.
 	maxDelay uint64
 	wokeNs   uint64
-	napUntil uint64 // the end of the nap under way
+	napUntil uint64 // the end of the nap last counted
 	busy     bool
 	naps     uint64
 }
@@ -374,11 +374,11 @@ func (r *ringReader) ready() bool {
 // in ring.c: a client filtered away from a busy ring would otherwise return
 // from every slice as if there were work).
 func (r *ringReader) readyForUs() bool {
-	if !r.ready() {
-		return false
-	}
 	if r.sticky != readRecord || r.evicted() || r.closed() {
 		return true
+	}
+	if r.loadHead() == r.pos {
+		return false
 	}
 	if r.atBatch && r.skip() {
 		return r.loadHead() != r.pos
@@ -433,14 +433,23 @@ func (r *ringReader) setMaxDelay(ns uint64) {
 // napping: the next futex wait naps (and does not spin).
 func (r *ringReader) napping() bool { return r.busy && r.delay() > 0 }
 
-// napLeft: how long the next futex wait would nap at now (0: it would not);
-// the caller's slice is at least this, so that one nap is one sleep.
-func (r *ringReader) napLeft(now uint64) time.Duration {
+// napEnd: when a busy reader's nap ends (its previous wake-up plus the
+// delay); 0 when it would not nap (nap_end in ring.c).
+func (r *ringReader) napEnd() uint64 {
 	if !r.busy {
 		return 0
 	}
-	if d := r.delay(); d > 0 && r.wokeNs+d > now {
-		return time.Duration(r.wokeNs + d - now)
+	if d := r.delay(); d > 0 {
+		return r.wokeNs + d
+	}
+	return 0
+}
+
+// napLeft: how long the next futex wait would nap at now (0: it would not);
+// the caller's slice is at least this, so that one nap is one sleep.
+func (r *ringReader) napLeft(now uint64) time.Duration {
+	if until := r.napEnd(); until > now {
+		return time.Duration(until - now)
 	}
 	return 0
 }
@@ -457,14 +466,13 @@ func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickV
 		// A nap cut short by the timeout goes on in the next wait: ending it
 		// would have the writer wake us for the next commit.
 		t := now()
-		d := r.delay()
-		until := r.wokeNs + d
-		if d > 0 && until > t && until != r.napUntil {
+		until := r.napEnd()
+		if until > t && until != r.napUntil {
 			r.napUntil = until
 			r.naps++
 		}
 		end := t + uint64(timeout)
-		for d > 0 && until > t && t < end && !r.readyForUs() && kick.Load() == kickVal {
+		for until > t && t < end && !r.readyForUs() && kick.Load() == kickVal {
 			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, time.Duration(min(until, end)-t))
 			t = now()
 		}
@@ -472,7 +480,7 @@ func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickV
 			r.wokeNs = t // still busy: the next wait naps again
 			return true
 		}
-		if kick.Load() != kickVal || (d > 0 && until > t) {
+		if kick.Load() != kickVal || until > t {
 			return false
 		}
 		r.busy = false // nothing came: the stream is quiet, sleep until woken
