@@ -31,15 +31,16 @@ import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# topohub-go right after topohub: adjacent points see the same host.
-SYSTEMS = ["topohub", "topohub-go", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd-json", "etcd-grpc",
+# The Go client right after topohub: adjacent points see the same host.
+SYSTEMS = ["topohub", "topohub-go", "topohub-go-chan", "topohub-nospin", "socket", "decoder", "mysqltopo", "etcd-json", "etcd-grpc",
            "vitess-etcd2topo", "vitess-topohub"]
 C_HUB = ("topohub", "topohub-nospin")              # build/topohub-bench e2e sub --system topohub
 ETCD_SYSTEMS = ("etcd-json", "etcd-grpc", "vitess-etcd2topo")
-HUB_SYSTEMS = C_HUB + ("socket", "topohub-go", "vitess-topohub")
-NEW = ("topohub-go", "etcd-grpc", "vitess-etcd2topo", "vitess-topohub")
+GO_CLIENT = ("topohub-go", "topohub-go-chan")      # build/topohub-bench-go: Follow, WatchRecursive's channel
+HUB_SYSTEMS = C_HUB + ("socket", "vitess-topohub") + GO_CLIENT
+NEW = GO_CLIENT + ("etcd-grpc", "vitess-etcd2topo", "vitess-topohub")
 # The Go subscribers (bench/go), one binary each so that a process links only what it uses.
-GO_BIN = {"topohub-go": "topohub-bench-go", "etcd-grpc": "topohub-bench-etcd",
+GO_BIN = {"topohub-go": "topohub-bench-go", "topohub-go-chan": "topohub-bench-go", "etcd-grpc": "topohub-bench-etcd",
           "vitess-etcd2topo": "topohub-bench-vitess", "vitess-topohub": "topohub-bench-vitess"}
 PREFIX = "/bench/e2e"
 GRACE_S = 2.0          # after the writer: how long subscribers may take to catch up
@@ -880,10 +881,11 @@ def matrix(quick, only):
                 add(s, n, 1000, 100, 2, why="quick")
                 # The Go client right after the C library, at both points.
                 if s == "topohub":
-                    add("topohub-go", n, 1000, 100, 2, why="quick")
+                    for g in GO_CLIENT:
+                        add(g, n, 1000, 100, 2, why="quick")
         # One point of each other new peer.
         for s in NEW:
-            if s != "topohub-go":
+            if s not in GO_CLIENT:
                 add(s, 64, 1000, 100, 1, why="quick")
         return pts
     # The default run must fit in 15 minutes on 2 cores (make bench); the

@@ -62,12 +62,19 @@ type mkey struct {
 }
 
 type entry struct {
+	key      string // the map's key, for the events: one string per key held
 	revision uint64
 	version  int64
 	commitUs uint64
 	flags    uint32
 	value    []byte
 	gtid     string
+}
+
+// tableIndex says which lookups can find a table's watches.
+type tableIndex struct {
+	exact   int   // exact watches adopted
+	recLens []int // the distinct lengths of the recursive watches' paths, ascending
 }
 
 type watch struct {
@@ -127,12 +134,18 @@ type Client struct {
 	ctl         *ctlConn
 	ring        *ringReader
 	ev          *os.File
+	inline      bool            // Follow's: no reader goroutine, events go to queue
+	queue       []Event         // inline: this round's events, for the loop body
+	evRaw       syscall.RawConn // ev's, for drainWakeups
 	connected   bool
 	stopping    bool
 	retryAt     time.Time
 	backoff     time.Duration
-	mirror      map[mkey]*entry // entries under every adopted watch
-	old         map[mkey]*entry // what watches of resyncing tables were told
+	mirror      map[mkey]*entry        // entries under every adopted watch
+	old         map[mkey]*entry        // what watches of resyncing tables were told
+	index       [ntablesMax]tableIndex // the watches by table, for matches
+	delivering  []*watch               // handleChange's matches, reused
+	scratch     []*watch               // anyMatch's and coveredBefore's
 	tableResync [ntablesMax]bool
 	fetchTable  [ntablesMax]bool
 	fetchAny    bool
@@ -161,6 +174,18 @@ type Client struct {
 
 // Open connects to the hub and attaches as a reader of its ring.
 func Open(ctx context.Context, opts Options) (*Client, error) {
+	c, err := newClient(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.run()
+	return c, nil
+}
+
+// newClient is Open without the reader goroutine: connected, the revision
+// published; Open starts the reader, Follow runs it itself.
+func newClient(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Socket == "" {
 		opts.Socket = DefaultSocket
 	}
@@ -190,8 +215,6 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.publishRevision()
-	c.wg.Add(1)
-	go c.run()
 	return c, nil
 }
 
@@ -259,7 +282,11 @@ func (c *Client) register(ctx context.Context, table uint32, path string, recurs
 	if err := c.checkKey(table, path); err != nil {
 		return nil, err
 	}
-	w := &watch{ctx: ctx, table: table, path: path, recursive: recursive, ch: make(chan Event, c.opts.Buffer)}
+	buf := c.opts.Buffer
+	if c.inline {
+		buf = 0 // events go to c.queue; the channel only closes
+	}
+	w := &watch{ctx: ctx, table: table, path: path, recursive: recursive, ch: make(chan Event, buf)}
 	// Before w is published: the reader may end it (and stop this) at once.
 	w.stopAfter = context.AfterFunc(ctx, func() {
 		c.mu.Lock()

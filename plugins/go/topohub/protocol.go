@@ -301,7 +301,9 @@ func decodeRevisionReply(b []byte) (uint64, error) {
 	return le.Uint64(b), nil
 }
 
-// change is a TH_REC_CHANGE payload: struct th_rec_change + key + value + gtid.
+// change is a TH_REC_CHANGE payload: struct th_rec_change + key + value +
+// gtid. Key, Value and GTID alias the payload (the ring reader's buffer,
+// which the next read overwrites): the reader copies only what it keeps.
 type change struct {
 	Revision  uint64
 	Version   int64
@@ -310,9 +312,9 @@ type change struct {
 	Table     uint8
 	Op        uint8
 	Flags     uint32
-	Key       string
-	Value     []byte // a copy
-	GTID      string
+	Key       []byte
+	Value     []byte
+	GTID      []byte
 }
 
 func decodeChange(p []byte) (change, error) {
@@ -334,9 +336,9 @@ func decodeChange(p []byte) (change, error) {
 		Table:     p[42],
 		Op:        p[43],
 		Flags:     le.Uint32(p[44:]),
-		Key:       string(p[changeHeaderSize:k]),
-		Value:     append([]byte(nil), p[k:v]...),
-		GTID:      string(p[v : v+gtidLen]),
+		Key:       p[changeHeaderSize:k:k],
+		Value:     p[k:v:v],
+		GTID:      p[v : v+gtidLen : v+gtidLen],
 	}, nil
 }
 

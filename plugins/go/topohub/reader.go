@@ -27,9 +27,11 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // ---- the reader goroutine ---------------------------------------------------
@@ -37,26 +39,35 @@ import (
 func (c *Client) run() {
 	defer c.wg.Done()
 	defer c.shutdown()
-	for !c.stop() {
-		c.takeRegistrations()
+	for c.step() {
+	}
+}
+
+// step is one round of the reader: registrations, connecting, fetches, the
+// ring, then a wait if it had nothing. false once the client stops.
+func (c *Client) step() bool {
+	if c.stop() {
+		return false
+	}
+	c.takeRegistrations()
+	if !c.connected {
+		if !time.Now().Before(c.retryAt) {
+			c.reconnect()
+		}
 		if !c.connected {
-			if !time.Now().Before(c.retryAt) {
-				c.reconnect()
-			}
-			if !c.connected {
-				c.sleepUntil(c.retryAt)
-				continue
-			}
-		}
-		if c.fetchAny && c.fetch() != nil {
-			continue
-		}
-		n := c.readRing()
-		c.updateFilter()
-		if n == 0 && c.connected && !c.stop() {
-			c.wait()
+			c.sleepUntil(c.retryAt)
+			return true
 		}
 	}
+	if c.fetchAny && c.fetch() != nil {
+		return true
+	}
+	n := c.readRing()
+	c.updateFilter()
+	if n == 0 && c.connected && !c.stop() && (!c.inline || len(c.queue) == 0) {
+		c.wait()
+	}
+	return true
 }
 
 func (c *Client) stop() bool {
@@ -138,6 +149,7 @@ func (c *Client) adopt(w *watch) {
 	} else {
 		c.exact[k] = append(c.exact[k], w)
 	}
+	c.reindex(w.table)
 	c.pending = true
 	if w.needFetch {
 		c.fetchAny = true
@@ -235,6 +247,7 @@ func (c *Client) removeWatch(w *watch) {
 		delete(idx, k)
 	}
 	c.list = without(c.list, w)
+	c.reindex(w.table)
 	c.stWatches.Add(^uint64(0)) // before the close: whoever sees it closed sees the count
 	close(w.ch)
 	c.prune(w)
@@ -257,29 +270,57 @@ func without(ws []*watch, w *watch) []*watch {
 // more: a copy no watch keeps current must not pass for exact later.
 func (c *Client) prune(w *watch) {
 	for k := range c.mirror {
-		if k.table == w.table && w.covers(k.key) && len(c.matches(k.table, k.key)) == 0 {
+		if k.table == w.table && w.covers(k.key) && !c.anyMatch(k.table, k.key) {
 			delete(c.mirror, k)
 		}
 	}
 	c.stEntries.Store(uint64(len(c.mirror)))
 }
 
-// matches: every adopted watch covering (table, key): exact watches of key,
-// then recursive ones of "", of each component prefix, and of key itself.
-func (c *Client) matches(table uint32, key string) []*watch {
-	var out []*watch
-	out = append(out, c.exact[mkey{table, key}]...)
-	for cut := 0; ; {
-		out = append(out, c.rec[mkey{table, key[:cut]}]...)
-		if cut == len(key) {
-			return out
-		}
-		next := cut + 1
-		for next < len(key) && key[next] != '/' {
-			next++
-		}
-		cut = next
+// matches appends to out every adopted watch covering (table, key): exact
+// watches of key, then recursive ones of "", of each component prefix, and
+// of key itself. Only the prefix lengths that some recursive watch of the
+// table has are looked up (c.index), and key is looked up in place (Go
+// converts string(b) in a map index without a copy): a change under no
+// watch costs no allocation.
+func (c *Client) matches(out []*watch, table uint32, key []byte) []*watch {
+	ix := &c.index[table]
+	if ix.exact > 0 {
+		out = append(out, c.exact[mkey{table, string(key)}]...)
 	}
+	for _, n := range ix.recLens {
+		if n > len(key) {
+			break
+		}
+		if n == 0 || n == len(key) || key[n] == '/' {
+			out = append(out, c.rec[mkey{table, string(key[:n])}]...)
+		}
+	}
+	return out
+}
+
+// anyMatch: some adopted watch covers (table, key).
+func (c *Client) anyMatch(table uint32, key string) bool {
+	c.scratch = c.matches(c.scratch[:0], table, unsafe.Slice(unsafe.StringData(key), len(key)))
+	n := len(c.scratch)
+	clear(c.scratch)
+	return n > 0
+}
+
+// reindex recounts table's watches for matches after an adoption or a removal.
+func (c *Client) reindex(table uint32) {
+	ix := tableIndex{}
+	for _, w := range c.list {
+		if w.ended || w.table != table {
+			continue
+		}
+		if !w.recursive {
+			ix.exact++
+		} else if i, found := slices.BinarySearch(ix.recLens, len(w.path)); !found {
+			ix.recLens = slices.Insert(ix.recLens, i, len(w.path))
+		}
+	}
+	c.index[table] = ix
 }
 
 // deliver sends ev to w. A full channel holds the reader up (that is the
@@ -290,6 +331,11 @@ func (c *Client) deliver(w *watch, ev Event) bool {
 		return false
 	}
 	ev.Table = w.table
+	if c.inline {
+		c.queue = append(c.queue, ev) // the loop body gets it after this round (follow.go)
+		c.stEvents.Add(1)
+		return true
+	}
 	select {
 	case w.ch <- ev:
 		c.stEvents.Add(1)
@@ -379,6 +425,13 @@ func (c *Client) attach(ctx context.Context) error {
 	// it to Go's poller. Futex mode sleeps on it too when the stream is quiet
 	// (wait).
 	c.ev = os.NewFile(uintptr(fds[2]), "topohub-wakeup")
+	if c.evRaw, err = c.ev.SyscallConn(); err != nil {
+		c.ev.Close()
+		c.ev = nil
+		r.close()
+		cc.Close()
+		return err
+	}
 	c.mu.Lock()
 	c.evFile = c.ev
 	c.mu.Unlock()
@@ -525,12 +578,13 @@ func (c *Client) coveredBefore(table uint32, key string) bool {
 	if _, ok := c.mirror[mkey{table, key}]; ok {
 		return true
 	}
-	for _, w := range c.matches(table, key) {
-		if !w.needFetch {
-			return true
-		}
+	c.scratch = c.matches(c.scratch[:0], table, unsafe.Slice(unsafe.StringData(key), len(key)))
+	found := false
+	for _, w := range c.scratch {
+		found = found || !w.needFetch
 	}
-	return false
+	clear(c.scratch)
+	return found
 }
 
 // fetchOne puts one watch's entries into the copy. fresh: the table was set
@@ -558,7 +612,7 @@ func (c *Client) fetchOne(w *watch, fresh bool) error {
 		if held, ok := c.mirror[k]; ok && held.revision >= it.Revision {
 			continue
 		}
-		c.mirror[k] = &entry{revision: it.Revision, version: it.Version, flags: it.Flags, value: it.Value}
+		c.mirror[k] = &entry{key: it.Key, revision: it.Revision, version: it.Version, flags: it.Flags, value: it.Value}
 	}
 	if rep.Revision > c.revision {
 		c.revision = rep.Revision
@@ -734,17 +788,26 @@ func (c *Client) readRing() int {
 
 func (c *Client) handleChange(rec *ringRecord, ch *change) {
 	table := uint32(ch.Table)
-	ms := c.matches(table, ch.Key)
+	ms := c.matches(c.delivering[:0], table, ch.Key)
+	defer func() { clear(ms); c.delivering = ms[:0] }() // no watch kept alive by the buffer
 	if len(ms) == 0 {
 		return
 	}
-	k := mkey{table, ch.Key}
-	old := c.mirror[k]
+	old := c.mirror[mkey{table, string(ch.Key)}]
 	if old != nil && old.revision >= ch.Revision {
 		return // a snapshot already had this change (or a later one): told already
 	}
-	ev := Event{Key: ch.Key, ValueNull: ch.Flags&changeFlagValueNull != 0, Version: ch.Version,
-		Revision: ch.Revision, GTID: ch.GTID}
+	if ch.Op == opDelete && old == nil {
+		return // never had it: nothing to tell
+	}
+	var key string
+	if old != nil {
+		key = old.key // the copy's: no new string for a key it holds
+	} else {
+		key = string(ch.Key)
+	}
+	ev := Event{Key: key, ValueNull: ch.Flags&changeFlagValueNull != 0, Version: ch.Version,
+		Revision: ch.Revision, GTID: string(ch.GTID)}
 	if ch.CommitUs != 0 {
 		ev.Commit = time.UnixMicro(int64(ch.CommitUs))
 	}
@@ -755,14 +818,17 @@ func (c *Client) handleChange(rec *ringRecord, ch *change) {
 		ev.Latency = time.Duration(now - rec.PublishNs)
 	}
 	if ch.Op == opDelete {
-		if old == nil {
-			return // never had it: nothing to tell
-		}
-		delete(c.mirror, k)
+		delete(c.mirror, mkey{table, key})
 		ev.Kind = EventDelete
 	} else {
-		c.mirror[k] = &entry{revision: ch.Revision, version: ch.Version, commitUs: ch.CommitUs, flags: ch.Flags,
-			value: ch.Value, gtid: ch.GTID}
+		if old == nil {
+			old = &entry{key: key}
+			c.mirror[mkey{table, key}] = old
+		}
+		// In place: an entry in the copy is the copy's alone (lose moves
+		// entries aside, it does not share them; events get copies).
+		*old = entry{key: key, revision: ch.Revision, version: ch.Version, commitUs: ch.CommitUs, flags: ch.Flags,
+			value: append(old.value[:0], ch.Value...), gtid: ev.GTID}
 		ev.Kind = EventPut
 	}
 	c.stEntries.Store(uint64(len(c.mirror)))
@@ -903,9 +969,15 @@ func (c *Client) wait() {
 			// deliver) run on this P before the thread blocks: left in the
 			// P's run queue, it waits for sysmon to take the P from the
 			// blocked thread (tens of us to 10 ms) and keeps sysmon polling.
-			runtime.Gosched()
-			if !napping && int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter) {
+			if !c.inline {
+				runtime.Gosched()
+			}
+			if !napping && (c.inline || int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter)) {
 				// A quiet stream: no thread in a syscall (see quietAfter).
+				// Inline (Follow), always: its events need no other goroutine
+				// woken, and the poller's sleep keeps the runtime's monitor
+				// thread asleep (drainWakeups), where a futex wait wakes it
+				// twice per wake-up.
 				ready = c.waitFD()
 			} else {
 				c.kickWait.Store(true)
@@ -942,11 +1014,33 @@ func (c *Client) waitFD() bool {
 	}
 	c.ev.SetReadDeadline(time.Now().Add(sliceFD))
 	if !c.kicked() {
-		var b [256]byte
-		c.ev.Read(b[:]) // drains the wake-up pipe (th_ring_reader_disarm)
+		c.drainWakeups()
 	}
 	r.endSleep()
 	return r.readyForUs()
+}
+
+// drainWakeups parks in Go's poller until the wake-up pipe is readable (or
+// the read deadline passes), then empties it (th_ring_reader_disarm). The
+// read is raw: the pipe is non-blocking, so it cannot block, and a syscall
+// through the runtime's entersyscall wakes the runtime's monitor thread
+// (sysmon) from its sleep, two context switches more per wake-up.
+func (c *Client) drainWakeups() {
+	var b [256]byte
+	c.evRaw.Read(func(fd uintptr) bool {
+		for {
+			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false // wait in the poller
+			case e == 0 && n == uintptr(len(b)):
+				continue // more may be there
+			}
+			return true
+		}
+	})
 }
 
 func (c *Client) spin(d time.Duration) bool {

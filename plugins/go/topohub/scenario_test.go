@@ -34,6 +34,13 @@ type scenarioWatch struct {
 }
 
 func TestScenarios(t *testing.T) {
+	runScenarios(t, false)
+}
+
+// runScenarios: with follow, every watch is a Follow or FollowKey of its
+// own (the client named only syncs the hub first), whose events must be
+// the channel watch's.
+func runScenarios(t *testing.T, follow bool) {
 	files, _ := filepath.Glob("testdata/scenarios/*.txt")
 	if len(files) == 0 {
 		t.Fatal("no scenarios")
@@ -41,12 +48,12 @@ func TestScenarios(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
 			checkGoroutines(t)
-			runScenario(t, f)
+			runScenario(t, f, follow)
 		})
 	}
 }
 
-func runScenario(t *testing.T, file string) {
+func runScenario(t *testing.T, file string, follow bool) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +112,15 @@ func runScenario(t *testing.T, file string) {
 			}
 			var ch <-chan Event
 			var err error
-			switch f[2] {
-			case "exact":
+			switch {
+			case follow && (f[2] == "exact" || f[2] == "recursive"):
+				// The hub has what the SQL before wrote (the client's sync),
+				// so that the first events are INITIAL as for a watch.
+				syncAll(t, e, c)
+				ch = followInto(t, wctx, Options{Socket: e.Hub.Socket}, table(line, f[3]), path, f[2] == "recursive")
+			case f[2] == "exact":
 				ch, err = c.Watch(wctx, table(line, f[3]), path)
-			case "recursive":
+			case f[2] == "recursive":
 				ch, err = c.WatchRecursive(wctx, table(line, f[3]), path)
 			default:
 				t.Fatalf("line %d: watch kind %q", line, f[2])
