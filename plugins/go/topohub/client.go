@@ -168,6 +168,7 @@ type Client struct {
 	spinCur     time.Duration // this wait's spin (adaptive, at most Options.Spin)
 	lastBatchNs uint64        // publication time (CLOCK_MONOTONIC) of the last transaction read; quietAfter counts from it
 	batchGapNs  uint64        // ... and the gap between it and the one before
+	gapAvgNs    uint64        // ... its moving average (over 8), for wait's choice of futex or poller
 	askedRev    uint64        // the wantRev the hub was last asked about
 	hubRev      uint64        // the hub's published revision as last asked, to count after a drain
 }

@@ -737,6 +737,8 @@ func (c *Client) readRing() int {
 			if rec.PublishNs > c.lastBatchNs {
 				c.batchGapNs = rec.PublishNs - c.lastBatchNs
 			}
+			// Over 8 batches; a gap counts at most 1 s (the first is since 0).
+			c.gapAvgNs += min(c.batchGapNs, uint64(time.Second))/8 - c.gapAvgNs/8
 			c.lastBatchNs = rec.PublishNs
 		}
 		switch rec.Type {
@@ -972,12 +974,16 @@ func (c *Client) wait() {
 			if !c.inline {
 				runtime.Gosched()
 			}
-			if !napping && (c.inline || int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter)) {
-				// A quiet stream: no thread in a syscall (see quietAfter).
-				// Inline (Follow), always: its events need no other goroutine
-				// woken, and the poller's sleep keeps the runtime's monitor
-				// thread asleep (drainWakeups), where a futex wait wakes it
-				// twice per wake-up.
+			if !napping && (c.inline || c.gapAvgNs >= uint64(quietAfter)/2 ||
+				int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter)) {
+				// A quiet stream, or one of bursts (transactions on average
+				// 2 ms apart or more): no thread in a syscall (see
+				// quietAfter). Inline (Follow), always: its events need no
+				// other goroutine woken. The runtime's monitor thread
+				// (sysmon) sleeps while every P is idle; a futex wait wakes it
+				// (entersyscall), and after taking the P from the blocked
+				// thread it polls every 20 us for a millisecond and more:
+				// about 60 context switches, once per burst per process.
 				ready = c.waitFD()
 			} else {
 				c.kickWait.Store(true)
