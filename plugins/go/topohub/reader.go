@@ -1049,13 +1049,19 @@ func (c *Client) drainWakeups() {
 	})
 }
 
+// spin until the ring has something for us (batches the hub did not wake
+// us for are jumped over, as in waitFD and waitFutex: a filtered client on a
+// busy ring does not end its spin on them), for at most d. A jump is folded
+// into the revision by the next readRing, so it ends the spin too.
 func (c *Client) spin(d time.Duration) bool {
+	r := c.ring
+	found := func() bool { return r.readyForUs() || r.skips != c.skipsSeen }
 	if d <= 0 {
-		return c.ring.ready()
+		return found()
 	}
 	start := time.Now()
 	for i := 0; ; i++ {
-		if c.ring.ready() {
+		if found() {
 			return true
 		}
 		if c.kicked() {
