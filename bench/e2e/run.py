@@ -416,6 +416,8 @@ def run_point(env, pt, fault=None):
         label["groups"] = groups  # the sparse scenario (bench_e2e.h)
     if fault:
         label["fault"] = fault
+    if pt.get("ref"):
+        label["ref"] = pt["ref"]  # a reference point for one target (report.py)
     rec = {"name": "e2e", **label}
     if groups > 1 and system in GO_BIN:
         rec.update(ok=False, skipped="the sparse scenario runs the C subscribers only")
@@ -866,11 +868,11 @@ def build_go(build):
 def matrix(quick, only):
     pts = []
 
-    def add(system, subs, rate, size, seconds, keys=100, why=None, groups=1):
+    def add(system, subs, rate, size, seconds, keys=100, why=None, groups=1, ref=None):
         if only and system not in only:
             return
         pts.append({"system": system, "subs": subs, "rate": rate, "size": size, "keys": keys,
-                    "seconds": seconds, "group": why, "groups": groups})
+                    "seconds": seconds, "group": why, "groups": groups, **({"ref": ref} if ref else {})})
 
     # The systems that came before the Go peers keep their points; the Go
     # peers (NEW) run at fewer, so that make bench stays within 15 minutes.
@@ -910,8 +912,13 @@ def matrix(quick, only):
     add("topohub", 1024, 100, 100, 5, why="many")
     # The sparse scenario: 256 subscribers, each watching its own group of
     # keys (bench_e2e.h), against the per-process decoders (C subscribers).
+    # Its reference, the 1-subscriber point, again right before it (the
+    # report's target takes this one): the N sweep's ran minutes earlier, and
+    # the heavy points between change the host. 6 s: each subscriber has 4
+    # updates a second, and its first wake-ups must not be its p99.
+    add("topohub", 1, 1000, 100, 6, why="sparse", ref="sparse")
     for s in ("topohub", "decoder"):
-        add(s, 256, 1000, 100, 3, keys=512, why="sparse", groups=256)
+        add(s, 256, 1000, 100, 6, keys=512, why="sparse", groups=256)
     # Larger values: fewer points (of the Go peers, the client and etcd's).
     for s in SYSTEMS:
         if s != "topohub-nospin" and s not in ("vitess-etcd2topo", "vitess-topohub"):
