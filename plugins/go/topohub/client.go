@@ -35,9 +35,15 @@ const (
 	// Go's poller instead (fd mode for that sleep): no thread in a syscall,
 	// so an idle process is idle (sysmon sleeps); the first record after the
 	// quiet comes through the wake-up pipe, tens of us later than a futex.
-	quietAfter      = 4 * time.Millisecond
-	sliceSpin       = time.Millisecond
-	sliceFD         = 100 * time.Millisecond
+	quietAfter = 4 * time.Millisecond
+	sliceSpin  = time.Millisecond
+	// fd mode (Go's poller): the longest sleep. Nothing needs it shorter: a
+	// commit for us, our eviction (th_ring_evict writes the pipe), a kick
+	// (the read deadline) and the hub's exit (the pipe's write end closes:
+	// EOF, then ctl.dead) all end it, and a hub that hangs keeps its socket
+	// open: no slice would notice it. Each slice is a wake-up of an idle
+	// process.
+	sliceFD         = time.Second
 	backoffMin      = 10 * time.Millisecond
 	backoffMax      = time.Second
 	defaultTimeout  = time.Second
