@@ -974,7 +974,7 @@ func (c *Client) wait() {
 			if !c.inline {
 				runtime.Gosched()
 			}
-			if !napping && (c.inline || c.gapAvgNs >= uint64(quietAfter)/2 ||
+			if c.inline || !napping && (c.gapAvgNs >= uint64(quietAfter)/2 ||
 				int64(c.monoNow()-c.lastBatchNs) >= int64(quietAfter)) {
 				// A quiet stream, or one of bursts (transactions on average
 				// 2 ms apart or more): no thread in a syscall (see
@@ -1012,8 +1012,33 @@ func (c *Client) wait() {
 // waitFD sleeps in Go's poller on the ring's wake-up pipe (the ring writes
 // a byte for a reader whose sleep word says fd mode) until a wake-up, a
 // kick (kick() moves the read deadline) or sliceFD.
+//
+// A busy stream (see Moderation in ring.c, and waitFutex) naps here too:
+// until the previous wake-up plus the writer's delay, without the sleeping
+// flag, so that commits do not write the pipe; our eviction still does
+// (th_ring_evict), and a kick moves the deadline.
 func (c *Client) waitFD() bool {
 	r := c.ring
+	if r.busy {
+		t := c.monoNow()
+		until := r.napEnd()
+		if until > t && until != r.napUntil {
+			r.napUntil = until
+			r.naps++
+		}
+		if until > t && !r.readyForUs() && !c.kicked() {
+			c.ev.SetReadDeadline(time.Now().Add(time.Duration(until - t)))
+			c.drainWakeups()
+		}
+		if r.readyForUs() {
+			r.wokeNs = c.monoNow() // still busy: the next wait naps again
+			return true
+		}
+		if c.kicked() || until > c.monoNow() {
+			return false
+		}
+		r.busy = false // nothing came: the stream is quiet, sleep until woken
+	}
 	if r.prepareSleep(sleepFD) {
 		r.endSleep()
 		return true
@@ -1023,7 +1048,11 @@ func (c *Client) waitFD() bool {
 		c.drainWakeups()
 	}
 	r.endSleep()
-	return r.readyForUs()
+	if r.readyForUs() {
+		r.woken(c.monoNow())
+		return true
+	}
+	return false
 }
 
 // drainWakeups parks in Go's poller until the wake-up pipe is readable (or
