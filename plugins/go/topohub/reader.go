@@ -1100,7 +1100,12 @@ func (c *Client) spin(d time.Duration) bool {
 			if time.Since(start) >= d {
 				return false
 			}
-			runtime.Gosched()
+			// Let a watch's receiver have this P (with GOMAXPROCS=1 it
+			// has no other). Not for Follow: its loop body runs here, and
+			// a Gosched with an idle P wakes a thread for nothing.
+			if !c.inline {
+				runtime.Gosched()
+			}
 		}
 	}
 }

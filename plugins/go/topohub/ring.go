@@ -238,6 +238,23 @@ func (r *ringReader) word(i uint64) uint64 {
 	return atomic.LoadUint64(u64(r.data, (i&r.maskWords)*8))
 }
 
+// copyWords copies n words of the ring from word index w into buf, each
+// with an atomic load (relaxed in ring.c's words_to_bytes: racy by design,
+// checked after) and stored as it is in memory, as memcpy would: through
+// word views of both sides, in at most two runs (the ring wraps once).
+func (r *ringReader) copyWords(buf []byte, w, n uint64) {
+	dst := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(buf))), n)
+	for len(dst) > 0 {
+		i := w & r.maskWords
+		run := min(uint64(len(dst)), r.maskWords+1-i)
+		src := unsafe.Slice((*uint64)(unsafe.Pointer(&r.data[i*8])), run)
+		for j := range src {
+			dst[j] = atomic.LoadUint64(&src[j])
+		}
+		dst, w = dst[run:], w+run
+	}
+}
+
 func (r *ringReader) loadHead() uint64 {
 	// Pairs with the store-release of head in th_ring_commit().
 	return atomic.LoadUint64(u64(r.ring, offHead))
@@ -293,10 +310,7 @@ func (r *ringReader) read() (ringRecord, readStatus) {
 		if uint64(cap(r.buf)) < uint64(n)+8 {
 			r.buf = make([]byte, n+8)
 		}
-		buf := r.buf[:cap(r.buf)]
-		for i := uint64(0); i*8 < uint64(n); i++ {
-			le.PutUint64(buf[i*8:], r.word(w+2+i))
-		}
+		r.copyWords(r.buf[:cap(r.buf)], w+2, (uint64(n)+7)/8)
 	}
 	// Pairs with the release fence in reclaim_for(): if a word copied above
 	// was overwritten, this load sees the reclaim position that announced it
