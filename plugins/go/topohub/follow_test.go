@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -109,7 +110,7 @@ func TestFollow_break_and_cancel_end_it_and_leave_no_goroutine_or_reader(t *test
 			break
 		}
 	}
-	if describeAll2(got) != "INITIAL /f/a=1 SYNCED" {
+	if strings.Join(got, " ") != "INITIAL /f/a=1 SYNCED" {
 		t.Fatalf("events: %v", got)
 	}
 	waitReaders(t, readers, before)
@@ -125,17 +126,6 @@ func TestFollow_break_and_cancel_end_it_and_leave_no_goroutine_or_reader(t *test
 		t.Fatalf("after cancel: %v", err)
 	}
 	waitReaders(t, readers, before)
-}
-
-func describeAll2(s []string) string {
-	out := ""
-	for i, d := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += d
-	}
-	return out
 }
 
 // waitReaders: the hub counts a reader gone once it sees its socket close.
