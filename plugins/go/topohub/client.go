@@ -151,7 +151,7 @@ type Client struct {
 	old         map[mkey]*entry        // what watches of resyncing tables were told
 	index       [ntablesMax]tableIndex // the watches by table, for matches
 	delivering  []*watch               // handleChange's matches, reused
-	scratch     []*watch               // anyMatch's and coveredBefore's
+	scratch     []*watch               // anyMatch's
 	tableResync [ntablesMax]bool
 	fetchTable  [ntablesMax]bool
 	fetchAny    bool

@@ -53,14 +53,13 @@ func follow(ctx context.Context, opts Options, table uint32, path string, recurs
 			return
 		}
 		for c.step() {
-			q := c.queue
-			for i, ev := range q {
+			for _, ev := range c.queue {
 				if !yield(ev, nil) || ev.Kind == EventEnded {
 					return
 				}
-				q[i] = Event{} // let the values go
 			}
-			c.queue = q[:0]
+			clear(c.queue) // let the values go
+			c.queue = c.queue[:0]
 			if err := ctx.Err(); err != nil {
 				yield(Event{}, err)
 				return

@@ -26,7 +26,7 @@ type follower struct {
 	stall func(Event)
 }
 
-func startFollow(t *testing.T, ctx context.Context, o Options, table uint32, path string, recursive bool, stall func(Event)) *follower {
+func startFollow(ctx context.Context, o Options, table uint32, path string, recursive bool, stall func(Event)) *follower {
 	f := &follower{ch: make(chan Event, 1<<16), stall: stall}
 	seq := Follow(ctx, o, table, path)
 	if !recursive {
@@ -51,8 +51,8 @@ func startFollow(t *testing.T, ctx context.Context, o Options, table uint32, pat
 }
 
 // followInto is startFollow's channel, for the scenarios.
-func followInto(t *testing.T, ctx context.Context, o Options, table uint32, path string, recursive bool) <-chan Event {
-	return startFollow(t, ctx, o, table, path, recursive, nil).ch
+func followInto(ctx context.Context, o Options, table uint32, path string, recursive bool) <-chan Event {
+	return startFollow(ctx, o, table, path, recursive, nil).ch
 }
 
 func (f *follower) error() error {
@@ -83,9 +83,9 @@ func TestFollow_break_and_cancel_end_it_and_leave_no_goroutine_or_reader(t *test
 	checkGoroutines(t)
 	e := startEnv(t, testenv.HubOptions{})
 	put(t, e, "/f/a", "1")
-	c := openClient(t, e, Options{}) // synced: the hub has /f/a
-	_ = c
-	readers := func() uint64 { // the hub's connected clients, this query's included
+	openClient(t, e, Options{}) // synced: the hub has /f/a
+	// The hub's connected clients, this query's included.
+	readers := func() uint64 {
 		t.Helper()
 		var st struct {
 			Clients *uint64 `json:"clients"`
@@ -116,7 +116,7 @@ func TestFollow_break_and_cancel_end_it_and_leave_no_goroutine_or_reader(t *test
 	waitReaders(t, readers, before)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	f := startFollow(t, ctx, o, TableData, "/f", true, nil)
+	f := startFollow(ctx, o, TableData, "/f", true, nil)
 	expect(t, f.ch, "INITIAL /f/a=1", "SYNCED")
 	put(t, e, "/f/b", "2")
 	expect(t, f.ch, "PUT /f/b=2")
@@ -149,7 +149,7 @@ func TestFollow_a_loop_body_past_its_timeout_is_evicted_resyncs_and_converges(t 
 	stalled := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	f := startFollow(t, ctx, Options{Socket: e.Hub.Socket, Timeout: 50 * time.Millisecond}, TableData, "/s", true,
+	f := startFollow(ctx, Options{Socket: e.Hub.Socket, Timeout: 50 * time.Millisecond}, TableData, "/s", true,
 		func(ev Event) {
 			if ev.Kind == EventPut {
 				// The reader is this goroutine: nothing reads the ring meanwhile.

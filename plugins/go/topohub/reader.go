@@ -270,7 +270,7 @@ func without(ws []*watch, w *watch) []*watch {
 // more: a copy no watch keeps current must not pass for exact later.
 func (c *Client) prune(w *watch) {
 	for k := range c.mirror {
-		if k.table == w.table && w.covers(k.key) && !c.anyMatch(k.table, k.key) {
+		if k.table == w.table && w.covers(k.key) && !c.anyMatch(k.table, k.key, nil) {
 			delete(c.mirror, k)
 		}
 	}
@@ -299,12 +299,16 @@ func (c *Client) matches(out []*watch, table uint32, key []byte) []*watch {
 	return out
 }
 
-// anyMatch: some adopted watch covers (table, key).
-func (c *Client) anyMatch(table uint32, key string) bool {
+// anyMatch: some adopted watch covering (table, key) passes ok (nil: any).
+func (c *Client) anyMatch(table uint32, key string, ok func(*watch) bool) bool {
 	c.scratch = c.matches(c.scratch[:0], table, unsafe.Slice(unsafe.StringData(key), len(key)))
-	n := len(c.scratch)
-	clear(c.scratch)
-	return n > 0
+	defer clear(c.scratch) // no watch kept alive by the buffer
+	for _, w := range c.scratch {
+		if ok == nil || ok(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // reindex recounts table's watches for matches after an adoption or a removal.
@@ -578,13 +582,7 @@ func (c *Client) coveredBefore(table uint32, key string) bool {
 	if _, ok := c.mirror[mkey{table, key}]; ok {
 		return true
 	}
-	c.scratch = c.matches(c.scratch[:0], table, unsafe.Slice(unsafe.StringData(key), len(key)))
-	found := false
-	for _, w := range c.scratch {
-		found = found || !w.needFetch
-	}
-	clear(c.scratch)
-	return found
+	return c.anyMatch(table, key, func(w *watch) bool { return !w.needFetch })
 }
 
 // fetchOne puts one watch's entries into the copy. fresh: the table was set
@@ -1021,23 +1019,14 @@ func (c *Client) waitFD() bool {
 	r := c.ring
 	if r.busy {
 		t := c.monoNow()
-		until := r.napEnd()
-		if until > t && until != r.napUntil {
-			r.napUntil = until
-			r.naps++
-		}
+		until := r.napFrom(t)
 		if until > t && !r.readyForUs() && !c.kicked() {
 			c.ev.SetReadDeadline(time.Now().Add(time.Duration(until - t)))
 			c.drainWakeups()
 		}
-		if r.readyForUs() {
-			r.wokeNs = c.monoNow() // still busy: the next wait naps again
-			return true
+		if ready, cut := r.napOver(until, c.monoNow(), c.kicked()); ready || cut {
+			return ready
 		}
-		if c.kicked() || until > c.monoNow() {
-			return false
-		}
-		r.busy = false // nothing came: the stream is quiet, sleep until woken
 	}
 	if r.prepareSleep(sleepFD) {
 		r.endSleep()

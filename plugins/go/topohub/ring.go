@@ -459,6 +459,33 @@ func (r *ringReader) napEnd() uint64 {
 	return 0
 }
 
+// napFrom begins a busy reader's nap at now: its end (at or before now:
+// none), each nap counted once however many waits it takes.
+func (r *ringReader) napFrom(now uint64) uint64 {
+	until := r.napEnd()
+	if until > now && until != r.napUntil {
+		r.napUntil = until
+		r.naps++
+	}
+	return until
+}
+
+// napOver: a nap until `until` ended at now. ready: something came (still
+// busy: the next wait naps again). cut: it ended early (kicked, or the
+// caller's slice) and the wait returns. Neither: nothing came, the stream
+// is quiet, and the wait sleeps until woken.
+func (r *ringReader) napOver(until, now uint64, kicked bool) (ready, cut bool) {
+	if r.readyForUs() {
+		r.wokeNs = now
+		return true, false
+	}
+	if kicked || until > now {
+		return false, true
+	}
+	r.busy = false
+	return false, false
+}
+
 // napLeft: how long the next futex wait would nap at now (0: it would not);
 // the caller's slice is at least this, so that one nap is one sleep.
 func (r *ringReader) napLeft(now uint64) time.Duration {
@@ -480,24 +507,15 @@ func (r *ringReader) waitFutex(timeout time.Duration, kick *atomic.Uint32, kickV
 		// A nap cut short by the timeout goes on in the next wait: ending it
 		// would have the writer wake us for the next commit.
 		t := now()
-		until := r.napEnd()
-		if until > t && until != r.napUntil {
-			r.napUntil = until
-			r.naps++
-		}
+		until := r.napFrom(t)
 		end := t + uint64(timeout)
 		for until > t && t < end && !r.readyForUs() && kick.Load() == kickVal {
 			sleepOn(nil, 0, evictSeq, r.evictAck, kick, kickVal, time.Duration(min(until, end)-t))
 			t = now()
 		}
-		if r.readyForUs() {
-			r.wokeNs = t // still busy: the next wait naps again
-			return true
+		if ready, cut := r.napOver(until, t, kick.Load() != kickVal); ready || cut {
+			return ready
 		}
-		if kick.Load() != kickVal || until > t {
-			return false
-		}
-		r.busy = false // nothing came: the stream is quiet, sleep until woken
 	}
 	if r.prepareSleep(0) {
 		r.endSleep()

@@ -117,7 +117,7 @@ func runScenario(t *testing.T, file string, follow bool) {
 				// The hub has what the SQL before wrote (the client's sync),
 				// so that the first events are INITIAL as for a watch.
 				syncAll(t, e, c)
-				ch = followInto(t, wctx, Options{Socket: e.Hub.Socket}, table(line, f[3]), path, f[2] == "recursive")
+				ch = followInto(wctx, Options{Socket: e.Hub.Socket}, table(line, f[3]), path, f[2] == "recursive")
 			case f[2] == "exact":
 				ch, err = c.Watch(wctx, table(line, f[3]), path)
 			case f[2] == "recursive":
