@@ -532,6 +532,8 @@ def run_point(env, pt, fault=None):
         for s in subs:
             try:
                 s.send_signal(signal.SIGCONT)
+                if system in GO_BIN:
+                    s.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
             except OSError:
                 pass
         for s in subs:
@@ -632,8 +634,10 @@ def run_vitess_point(env, vp, fault=None):
     t_spawn = time.time()
     try:
         for i in range(n):
-            subs.append(subprocess.Popen([vbin, "vsub", *conn, "--file", path, "--index", str(i),
-                                          "--subs", str(n)], env=penv, stdout=subprocess.DEVNULL, stderr=errlog))
+            argv = [vbin, "vsub", *conn, "--file", path, "--index", str(i), "--subs", str(n)]
+            if i == 0 and os.environ.get("TOPOHUB_BENCH_SUB0_WRAP"):
+                argv = shlex.split(os.environ["TOPOHUB_BENCH_SUB0_WRAP"]) + argv  # as in the matrix
+            subs.append(subprocess.Popen(argv, env=penv, stdout=subprocess.DEVNULL, stderr=errlog))
         deadline = time.time() + 60 + n * 0.5
         while rf.ready() < n:
             dead = [x for x in subs if x.poll() is not None]
@@ -722,6 +726,7 @@ def run_vitess_point(env, vp, fault=None):
         for x in subs:
             try:
                 x.send_signal(signal.SIGCONT)
+                x.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
             except OSError:
                 pass
         for x in subs:

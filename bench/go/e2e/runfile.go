@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -354,12 +355,25 @@ func (o *SubFlags) Register(fs interface {
 	fs.StringVar(&o.Etcd, "etcd", "", "etcd client URL")
 }
 
-// StopWatcher calls cancel once the driver sets the run file's stop flag
-// (polled every 50 ms, as the C subscribers' dispatch timeout).
+// StopWatcher calls cancel once the driver stops the run: it sends SIGTERM
+// to the Go programs when it sets the run file's stop flag. A timer that polls
+// the flag often is not free in Go (each wake-up of the timer also keeps the
+// runtime's sysmon thread awake), and it would count in every Go program's
+// idle CPU, so the flag is only looked at once a second, in case a signal is
+// missed.
 func (s *Sub) StopWatcher(cancel func()) {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
 		for !s.Stopping() {
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-term:
+				cancel()
+				return
+			case <-t.C:
+			}
 		}
 		cancel()
 	}()
