@@ -188,6 +188,23 @@ bool th__e2e_under_prefix(const struct e2e_sub *s, const char *key, size_t klen)
 	       (klen == s->prefix_len || key[s->prefix_len] == '/');
 }
 
+void th__e2e_deliver_only(struct e2e_sub *s, const char *val, size_t vlen)
+{
+	uint64_t now = th_now_ns();
+	int64_t seq = th__e2e_parse_seq(val, vlen);
+	if (seq < 0)
+		atomic_fetch_add_explicit(&s->st->errors, 1, memory_order_relaxed);
+	if (seq <= 0 || (uint64_t)seq > s->run.h->max_seq)
+		return; /* not a value, or the setup's */
+	if (!s->deliver[seq])
+		s->deliver[seq] = now;
+	atomic_fetch_add_explicit(&s->st->received, 1, memory_order_relaxed);
+	if ((uint64_t)seq > s->last_seq) {
+		s->last_seq = (uint64_t)seq;
+		atomic_store_explicit(&s->st->last_seq, (uint64_t)seq, memory_order_release);
+	}
+}
+
 void th__e2e_value(struct e2e_sub *s, const char *val, size_t vlen)
 {
 	uint64_t now = th_now_ns();
@@ -660,6 +677,10 @@ static int cmd_sub(int argc, char **argv)
 			o.wait = v;
 		else if (!strcmp(a, "--spin-ns"))
 			o.spin_ns = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--watch") && o.nwatch < E2E_MAX_WATCHES)
+			o.watch[o.nwatch++] = v;
+		else if (!strcmp(a, "--watch-dir"))
+			o.watch_dir = v;
 		else {
 			fprintf(stderr, "e2e sub: unknown option %s\n", a);
 			return 2;
@@ -667,7 +688,8 @@ static int cmd_sub(int argc, char **argv)
 	}
 	if (!system || !o.file) {
 		fprintf(stderr, "usage: topohub-bench e2e sub --system topohub|socket|mysqltopo|decoder|etcd --file F "
-				"--index I [--prefix P] [--lib SO --hub-socket S --timeout-ms T] [--etcd URL]\n");
+				"--index I [--prefix P] [--lib SO --hub-socket S --timeout-ms T] [--etcd URL]\n"
+				"       topohub only: [--watch KEY]... [--watch-dir DIR] instead of the prefix\n");
 		return 2;
 	}
 	struct e2e_sub s;

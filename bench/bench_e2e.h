@@ -117,6 +117,8 @@ struct e2e_sub {
 	uint64_t last_seq;
 };
 
+#define E2E_MAX_WATCHES 8
+
 /* Common subscriber options, parsed by th__e2e_sub_main. */
 struct e2e_sub_opts {
 	const char *file;
@@ -128,6 +130,11 @@ struct e2e_sub_opts {
 	unsigned timeout_ms;           /* topohub: slow-consumer timeout asked */
 	const char *wait;              /* topohub: futex (default), spin, fd */
 	uint64_t spin_ns;              /* topohub: spin before sleeping (0: the library's default) */
+	/* topohub, the Vitess-shaped scenario: these exact keys and this
+	 * directory instead of the prefix (see th__e2e_deliver_only). */
+	const char *watch[E2E_MAX_WATCHES];
+	unsigned nwatch;
+	const char *watch_dir;
 };
 
 int th__e2e_sub_init(struct e2e_sub *s, const struct e2e_sub_opts *o);
@@ -135,6 +142,11 @@ int th__e2e_sub_init(struct e2e_sub *s, const struct e2e_sub_opts *o);
 bool th__e2e_under_prefix(const struct e2e_sub *s, const char *key, size_t klen);
 /* A delivered put of one value (any key under the prefix). */
 void th__e2e_value(struct e2e_sub *s, const char *val, size_t vlen);
+/* A delivered value in the Vitess-shaped scenario, where a process sees only
+ * the writes of its own files: the first delivery of each sequence number is
+ * stamped, no order or gap check (vcollect knows who watches what);
+ * bench/go/e2e's DeliverOnly. */
+void th__e2e_deliver_only(struct e2e_sub *s, const char *val, size_t vlen);
 /* A continuity notice (the next gap is announced, not a loss). */
 void th__e2e_resync(struct e2e_sub *s, uint32_t reason);
 /* Caught up after a resync. */

@@ -4,7 +4,8 @@
  * libtopohub.so with dlopen (as the daemons that host the plugin do), watches
  * the prefix recursively, and dispatches on its own thread in the library's
  * default wait mode (spin briefly, then sleep on the futex) unless --wait says
- * otherwise.
+ * otherwise. With --watch / --watch-dir, the Vitess-shaped scenario's files
+ * instead of the prefix.
  */
 #include "bench/bench_e2e.h"
 
@@ -30,6 +31,55 @@ static void on_event(const struct th_event *ev, void *arg)
 		th__e2e_resync(s, ev->reason);
 		break;
 	default: /* INITIAL: the setup values; no deletes in this benchmark */
+		break;
+	}
+}
+
+/* The Vitess-shaped scenario (--watch, --watch-dir): the files a vtgate or a
+ * vttablet watches, exactly, or a directory recursively; the process is ready
+ * once each watch has its current value (INITIAL, or SYNCED for the
+ * directory). Every value, the current ones included, is a delivery, as for
+ * the Go processes (vitess.go's vsub). */
+struct layout_sub {
+	struct e2e_sub *s;
+	unsigned nwatch, nready;
+};
+
+struct layout_watch {
+	struct layout_sub *l;
+	bool dir, ready;
+};
+
+static void layout_ready(struct layout_watch *w)
+{
+	if (!w->ready) {
+		w->ready = true;
+		if (++w->l->nready == w->l->nwatch)
+			th__e2e_ready(w->l->s);
+	}
+}
+
+static void on_layout_event(const struct th_event *ev, void *arg)
+{
+	struct layout_watch *w = arg;
+	struct e2e_sub *s = w->l->s;
+	switch (ev->kind) {
+	case TH_EVENT_INITIAL:
+	case TH_EVENT_PUT:
+		th__e2e_deliver_only(s, ev->value, ev->value_len);
+		if (ev->kind == TH_EVENT_INITIAL && !w->dir)
+			layout_ready(w);
+		break;
+	case TH_EVENT_SYNCED:
+		if (w->dir)
+			layout_ready(w);
+		th__e2e_synced(s);
+		break;
+	case TH_EVENT_RESYNC:
+		th__e2e_resync(s, ev->reason);
+		break;
+	default: /* NOT_FOUND, DELETE, ENDED: vsetup created every file and nothing deletes one */
+		th__e2e_error(s, "watch of %.*s: event %d", (int)ev->key_len, ev->key, (int)ev->kind);
 		break;
 	}
 }
@@ -65,18 +115,39 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		th__e2e_error(s, "open %s: %s", o->hub_socket ? o->hub_socket : TH_DEFAULT_SOCKET, api->strerror(rc));
 		return 1;
 	}
-	struct th_watch_opts wo = {
-		.size = sizeof wo,
-		.table = TH_TABLE_DATA,
-		.path = s->prefix,
-		.callback = on_event,
-		.arg = s,
-	};
+	struct layout_sub layout = { .s = s, .nwatch = o->nwatch + (o->watch_dir != NULL) };
+	struct layout_watch lw[E2E_MAX_WATCHES + 1];
 	th_watch_id id;
-	rc = api->watch_recursive(c, &wo, &id);
-	if (rc) {
-		th__e2e_error(s, "watch_recursive: %s", api->strerror(rc));
-		return 1;
+	if (layout.nwatch) {
+		for (unsigned i = 0; i < layout.nwatch; i++) {
+			bool dir = i == o->nwatch;
+			lw[i] = (struct layout_watch){ .l = &layout, .dir = dir };
+			struct th_watch_opts wo = {
+				.size = sizeof wo,
+				.table = TH_TABLE_DATA,
+				.path = dir ? o->watch_dir : o->watch[i],
+				.callback = on_layout_event,
+				.arg = &lw[i],
+			};
+			rc = dir ? api->watch_recursive(c, &wo, &id) : api->watch(c, &wo, &id);
+			if (rc) {
+				th__e2e_error(s, "watch %s: %s", wo.path, api->strerror(rc));
+				return 1;
+			}
+		}
+	} else {
+		struct th_watch_opts wo = {
+			.size = sizeof wo,
+			.table = TH_TABLE_DATA,
+			.path = s->prefix,
+			.callback = on_event,
+			.arg = s,
+		};
+		rc = api->watch_recursive(c, &wo, &id);
+		if (rc) {
+			th__e2e_error(s, "watch_recursive: %s", api->strerror(rc));
+			return 1;
+		}
 	}
 	while (!th__e2e_stopping(s)) {
 		rc = api->dispatch(c, 250 * 1000000); /* a long wait: idle subscribers that poll cost the host */

@@ -519,14 +519,16 @@ def vitess_section(recs, e2e_recs, line=None):
            "established TCP connections to its client port; MariaDB: its threads, Threads_connected; hub: "
            "topohubd's threads). Idle CPU: hub, server and the N processes over one second before the writer "
            "starts (nothing written), per second: what watching costs while the topology does not change. Tablet records have no watcher here (vtgate's health check does not watch "
-           "them): they count as changes and in the CPU, not in the latency.", "",
+           "them): they count as changes and in the CPU, not in the latency. `topohub`: the C library's processes "
+           "(libtopohub.so, watch and watch_recursive) on the same files, fed by the same hub from the same "
+           "writer (vitess-topohub's Update): what topohubtopo and the Go runtime add is the difference.", "",
            "| processes | system | last watcher p50 / p99 / max us | per burst p50 / p99 / max us | first watcher "
            "p50 us | p99 etcd2topo / topohub | writes (watched) | missing | CPU hub / server / processes s | "
            "CPU us / change | CPU etcd2topo / topohub | idle CPU ms/s hub / server / processes | writer commit p50 us | "
            "server threads / conns | hub threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 18]
     for n in ns:
         t, e = vfind(vs, "vitess-topohub", n), vfind(vs, "vitess-etcd2topo", n)
-        for r in (t, e):
+        for r in (vfind(vs, "topohub", n), t, e):
             if not r:
                 continue
             if r.get("error"):
@@ -575,6 +577,14 @@ def vitess_section(recs, e2e_recs, line=None):
                         "vitess-etcd2topo", f"{e['cpu_us_per_change']:.0f} us / {t['cpu_us_per_change']:.0f} us = {r:.1f}x "
                         f"(hub + server + processes: {e['cpu_total_s']:.2f} s / {t['cpu_total_s']:.2f} s for "
                         f"{e.get('changes')} / {t.get('changes')} changes)", r >= 5))
+    c = vfind(vs, "topohub", nmax)
+    if t and c and tl(t) and tl(c):
+        r = tl(t) / tl(c)
+        targets.append((f"vitess-topohub within 1.5x of topohub (C)'s p99, Vitess-shaped, {nmax} processes (the C "
+                        "library's processes watching the same files)", f"{us(tl(t))} us / {us(tl(c))} us = {r:.2f}x "
+                        f"(CPU per change {t['cpu_us_per_change']:.0f} / {c['cpu_us_per_change']:.0f} us = "
+                        f"{t['cpu_us_per_change'] / c['cpu_us_per_change']:.2f}x; etcd2topo / topohub (C): "
+                        f"{e['cpu_us_per_change'] / c['cpu_us_per_change']:.1f}x)" if e else "", r <= 1.5))
     th, vt = find(e2e_recs, "topohub", 64, 1000, 100), find(e2e_recs, "vitess-topohub", 64, 1000, 100)
     if th and vt and th.get("p99_ns") and vt.get("p99_ns") is not None:
         r = vt["p99_ns"] / th["p99_ns"]
@@ -640,7 +650,7 @@ def plots(recs, plotdir, datadir):
     gp("rate.gp", os.path.join(plotdir, "deliveries-vs-rate.png"), systems,
        "Delivered events per second against the update rate (64 subscribers, 100 B)")
     systems = []
-    for s in ("vitess-topohub", "vitess-etcd2topo"):
+    for s in ("topohub", "vitess-topohub", "vitess-etcd2topo"):
         pts = sorted((r["subs"], r["last_watcher"]["p99_ns"], r["cpu_us_per_change"]) for r in recs
                      if r.get("name") == "vitess" and r.get("system") == s and not r.get("fault")
                      and r.get("last_watcher", {}).get("p99_ns") is not None and r.get("cpu_us_per_change"))

@@ -563,7 +563,9 @@ def run_point(env, pt, fault=None):
 
 # ---- the Vitess-shaped scenario (bench/go/cmd/topohub-bench-vitess/vitess.go) ----
 
-VITESS_SYSTEMS = ("vitess-topohub", "vitess-etcd2topo")
+# topohub: the C library's processes on the same files, hub and writer as
+# vitess-topohub's (what the backend adds is the difference).
+VITESS_SYSTEMS = ("topohub", "vitess-topohub", "vitess-etcd2topo")
 VITESS_SHARDS = 4     # per keyspace, as vitess.go: a reshard burst writes this + 2 files
 
 
@@ -603,12 +605,16 @@ def run_vitess_point(env, vp, fault=None):
     rec = {"name": "vitess", **{k: vp[k] for k in ("system", "subs", "seconds", "bursts_per_s")}}
     if fault:
         rec["fault"] = fault
-    vbin = os.path.join(env.args.build, GO_BIN[system])
+    # topohub: the C library's processes watch the same files (vroles) from
+    # the same hub; the writer, the setup and the collector are vitess-topohub's.
+    csubs = system == "topohub"
+    gosys = "vitess-topohub" if csubs else system
+    vbin = os.path.join(env.args.build, GO_BIN[gosys])
     env.want_etcd(system == "vitess-etcd2topo")
-    env.want_hub(system == "vitess-topohub")
+    env.want_hub(gosys == "vitess-topohub")
     server = env.etcd if system == "vitess-etcd2topo" else env.db
     penv = env.db.env()
-    conn = ["--system", system]
+    conn = ["--system", gosys]
     if system == "vitess-etcd2topo":
         conn += ["--etcd", env.etcd.url]
     else:
@@ -617,7 +623,7 @@ def run_vitess_point(env, vp, fault=None):
     if r.returncode:
         rec.update(ok=False, error="vsetup failed: " + r.stderr.strip()[-300:])
         return rec
-    if system == "vitess-topohub":
+    if gosys == "vitess-topohub":
         # As for the matrix: the processes' first values must be the setup's,
         # not the previous point's (whose sequence numbers this point reuses:
         # a stale first value read as a delivery before the write was sent).
@@ -633,8 +639,22 @@ def run_vitess_point(env, vp, fault=None):
     subs = []
     t_spawn = time.time()
     try:
+        roles = []
+        if csubs:
+            r = subprocess.run([vbin, "vroles", "--subs", str(n)], capture_output=True, text=True)
+            roles = json.loads(r.stdout) if r.returncode == 0 else []
+            if len(roles) != n:
+                rec.update(ok=False, error="vroles failed: " + r.stderr.strip()[-300:])
+                return rec
         for i in range(n):
             argv = [vbin, "vsub", *conn, "--file", path, "--index", str(i), "--subs", str(n)]
+            if csubs:
+                argv = [env.bench, "e2e", "sub", "--system", "topohub", "--file", path, "--index", str(i),
+                        "--lib", os.path.join(env.args.build, "libtopohub.so"), "--hub-socket", env.hub.socket]
+                for k in roles[i]["exact"] or []:
+                    argv += ["--watch", k]
+                if roles[i]["dir"]:
+                    argv += ["--watch-dir", roles[i]["dir"]]
             if i == 0 and os.environ.get("TOPOHUB_BENCH_SUB0_WRAP"):
                 argv = shlex.split(os.environ["TOPOHUB_BENCH_SUB0_WRAP"]) + argv  # as in the matrix
             subs.append(subprocess.Popen(argv, env=penv, stdout=subprocess.DEVNULL, stderr=errlog))
@@ -675,7 +695,7 @@ def run_vitess_point(env, vp, fault=None):
                 rec["server_threads"] = proc_threads(server.pid)
                 if system == "vitess-etcd2topo":
                     rec["server_conns"] = tcp_conns(int(env.etcd.url.rsplit(":", 1)[1]))
-                else:
+                else:  # MariaDB, for topohub and vitess-topohub
                     v = env.db.query("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
                                      "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'")
                     rec["server_conns"] = int(v) if v and v.isdigit() else None
@@ -726,7 +746,8 @@ def run_vitess_point(env, vp, fault=None):
         for x in subs:
             try:
                 x.send_signal(signal.SIGCONT)
-                x.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
+                if not csubs:
+                    x.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
             except OSError:
                 pass
         for x in subs:
@@ -754,11 +775,14 @@ def run_vitess_point(env, vp, fault=None):
 
 
 def vitess_points(quick, only, self_check=False, just=()):
-    """The Vitess-shaped scenario: each N, the systems alternating (topohub
-    first at one N, etcd2topo first at the next); at the largest N a run with
-    a vtgate-like process stopped, per system. just: only these N, no stop
+    """The Vitess-shaped scenario: each N, the systems alternating (the C
+    library, vitess-topohub, etcd2topo at one N, the reverse at the next; not
+    the C library with --quick); at the largest N a run with a vtgate-like
+    process stopped, per Vitess backend. just: only these N, no stop
     (--vitess, for looking at one size)."""
     systems = [s for s in VITESS_SYSTEMS if not only or s in only]
+    if quick:
+        systems = [s for s in systems if s != "topohub"]  # 120 s: the new peers only
     if self_check:
         return [({"system": s, "subs": 2, "seconds": 1, "bursts_per_s": 5}, None) for s in systems]
     ns, secs = ((8,), 1.5) if quick else ((1, 8, 64), 4)
@@ -769,9 +793,10 @@ def vitess_points(quick, only, self_check=False, just=()):
     for j, n in enumerate(ns):
         for s in (systems if j % 2 == 0 else systems[::-1]):
             pts.append(({"system": s, "subs": n, "seconds": secs, "bursts_per_s": 10}, None))
-    if not quick:
+    if not quick:  # the C library's stopped reader: the faults table
         for s in systems:
-            pts.append(({"system": s, "subs": ns[-1], "seconds": secs, "bursts_per_s": 10}, "stop"))
+            if s != "topohub":
+                pts.append(({"system": s, "subs": ns[-1], "seconds": secs, "bursts_per_s": 10}, "stop"))
     return pts
 
 
@@ -1029,8 +1054,9 @@ def main():
                 f" ({rec['wall_s']} s)")
         just = tuple(int(x) for x in args.vitess.split(",") if x)
         for vp, fault in ([] if args.point else vitess_points(args.quick, only, args.self_check, just)):
-            if vp["system"] in no_go or (vp["system"] == "vitess-etcd2topo" and not have_etcd) or \
-                    (vp["system"] == "vitess-topohub" and not have_hub) or args.faults_only:
+            gosys = "vitess-topohub" if vp["system"] == "topohub" else vp["system"]  # its writer's
+            if gosys in no_go or (gosys == "vitess-etcd2topo" and not have_etcd) or \
+                    (gosys == "vitess-topohub" and not have_hub) or args.faults_only:
                 continue
             t = time.time()
             rec = run_vitess_point(env, vp, fault)

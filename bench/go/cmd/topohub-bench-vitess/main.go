@@ -7,7 +7,7 @@
 //
 //	sub --system vitess-etcd2topo|vitess-topohub ...   a subscriber of the
 //	    synthetic matrix: WatchRecursive of the prefix's directory
-//	vsetup / vwriter / vsub / vcollect                 the Vitess-shaped
+//	vroles / vsetup / vwriter / vsub / vcollect        the Vitess-shaped
 //	    scenario (vitess.go)
 package main
 
@@ -44,6 +44,8 @@ func main() {
 	switch os.Args[1] {
 	case "sub":
 		rc = cmdSub(os.Args[2:])
+	case "vroles":
+		rc = cmdVRoles(os.Args[2:])
 	case "vsetup":
 		rc = cmdVSetup(os.Args[2:])
 	case "vwriter":
@@ -61,7 +63,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: topohub-bench-vitess sub|vsetup|vwriter|vsub|vcollect ... (run by bench/e2e/run.py; see bench/README.md)")
+	fmt.Fprintln(os.Stderr, "usage: topohub-bench-vitess sub|vroles|vsetup|vwriter|vsub|vcollect ... (run by bench/e2e/run.py; see bench/README.md)")
 	os.Exit(2)
 }
 

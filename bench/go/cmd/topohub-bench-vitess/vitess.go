@@ -41,6 +41,7 @@ import (
 	"math"
 	"math/rand"
 	"os"
+	"path"
 	"sort"
 	"sync"
 	"syscall"
@@ -158,6 +159,35 @@ func (o *vflags) parse(name string, args []string) {
 }
 
 func (o *vflags) conn() (topo.Conn, error) { return openConn(o.system, o.etcd, o.hubSocket, vRoot) }
+
+// ---- vroles ---------------------------------------------------------------------
+
+// cmdVRoles prints, for each of the --subs processes, the full keys of its
+// exact watches and its recursive one: what topohub's C subscriber watches
+// in this scenario (topohub-bench e2e sub --watch K ... --watch-dir D), so
+// that the layout lives here only.
+func cmdVRoles(args []string) int {
+	var o vflags
+	o.parse("vroles", args)
+	type roleOut struct {
+		Role  string   `json:"role"`
+		Exact []string `json:"exact"`
+		Dir   string   `json:"dir"`
+	}
+	out := make([]roleOut, o.subs)
+	for i := range out {
+		r, exact, dir := role(i, o.subs)
+		out[i].Role = r
+		for _, p := range exact {
+			out[i].Exact = append(out[i].Exact, path.Join(vRoot, p))
+		}
+		if dir != "" {
+			out[i].Dir = path.Join(vRoot, dir)
+		}
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+	return 0
+}
 
 // ---- vsetup ---------------------------------------------------------------------
 
