@@ -3,6 +3,7 @@
 package topohubtopo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -435,6 +436,91 @@ func TestParseServerAddr__forms_and_bad_input(t *testing.T) {
 	}
 	if _, _, err := parseServerAddr("db1", Config{}); err == nil || !strings.Contains(err.Error(), "user") {
 		t.Errorf("no user anywhere: %v", err)
+	}
+}
+
+func TestParseServerAddr__arguments_are_interpolated_unless_unsafe_or_refused(t *testing.T) {
+	c := Config{User: "u"}
+	for addr, want := range map[string]bool{
+		"db1":                                  true,
+		"u@tcp(db1:3306)/topo":                 true,
+		"u@tcp(db1:3306)/topo?charset=utf8mb4": true,
+		"u@tcp(db1:3306)/topo?interpolateParams=false":   false,
+		"u@tcp(db1:3306)/topo?charset=gbk":               false,
+		"u@tcp(db1:3306)/topo?charset=utf8mb4,sjis":      false,
+		"u@tcp(db1:3306)/topo?collation=big5_chinese_ci": false,
+	} {
+		cfg, _, err := parseServerAddr(addr, c)
+		if err != nil {
+			t.Errorf("%q: %v", addr, err)
+			continue
+		}
+		if cfg.InterpolateParams != want {
+			t.Errorf("%q: interpolateParams %v, want %v", addr, cfg.InterpolateParams, want)
+		}
+	}
+}
+
+// With arguments in the statements' text, every byte of a value and a path
+// must still reach the server as it was: quotes, backslashes, NUL, 0x80-0xff
+// and the sequences an escaping bug would turn into SQL.
+func TestUpdate__every_byte_and_quoting_character_round_trips_through_the_server_and_the_hub(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	s := db.newServer(t)
+	all := make([]byte, 0, 512)
+	for i := 0; i < 256; i++ {
+		all = append(all, byte(i))
+	}
+	all = append(all, []byte("' OR 1=1; -- \\' \" \x00 ?? ? \\0 `x`")...)
+	files := map[string][]byte{
+		"q/it's \\ \"quoted\" ? ;--": all,
+		"q/plain":                    {},
+		"q/nul":                      {0, 0, '\\', 0, '\''},
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, ch, err := s.WatchRecursive(wctx, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, v := range files {
+		if _, err := s.Create(ctx, p, []byte("first")); err != nil {
+			t.Fatalf("Create %q: %v", p, err)
+		}
+		ver, err := s.Update(ctx, p, v, nil)
+		if err != nil {
+			t.Fatalf("Update %q: %v", p, err)
+		}
+		if _, err := s.Update(ctx, p, v, ver); err != nil {
+			t.Fatalf("Update %q at version %v: %v", p, ver, err)
+		}
+		got, _, err := s.Get(ctx, p)
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("Get %q: %q, %v; want %q", p, got, err, v)
+		}
+	}
+	seen := map[string]int{}
+	for len(seen) < len(files) || func() bool {
+		for _, n := range seen {
+			if n < 3 {
+				return true
+			}
+		}
+		return false
+	}() {
+		wd, ok := next(t, ch, 10*time.Second)
+		if !ok || wd.Err != nil {
+			t.Fatalf("watch: %+v", wd)
+		}
+		p := strings.TrimPrefix(wd.Path, s.root+"/")
+		want, known := files[p]
+		if !known {
+			t.Fatalf("watch: a change of %q, which was never written", wd.Path)
+		}
+		if seen[p]++; seen[p] > 1 && !bytes.Equal(wd.Contents, want) {
+			t.Fatalf("watch: %q = %q, want %q", p, wd.Contents, want)
+		}
 	}
 }
 
