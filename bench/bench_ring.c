@@ -7,6 +7,8 @@
  *   floor_futex   latency of one raw FUTEX_WAKE to 1, 8 or 64 processes asleep
  *                 in FUTEX_WAIT on one word (the best any sleeping handoff to
  *                 that many processes can do)
+ *   floor_wake    one raw FUTEX_WAKE at 1,000/s to one process, or to one of
+ *                 256 in turn (each asleep 256 ms: the sparse scenario's floor)
  *   ring_latency  publish (stamp taken just before th_ring_commit) to the moment
  *                 each reader process has copied the record out, per wait mode
  *                 (spin, futex, fd) and reader count (1, 8, 64)
@@ -37,6 +39,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -49,6 +52,7 @@ struct opts {
 	bool json;
 	bool quick;
 	double scale; /* multiplies sample counts and durations */
+	bool wake_only; /* only the sparse stream's floor (floor_wake) */
 };
 
 static void emit(const struct opts *o, const char *name, const char *extra, const struct th_hist *h)
@@ -256,6 +260,80 @@ static void floor_futex(int nreaders, uint64_t samples, struct acc *acc)
 	munmap(a, sizeof *a);
 }
 
+/* The floor of a sparse stream (the e2e sparse scenario): N processes, each
+ * asleep on a word of its own; at a steady rate (1,000/s) the writer wakes
+ * one of them, in turn, with one FUTEX_WAKE, and it stamps when it runs. With
+ * N = 1 the process is woken every millisecond; with N = 256 each sleeps a
+ * quarter of a second between wake-ups, and its cache, its TLB and its CPU's
+ * idle state are cold: what that costs any sleeping handoff, nothing else. */
+struct cold_word {
+	_Alignas(64) _Atomic uint32_t word;
+	_Atomic uint32_t asleep;
+};
+
+static void floor_wake(int nprocs, unsigned rate_hz, uint64_t samples, struct acc *acc)
+{
+	struct cold_word *w = shared_alloc((size_t)nprocs * sizeof *w);
+	struct futex_area *a = shared_alloc(sizeof *a); /* stamp, acks, ready */
+	struct th_hist *hist = shared_alloc((size_t)nprocs * sizeof *hist);
+	pid_t *pids = calloc((size_t)nprocs, sizeof *pids);
+	for (int i = 0; i < nprocs; i++) {
+		th_hist_init(&hist[i]);
+		fflush(NULL);
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			atomic_fetch_add(&a->ready, 1);
+			for (uint32_t k = 1;; k++) {
+				for (;;) {
+					uint32_t seen = atomic_load(&w[i].word);
+					if (seen == k || seen == UINT32_MAX)
+						break;
+					atomic_store(&w[i].asleep, 1);
+					futex_call(&w[i].word, FUTEX_WAIT, seen);
+				}
+				if (atomic_load(&w[i].word) == UINT32_MAX)
+					_exit(0);
+				th_hist_add(&hist[i], th_now_ns() - th_load_relaxed(&a->stamp));
+				atomic_fetch_add_explicit(&a->acks, 1, memory_order_release);
+			}
+		}
+	}
+	while (atomic_load(&a->ready) < nprocs)
+		pause_us(100);
+	uint64_t period = 1000000000ull / rate_hz, next = th_now_ns() + period;
+	uint32_t *turns = calloc((size_t)nprocs, sizeof *turns);
+	for (uint64_t k = 0; k < samples; k++) {
+		int i = (int)(k % (uint64_t)nprocs);
+		struct timespec ts = { (time_t)(next / 1000000000ull), (long)(next % 1000000000ull) };
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		next += period;
+		/* Still busy with its previous turn (not at this rate, but never
+		 * stamp a wake-up the process does not sleep for). */
+		while (!atomic_load(&w[i].asleep) || atomic_load(&a->acks) < k)
+			pause_us(20);
+		atomic_store(&w[i].asleep, 0);
+		th_store_relaxed(&a->stamp, th_now_ns());
+		atomic_store(&w[i].word, ++turns[i]);
+		futex_call(&w[i].word, FUTEX_WAKE, 1);
+	}
+	while (atomic_load(&a->acks) < samples)
+		pause_us(100);
+	struct th_hist all;
+	th_hist_init(&all);
+	for (int i = 0; i < nprocs; i++) {
+		atomic_store(&w[i].word, UINT32_MAX);
+		futex_call(&w[i].word, FUTEX_WAKE, 1);
+		waitpid(pids[i], NULL, 0);
+		th_hist_merge(&all, &hist[i]);
+	}
+	acc_round(acc, &all, NULL, samples);
+	free(turns);
+	free(pids);
+	munmap(hist, (size_t)nprocs * sizeof *hist);
+	munmap(a, sizeof *a);
+	munmap(w, (size_t)nprocs * sizeof *w);
+}
+
 /* ---- ring latency ------------------------------------------------------ */
 
 struct lat_shared {
@@ -453,8 +531,10 @@ int th__bench_ring(int argc, char **argv)
 			o.json = true;
 		else if (!strcmp(argv[i], "--quick"))
 			o.quick = true;
+		else if (!strcmp(argv[i], "--wake-only"))
+			o.wake_only = true;
 		else {
-			fprintf(stderr, "usage: topohub-bench ring [--json] [--quick]\n");
+			fprintf(stderr, "usage: topohub-bench ring [--json] [--quick] [--wake-only]\n");
 			return 2;
 		}
 	}
@@ -464,6 +544,8 @@ int th__bench_ring(int argc, char **argv)
 		fprintf(stderr, "(plain output is the same JSON lines; --json adds a human summary on stderr)\n");
 	const int rounds = o.quick ? 2 : 4;
 	char extra[96];
+	if (o.wake_only)
+		goto wake;
 	/* The spinning handoff: floor_ping and the ring spinning with one reader, ABAB. */
 	struct acc ping, spin1;
 	acc_init(&ping), acc_init(&spin1);
@@ -498,6 +580,20 @@ int th__bench_ring(int argc, char **argv)
 		snprintf(extra, sizeof extra, "\"mode\":\"fd\",\"readers\":%d", n);
 		acc_emit(&o, "ring_latency", extra, &fd);
 	}
+wake:;
+	/* A sparse stream's wake-ups: one process woken 1,000 times a second,
+	 * and 256 woken in turn at the same rate (each every 256 ms), ABAB. */
+	struct acc hot, cold;
+	acc_init(&hot), acc_init(&cold);
+	uint64_t wake_samples = (uint64_t)(8000 * o.scale);
+	for (int r = 0; r < rounds; r++) {
+		floor_wake(1, 1000, wake_samples / rounds, &hot);
+		floor_wake(256, 1000, wake_samples / rounds, &cold);
+	}
+	acc_emit(&o, "floor_wake", "\"readers\":1,\"rate\":1000", &hot);
+	acc_emit(&o, "floor_wake", "\"readers\":256,\"rate\":1000", &cold);
+	if (o.wake_only)
+		return 0;
 	/* Spinning readers beside each other: no floor to interleave with. */
 	for (int c = 1; c < 3; c++) {
 		struct acc sp;

@@ -275,6 +275,17 @@ def ring_floor_table(ring):
     return out
 
 
+def wake_floor(ring):
+    """The sparse stream's floor (topohub-bench ring, floor_wake): one raw
+    FUTEX_WAKE at 1,000/s to one process, against one of 256 in turn."""
+    hot, cold = ring_rec(ring, "floor_wake", 1), ring_rec(ring, "floor_wake", 256)
+    if not hot or not cold or not hot.get("p99_ns"):
+        return ""
+    return (f"; the floor of a cold wake-up (a raw FUTEX_WAKE at 1,000/s to one of 256 processes in turn, "
+            f"each asleep 256 ms, against to one process): p99 {us(cold['p99_ns'])} / {us(hot['p99_ns'])} us = "
+            f"{cold['p99_ns'] / hot['p99_ns']:.2f}x, p50 {us(cold['p50_ns'])} / {us(hot['p50_ns'])} us")
+
+
 def targets(recs, ring=(), dec=(), refs=()):
     out = ["| target | measured | verdict |", "|---|---|---|"]
 
@@ -312,7 +323,7 @@ def targets(recs, ring=(), dec=(), refs=()):
         line("... against etcd's own Go client (gRPC watch), 64 watchers, same workload",
              f"etcd-grpc p99 {us(eg['p99_ns'])} us / topohub {us(th['p99_ns'])} us = {r:.1f}x", r >= 5)
     go_targets(recs, line)
-    many_targets(recs, line, refs)
+    many_targets(recs, line, refs, ring)
     if th:
         per = [f"{s} {x.get('dump_threads')}" for s, x in (("decoder", de), ("mysqltopo", mt)) if x]
         line("one binlog dump thread on the server instead of N (N = 64)",
@@ -370,7 +381,7 @@ def targets(recs, ring=(), dec=(), refs=()):
     return out
 
 
-def many_targets(recs, line, refs=()):
+def many_targets(recs, line, refs=(), ring=()):
     """Issue 15: many processes per host, and only the ones that care."""
     th, de = find(recs, "topohub", 256, 1000, 100), find(recs, "decoder", 256, 1000, 100)
     if th and de and th.get("p99_ns") and de.get("p99_ns") and th.get("cpu_us_per_update"):
@@ -399,7 +410,7 @@ def many_targets(recs, line, refs=()):
              f"CPU {sp['cpu_us_per_update']:.0f} / {one['cpu_us_per_update']:.0f} us = "
              f"{sp['cpu_us_per_update'] / one['cpu_us_per_update']:.2f}x; p99 {us(sp['p99_ns'])} / "
              f"{us(one['p99_ns'])} us = {sp['p99_ns'] / one['p99_ns']:.2f}x; "
-             f"{sp['delivered']}/{sp['expected']} delivered",
+             f"{sp['delivered']}/{sp['expected']} delivered" + wake_floor(ring),
              bool(sp.get("ok") and sp["cpu_us_per_update"] <= 3 * one["cpu_us_per_update"]
                   and sp["p99_ns"] <= 2 * one["p99_ns"]))
 
