@@ -150,7 +150,7 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		}
 	}
 	while (!th__e2e_stopping(s)) {
-		rc = api->dispatch(c, 250 * 1000000); /* a long wait: idle subscribers that poll cost the host */
+		rc = api->dispatch(c, 1000 * 1000000); /* a long wait: idle subscribers that poll cost the host */
 		if (rc < 0) {
 			th__e2e_error(s, "dispatch: %s", api->strerror(rc));
 			break;

@@ -84,7 +84,7 @@
 
 #define NTABLES_MAX 256u
 #define SLICE_FUTEX_NS 10000000ull  /* futex mode: the shortest interval between checks that the hub is alive */
-#define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this, halving with activity */
+#define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this, halving on a busy stream */
 #define SLICE_SPIN_NS 1000000ull
 #define BACKOFF_MIN_NS 10000000ull
 #define BACKOFF_MAX_NS 1000000000ull
@@ -201,7 +201,7 @@ struct th_conn {
 	size_t scratchlen;
 	uint64_t revision;          /* of the last transaction read */
 	uint64_t spin_cur;          /* this wait's spin (adaptive, at most spin_ns) */
-	uint64_t slice_cur;         /* this futex wait's longest sleep (doubles while idle, halves with work) */
+	uint64_t slice_cur;         /* this futex wait's longest sleep (doubles while idle, halves on a busy stream) */
 	uint32_t kick_seen;         /* kick_word loaded before the round that found no work */
 	uint64_t last_batch_ns;     /* publication time of the last transaction read */
 	uint64_t batch_gap_ns;      /* ... and the gap between it and the one before */

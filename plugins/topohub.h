@@ -67,8 +67,9 @@
  *     dispatch sleeping on the futex is woken by the registration). A hub
  *     that died without closing its ring is noticed within 10 ms on a busy
  *     connection (1 ms spinning): the check's interval doubles while nothing
- *     comes, up to 0.5 s, and halves with each wait that something ends, so
- *     that idle and sparse subscribers stay asleep. A
+ *     comes, up to 0.5 s, and halves with each wait that a busy stream ends
+ *     (transactions closer together than a quarter of it), so that idle and
+ *     sparse subscribers stay asleep. A
  *     watch whose path no other watch covers costs one round trip to the hub
  *     (snapshot or get) inside that dispatch.
  *
