@@ -10,6 +10,9 @@
 #include "bench/bench_e2e.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,8 +87,42 @@ static void on_layout_event(const struct th_event *ev, void *arg)
 	}
 }
 
+/* The driver stops a run with the run file's flag, then SIGTERM. A thread of
+ * ours waits for the signal and ends the dispatcher's wait with an unwatch (a
+ * registration from another thread kicks it), so that an idle subscriber
+ * sleeps until it has something to do instead of waking to poll the flag;
+ * the flag is still read after each dispatch (1 s at most). */
+struct stopper {
+	const struct th_api *api;
+	struct th_conn *c;
+	th_watch_id id;
+	sigset_t set;
+	pthread_mutex_t lock;
+	bool closing;
+	atomic_bool stop;
+};
+
+static void *stopper_main(void *p)
+{
+	struct stopper *st = p;
+	int sig;
+	if (sigwait(&st->set, &sig) == 0) {
+		atomic_store(&st->stop, true);
+		pthread_mutex_lock(&st->lock);
+		if (!st->closing)
+			st->api->unwatch(st->c, st->id);
+		pthread_mutex_unlock(&st->lock);
+	}
+	return NULL;
+}
+
 int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 {
+	/* Before any thread exists (the library's, ours): SIGTERM only by sigwait. */
+	static struct stopper st = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	sigemptyset(&st.set);
+	sigaddset(&st.set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &st.set, NULL);
 	const char *lib = o->lib ? o->lib : "libtopohub.so";
 	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
@@ -149,13 +186,20 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 			return 1;
 		}
 	}
-	while (!th__e2e_stopping(s)) {
+	st.api = api, st.c = c, st.id = id;
+	pthread_t t;
+	if (pthread_create(&t, NULL, stopper_main, &st) == 0)
+		pthread_detach(t);
+	while (!th__e2e_stopping(s) && !atomic_load(&st.stop)) {
 		rc = api->dispatch(c, 1000 * 1000000); /* a long wait: idle subscribers that poll cost the host */
 		if (rc < 0) {
 			th__e2e_error(s, "dispatch: %s", api->strerror(rc));
 			break;
 		}
 	}
+	pthread_mutex_lock(&st.lock);
+	st.closing = true;
+	pthread_mutex_unlock(&st.lock);
 	api->close(c);
 	return 0;
 }

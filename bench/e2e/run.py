@@ -532,8 +532,8 @@ def run_point(env, pt, fault=None):
         for s in subs:
             try:
                 s.send_signal(signal.SIGCONT)
-                if system in GO_BIN:
-                    s.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
+                if system in GO_BIN or system in C_HUB:
+                    s.send_signal(signal.SIGTERM)  # their stop (e2e.StopWatcher; bench_e2e_topohub.c)
             except OSError:
                 pass
         for s in subs:
@@ -746,8 +746,7 @@ def run_vitess_point(env, vp, fault=None):
         for x in subs:
             try:
                 x.send_signal(signal.SIGCONT)
-                if not csubs:
-                    x.send_signal(signal.SIGTERM)  # the Go programs' stop (e2e.StopWatcher)
+                x.send_signal(signal.SIGTERM)  # their stop (e2e.StopWatcher; bench_e2e_topohub.c)
             except OSError:
                 pass
         for x in subs:
