@@ -32,6 +32,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free for 
 #define th_exchange_seq_cst(p, v) atomic_exchange_explicit((p), (v), memory_order_seq_cst)
 #define th_fetch_add_relaxed(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define th_fetch_add_release(p, v) atomic_fetch_add_explicit((p), (v), memory_order_release)
+#define th_fetch_or_relaxed(p, v) atomic_fetch_or_explicit((p), (v), memory_order_relaxed)
 #define th_fence_acquire()        atomic_thread_fence(memory_order_acquire)
 #define th_fence_release()        atomic_thread_fence(memory_order_release)
 #define th_fence_seq_cst()        atomic_thread_fence(memory_order_seq_cst)

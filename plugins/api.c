@@ -217,6 +217,10 @@ int th__register_watch(struct th_conn *c, const struct th_watch_opts *uopts, th_
 	/* Pairs with the load-acquire in th__match_path/th__match_id/adopt_new. */
 	th_store_release(&w->ready, 1);
 	uint64_t idh = th__hash_mix(th__hash_bytes(0xcbf29ce484222325ull, &w->id, sizeof w->id));
+	/* Before the node is findable: the dispatcher delivers to a watch only
+	 * once it has adopted it, after the enqueue below (a full barrier), so
+	 * its lookups then see the bit. */
+	th_fetch_or_relaxed(&c->path_bits[(w->path_hash % PATH_BITS) / 64], 1ull << (w->path_hash % 64));
 	th__rcu_lock();
 	cds_lfht_add(c->ids, idh, &w->id_node);
 	cds_lfht_add(c->paths, w->path_hash, &w->path_node);

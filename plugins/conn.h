@@ -83,6 +83,7 @@
 #define tsan_release(p) TH_TSAN_RELEASE(p)
 
 #define NTABLES_MAX 256u
+#define PATH_BITS 4096u
 #define SLICE_FUTEX_NS 10000000ull  /* futex mode: the shortest interval between checks that the hub is alive */
 #define SLICE_FUTEX_MAX_NS 500000000ull /* ... doubling while idle up to this, halving on a busy stream */
 #define SLICE_SPIN_NS 1000000ull
@@ -135,6 +136,11 @@ struct th_conn {
 
 	/* registry: any thread */
 	struct cds_lfht *paths, *ids;
+	/* One bit per path hash (mod PATH_BITS) of every watch ever registered:
+	 * the dispatcher looks a path up in paths only when its bit is set (most
+	 * changes have no watch of their exact key nor a recursive one of it).
+	 * Bits are never cleared: a stale one costs a lookup, never a miss. */
+	th_atomic_u64 path_bits[PATH_BITS / 64];
 	struct __cds_wfcq_head adopt_head;
 	struct cds_wfcq_tail adopt_tail;
 	struct __cds_wfcq_head end_head;

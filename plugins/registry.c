@@ -94,7 +94,10 @@ static int lookup_path(struct th_conn *c, bool recursive, uint32_t table, const 
 {
 	struct cds_lfht_iter it;
 	struct path_key k = { recursive, table, key, cut };
-	cds_lfht_lookup(c->paths, th__path_hash(recursive, table, key, cut), th__match_path, &k, &it);
+	uint64_t h = th__path_hash(recursive, table, key, cut);
+	if (!(th_load_relaxed(&c->path_bits[(h % PATH_BITS) / 64]) & (1ull << (h % 64))))
+		return 0; /* no watch was ever registered for this path (conn.h) */
+	cds_lfht_lookup(c->paths, h, th__match_path, &k, &it);
 	for (struct cds_lfht_node *nd = cds_lfht_iter_get_node(&it); nd;
 	     cds_lfht_next_duplicate(c->paths, th__match_path, &k, &it), nd = cds_lfht_iter_get_node(&it)) {
 		if (th_grow((void **)v, cap, *n + 1, sizeof **v))
