@@ -499,8 +499,20 @@ def go_table(recs):
 
 
 def vfind(recs, system, n, fault=None):
-    return next((r for r in recs if r.get("name") == "vitess" and r.get("system") == system and r.get("subs") == n
-                 and r.get("fault") == fault), None)
+    return next(iter(vall(recs, system, n, fault)), None)
+
+
+def vall(recs, system, n, fault=None):
+    """Every run of one system at one N, in run order."""
+    return [r for r in recs if r.get("name") == "vitess" and r.get("system") == system and r.get("subs") == n
+            and r.get("fault") == fault]
+
+
+def vmedian(runs, get):
+    """The median of get(run) over runs that have it (the middle one of an
+    odd count, the lower middle of an even one), and the values in run order."""
+    v = [get(r) for r in runs if not r.get("error") and get(r) is not None]
+    return (sorted(v)[(len(v) - 1) // 2] if v else None), v
 
 
 def idle_cell(r):
@@ -538,10 +550,14 @@ def vitess_section(recs, e2e_recs, line=None):
            "CPU us / change | CPU etcd2topo / topohub | idle CPU ms/s hub / server / processes | writer commit p50 us | "
            "server threads / conns | hub threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 18]
     for n in ns:
-        t, e = vfind(vs, "vitess-topohub", n), vfind(vs, "vitess-etcd2topo", n)
-        for r in (vfind(vs, "topohub", n), t, e):
-            if not r:
-                continue
+        rows = [r for k in range(max(len(vall(vs, s, n)) for s in ("topohub", "vitess-topohub", "vitess-etcd2topo")))
+                for r in (vall(vs, s, n)[k:k + 1] for s in ("topohub", "vitess-topohub", "vitess-etcd2topo"))
+                for r in r]
+        for r in rows:
+            # Ratios against the vitess-topohub run of the same round.
+            k = vall(vs, r["system"], n).index(r)
+            t = (vall(vs, "vitess-topohub", n)[k:k + 1] or [None])[0]
+            e = r if r["system"] == "vitess-etcd2topo" else None
             if r.get("error"):
                 out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 15) + f" | {r['error']} |")
                 continue
@@ -575,27 +591,31 @@ def vitess_section(recs, e2e_recs, line=None):
                        f"{r.get('victim_rewatches')} | {'yes' if r.get('ok') else '**NO**'} |")
     targets = []
     nmax = 64 if 64 in ns else ns[-1]
-    t, e = vfind(vs, "vitess-topohub", nmax), vfind(vs, "vitess-etcd2topo", nmax)
     tl = lambda r: (r or {}).get("last_watcher", {}).get("p99_ns")
-    if t and e and tl(t) and tl(e) is not None:
-        r = tl(e) / tl(t)
+    cpu = lambda r: r.get("cpu_us_per_change") or None
+    (tp, tps), (ep, eps), (cp, cps) = (vmedian(vall(vs, s, nmax), tl)
+                                       for s in ("vitess-topohub", "vitess-etcd2topo", "topohub"))
+    (tc, tcs), (ec, ecs), (cc, ccs) = (vmedian(vall(vs, s, nmax), cpu)
+                                       for s in ("vitess-topohub", "vitess-etcd2topo", "topohub"))
+    runs = lambda v, f: ", ".join(f(x) for x in v)
+    med = f"median of {len(tps)} runs, alternating" if len(tps) > 1 else "one run"
+    if tp and ep is not None:
+        r = ep / tp
         targets.append((f"Vitess-shaped, {nmax} processes: commit-to-last-watcher p99 at least 5x lower than "
-                        "vitess-etcd2topo", f"{us(tl(e))} us / {us(tl(t))} us = {r:.1f}x (max {us(e['last_watcher'].get('max_ns'))}"
-                        f" / {us(t['last_watcher'].get('max_ns'))} us)", r >= 5))
-    if t and e and t.get("cpu_us_per_change") and e.get("cpu_us_per_change"):
-        r = e["cpu_us_per_change"] / t["cpu_us_per_change"]
+                        "vitess-etcd2topo", f"{us(ep)} us / {us(tp)} us = {r:.1f}x ({med}; each run: "
+                        f"etcd2topo {runs(eps, us)}, topohub {runs(tps, us)} us)", r >= 5))
+    if tc and ec:
+        r = ec / tc
         targets.append((f"Vitess-shaped, {nmax} processes: total host CPU per change at least 5x lower than "
-                        "vitess-etcd2topo", f"{e['cpu_us_per_change']:.0f} us / {t['cpu_us_per_change']:.0f} us = {r:.1f}x "
-                        f"(hub + server + processes: {e['cpu_total_s']:.2f} s / {t['cpu_total_s']:.2f} s for "
-                        f"{e.get('changes')} / {t.get('changes')} changes)", r >= 5))
-    c = vfind(vs, "topohub", nmax)
-    if t and c and tl(t) and tl(c):
-        r = tl(t) / tl(c)
+                        "vitess-etcd2topo", f"{ec:.0f} us / {tc:.0f} us = {r:.1f}x (hub + server + processes; "
+                        f"{med}; each run: etcd2topo {runs(ecs, lambda x: f'{x:.0f}')}, topohub "
+                        f"{runs(tcs, lambda x: f'{x:.0f}')} us)", r >= 5))
+    if tp and cp:
+        r = tp / cp
         targets.append((f"vitess-topohub within 1.5x of topohub (C)'s p99, Vitess-shaped, {nmax} processes (the C "
-                        "library's processes watching the same files)", f"{us(tl(t))} us / {us(tl(c))} us = {r:.2f}x "
-                        f"(CPU per change {t['cpu_us_per_change']:.0f} / {c['cpu_us_per_change']:.0f} us = "
-                        f"{t['cpu_us_per_change'] / c['cpu_us_per_change']:.2f}x; etcd2topo / topohub (C): "
-                        f"{e['cpu_us_per_change'] / c['cpu_us_per_change']:.1f}x)" if e else "", r <= 1.5))
+                        "library's processes watching the same files)", f"{us(tp)} us / {us(cp)} us = {r:.2f}x ({med}"
+                        + (f"; CPU per change {tc:.0f} / {cc:.0f} us = {tc / cc:.2f}x" if tc and cc else "")
+                        + (f"; etcd2topo / topohub (C): {ec / cc:.1f}x" if ec and cc else "") + ")", r <= 1.5))
     th, vt = find(e2e_recs, "topohub", 64, 1000, 100), find(e2e_recs, "vitess-topohub", 64, 1000, 100)
     if th and vt and th.get("p99_ns") and vt.get("p99_ns") is not None:
         r = vt["p99_ns"] / th["p99_ns"]
@@ -662,9 +682,11 @@ def plots(recs, plotdir, datadir):
        "Delivered events per second against the update rate (64 subscribers, 100 B)")
     systems = []
     for s in ("topohub", "vitess-topohub", "vitess-etcd2topo"):
-        pts = sorted((r["subs"], r["last_watcher"]["p99_ns"], r["cpu_us_per_change"]) for r in recs
-                     if r.get("name") == "vitess" and r.get("system") == s and not r.get("fault")
-                     and r.get("last_watcher", {}).get("p99_ns") is not None and r.get("cpu_us_per_change"))
+        runs = [r for r in recs if r.get("name") == "vitess" and r.get("system") == s and not r.get("fault")
+                and r.get("last_watcher", {}).get("p99_ns") is not None and r.get("cpu_us_per_change")]
+        pts = sorted((n, vmedian([r for r in runs if r["subs"] == n], lambda r: r["last_watcher"]["p99_ns"])[0],
+                      vmedian([r for r in runs if r["subs"] == n], lambda r: r["cpu_us_per_change"])[0])
+                     for n in {r["subs"] for r in runs})  # the median of the runs at each N
         if pts:
             with open(os.path.join(datadir, f"vitess_{s}.dat"), "w") as f:
                 for n, p, c in pts:
