@@ -46,7 +46,11 @@
 //
 // Sessions add STRICT_ALL_TABLES to the server's sql_mode: a path longer
 // than the column (512 characters) or a value larger than MEDIUMBLOB is an
-// error, never a truncated row.
+// error, never a truncated row. Arguments go in the statements' text,
+// escaped by the driver (interpolateParams), not through a prepare and a
+// close per statement; a DSN's interpolateParams=false, or a charset or
+// collation in which escaping is unsafe (big5, gbk, sjis, cp932, gb2312,
+// gb18030), keeps prepared statements.
 //
 // # Versions, locks, elections
 //
