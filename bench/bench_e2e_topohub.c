@@ -152,37 +152,23 @@ int th__e2e_sub_topohub(struct e2e_sub *s, const struct e2e_sub_opts *o)
 		th__e2e_error(s, "open %s: %s", o->hub_socket ? o->hub_socket : TH_DEFAULT_SOCKET, api->strerror(rc));
 		return 1;
 	}
+	/* Without --watch / --watch-dir: one recursive watch of the prefix. */
 	struct layout_sub layout = { .s = s, .nwatch = o->nwatch + (o->watch_dir != NULL) };
 	struct layout_watch lw[E2E_MAX_WATCHES + 1];
 	th_watch_id id;
-	if (layout.nwatch) {
-		for (unsigned i = 0; i < layout.nwatch; i++) {
-			bool dir = i == o->nwatch;
-			lw[i] = (struct layout_watch){ .l = &layout, .dir = dir };
-			struct th_watch_opts wo = {
-				.size = sizeof wo,
-				.table = TH_TABLE_DATA,
-				.path = dir ? o->watch_dir : o->watch[i],
-				.callback = on_layout_event,
-				.arg = &lw[i],
-			};
-			rc = dir ? api->watch_recursive(c, &wo, &id) : api->watch(c, &wo, &id);
-			if (rc) {
-				th__e2e_error(s, "watch %s: %s", wo.path, api->strerror(rc));
-				return 1;
-			}
-		}
-	} else {
+	for (unsigned i = 0; i < (layout.nwatch ? layout.nwatch : 1); i++) {
+		bool dir = !layout.nwatch || i == o->nwatch;
+		lw[i] = (struct layout_watch){ .l = &layout, .dir = dir };
 		struct th_watch_opts wo = {
 			.size = sizeof wo,
 			.table = TH_TABLE_DATA,
-			.path = s->prefix,
-			.callback = on_event,
-			.arg = s,
+			.path = !layout.nwatch ? s->prefix : dir ? o->watch_dir : o->watch[i],
+			.callback = layout.nwatch ? on_layout_event : on_event,
+			.arg = layout.nwatch ? (void *)&lw[i] : s,
 		};
-		rc = api->watch_recursive(c, &wo, &id);
+		rc = dir ? api->watch_recursive(c, &wo, &id) : api->watch(c, &wo, &id);
 		if (rc) {
-			th__e2e_error(s, "watch_recursive: %s", api->strerror(rc));
+			th__e2e_error(s, "watch %s: %s", wo.path, api->strerror(rc));
 			return 1;
 		}
 	}

@@ -334,6 +334,21 @@ static void floor_wake(int nprocs, unsigned rate_hz, uint64_t samples, struct ac
 	munmap(w, (size_t)nprocs * sizeof *w);
 }
 
+/* A sparse stream's wake-ups: one process woken 1,000 times a second, and
+ * 256 woken in turn at the same rate (each every 256 ms), ABAB. */
+static void sparse_wakes(const struct opts *o, int rounds)
+{
+	struct acc hot, cold;
+	acc_init(&hot), acc_init(&cold);
+	uint64_t samples = (uint64_t)(8000 * o->scale);
+	for (int r = 0; r < rounds; r++) {
+		floor_wake(1, 1000, samples / rounds, &hot);
+		floor_wake(256, 1000, samples / rounds, &cold);
+	}
+	acc_emit(o, "floor_wake", "\"readers\":1,\"rate\":1000", &hot);
+	acc_emit(o, "floor_wake", "\"readers\":256,\"rate\":1000", &cold);
+}
+
 /* ---- ring latency ------------------------------------------------------ */
 
 struct lat_shared {
@@ -544,8 +559,10 @@ int th__bench_ring(int argc, char **argv)
 		fprintf(stderr, "(plain output is the same JSON lines; --json adds a human summary on stderr)\n");
 	const int rounds = o.quick ? 2 : 4;
 	char extra[96];
-	if (o.wake_only)
-		goto wake;
+	if (o.wake_only) {
+		sparse_wakes(&o, rounds);
+		return 0;
+	}
 	/* The spinning handoff: floor_ping and the ring spinning with one reader, ABAB. */
 	struct acc ping, spin1;
 	acc_init(&ping), acc_init(&spin1);
@@ -580,20 +597,7 @@ int th__bench_ring(int argc, char **argv)
 		snprintf(extra, sizeof extra, "\"mode\":\"fd\",\"readers\":%d", n);
 		acc_emit(&o, "ring_latency", extra, &fd);
 	}
-wake:;
-	/* A sparse stream's wake-ups: one process woken 1,000 times a second,
-	 * and 256 woken in turn at the same rate (each every 256 ms), ABAB. */
-	struct acc hot, cold;
-	acc_init(&hot), acc_init(&cold);
-	uint64_t wake_samples = (uint64_t)(8000 * o.scale);
-	for (int r = 0; r < rounds; r++) {
-		floor_wake(1, 1000, wake_samples / rounds, &hot);
-		floor_wake(256, 1000, wake_samples / rounds, &cold);
-	}
-	acc_emit(&o, "floor_wake", "\"readers\":1,\"rate\":1000", &hot);
-	acc_emit(&o, "floor_wake", "\"readers\":256,\"rate\":1000", &cold);
-	if (o.wake_only)
-		return 0;
+	sparse_wakes(&o, rounds);
 	/* Spinning readers beside each other: no floor to interleave with. */
 	for (int c = 1; c < 3; c++) {
 		struct acc sp;
