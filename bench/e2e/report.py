@@ -508,6 +508,15 @@ def vall(recs, system, n, fault=None):
             and r.get("fault") == fault]
 
 
+VITESS_SYSTEMS = ("topohub", "vitess-topohub", "vitess-etcd2topo")
+
+
+def vrounds(recs, n):
+    """The runs at N, by round: round k has each system's k-th run."""
+    runs = [vall(recs, s, n) for s in VITESS_SYSTEMS]
+    return [[v[k] for v in runs if k < len(v)] for k in range(max(map(len, runs)))]
+
+
 def vmedian(runs, get):
     """The median of get(run) over runs that have it (the middle one of an
     odd count, the lower middle of an even one), and the values in run order."""
@@ -549,32 +558,26 @@ def vitess_section(recs, e2e_recs, line=None):
            "p50 us | p99 etcd2topo / topohub | writes (watched) | missing | CPU hub / server / processes s | "
            "CPU us / change | CPU etcd2topo / topohub | idle CPU ms/s hub / server / processes | writer commit p50 us | "
            "server threads / conns | hub threads | RSS KiB/process | host steal | ok |", "|" + "---|" * 18]
-    for n in ns:
-        rows = [r for k in range(max(len(vall(vs, s, n)) for s in ("topohub", "vitess-topohub", "vitess-etcd2topo")))
-                for r in (vall(vs, s, n)[k:k + 1] for s in ("topohub", "vitess-topohub", "vitess-etcd2topo"))
-                for r in r]
-        for r in rows:
-            # Ratios against the vitess-topohub run of the same round.
-            k = vall(vs, r["system"], n).index(r)
-            t = (vall(vs, "vitess-topohub", n)[k:k + 1] or [None])[0]
-            e = r if r["system"] == "vitess-etcd2topo" else None
-            if r.get("error"):
-                out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 15) + f" | {r['error']} |")
-                continue
-            lw, pb, fw = r.get("last_watcher", {}), r.get("per_burst", {}), r.get("first_watcher", {})
-            rp = rc = "-"
-            if r is e and t and not t.get("error") and t.get("last_watcher", {}).get("p99_ns"):
-                rp = f"{lw.get('p99_ns', 0) / t['last_watcher']['p99_ns']:.1f}x"
-                if t.get("cpu_us_per_change"):
-                    rc = f"{r['cpu_us_per_change'] / t['cpu_us_per_change']:.1f}x"
-            out.append(
-                f"| {n} | {r['system']} | {us(lw.get('p50_ns'))} / {us(lw.get('p99_ns'))} / {us(lw.get('max_ns'))} | "
-                f"{us(pb.get('p50_ns'))} / {us(pb.get('p99_ns'))} / {us(pb.get('max_ns'))} | {us(fw.get('p50_ns'))} | "
-                f"{rp} | {r.get('writes')} ({r.get('watched_writes')}) | {r.get('missing')} | "
-                f"{fmt(r.get('cpu_hub_s'))} / {fmt(r.get('cpu_server_s'))} / {fmt(r.get('cpu_subs_s'))} | "
-                f"{fmt(r.get('cpu_us_per_change'), 0)} | {rc} | {idle_cell(r)} | {us(r.get('writer', {}).get('commit_p50_ns'))} | "
-                f"{fmt(r.get('server_threads'))} / {fmt(r.get('server_conns'))} | {fmt(r.get('hub_threads'))} | "
-                f"{fmt(r.get('rss_kb_per_sub'))} | {steal_cell(r)} | {'yes' if r.get('ok') else '**NO**'} |")
+    for n, rnd, r in [(n, rnd, r) for n in ns for rnd in vrounds(vs, n) for r in rnd]:
+        # Ratios against the vitess-topohub run of the same round.
+        t = next((x for x in rnd if x["system"] == "vitess-topohub"), None)
+        if r.get("error"):
+            out.append(f"| {n} | {r['system']} | " + " | ".join(["-"] * 15) + f" | {r['error']} |")
+            continue
+        lw, pb, fw = r.get("last_watcher", {}), r.get("per_burst", {}), r.get("first_watcher", {})
+        rp = rc = "-"
+        if r["system"] == "vitess-etcd2topo" and t and not t.get("error") and t.get("last_watcher", {}).get("p99_ns"):
+            rp = f"{lw.get('p99_ns', 0) / t['last_watcher']['p99_ns']:.1f}x"
+            if t.get("cpu_us_per_change"):
+                rc = f"{r['cpu_us_per_change'] / t['cpu_us_per_change']:.1f}x"
+        out.append(
+            f"| {n} | {r['system']} | {us(lw.get('p50_ns'))} / {us(lw.get('p99_ns'))} / {us(lw.get('max_ns'))} | "
+            f"{us(pb.get('p50_ns'))} / {us(pb.get('p99_ns'))} / {us(pb.get('max_ns'))} | {us(fw.get('p50_ns'))} | "
+            f"{rp} | {r.get('writes')} ({r.get('watched_writes')}) | {r.get('missing')} | "
+            f"{fmt(r.get('cpu_hub_s'))} / {fmt(r.get('cpu_server_s'))} / {fmt(r.get('cpu_subs_s'))} | "
+            f"{fmt(r.get('cpu_us_per_change'), 0)} | {rc} | {idle_cell(r)} | {us(r.get('writer', {}).get('commit_p50_ns'))} | "
+            f"{fmt(r.get('server_threads'))} / {fmt(r.get('server_conns'))} | {fmt(r.get('hub_threads'))} | "
+            f"{fmt(r.get('rss_kb_per_sub'))} | {steal_cell(r)} | {'yes' if r.get('ok') else '**NO**'} |")
     stops = [r for r in vs if r.get("fault") == "stop"]
     if stops:
         out += ["", "A vtgate-like process (process 0) stopped with SIGSTOP at 25% of the writer's run and continued "
@@ -593,10 +596,8 @@ def vitess_section(recs, e2e_recs, line=None):
     nmax = 64 if 64 in ns else ns[-1]
     tl = lambda r: (r or {}).get("last_watcher", {}).get("p99_ns")
     cpu = lambda r: r.get("cpu_us_per_change") or None
-    (tp, tps), (ep, eps), (cp, cps) = (vmedian(vall(vs, s, nmax), tl)
-                                       for s in ("vitess-topohub", "vitess-etcd2topo", "topohub"))
-    (tc, tcs), (ec, ecs), (cc, ccs) = (vmedian(vall(vs, s, nmax), cpu)
-                                       for s in ("vitess-topohub", "vitess-etcd2topo", "topohub"))
+    (cp, cps), (tp, tps), (ep, eps) = (vmedian(vall(vs, s, nmax), tl) for s in VITESS_SYSTEMS)
+    (cc, ccs), (tc, tcs), (ec, ecs) = (vmedian(vall(vs, s, nmax), cpu) for s in VITESS_SYSTEMS)
     runs = lambda v, f: ", ".join(f(x) for x in v)
     med = f"median of {len(tps)} runs, alternating" if len(tps) > 1 else "one run"
     if tp and ep is not None:
@@ -681,7 +682,7 @@ def plots(recs, plotdir, datadir):
     gp("rate.gp", os.path.join(plotdir, "deliveries-vs-rate.png"), systems,
        "Delivered events per second against the update rate (64 subscribers, 100 B)")
     systems = []
-    for s in ("topohub", "vitess-topohub", "vitess-etcd2topo"):
+    for s in VITESS_SYSTEMS:
         runs = [r for r in recs if r.get("name") == "vitess" and r.get("system") == s and not r.get("fault")
                 and r.get("last_watcher", {}).get("p99_ns") is not None and r.get("cpu_us_per_change")]
         pts = sorted((n, vmedian([r for r in runs if r["subs"] == n], lambda r: r["last_watcher"]["p99_ns"])[0],

@@ -569,6 +569,12 @@ VITESS_SYSTEMS = ("topohub", "vitess-topohub", "vitess-etcd2topo")
 VITESS_SHARDS = 4     # per keyspace, as vitess.go: a reshard burst writes this + 2 files
 
 
+def vitess_go_system(system):
+    """The backend of a Vitess-shaped point's Go programs (setup, writer,
+    collector): topohub's C processes are fed by vitess-topohub's."""
+    return "vitess-topohub" if system == "topohub" else system
+
+
 def proc_threads(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -608,7 +614,7 @@ def run_vitess_point(env, vp, fault=None):
     # topohub: the C library's processes watch the same files (vroles) from
     # the same hub; the writer, the setup and the collector are vitess-topohub's.
     csubs = system == "topohub"
-    gosys = "vitess-topohub" if csubs else system
+    gosys = vitess_go_system(system)
     vbin = os.path.join(env.args.build, GO_BIN[gosys])
     env.want_etcd(system == "vitess-etcd2topo")
     env.want_hub(gosys == "vitess-topohub")
@@ -1058,7 +1064,7 @@ def main():
                 f" ({rec['wall_s']} s)")
         just = tuple(int(x) for x in args.vitess.split(",") if x)
         for vp, fault in ([] if args.point else vitess_points(args.quick, only, args.self_check, just)):
-            gosys = "vitess-topohub" if vp["system"] == "topohub" else vp["system"]  # its writer's
+            gosys = vitess_go_system(vp["system"])
             if gosys in no_go or (gosys == "vitess-etcd2topo" and not have_etcd) or \
                     (gosys == "vitess-topohub" and not have_hub) or args.faults_only:
                 continue
